@@ -1,0 +1,100 @@
+//! `local`: runs a step's entrypoint as a job on the machine stepbox runs on.
+//!
+//! The simplest useful flavor, and the reference for writing others: it
+//! decodes its configuration, merges the per-step settings, submits the
+//! entrypoint through the host's `jobs` capability and waits for it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use stepbox_guest::schemars::{self, JsonSchema};
+use stepbox_guest::{
+    ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs,
+};
+
+/// Configuration of a step operator that uses the `local` flavor.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Cancel a step that runs longer than this many seconds.
+    timeout_seconds: Option<u64>,
+    /// Environment variables added to every step (the step's own win).
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    /// Run steps in this directory instead of the step's source root.
+    working_dir: Option<String>,
+    /// The job backend to use; the step operator's default when absent.
+    backend: Option<String>,
+}
+
+/// Per-step settings (`step_operator.local` in ZenML).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Overrides the configured timeout for this step.
+    timeout_seconds: Option<u64>,
+    /// Environment variables for this step only.
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+struct Local;
+
+impl Flavor for Local {
+    type Config = Config;
+    type Settings = Settings;
+
+    fn info() -> FlavorInfo {
+        FlavorInfo::new("local", "Local process", env!("CARGO_PKG_VERSION"))
+            .description("Runs each step as a process on the machine stepbox runs on, and waits for it.")
+    }
+
+    fn validate(config: &Config) -> Result<(), ConfigError> {
+        if config.timeout_seconds == Some(0) {
+            return Err(ConfigError::field("timeout_seconds", "must be at least 1 second"));
+        }
+        if let Some(name) = config.environment.keys().find(|name| !valid_env_name(name)) {
+            return Err(ConfigError::field(
+                &format!("environment.{name}"),
+                "is not a valid environment variable name (letters, digits and _, not starting with a digit)",
+            ));
+        }
+        if config.working_dir.as_deref().is_some_and(|dir| !dir.starts_with('/')) {
+            return Err(ConfigError::field("working_dir", "must be an absolute path"));
+        }
+        Ok(())
+    }
+
+    fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
+        if settings.timeout_seconds == Some(0) {
+            return Err(ConfigError::field("timeout_seconds", "step setting must be at least 1 second").into());
+        }
+        let mut spec = jobs::entrypoint_spec(&request);
+        spec.backend = config.backend;
+        spec.timeout_seconds = settings.timeout_seconds.or(config.timeout_seconds);
+        if let Some(dir) = config.working_dir {
+            spec.working_dir = Some(dir);
+        }
+        let extra = config.environment.into_iter().chain(settings.environment);
+        for (name, value) in extra {
+            if !spec.env.iter().any(|var| var.name == name) {
+                spec.env.push(EnvVar { name, value });
+            }
+        }
+        stepbox_guest::info!(
+            "running step {} of {}/{}",
+            request.step_name,
+            request.pipeline_name,
+            request.run_name
+        );
+        jobs::run_to_completion(spec)
+    }
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+stepbox_guest::export_flavor!(Local);

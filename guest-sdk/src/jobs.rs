@@ -1,0 +1,58 @@
+//! Submitting jobs, and the common path: run the step's entrypoint and wait.
+
+use crate::bindings::stepbox::operator::jobs as wit;
+use crate::{Error, JobSpec, JobState, JobStatus, LaunchError, LaunchReport, LaunchRequest, Runtime};
+
+pub use wit::Job;
+
+/// A job spec that runs the request's entrypoint command with the request's
+/// environment, resources and source root as working directory, on the
+/// backend's own environment. Adjust the fields before submitting.
+pub fn entrypoint_spec(request: &LaunchRequest) -> JobSpec {
+    JobSpec {
+        name: Some(request.step_name.clone()),
+        backend: None,
+        command: request.entrypoint_command.clone(),
+        env: request.environment.clone(),
+        working_dir: Some(request.source_root.clone()),
+        resources: request.resources.clone(),
+        timeout_seconds: None,
+        runtime: Runtime::Host,
+    }
+}
+
+/// Submit a job. The host records it before this returns.
+pub fn submit(spec: &JobSpec) -> Result<Job, Error> {
+    wit::submit(spec)
+}
+
+/// Submit `spec`, wait for the job to end, and report its outcome.
+pub fn run_to_completion(spec: JobSpec) -> Result<LaunchReport, LaunchError> {
+    let job = submit(&spec)?;
+    let id = job.id();
+    crate::log::debug(&format!("submitted job {id}"));
+    let status = job.wait()?;
+    Ok(report(vec![id], status))
+}
+
+/// Run the request's entrypoint as one job with default settings and wait.
+pub fn run_entrypoint(request: &LaunchRequest) -> Result<LaunchReport, LaunchError> {
+    run_to_completion(entrypoint_spec(request))
+}
+
+/// A launch report for jobs whose last one ended with `status`.
+pub fn report(job_ids: Vec<String>, status: JobStatus) -> LaunchReport {
+    LaunchReport {
+        job_ids,
+        state: status.state,
+        exit_code: status.exit_code,
+        message: status.message,
+    }
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Running)
+    }
+}

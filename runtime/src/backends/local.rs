@@ -1,0 +1,317 @@
+//! The local backend: a job is a process on this machine, in its own process
+//! group, so that cancelling it reaches every process it started.
+//!
+//! - The environment is exactly the job's, plus `PATH` from the runtime when
+//!   the job sets none.
+//! - Output is read from pipes and streamed to the job's [`JobLog`].
+//! - Cancel and timeout send SIGTERM to the whole group, wait a grace period,
+//!   then SIGKILL, and return only once the group is empty.
+//! - When the main process exits on its own, whatever it left behind in its
+//!   group is stopped the same way: a job ends with nothing left running.
+//!
+//! Resource requests (CPUs, memory, GPUs) are advisory on this backend.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{BackendError, JobBackend, JobLog, JobRequest, JobState, JobStatus, RunningJob, Stream};
+
+/// PATH for jobs when neither the job nor the runtime has one.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// How long to wait for output pipes to drain after a job has ended.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for a killed process group to disappear.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs jobs as local processes.
+pub struct LocalBackend {
+    grace: Duration,
+}
+
+impl LocalBackend {
+    /// A backend whose jobs get `grace` between SIGTERM and SIGKILL when they
+    /// time out or leave processes behind.
+    pub fn new(grace: Duration) -> Self {
+        Self { grace }
+    }
+}
+
+#[async_trait]
+impl JobBackend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {
+        let (program, args) = request
+            .command
+            .split_first()
+            .ok_or_else(|| BackendError::Invalid("the job's command is empty".to_owned()))?;
+        if let Some(dir) = &request.working_dir
+            && !dir.is_dir()
+        {
+            return Err(BackendError::Invalid(format!(
+                "the working directory {} does not exist or is not a directory",
+                dir.display()
+            )));
+        }
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env_clear()
+            .envs(request.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if !request.env.iter().any(|(name, _)| name == "PATH") {
+            let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());
+            command.env("PATH", path);
+        }
+        if let Some(dir) = &request.working_dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|error| {
+            BackendError::Failed(match error.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!("cannot start `{program}`: no such program (is it on the job's PATH?)")
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("cannot start `{program}`: permission denied")
+                }
+                _ => format!("cannot start `{program}`: {error}"),
+            })
+        })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| BackendError::Failed(format!("`{program}` exited before it could be tracked")))?;
+        let readers = spawn_readers(&mut child, &request.log);
+        let (status_tx, status_rx) = watch::channel(JobStatus::running());
+        let (cancel_tx, cancel_rx) = watch::channel(None);
+        let supervisor = Supervisor {
+            child,
+            group: Pid::from_raw(pid as i32),
+            grace: self.grace,
+            readers,
+        };
+        tokio::spawn(supervisor.run(request.timeout, cancel_rx, status_tx));
+        Ok(Arc::new(LocalJob {
+            pid,
+            status: status_rx,
+            cancel: cancel_tx,
+        }))
+    }
+}
+
+/// A running local job, as seen from the host.
+struct LocalJob {
+    pid: u32,
+    status: watch::Receiver<JobStatus>,
+    cancel: watch::Sender<Option<Duration>>,
+}
+
+#[async_trait]
+impl RunningJob for LocalJob {
+    fn external_id(&self) -> String {
+        self.pid.to_string()
+    }
+
+    fn status(&self) -> JobStatus {
+        self.status.borrow().clone()
+    }
+
+    async fn wait(&self) -> JobStatus {
+        let mut status = self.status.clone();
+        let result = status.wait_for(|status| status.state.is_terminal()).await;
+        match result {
+            Ok(status) => status.clone(),
+            // The supervisor is gone without a verdict (the runtime is shutting down).
+            Err(_) => self.status.borrow().clone(),
+        }
+    }
+
+    async fn cancel(&self, grace: Duration) -> JobStatus {
+        self.cancel.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(grace);
+            }
+            first
+        });
+        self.wait().await
+    }
+}
+
+/// Copy the child's stdout and stderr into the job log.
+fn spawn_readers(child: &mut Child, log: &Arc<JobLog>) -> Vec<JoinHandle<()>> {
+    let mut readers = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let log = Arc::clone(log);
+        readers.push(tokio::spawn(async move {
+            let mut buffer = vec![0; 8192];
+            while let Ok(n @ 1..) = stdout.read(&mut buffer).await {
+                log.write(Stream::Stdout, &buffer[..n]);
+            }
+        }));
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        let log = Arc::clone(log);
+        readers.push(tokio::spawn(async move {
+            let mut buffer = vec![0; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut buffer).await {
+                log.write(Stream::Stderr, &buffer[..n]);
+            }
+        }));
+    }
+    readers
+}
+
+/// Owns the child process and decides how the job ended.
+struct Supervisor {
+    child: Child,
+    group: Pid,
+    grace: Duration,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Supervisor {
+    async fn run(
+        mut self,
+        timeout: Option<Duration>,
+        mut cancel: watch::Receiver<Option<Duration>>,
+        status: watch::Sender<JobStatus>,
+    ) {
+        let deadline = async {
+            match timeout {
+                Some(timeout) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
+        };
+        enum Ending {
+            Exited(std::io::Result<ExitStatus>),
+            TimedOut,
+            Cancelled(Duration),
+        }
+        let ending = tokio::select! {
+            exit = self.child.wait() => Ending::Exited(exit),
+            () = deadline => Ending::TimedOut,
+            requested = cancel.wait_for(Option::is_some) => {
+                Ending::Cancelled(requested.ok().and_then(|grace| *grace).unwrap_or(self.grace))
+            }
+        };
+        let (exit, ended_by) = match ending {
+            Ending::Exited(exit) => (exit, None),
+            Ending::TimedOut => (self.stop(self.grace).await, Some(JobState::TimedOut)),
+            Ending::Cancelled(grace) => (self.stop(grace).await, Some(JobState::Cancelled)),
+        };
+        // The main process is gone; end whatever it left in its group.
+        stop_group(self.group, self.grace).await;
+        for reader in self.readers {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(DRAIN_TIMEOUT, reader).await.is_err() {
+                abort.abort();
+            }
+        }
+        status.send_replace(verdict(exit, ended_by, timeout));
+    }
+
+    /// SIGTERM the group, wait up to `grace` for the main process, then SIGKILL.
+    async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
+        signal_group(self.group, Signal::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                signal_group(self.group, Signal::SIGKILL);
+                self.child.wait().await
+            }
+        }
+    }
+}
+
+/// How a job ended, from its exit status and what ended it.
+fn verdict(exit: std::io::Result<ExitStatus>, ended_by: Option<JobState>, timeout: Option<Duration>) -> JobStatus {
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(error) => {
+            return JobStatus {
+                state: JobState::Failed,
+                exit_code: None,
+                message: Some(format!("lost track of the process: {error}")),
+            };
+        }
+    };
+    let exit_code = exit.code().or_else(|| exit.signal().map(|signal| 128 + signal));
+    let described = match (exit.code(), exit.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("killed by signal {}", signal_name(signal)),
+        _ => "ended".to_owned(),
+    };
+    let (state, message) = match ended_by {
+        Some(JobState::TimedOut) => (
+            JobState::TimedOut,
+            Some(format!(
+                "timed out after {}; {described}",
+                humantime::format_duration(timeout.unwrap_or_default())
+            )),
+        ),
+        Some(JobState::Cancelled) => (JobState::Cancelled, Some(format!("cancelled; {described}"))),
+        _ if exit.success() => (JobState::Succeeded, None),
+        _ => (JobState::Failed, Some(described)),
+    };
+    JobStatus {
+        state,
+        exit_code,
+        message,
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned())
+}
+
+fn signal_group(group: Pid, signal: Signal) {
+    // ESRCH (nothing left) is the normal case when the group already ended.
+    let _ = killpg(group, signal);
+}
+
+fn group_alive(group: Pid) -> bool {
+    killpg(group, None).is_ok()
+}
+
+/// Stop every process left in `group`: SIGTERM, up to `grace`, then SIGKILL,
+/// and wait (bounded) until the group is empty.
+async fn stop_group(group: Pid, grace: Duration) {
+    if !group_alive(group) {
+        return;
+    }
+    tracing::debug!("stopping processes left in group {group}");
+    signal_group(group, Signal::SIGTERM);
+    if wait_until_empty(group, grace).await {
+        return;
+    }
+    signal_group(group, Signal::SIGKILL);
+    if !wait_until_empty(group, KILL_TIMEOUT).await {
+        tracing::warn!("process group {group} still has members after SIGKILL");
+    }
+}
+
+async fn wait_until_empty(group: Pid, limit: Duration) -> bool {
+    let started = tokio::time::Instant::now();
+    while group_alive(group) {
+        if started.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}

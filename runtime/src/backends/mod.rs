@@ -1,0 +1,152 @@
+//! Where jobs run. A backend turns a [`JobRequest`] into a running job and
+//! follows it to the end. Backends know nothing of WebAssembly: the `jobs`
+//! host capability translates between the contract and these types.
+
+mod job_log;
+pub mod local;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use thiserror::Error;
+
+pub use job_log::{JobLog, NoOutput, OutputSink, Stream, TerminalOutput, file_tail};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::TimedOut => "timed-out",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Running)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            "timed-out" => JobState::TimedOut,
+            other => return Err(format!("unknown job state `{other}`")),
+        })
+    }
+}
+
+/// A job's state, exit code and the backend's explanation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobStatus {
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+impl JobStatus {
+    pub fn running() -> Self {
+        Self {
+            state: JobState::Running,
+            exit_code: None,
+            message: None,
+        }
+    }
+}
+
+/// Resources a job asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobResources {
+    pub cpu_count: Option<f64>,
+    pub gpu_count: Option<u32>,
+    pub gpu_class: Option<String>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// A job, checked against policy, ready for a backend.
+pub struct JobRequest {
+    /// The runtime's id for the job.
+    pub id: String,
+    pub name: String,
+    pub command: Vec<String>,
+    /// The job's whole environment.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+    pub resources: JobResources,
+    pub timeout: Option<Duration>,
+    /// Where the job's output goes.
+    pub log: Arc<JobLog>,
+}
+
+/// Why a backend could not run a job.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// The request cannot work on this backend (bad working dir, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend does not support something the request asks for.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The backend failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A place jobs run.
+#[async_trait]
+pub trait JobBackend: Send + Sync {
+    /// The name step operators and job specs use for this backend.
+    fn name(&self) -> &'static str;
+
+    /// Start a job. Returns once the backend has accepted it.
+    async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError>;
+}
+
+/// A job a backend accepted.
+#[async_trait]
+pub trait RunningJob: Send + Sync {
+    /// The backend's own id for the job (a process id, a Slurm job id, …).
+    fn external_id(&self) -> String;
+
+    /// The current status, without waiting.
+    fn status(&self) -> JobStatus;
+
+    /// Wait until the job has ended.
+    async fn wait(&self) -> JobStatus;
+
+    /// Stop the job: ask politely, wait up to `grace`, then force it. Returns
+    /// once everything the job started has ended.
+    async fn cancel(&self, grace: Duration) -> JobStatus;
+}

@@ -1,0 +1,18 @@
+//! Host bindings generated from the contract (`wit/operator.wit`).
+//!
+//! Every import is async (host calls may wait on jobs without blocking the
+//! runtime's threads) and trappable (only for host faults; policy denials and
+//! backend failures are returned to the guest as `error` values).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "flavor",
+    imports: { default: async | trappable },
+    exports: { default: async },
+    with: {
+        "stepbox:operator/jobs.job": crate::host::jobs::JobResource,
+    },
+});
+
+pub use exports::stepbox::operator::operator as operator;
+pub use stepbox::operator::{images, jobs, log, requirements, types};

@@ -1,0 +1,230 @@
+//! The command line's shape: every command, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::output::Format;
+
+/// Run step-operator flavors as sandboxed WebAssembly components.
+///
+/// A flavor (a .wasm component) decides where and how a pipeline step runs;
+/// stepbox runs it with no ambient authority and blocks until the step's
+/// jobs are done.
+#[derive(Debug, Parser)]
+#[command(name = "stepbox", version, propagate_version = true)]
+#[command(after_help = "\
+Quick tour:
+  stepbox flavor register target/wasm32-wasip2/guest/stepbox_flavor_local.wasm
+  stepbox step-operator register local --flavor local
+  stepbox launch --step-operator local --pipeline p --run r1 --step train -- python train.py
+  stepbox runs list
+
+Exit codes of `stepbox launch`: the job's own exit code when a job ran; 64 bad input,
+70 flavor error, 77 denied by policy, 130/143 cancelled by SIGINT/SIGTERM.")]
+pub struct Cli {
+    /// State directory [default: $STEPBOX_HOME, else ~/.local/share/stepbox]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); STEPBOX_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register, list, describe and delete flavors (.wasm components)
+    #[command(subcommand)]
+    Flavor(FlavorCommand),
+    /// Configure step operators: a flavor plus its configuration
+    #[command(subcommand, name = "step-operator", visible_alias = "so")]
+    StepOperator(StepOperatorCommand),
+    /// Run one step through a step operator and wait for it to finish
+    Launch(Box<LaunchArgs>),
+    /// Inspect past and running launches
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlavorCommand {
+    /// Check, compile and register a flavor component
+    #[command(after_help = "\
+Examples:
+  stepbox flavor register ./my_flavor.wasm
+  stepbox flavor register --replace ./my_flavor.wasm   # a new build of the same flavor")]
+    Register {
+        /// The component file
+        path: PathBuf,
+        /// Replace a registered flavor of the same name
+        #[arg(long)]
+        replace: bool,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// List registered flavors
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show a flavor's metadata, schemas and the capabilities it imports
+    Describe {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Delete a flavor that no step operator uses
+    Delete { name: String },
+}
+
+/// Configuration given on the command line.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A configuration key and value; values are typed by the flavor's schema (repeatable)
+    #[arg(short, long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// The whole configuration as a JSON object, from a file
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StepOperatorCommand {
+    /// Register a step operator; the flavor validates its configuration
+    #[command(after_help = "\
+Examples:
+  stepbox step-operator register local --flavor local
+  stepbox step-operator register slow --flavor local --config timeout_seconds=3600
+  stepbox step-operator register gpu --flavor local --config-file gpu.json")]
+    Register {
+        name: String,
+        /// The flavor to use
+        #[arg(short, long)]
+        flavor: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// List step operators
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show a step operator's flavor and configuration
+    Describe {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Change a step operator's configuration (validated again by the flavor)
+    #[command(after_help = "\
+Examples:
+  stepbox step-operator update slow --config timeout_seconds=7200
+  stepbox step-operator update slow --unset timeout_seconds
+  stepbox step-operator update slow --config-file new.json   # replaces the whole configuration")]
+    Update {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Remove a configuration key (repeatable)
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Delete a step operator
+    Delete { name: String },
+}
+
+/// Arguments of `stepbox launch`, mirroring ZenML's step-operator launch.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  stepbox launch --step-operator local --pipeline training --run run-42 --step trainer \\
+      --env DATA=/data --cpu 2 --memory 4GiB -- python -m my_steps.trainer
+  stepbox launch --step-operator local --pipeline p --run r --step s \\
+      --settings '{\"timeout_seconds\": 60}' -- ./step.sh
+
+The launch blocks until the step finishes and streams its output. Ctrl-C or SIGTERM cancels
+every job the launch started (their whole process groups) and records the run as cancelled.
+
+Exit codes: the job's own exit code when a job ran (128+N when killed by signal N);
+64 bad input, 70 flavor error, 77 denied by policy, 130/143 cancelled by SIGINT/SIGTERM.")]
+pub struct LaunchArgs {
+    /// The step operator to launch with
+    #[arg(long, short = 's')]
+    pub step_operator: String,
+    /// Pipeline name
+    #[arg(long)]
+    pub pipeline: String,
+    /// Pipeline run name
+    #[arg(long)]
+    pub run: String,
+    /// Step name
+    #[arg(long)]
+    pub step: String,
+    /// The caller's run id (ZenML's); a new one by default
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The caller's step-run id; a new one by default
+    #[arg(long)]
+    pub step_run_id: Option<String>,
+    /// A Python requirement of the step (repeatable)
+    #[arg(long = "requirement", short = 'r', value_name = "REQ")]
+    pub requirements: Vec<String>,
+    /// An environment variable for the step (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// CPUs the step needs (may be fractional)
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<f64>,
+    /// GPUs the step needs
+    #[arg(long, value_name = "N")]
+    pub gpu: Option<u32>,
+    /// The GPU class, for backends that choose one
+    #[arg(long, value_name = "CLASS")]
+    pub gpu_class: Option<String>,
+    /// Memory the step needs: 512MiB, 4GiB, 2GB, …
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Per-step settings for the flavor, a JSON object
+    #[arg(long, value_name = "JSON")]
+    pub settings: Option<String>,
+    /// The step's source directory [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Option<PathBuf>,
+    /// An image already built for the step
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// The step's entrypoint command
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List recent runs, newest first
+    List {
+        /// How many runs to show
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show one run: state, exit code, jobs and the tail of the job log
+    Show {
+        /// The run id, or an unambiguous prefix of it
+        id: String,
+        /// Bytes of log tail to show
+        #[arg(long, default_value_t = 2048, value_name = "BYTES")]
+        tail: u64,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+}

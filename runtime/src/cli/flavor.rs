@@ -1,0 +1,97 @@
+//! `stepbox flavor …`
+
+use std::path::PathBuf;
+
+use super::args::FlavorCommand;
+use super::output::{self, Format};
+use super::{Failure, open};
+use crate::exit;
+use crate::flavors::{self, FlavorListing};
+
+pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Failure> {
+    let stepbox = open(home)?;
+    match command {
+        FlavorCommand::Register { path, replace, output } => {
+            let record = flavors::register(&stepbox, &path, replace).await?;
+            match output {
+                Format::Json => output::json(&record)?,
+                Format::Table => println!(
+                    "registered flavor `{}` {} (sha256 {}, imports: {})",
+                    record.name,
+                    record.version,
+                    output::short(&record.sha256),
+                    capability_list(&record.shape.capabilities)
+                ),
+            }
+        }
+        FlavorCommand::List { output } => {
+            let (listings, broken) = flavors::list(&stepbox)?;
+            match output {
+                Format::Json => output::json(&listings)?,
+                Format::Table => {
+                    let mut table = output::table(&["NAME", "VERSION", "DISPLAY NAME", "IMPORTS", "SHA256", "STATUS"]);
+                    for listing in &listings {
+                        let record = &listing.record;
+                        table.add_row(vec![
+                            record.name.clone(),
+                            record.version.clone(),
+                            record.display_name.clone(),
+                            capability_list(&record.shape.capabilities),
+                            output::short(&record.sha256).to_owned(),
+                            listing.status.clone(),
+                        ]);
+                    }
+                    if listings.is_empty() {
+                        println!("no flavors registered; add one with `stepbox flavor register PATH.wasm`");
+                    } else {
+                        println!("{table}");
+                    }
+                }
+            }
+            for problem in &broken {
+                eprintln!("warning: unreadable flavor record {problem}");
+            }
+        }
+        FlavorCommand::Describe { name, output } => {
+            let listing = flavors::get(&stepbox, &name)?;
+            match output {
+                Format::Json => output::json(&listing)?,
+                Format::Table => describe(&listing),
+            }
+        }
+        FlavorCommand::Delete { name } => {
+            flavors::delete(&stepbox, &name)?;
+            println!("deleted flavor `{name}`");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn capability_list(capabilities: &[String]) -> String {
+    if capabilities.is_empty() { "-".to_owned() } else { capabilities.join(", ") }
+}
+
+fn describe(listing: &FlavorListing) {
+    let record = &listing.record;
+    output::fields(&[
+        ("name", record.name.clone()),
+        ("display name", record.display_name.clone()),
+        ("version", record.version.clone()),
+        ("description", record.description.clone()),
+        ("docs", record.docs_url.clone().unwrap_or_else(|| "-".to_owned())),
+        ("contract", format!("{}@{}", crate::CONTRACT_PACKAGE, crate::CONTRACT_VERSION)),
+        ("capabilities", capability_list(&record.shape.capabilities)),
+        ("wasi imports", record.shape.wasi.join(", ")),
+        ("exports", record.shape.exports.join(", ")),
+        ("size", bytesize::ByteSize::b(record.size).to_string()),
+        ("sha256", record.sha256.clone()),
+        ("file", format!("{} ({})", record.source_path, listing.status)),
+        ("registered", record.registered_at.clone()),
+    ]);
+    println!("\nconfig schema:\n{}", pretty(&record.config_schema));
+    println!("\nsettings schema:\n{}", pretty(&record.settings_schema));
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}

@@ -1,0 +1,98 @@
+//! `stepbox launch`: run one step and exit with its outcome.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::args::LaunchArgs;
+use super::output;
+use super::{Failure, open};
+use crate::backends::TerminalOutput;
+use crate::exit;
+use crate::launch::{self, Interrupt};
+use crate::store::RunState;
+use crate::units::{parse_env_var, parse_memory};
+
+pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure> {
+    // Handle signals before anything starts, so Ctrl-C always cancels cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    let launch_args = parse(args)?;
+    let stepbox = open(home)?;
+    let interrupted = async move {
+        let interrupt = tokio::select! {
+            _ = sigint.recv() => Interrupt::Interrupt,
+            _ = sigterm.recv() => Interrupt::Terminate,
+        };
+        eprintln!("stepbox: cancelling: stopping the step's jobs…");
+        interrupt
+    };
+    let outcome = launch::launch(&stepbox, launch_args, Arc::new(TerminalOutput), interrupted).await?;
+    let id = output::short(&outcome.run_id);
+    match outcome.state {
+        RunState::Succeeded => tracing::debug!("run {} succeeded", outcome.run_id),
+        state => {
+            let message = outcome.message.as_deref().unwrap_or("");
+            eprintln!("stepbox: run {id} {state}: {message} (details: stepbox runs show {id})");
+        }
+    }
+    Ok(outcome.exit_code)
+}
+
+fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
+    let environment = args
+        .env
+        .iter()
+        .map(|pair| parse_env_var(pair))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::input(format!("--env {e}")))?;
+    let memory_bytes = args
+        .memory
+        .as_deref()
+        .map(parse_memory)
+        .transpose()
+        .map_err(|e| Failure::input(format!("--memory {e}")))?;
+    if let Some(cpu) = args.cpu
+        && !(cpu.is_finite() && cpu > 0.0)
+    {
+        return Err(Failure::input(format!("--cpu {cpu} must be a positive number")));
+    }
+    let settings = args
+        .settings
+        .as_deref()
+        .map(|text| match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+            Ok(_) => Err(Failure::input("--settings must be a JSON object, like '{\"key\": 1}'")),
+            Err(e) => Err(Failure::input(format!("--settings is not valid JSON: {e}"))),
+        })
+        .transpose()?;
+    let source_root = match args.source_root {
+        Some(dir) => dir,
+        None => std::env::current_dir().map_err(|e| Failure::input(format!("cannot read the current directory: {e}")))?,
+    };
+    let source_root = std::fs::canonicalize(&source_root).map_err(|e| {
+        Failure::input(format!("--source-root {} is not an existing directory: {e}", source_root.display()))
+    })?;
+    if !source_root.is_dir() {
+        return Err(Failure::input(format!("--source-root {} is not a directory", source_root.display())));
+    }
+    Ok(launch::LaunchArgs {
+        step_operator: args.step_operator,
+        pipeline: args.pipeline,
+        run_name: args.run,
+        step: args.step,
+        run_id: args.run_id,
+        step_run_id: args.step_run_id,
+        requirements: args.requirements,
+        entrypoint: args.command,
+        environment,
+        cpu_count: args.cpu,
+        gpu_count: args.gpu,
+        gpu_class: args.gpu_class,
+        memory_bytes,
+        settings,
+        source_root,
+        image: args.image,
+    })
+}

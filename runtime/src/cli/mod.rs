@@ -1,0 +1,93 @@
+//! The `stepbox` command line: argument definitions, logging setup, and
+//! dispatch to one module per command group.
+
+mod args;
+mod failure;
+mod flavor;
+mod launch;
+mod output;
+mod runs;
+mod step_operator;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::exit;
+pub use args::{Cli, Command};
+pub use failure::Failure;
+
+/// Run the command line and return the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = match error.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::OK,
+                _ => exit::BAD_INPUT,
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // Do not wait for detached tasks (a reader of a pipe that an escaped
+    // process still holds, say): everything that matters has been awaited.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Flavor(command) => flavor::run(cli.home, command).await,
+        Command::StepOperator(command) => step_operator::run(cli.home, command).await,
+        Command::Launch(args) => launch::run(cli.home, *args).await,
+        Command::Runs(command) => runs::run(cli.home, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.code
+        }
+    }
+}
+
+/// Logs go to stderr. `-v` shows debug messages, `-vv` trace; `-q` only
+/// errors. `STEPBOX_LOG` (an `EnvFilter` directive) overrides both.
+fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,stepbox=info,flavor=info",
+        (false, 1) => "info,stepbox=debug,flavor=debug",
+        _ => "debug,stepbox=trace,flavor=trace,cranelift_codegen=info,wasmtime_cranelift=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEPBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Open the state at `--home`, `$STEPBOX_HOME` or the default.
+fn open(home: Option<std::path::PathBuf>) -> Result<crate::context::Stepbox, Failure> {
+    let home = match home {
+        Some(path) => crate::home::Home::at(path),
+        None => crate::home::Home::from_env().map_err(|e| Failure::new(exit::BAD_INPUT, e))?,
+    };
+    crate::context::Stepbox::open(home).map_err(|e| Failure::new(exit::INTERNAL, e))
+}

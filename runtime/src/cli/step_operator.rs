@@ -1,0 +1,140 @@
+//! `stepbox step-operator …`
+
+use std::path::PathBuf;
+
+use super::args::{ConfigArgs, StepOperatorCommand};
+use super::output::{self, Format};
+use super::{Failure, open};
+use crate::context::Stepbox;
+use crate::exit;
+use crate::step_operators::{self, config_from_pairs};
+use crate::store::StepOperatorRecord;
+use crate::units::parse_key_value;
+
+pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<u8, Failure> {
+    let stepbox = open(home)?;
+    match command {
+        StepOperatorCommand::Register {
+            name,
+            flavor,
+            config,
+            output,
+        } => {
+            let schema = flavor_schema(&stepbox, &flavor)?;
+            let file = read_config_file(&config)?;
+            let mut object = match file {
+                Some(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            object.extend(pairs(&schema, &config)?);
+            let record = step_operators::register(&stepbox, &name, &flavor, serde_json::Value::Object(object)).await?;
+            print_one(&record, output, "registered")?;
+        }
+        StepOperatorCommand::List { output } => {
+            let records = step_operators::list(&stepbox)?;
+            match output {
+                Format::Json => output::json(&records)?,
+                Format::Table if records.is_empty() => {
+                    println!("no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`");
+                }
+                Format::Table => {
+                    let mut table = output::table(&["NAME", "FLAVOR", "CONFIG", "UPDATED"]);
+                    for record in &records {
+                        table.add_row(vec![
+                            record.name.clone(),
+                            record.flavor.clone(),
+                            step_operators::config_summary(&record.config),
+                            record.updated_at.clone(),
+                        ]);
+                    }
+                    println!("{table}");
+                }
+            }
+        }
+        StepOperatorCommand::Describe { name, output } => {
+            let record = step_operators::get(&stepbox, &name)?;
+            print_one(&record, output, "")?;
+        }
+        StepOperatorCommand::Update {
+            name,
+            config,
+            unset,
+            output,
+        } => {
+            let current = step_operators::get(&stepbox, &name)?;
+            let schema = flavor_schema(&stepbox, &current.flavor)?;
+            let replace = read_config_file(&config)?;
+            let set = pairs(&schema, &config)?;
+            if replace.is_none() && set.is_empty() && unset.is_empty() {
+                return Err(Failure::input(
+                    "nothing to update: give --config KEY=VALUE, --config-file FILE or --unset KEY",
+                ));
+            }
+            let record = step_operators::update(&stepbox, &name, replace, set, &unset).await?;
+            print_one(&record, output, "updated")?;
+        }
+        StepOperatorCommand::Delete { name } => {
+            step_operators::delete(&stepbox, &name)?;
+            println!("deleted step operator `{name}`");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn flavor_schema(stepbox: &Stepbox, flavor: &str) -> Result<serde_json::Value, Failure> {
+    let listing = crate::flavors::get(stepbox, flavor)?;
+    Ok(listing.record.config_schema)
+}
+
+fn pairs(
+    schema: &serde_json::Value,
+    config: &ConfigArgs,
+) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let parsed = config
+        .config
+        .iter()
+        .map(|pair| parse_key_value(pair))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::input(format!("--config {e}")))?;
+    Ok(config_from_pairs(schema, &parsed))
+}
+
+fn read_config_file(config: &ConfigArgs) -> Result<Option<serde_json::Value>, Failure> {
+    let Some(path) = &config.config_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::input(format!("cannot read --config-file {}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::input(format!("--config-file {} is not valid JSON: {e}", path.display())))?;
+    if !value.is_object() {
+        return Err(Failure::input(format!(
+            "--config-file {} must hold a JSON object, like {{\"key\": \"value\"}}",
+            path.display()
+        )));
+    }
+    Ok(Some(value))
+}
+
+fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<(), Failure> {
+    match format {
+        Format::Json => output::json(record),
+        Format::Table => {
+            if !verb.is_empty() {
+                println!("{verb} step operator `{}` (flavor `{}`)", record.name, record.flavor);
+                return Ok(());
+            }
+            output::fields(&[
+                ("name", record.name.clone()),
+                ("flavor", record.flavor.clone()),
+                ("created", record.created_at.clone()),
+                ("updated", record.updated_at.clone()),
+            ]);
+            println!(
+                "\nconfig:\n{}",
+                serde_json::to_string_pretty(&record.config).unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}

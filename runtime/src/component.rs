@@ -1,0 +1,248 @@
+//! Loading a `.wasm` file as a flavor: telling what it is, checking it
+//! against the contract, and caching its precompiled form.
+//!
+//! Compiling a component is slow (milliseconds for Rust flavors, seconds for
+//! Python and JavaScript), so registration compiles once and writes the
+//! artifact to `$STEPBOX_HOME/cache/<wasm sha256>-<engine key>.cwasm`; every
+//! later load memory-maps it. A precompiled artifact is native code, so only
+//! files this runtime wrote, in its own owner-only directory, are loaded.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use wasmtime::component::Component;
+
+use crate::engine::StepboxEngine;
+use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+
+/// The export every flavor must have.
+pub fn operator_export() -> String {
+    format!("{CONTRACT_PACKAGE}/operator@{CONTRACT_VERSION}")
+}
+
+/// The capability interfaces this runtime provides, by WIT interface name.
+pub const CAPABILITIES: &[&str] = &["log", "jobs", "requirements", "images", "types"];
+
+/// Why a file cannot be used as a flavor.
+#[derive(Debug, Error)]
+pub enum ComponentError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm(String),
+    #[error(
+        "{0} is a core WebAssembly module, not a component. Flavors are components: build for the `wasm32-wasip2` target (cargo build --target wasm32-wasip2), or wrap a module with `wasm-tools component new`"
+    )]
+    CoreModule(String),
+    #[error("{path} is not valid WebAssembly: {message}")]
+    Invalid { path: String, message: String },
+    #[error(
+        "{path} was built against contract {found}, but this stepbox implements {CONTRACT_PACKAGE}@{CONTRACT_VERSION}. Rebuild the flavor with stepbox-guest {CONTRACT_VERSION}, or use a stepbox that supports {found}"
+    )]
+    ContractVersion { path: String, found: String },
+    #[error(
+        "{path} is a component of another world: it exports [{exports}] but not `{expected}`. A flavor must implement the `flavor` world of {CONTRACT_PACKAGE}@{CONTRACT_VERSION}",
+        expected = operator_export()
+    )]
+    NotAFlavor { path: String, exports: String },
+    #[error(
+        "{path} imports `{import}`, which stepbox does not provide. A flavor may import the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} capabilities (log, jobs, requirements, images) and WASI 0.2 interfaces"
+    )]
+    UnknownImport { path: String, import: String },
+    #[error("cannot compile {path}: {message}")]
+    Compile { path: String, message: String },
+    #[error("cannot write the compiled component to {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What a component imports and exports, sorted into what matters to a user.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComponentShape {
+    /// The stepbox capabilities it imports, by interface name (`jobs`, `log`, …).
+    pub capabilities: Vec<String>,
+    /// The WASI interfaces it imports, with versions.
+    pub wasi: Vec<String>,
+    /// Everything it exports.
+    pub exports: Vec<String>,
+}
+
+/// Refuse anything that is not a component, before compiling it.
+pub fn check_binary(path: &str, bytes: &[u8]) -> Result<(), ComponentError> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err(ComponentError::NotWasm(path.to_owned()));
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(ComponentError::CoreModule(path.to_owned()));
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(ComponentError::Invalid {
+            path: path.to_owned(),
+            message: "unknown WebAssembly version or layer".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Check a compiled component against the contract and describe it.
+pub fn check_shape(
+    engine: &StepboxEngine,
+    path: &str,
+    component: &Component,
+) -> Result<ComponentShape, ComponentError> {
+    let engine = engine.engine();
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let wanted = operator_export();
+    if !exports.iter().any(|name| *name == wanted) {
+        let prefix = format!("{CONTRACT_PACKAGE}/operator@");
+        if let Some(other) = exports.iter().find_map(|name| name.strip_prefix(&prefix)) {
+            return Err(ComponentError::ContractVersion {
+                path: path.to_owned(),
+                found: format!("{CONTRACT_PACKAGE}@{other}"),
+            });
+        }
+        return Err(ComponentError::NotAFlavor {
+            path: path.to_owned(),
+            exports: exports.join(", "),
+        });
+    }
+    let mut shape = ComponentShape {
+        exports,
+        ..ComponentShape::default()
+    };
+    for (name, _) in ty.imports(engine) {
+        classify_import(path, name, &mut shape)?;
+    }
+    shape.capabilities.sort();
+    shape.wasi.sort();
+    Ok(shape)
+}
+
+fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result<(), ComponentError> {
+    let unknown = || ComponentError::UnknownImport {
+        path: path.to_owned(),
+        import: name.to_owned(),
+    };
+    if let Some(rest) = name.strip_prefix(&format!("{CONTRACT_PACKAGE}/")) {
+        let (interface, version) = rest.split_once('@').ok_or_else(unknown)?;
+        if version != CONTRACT_VERSION {
+            return Err(ComponentError::ContractVersion {
+                path: path.to_owned(),
+                found: format!("{CONTRACT_PACKAGE}@{version}"),
+            });
+        }
+        if !CAPABILITIES.contains(&interface) {
+            return Err(unknown());
+        }
+        if interface != "types" {
+            shape.capabilities.push(interface.to_owned());
+        }
+        return Ok(());
+    }
+    if name.starts_with("wasi:") && name.contains("@0.2.") {
+        shape.wasi.push(name.to_owned());
+        return Ok(());
+    }
+    Err(unknown())
+}
+
+/// Compiles components and keeps their precompiled artifacts.
+pub struct ComponentCache {
+    engine: StepboxEngine,
+    dir: PathBuf,
+}
+
+impl ComponentCache {
+    /// A cache in `dir`, which must be private to this user.
+    pub fn new(engine: StepboxEngine, dir: PathBuf) -> Self {
+        Self { engine, dir }
+    }
+
+    fn artifact(&self, sha256: &str) -> PathBuf {
+        self.dir
+            .join(format!("{sha256}-{}.cwasm", self.engine.compatibility_key()))
+    }
+
+    /// Compile `bytes` (whose sha256 is `sha256`), write the artifact, and
+    /// return the component. Compiles once: the artifact is what is loaded.
+    pub fn compile(&self, path: &str, sha256: &str, bytes: &[u8]) -> Result<Component, ComponentError> {
+        let compiled = self
+            .engine
+            .engine()
+            .precompile_component(bytes)
+            .map_err(|error| ComponentError::Compile {
+                path: path.to_owned(),
+                message: format!("{error:#}"),
+            })?;
+        let artifact = self.artifact(sha256);
+        write_atomically(&artifact, &compiled).map_err(|source| ComponentError::Cache {
+            path: artifact.clone(),
+            source,
+        })?;
+        // SAFETY: `compiled` was produced by this engine a moment ago.
+        unsafe { Component::deserialize(self.engine.engine(), &compiled) }.map_err(|error| {
+            ComponentError::Compile {
+                path: path.to_owned(),
+                message: format!("{error:#}"),
+            }
+        })
+    }
+
+    /// Load the component whose source is the blob at `blob` with `sha256`:
+    /// from the cache when this engine compiled it before, otherwise compile
+    /// it again (after checking the blob still has the expected hash).
+    pub fn load(&self, blob: &Path, sha256: &str) -> Result<Component, ComponentError> {
+        let artifact = self.artifact(sha256);
+        if artifact.is_file() {
+            // SAFETY: the cache directory is private to this user and holds
+            // only artifacts this runtime wrote with `precompile_component`;
+            // wasmtime additionally checks the engine compatibility header.
+            match unsafe { Component::deserialize_file(self.engine.engine(), &artifact) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!("ignoring unusable cached artifact {}: {error:#}", artifact.display());
+                }
+            }
+        }
+        let display = blob.display().to_string();
+        let bytes = fs::read(blob).map_err(|source| ComponentError::Read {
+            path: blob.to_owned(),
+            source,
+        })?;
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            return Err(ComponentError::Invalid {
+                path: display,
+                message: format!(
+                    "its sha256 is {actual}, but {sha256} was registered; the file was changed after registration. Register the flavor again"
+                ),
+            });
+        }
+        self.compile(&display, sha256, &bytes)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename, so readers
+/// never see half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The exit codes of `stepbox`, so scripts and the ZenML integration can tell
+//! outcomes apart.
+//!
+//! A launch whose job ran exits with the job's own exit code (a job killed by
+//! signal N gives 128 + N). Everything else uses codes from `sysexits.h`,
+//! which jobs rarely use:
+
+/// Success.
+pub const OK: u8 = 0;
+/// Something went wrong inside stepbox itself (I/O, database, …).
+pub const INTERNAL: u8 = 1;
+/// Bad input: unknown names, invalid arguments, a file that is not a flavor,
+/// a configuration the flavor refuses. Nothing was run.
+pub const BAD_INPUT: u8 = 64;
+/// The flavor failed: it returned an error, trapped, or hit a limit.
+pub const FLAVOR_ERROR: u8 = 70;
+/// The flavor asked for something its step operator's grants do not allow.
+pub const DENIED: u8 = 77;
+/// The launch was cancelled by SIGINT (Ctrl-C).
+pub const CANCELLED_SIGINT: u8 = 130;
+/// The launch was cancelled by SIGTERM.
+pub const CANCELLED_SIGTERM: u8 = 143;

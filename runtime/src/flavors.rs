@@ -1,0 +1,226 @@
+//! Flavor registration: check a `.wasm`, compile it once, ask it who it is,
+//! and keep it content-addressed; and listing, describing and deleting.
+//!
+//! Listing reads only the database and checks each file's presence, so one
+//! broken or deleted file never hides the others.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::component::{self, ComponentError};
+use crate::context::Stepbox;
+use crate::exit;
+use crate::host::FlavorLogger;
+use crate::instance::{GuestFailure, Prepared};
+use crate::limits::Limits;
+use crate::store::{FlavorRecord, StoreError};
+
+/// Why a flavor operation failed.
+#[derive(Debug, Error)]
+pub enum FlavorError {
+    #[error("no flavor named `{0}` is registered; `stepbox flavor list` shows the registered ones")]
+    NotFound(String),
+    #[error(
+        "a different flavor named `{name}` is already registered (sha256 {existing}). Use `stepbox flavor register --replace {path}` to replace it, or `stepbox flavor delete {name}` first"
+    )]
+    AlreadyRegistered { name: String, existing: String, path: String },
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    #[error("{path}: the flavor's metadata is not acceptable: {message}")]
+    BadMetadata { path: String, message: String },
+    #[error("{path}: {failure}")]
+    Guest { path: String, failure: GuestFailure },
+    #[error(
+        "the flavor `{name}` is used by the step operators {users}; delete them first (`stepbox step-operator delete NAME`)"
+    )]
+    InUse { name: String, users: String },
+    #[error(
+        "the component file of flavor `{name}` is missing or unreadable ({path}); register the flavor again with `stepbox flavor register --replace PATH`"
+    )]
+    MissingFile { name: String, path: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl FlavorError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            FlavorError::Guest { .. } => exit::FLAVOR_ERROR,
+            FlavorError::Store(_) | FlavorError::Internal(_) => exit::INTERNAL,
+            _ => exit::BAD_INPUT,
+        }
+    }
+}
+
+/// Register the component at `path`. With `replace`, a flavor of the same
+/// name is replaced; registering the very same file again is a no-op.
+pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<FlavorRecord, FlavorError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    component::check_binary(&shown, &bytes)?;
+    let sha256 = component::sha256_hex(&bytes);
+    let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let compiled = cache.compile(&shown, &sha256, &bytes)?;
+    let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let shape = component::check_shape(&engine, &shown, &compiled)?;
+    let prepared = Prepared::new(engine, compiled).map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
+    let logger = Arc::new(FlavorLogger::new(&label, None, &Limits::for_query()));
+    let metadata = prepared.metadata(logger).await.map_err(|failure| FlavorError::Guest {
+        path: shown.clone(),
+        failure,
+    })?;
+    let bad = |message: String| FlavorError::BadMetadata {
+        path: shown.clone(),
+        message,
+    };
+    if !valid_name(&metadata.name) {
+        return Err(bad(format!(
+            "its name `{}` must be 1-63 lowercase letters, digits, `-` or `_`, starting with a letter",
+            metadata.name
+        )));
+    }
+    let config_schema = parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
+    let settings_schema = parse_schema(&metadata.settings_schema).map_err(|m| bad(format!("settings schema: {m}")))?;
+    if let Some(existing) = stepbox.db.flavor(&metadata.name)?
+        && existing.sha256 != sha256
+        && !replace
+    {
+        return Err(FlavorError::AlreadyRegistered {
+            name: metadata.name,
+            existing: existing.sha256,
+            path: shown,
+        });
+    }
+    let blob = stepbox.home.flavor_blob(&sha256);
+    if !blob.is_file() {
+        component::write_atomically(&blob, &bytes).map_err(|e| FlavorError::Internal(format!("cannot store {}: {e}", blob.display())))?;
+    }
+    let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let record = FlavorRecord {
+        name: metadata.name,
+        sha256,
+        size: bytes.len() as u64,
+        version: metadata.version,
+        display_name: metadata.display_name,
+        description: metadata.description,
+        docs_url: metadata.docs_url,
+        config_schema,
+        settings_schema,
+        shape,
+        source_path: source_path.display().to_string(),
+        registered_at: crate::store::now(),
+    };
+    stepbox.db.put_flavor(&record)?;
+    Ok(record)
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn parse_schema(text: &str) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    match value {
+        serde_json::Value::Object(_) | serde_json::Value::Bool(_) => Ok(value),
+        _ => Err("a JSON Schema must be an object or a boolean".to_owned()),
+    }
+}
+
+/// A flavor as listed, with the state of its component file.
+#[derive(Debug, Serialize)]
+pub struct FlavorListing {
+    #[serde(flatten)]
+    pub record: FlavorRecord,
+    /// `ok`, or what is wrong with the component file.
+    pub status: String,
+}
+
+/// Every registered flavor. Unreadable records come back as errors beside
+/// the good ones rather than failing the listing.
+pub fn list(stepbox: &Stepbox) -> Result<(Vec<FlavorListing>, Vec<String>), FlavorError> {
+    let (records, broken) = stepbox.db.flavors()?;
+    let listings = records
+        .into_iter()
+        .map(|record| {
+            let status = file_status(stepbox, &record);
+            FlavorListing { record, status }
+        })
+        .collect();
+    let broken = broken.into_iter().map(|(name, error)| format!("{name}: {error}")).collect();
+    Ok((listings, broken))
+}
+
+fn file_status(stepbox: &Stepbox, record: &FlavorRecord) -> String {
+    let blob = stepbox.home.flavor_blob(&record.sha256);
+    match std::fs::metadata(&blob) {
+        Ok(meta) if meta.len() == record.size => "ok".to_owned(),
+        Ok(_) => "component file changed".to_owned(),
+        Err(_) => "component file missing".to_owned(),
+    }
+}
+
+/// One flavor by name.
+pub fn get(stepbox: &Stepbox, name: &str) -> Result<FlavorListing, FlavorError> {
+    let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
+    let status = file_status(stepbox, &record);
+    Ok(FlavorListing { record, status })
+}
+
+/// Delete a flavor. Refused while step operators use it.
+pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), FlavorError> {
+    let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
+    let users = stepbox.db.step_operators_using(name)?;
+    if !users.is_empty() {
+        return Err(FlavorError::InUse {
+            name: name.to_owned(),
+            users: users.join(", "),
+        });
+    }
+    stepbox.db.delete_flavor(name)?;
+    if stepbox.db.flavors_with_sha(&record.sha256)? == 0 {
+        let _ = std::fs::remove_file(stepbox.home.flavor_blob(&record.sha256));
+    }
+    Ok(())
+}
+
+/// Load a registered flavor's component, ready to instantiate.
+pub fn prepare(stepbox: &Stepbox, record: &FlavorRecord) -> Result<Prepared, FlavorError> {
+    let blob = stepbox.home.flavor_blob(&record.sha256);
+    if !blob.is_file() {
+        return Err(FlavorError::MissingFile {
+            name: record.name.clone(),
+            path: blob.display().to_string(),
+        });
+    }
+    let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let component = cache.load(&blob, &record.sha256)?;
+    let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    Prepared::new(engine, component).map_err(|e| FlavorError::Internal(format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn flavor_names_are_lowercase_identifiers() {
+        for name in ["local", "my-flavor", "sage_maker2"] {
+            assert!(valid_name(name), "{name}");
+        }
+        for name in ["", "Local", "2fast", "a b", "ünï", &"x".repeat(64)] {
+            assert!(!valid_name(name), "{name}");
+        }
+    }
+}

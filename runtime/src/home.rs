@@ -1,0 +1,109 @@
+//! Where stepbox keeps its state: `$STEPBOX_HOME`, by default
+//! `~/.local/share/stepbox`.
+//!
+//! ```text
+//! state.db                  SQLite (WAL): flavors, step operators, runs, jobs
+//! flavors/<sha256>.wasm     registered components, content-addressed
+//! cache/<sha256>-<engine>.cwasm   precompiled components (trusted native code)
+//! runs/<run-id>/            job logs and the flavor's log for each run
+//! ```
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Problems with the state directory.
+#[derive(Debug, Error)]
+pub enum HomeError {
+    #[error("cannot tell where to keep stepbox's state: set STEPBOX_HOME or HOME")]
+    NoHome,
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The state directory and the paths inside it.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `$STEPBOX_HOME`, else `$XDG_DATA_HOME/stepbox`, else `~/.local/share/stepbox`.
+    pub fn from_env() -> Result<Self, HomeError> {
+        if let Some(home) = std::env::var_os("STEPBOX_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(PathBuf::from(home)));
+        }
+        if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(PathBuf::from(data).join("stepbox")));
+        }
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(HomeError::NoHome)?;
+        Ok(Self::at(PathBuf::from(home).join(".local/share/stepbox")))
+    }
+
+    /// A state directory at `root`; nothing is created until [`Home::ensure`].
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// Create the directory tree, readable by its owner only.
+    pub fn ensure(&self) -> Result<(), HomeError> {
+        for dir in [self.root.clone(), self.flavors_dir(), self.cache_dir(), self.runs_dir()] {
+            private_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    pub fn flavors_dir(&self) -> PathBuf {
+        self.root.join("flavors")
+    }
+
+    /// Where a registered component with this sha256 is kept.
+    pub fn flavor_blob(&self, sha256: &str) -> PathBuf {
+        self.flavors_dir().join(format!("{sha256}.wasm"))
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// The directory of one run's logs, created on demand.
+    pub fn run_dir(&self, run_id: &str) -> Result<PathBuf, HomeError> {
+        let dir = self.runs_dir().join(run_id);
+        private_dir(&dir)?;
+        Ok(dir)
+    }
+}
+
+/// Create `dir` (and parents) with mode 0700 if it does not exist.
+fn private_dir(dir: &Path) -> Result<(), HomeError> {
+    let created = fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    created.map_err(|source| HomeError::Create {
+        path: dir.to_owned(),
+        source,
+    })?;
+    // A directory made by someone else keeps its mode; tighten ours only.
+    if let Ok(meta) = fs::metadata(dir)
+        && meta.permissions().mode() & 0o077 != 0
+        && dir.ends_with("cache")
+    {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}

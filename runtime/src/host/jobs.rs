@@ -1,0 +1,311 @@
+//! The `jobs` capability: checks a job spec against the step operator's
+//! grants, records the job, hands it to a backend, and gives the guest a
+//! handle to wait on, query, read and cancel it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use super::launch_context::{LaunchContext, Refusal, TrackedJob};
+use crate::backends::{self, JobLog, JobRequest, JobResources};
+use crate::bindings::jobs::{Host, HostJob, JobSpec, JobState, JobStatus, Runtime};
+use crate::bindings::types::Error;
+use crate::host::HostState;
+use crate::store::JobRecord;
+
+/// The host's side of a guest's `job` handle.
+pub struct JobResource {
+    tracked: Arc<TrackedJob>,
+}
+
+/// Total bytes of a job spec's command, environment and working directory.
+const MAX_SPEC_BYTES: usize = 1 << 20;
+/// Most bytes `job.logs()` returns.
+const MAX_LOG_TAIL: u64 = 256 << 10;
+
+impl Host for HostState {
+    async fn submit(&mut self, spec: JobSpec) -> wasmtime::Result<Result<Resource<JobResource>, Error>> {
+        let Some(launch) = self.launch.clone() else {
+            return Ok(Err(Error::Unsupported(
+                "jobs can only be submitted while a step is being launched".to_owned(),
+            )));
+        };
+        let request = match check(&launch, &spec) {
+            Ok(request) => request,
+            Err(error) => {
+                self.logger.emit(crate::bindings::log::Level::Warn, &describe(&error));
+                return Ok(Err(error));
+            }
+        };
+        // Submit in a task of its own, so that the job is registered (and
+        // later cancelled) even if the guest is stopped during this call.
+        let submission = tokio::spawn(submit(launch, request));
+        let tracked = match submission.await {
+            Ok(Ok(tracked)) => tracked,
+            Ok(Err(error)) => return Ok(Err(error)),
+            Err(join) => return Ok(Err(Error::Failed(format!("job submission failed: {join}")))),
+        };
+        let handle = self.table_mut().push(JobResource { tracked })?;
+        Ok(Ok(handle))
+    }
+}
+
+impl HostJob for HostState {
+    async fn id(&mut self, job: Resource<JobResource>) -> wasmtime::Result<String> {
+        Ok(self.tracked(&job)?.id.clone())
+    }
+
+    async fn wait(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
+        let tracked = self.tracked(&job)?;
+        Ok(Ok(to_wit(tracked.job.wait().await)))
+    }
+
+    async fn status(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
+        Ok(Ok(to_wit(self.tracked(&job)?.job.status())))
+    }
+
+    async fn logs(&mut self, job: Resource<JobResource>, max_bytes: u64) -> wasmtime::Result<Result<String, Error>> {
+        let tracked = self.tracked(&job)?;
+        Ok(Ok(tracked.log.tail(max_bytes.min(MAX_LOG_TAIL) as usize)))
+    }
+
+    async fn cancel(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
+        let tracked = self.tracked(&job)?;
+        let grace = self.launch.as_ref().map_or(Duration::from_secs(10), |launch| launch.limits.cancel_grace);
+        Ok(Ok(to_wit(tracked.job.cancel(grace).await)))
+    }
+
+    async fn drop(&mut self, job: Resource<JobResource>) -> wasmtime::Result<()> {
+        // Dropping the handle does not cancel the job: the launch still owns it.
+        self.table_mut().delete(job)?;
+        Ok(())
+    }
+}
+
+impl HostState {
+    fn table_mut(&mut self) -> &mut wasmtime::component::ResourceTable {
+        &mut self.table
+    }
+
+    fn tracked(&self, job: &Resource<JobResource>) -> wasmtime::Result<Arc<TrackedJob>> {
+        Ok(Arc::clone(&self.table.get(job)?.tracked))
+    }
+}
+
+/// A job spec that passed every check, not yet recorded.
+struct CheckedSpec {
+    backend: &'static str,
+    name: String,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    working_dir: PathBuf,
+    resources: JobResources,
+    timeout: Option<Duration>,
+}
+
+/// Validate a spec and check it against the grants. No side effects.
+fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
+    if spec.command.is_empty() {
+        return Err(Error::Invalid("the job's command is empty".to_owned()));
+    }
+    let size = spec.command.iter().map(String::len).sum::<usize>()
+        + spec.env.iter().map(|var| var.name.len() + var.value.len()).sum::<usize>()
+        + spec.working_dir.as_ref().map_or(0, String::len);
+    if size > MAX_SPEC_BYTES {
+        return Err(Error::Invalid(format!(
+            "the job spec is {size} bytes; command, environment and working directory may hold at most {MAX_SPEC_BYTES}"
+        )));
+    }
+    if let Some(var) = spec.env.iter().find(|var| !crate::units::is_env_name(&var.name)) {
+        return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
+    }
+    let denied = |denial: crate::policy::Denial| Error::Denied(denial.to_string());
+    let backend_name = launch.policy.backend(spec.backend.as_deref()).map_err(denied)?;
+    launch.policy.command(&spec.command, &launch.entrypoint).map_err(denied)?;
+    let backend = launch
+        .backends
+        .keys()
+        .find(|name| **name == backend_name)
+        .copied()
+        .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
+    match &spec.runtime {
+        Runtime::Host => {}
+        Runtime::Environment(_) => {
+            return Err(Error::Unsupported(
+                "Python environments from requirements.install are not supported by this stepbox yet".to_owned(),
+            ));
+        }
+        Runtime::Image(image) => {
+            return Err(Error::Unsupported(format!(
+                "the `{backend}` backend cannot run container images (asked for {image})"
+            )));
+        }
+    }
+    let working_dir = match &spec.working_dir {
+        Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
+        Some(dir) => {
+            return Err(Error::Invalid(format!("the working directory `{dir}` is not an absolute path")));
+        }
+        None => launch.source_root.clone(),
+    };
+    Ok(CheckedSpec {
+        backend,
+        name: spec.name.clone().unwrap_or_else(|| "job".to_owned()),
+        command: spec.command.clone(),
+        env: spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect(),
+        working_dir,
+        resources: JobResources {
+            cpu_count: spec.resources.cpu_count,
+            gpu_count: spec.resources.gpu_count,
+            gpu_class: spec.resources.gpu_class.clone(),
+            memory_bytes: spec.resources.memory_bytes,
+        },
+        timeout: spec.timeout_seconds.map(Duration::from_secs),
+    })
+}
+
+/// Record the job, start it on its backend, register it with the launch.
+async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Error> {
+    let seq = match launch.jobs.begin(launch.limits.jobs_per_launch) {
+        Ok(seq) => seq,
+        Err(Refusal::Closed) => return Err(Error::Cancelled("the launch is ending; no new jobs are accepted".to_owned())),
+        Err(Refusal::Limit(limit)) => {
+            return Err(Error::Denied(format!(
+                "denied by limit `jobs-per-launch`: a launch may submit at most {limit} jobs"
+            )));
+        }
+    };
+    let result = start(&launch, seq, spec).await;
+    if result.is_err() {
+        launch.jobs.abandon();
+    }
+    result
+}
+
+async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Error> {
+    let failed = |what: &str, error: &dyn std::fmt::Display| Error::Failed(format!("{what}: {error}"));
+    let id = uuid::Uuid::new_v4().to_string();
+    let name = format!("{}-{seq}", sanitize(&spec.name));
+    let run_dir = launch.home.run_dir(&launch.run_id).map_err(|e| failed("cannot create the run directory", &e))?;
+    let log_path = run_dir.join(format!("{name}.log"));
+    let log = JobLog::create(&log_path, launch.limits.job_log_bytes, Arc::clone(&launch.output))
+        .map_err(|e| failed("cannot create the job log", &e))?;
+    let record = JobRecord {
+        id: id.clone(),
+        run_id: launch.run_id.clone(),
+        seq: seq as u32,
+        name: name.clone(),
+        backend: spec.backend.to_owned(),
+        external_id: None,
+        command: spec.command.clone(),
+        state: backends::JobState::Pending,
+        exit_code: None,
+        message: None,
+        log_path: log_path.display().to_string(),
+        submitted_at: crate::store::now(),
+        ended_at: None,
+    };
+    let db = launch.db.clone();
+    let inserted = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.insert_job(&record)).await
+    };
+    match inserted {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(failed("cannot record the job", &error)),
+        Err(error) => return Err(failed("cannot record the job", &error)),
+    }
+    let log = Arc::new(log);
+    let backend = Arc::clone(&launch.backends[spec.backend]);
+    let request = JobRequest {
+        id: id.clone(),
+        name: name.clone(),
+        command: spec.command,
+        env: spec.env,
+        working_dir: Some(spec.working_dir),
+        resources: spec.resources,
+        timeout: spec.timeout,
+        log: Arc::clone(&log),
+    };
+    let job = match backend.submit(request).await {
+        Ok(job) => job,
+        Err(error) => {
+            let message = error.to_string();
+            let db = db.clone();
+            let job_id = id.clone();
+            let recorded = message.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                db.finish_job(&job_id, backends::JobState::Failed, None, Some(&recorded))
+            })
+            .await;
+            return Err(match error {
+                backends::BackendError::Invalid(m) => Error::Invalid(m),
+                backends::BackendError::Unsupported(m) => Error::Unsupported(m),
+                backends::BackendError::Failed(_) => Error::Failed(message),
+            });
+        }
+    };
+    let external = job.external_id();
+    {
+        let db = db.clone();
+        let job_id = id.clone();
+        let _ = tokio::task::spawn_blocking(move || db.job_started(&job_id, &external)).await;
+    }
+    tracing::debug!("job {id} ({name}) started on {}", spec.backend);
+    let tracked = Arc::new(TrackedJob {
+        id: id.clone(),
+        name,
+        job: Arc::clone(&job),
+        log,
+    });
+    let recorder = tokio::spawn(async move {
+        let status = job.wait().await;
+        let _ = tokio::task::spawn_blocking(move || {
+            db.finish_job(&id, status.state, status.exit_code, status.message.as_deref())
+        })
+        .await;
+    });
+    if !launch.jobs.register(Arc::clone(&tracked), recorder) {
+        tracked.job.cancel(launch.limits.cancel_grace).await;
+        return Err(Error::Cancelled("the launch ended while the job was being submitted".to_owned()));
+    }
+    Ok(tracked)
+}
+
+/// A name safe for a file name: letters, digits, `-`, `_` and `.`.
+fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() || cleaned.starts_with('.') { format!("job{cleaned}") } else { cleaned }
+}
+
+fn to_wit(status: backends::JobStatus) -> JobStatus {
+    JobStatus {
+        state: match status.state {
+            backends::JobState::Pending => JobState::Pending,
+            backends::JobState::Running => JobState::Running,
+            backends::JobState::Succeeded => JobState::Succeeded,
+            backends::JobState::Failed => JobState::Failed,
+            backends::JobState::Cancelled => JobState::Cancelled,
+            backends::JobState::TimedOut => JobState::TimedOut,
+        },
+        exit_code: status.exit_code,
+        message: status.message,
+    }
+}
+
+/// One line describing a host error, for the flavor's log.
+pub(crate) fn describe(error: &Error) -> String {
+    match error {
+        Error::Denied(m) => format!("jobs.submit denied: {m}"),
+        Error::Invalid(m) => format!("jobs.submit refused an invalid spec: {m}"),
+        Error::Unsupported(m) => format!("jobs.submit unsupported: {m}"),
+        Error::Failed(m) => format!("jobs.submit failed: {m}"),
+        Error::Cancelled(m) => format!("jobs.submit cancelled: {m}"),
+    }
+}

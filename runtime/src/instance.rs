@@ -1,0 +1,179 @@
+//! One flavor instance: a fresh store with limits, instantiation, and calls
+//! to the flavor's exports, with failures classified for the user.
+//!
+//! Every call gets a new store, thrown away afterwards: an instance whose call
+//! was interrupted is poisoned, and a flavor must not keep state between
+//! launches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::Flavor;
+use crate::bindings::operator::{ConfigError, FlavorMetadata};
+use crate::engine::{StepboxEngine, TICK};
+use crate::host::{FlavorLogger, HostState, LaunchContext};
+use crate::limits::Limits;
+
+/// How a call into a flavor failed (as opposed to the flavor returning an
+/// error value).
+#[derive(Debug, Error)]
+pub enum GuestFailure {
+    #[error(
+        "the flavor ran out of its guest CPU budget ({}) and was stopped. Raise the step operator's `guest-cpu` limit if the flavor really needs more",
+        humantime::format_duration(*.0)
+    )]
+    CpuBudget(Duration),
+    #[error(
+        "the flavor tried to use more than its memory limit of {} and was stopped. Raise the step operator's `guest-memory` limit if the flavor really needs more",
+        bytesize::ByteSize::b(*.0 as u64)
+    )]
+    Memory(usize),
+    #[error("the flavor did not answer within {} and was stopped", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("the flavor crashed (trap): {0}")]
+    Trap(String),
+    #[error("cannot instantiate the flavor: {0}")]
+    Instantiate(String),
+}
+
+/// The guest ran past its CPU budget (raised from the epoch callback).
+#[derive(Debug, Error)]
+#[error("guest CPU budget exhausted")]
+struct CpuBudgetExhausted;
+
+/// Wall-clock bound on `metadata` and `validate-config`, which may block in
+/// WASI calls (a sleep) where the CPU budget does not run.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A store with the limits and CPU accounting of `state`.
+fn new_store(engine: &StepboxEngine, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut context| {
+        let state = context.data_mut();
+        state.guest_ticks += 1;
+        if state.guest_ticks > state.guest_tick_budget {
+            return Err(CpuBudgetExhausted.into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// Turn a wasmtime error from instantiation or a call into a [`GuestFailure`].
+fn classify(error: wasmtime::Error, limits: &Limits) -> GuestFailure {
+    if error.downcast_ref::<CpuBudgetExhausted>().is_some() {
+        return GuestFailure::CpuBudget(limits.guest_cpu);
+    }
+    let text = format!("{error:?}");
+    if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+        return GuestFailure::Memory(limits.guest_memory_bytes);
+    }
+    GuestFailure::Trap(first_lines(&text, 40))
+}
+
+fn first_lines(text: &str, lines: usize) -> String {
+    let mut out: Vec<&str> = text.lines().take(lines).collect();
+    if text.lines().count() > lines {
+        out.push("…");
+    }
+    out.join("\n")
+}
+
+/// A component ready to be instantiated, with the linker it needs.
+pub struct Prepared {
+    pub engine: StepboxEngine,
+    pub linker: Arc<Linker<HostState>>,
+    pub component: Component,
+}
+
+impl Prepared {
+    pub fn new(engine: StepboxEngine, component: Component) -> anyhow::Result<Self> {
+        let linker = Arc::new(crate::host::linker(engine.engine())?);
+        Ok(Self {
+            engine,
+            linker,
+            component,
+        })
+    }
+
+    async fn instantiate(
+        &self,
+        limits: &Limits,
+        logger: Arc<FlavorLogger>,
+        launch: Option<Arc<LaunchContext>>,
+    ) -> Result<(Store<HostState>, Flavor), GuestFailure> {
+        let mut store = new_store(&self.engine, HostState::new(limits, logger, launch));
+        let flavor = Flavor::instantiate_async(&mut store, &self.component, &self.linker)
+            .await
+            .map_err(|error| match classify(error, limits) {
+                GuestFailure::Trap(message) => GuestFailure::Instantiate(message),
+                other => other,
+            })?;
+        Ok((store, flavor))
+    }
+
+    /// Call `metadata()`.
+    pub async fn metadata(&self, logger: Arc<FlavorLogger>) -> Result<FlavorMetadata, GuestFailure> {
+        let limits = Limits::for_query();
+        let call = async {
+            let (mut store, flavor) = self.instantiate(&limits, logger, None).await?;
+            flavor
+                .stepbox_operator_operator()
+                .call_metadata(&mut store)
+                .await
+                .map_err(|error| classify(error, &limits))
+        };
+        tokio::time::timeout(QUERY_TIMEOUT, call)
+            .await
+            .unwrap_or(Err(GuestFailure::Timeout(QUERY_TIMEOUT)))
+    }
+
+    /// Call `validate-config(config)`.
+    pub async fn validate_config(
+        &self,
+        logger: Arc<FlavorLogger>,
+        config: &str,
+    ) -> Result<Result<(), ConfigError>, GuestFailure> {
+        let limits = Limits::for_query();
+        let call = async {
+            let (mut store, flavor) = self.instantiate(&limits, logger, None).await?;
+            flavor
+                .stepbox_operator_operator()
+                .call_validate_config(&mut store, config)
+                .await
+                .map_err(|error| classify(error, &limits))
+        };
+        tokio::time::timeout(QUERY_TIMEOUT, call)
+            .await
+            .unwrap_or(Err(GuestFailure::Timeout(QUERY_TIMEOUT)))
+    }
+
+    /// Instantiate for a launch and call `launch(config, request)`. The future
+    /// may be dropped at any point (interruption); the launch context's job
+    /// registry still holds every job.
+    pub async fn launch(
+        &self,
+        launch: Arc<LaunchContext>,
+        logger: Arc<FlavorLogger>,
+        config: &str,
+        request: &crate::bindings::operator::LaunchRequest,
+    ) -> Result<Result<crate::bindings::operator::LaunchReport, crate::bindings::operator::LaunchError>, GuestFailure>
+    {
+        let limits = launch.limits.clone();
+        let (mut store, flavor) = self.instantiate(&limits, logger, Some(launch)).await?;
+        flavor
+            .stepbox_operator_operator()
+            .call_launch(&mut store, config, request)
+            .await
+            .map_err(|error| classify(error, &limits))
+    }
+}
+
+/// The epoch tick, re-exported for documentation of CPU budget resolution.
+pub const CPU_BUDGET_RESOLUTION: Duration = TICK;

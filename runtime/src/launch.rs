@@ -1,0 +1,278 @@
+//! One launch: record the run, instantiate the flavor with the step
+//! operator's grants and limits, call `launch`, and block until it returns or
+//! the launch is interrupted; then make sure no job is left running, and
+//! record how the run ended.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::backends::local::LocalBackend;
+use crate::backends::{JobBackend, OutputSink};
+use crate::bindings::jobs::JobState as WitJobState;
+use crate::bindings::operator::{LaunchError as WitLaunchError, LaunchReport, LaunchRequest as WitRequest};
+use crate::bindings::types::{EnvVar, Resources};
+use crate::context::Stepbox;
+use crate::exit;
+use crate::flavors::{self, FlavorError};
+use crate::host::launch_context::JobRegistry;
+use crate::host::{FlavorLogger, LaunchContext};
+use crate::limits::Limits;
+use crate::policy::Policy;
+use crate::store::{RunRecord, RunState, StoreError};
+
+/// What the caller asks to run: ZenML's launch arguments.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchArgs {
+    pub step_operator: String,
+    pub pipeline: String,
+    pub run_name: String,
+    pub step: String,
+    /// The caller's run id (ZenML's), generated when absent.
+    pub run_id: Option<String>,
+    pub step_run_id: Option<String>,
+    pub requirements: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub environment: Vec<(String, String)>,
+    pub cpu_count: Option<f64>,
+    pub gpu_count: Option<u32>,
+    pub gpu_class: Option<String>,
+    pub memory_bytes: Option<u64>,
+    /// Per-step settings, JSON.
+    pub settings: Option<serde_json::Value>,
+    pub source_root: PathBuf,
+    pub image: Option<String>,
+}
+
+/// Why a launch was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+/// How a launch ended.
+#[derive(Debug, Clone)]
+pub struct LaunchOutcome {
+    pub run_id: String,
+    pub state: RunState,
+    /// The exit code `stepbox launch` should exit with.
+    pub exit_code: u8,
+    /// The job's exit code, if a job decided the outcome.
+    pub job_exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+/// A launch that could not start: nothing ran, no run was recorded.
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error("no step operator named `{0}`; `stepbox step-operator list` shows the registered ones")]
+    UnknownStepOperator(String),
+    #[error("the launch needs an entrypoint command after `--`")]
+    NoEntrypoint,
+    #[error(transparent)]
+    Flavor(#[from] FlavorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl LaunchError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LaunchError::UnknownStepOperator(_) | LaunchError::NoEntrypoint => exit::BAD_INPUT,
+            LaunchError::Flavor(error) => error.exit_code(),
+            LaunchError::Store(_) | LaunchError::Internal(_) => exit::INTERNAL,
+        }
+    }
+}
+
+/// Run one step through its step operator's flavor, blocking until it is
+/// done or `interrupted` resolves.
+pub async fn launch(
+    stepbox: &Stepbox,
+    args: LaunchArgs,
+    output: Arc<dyn OutputSink>,
+    interrupted: impl Future<Output = Interrupt>,
+) -> Result<LaunchOutcome, LaunchError> {
+    if args.entrypoint.is_empty() {
+        return Err(LaunchError::NoEntrypoint);
+    }
+    let operator = stepbox
+        .db
+        .step_operator(&args.step_operator)?
+        .ok_or_else(|| LaunchError::UnknownStepOperator(args.step_operator.clone()))?;
+    let flavor = flavors::get(stepbox, &operator.flavor)?.record;
+    let prepared = flavors::prepare(stepbox, &flavor)?;
+    let limits = Limits::default();
+    let policy = Policy::default();
+
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let request = wit_request(&args, &run_id);
+    let run = RunRecord {
+        id: run_id.clone(),
+        step_operator: operator.name.clone(),
+        flavor: flavor.name.clone(),
+        flavor_sha256: flavor.sha256.clone(),
+        pipeline: args.pipeline.clone(),
+        run_name: args.run_name.clone(),
+        step: args.step.clone(),
+        state: RunState::Running,
+        exit_code: None,
+        message: None,
+        pid: std::process::id(),
+        request: recorded_request(&request),
+        started_at: crate::store::now(),
+        ended_at: None,
+    };
+    stepbox.db.insert_run(&run)?;
+    let run_dir = stepbox.home.run_dir(&run_id).map_err(|e| LaunchError::Internal(e.to_string()))?;
+    let flavor_log = std::fs::File::create(run_dir.join("flavor.log")).ok();
+    let logger = Arc::new(FlavorLogger::new(&flavor.name, flavor_log, &limits));
+
+    let local: Arc<dyn JobBackend> = Arc::new(LocalBackend::new(limits.cancel_grace));
+    let context = Arc::new(LaunchContext {
+        run_id: run_id.clone(),
+        db: stepbox.db.clone(),
+        home: stepbox.home.clone(),
+        policy,
+        limits: limits.clone(),
+        entrypoint: args.entrypoint.clone(),
+        source_root: args.source_root.clone(),
+        backends: BTreeMap::from([(local.name(), local)]),
+        output,
+        jobs: JobRegistry::default(),
+    });
+    tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
+
+    let config = operator.config.to_string();
+    let call = prepared.launch(Arc::clone(&context), Arc::clone(&logger), &config, &request);
+    let result = tokio::select! {
+        result = call => Ok(result),
+        interrupt = interrupted => Err(interrupt),
+    };
+    // Whatever happened, the launch owns its jobs: cancel and await any still running.
+    let leftover = context.jobs.close_and_cancel(limits.cancel_grace).await;
+    if result.is_ok() {
+        for job in &leftover {
+            logger.emit(
+                crate::bindings::log::Level::Warn,
+                &format!("the flavor returned while job {} ({}) was still running; it was cancelled", job.id, job.name),
+            );
+        }
+    }
+    let outcome = outcome(run_id, result);
+    stepbox
+        .db
+        .finish_run(&outcome.run_id, outcome.state, outcome.job_exit_code, outcome.message.as_deref())?;
+    Ok(outcome)
+}
+
+type CallResult = Result<Result<LaunchReport, WitLaunchError>, crate::instance::GuestFailure>;
+
+/// Decide the run's state and the process exit code.
+fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutcome {
+    let done = |state, exit_code, job_exit_code, message: Option<String>| LaunchOutcome {
+        run_id: run_id.clone(),
+        state,
+        exit_code,
+        job_exit_code,
+        message,
+    };
+    match result {
+        Err(Interrupt::Interrupt) => done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some("cancelled by SIGINT".into())),
+        Err(Interrupt::Terminate) => done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some("cancelled by SIGTERM".into())),
+        Ok(Err(failure)) => done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(failure.to_string())),
+        Ok(Ok(Err(error))) => match error {
+            WitLaunchError::InvalidConfig(error) => {
+                let message = match error.field {
+                    Some(field) if !error.message.contains(&field) => format!("{field}: {}", error.message),
+                    _ => error.message,
+                };
+                done(RunState::Failed, exit::BAD_INPUT, None, Some(format!("invalid configuration or settings: {message}")))
+            }
+            WitLaunchError::Denied(message) => done(RunState::Failed, exit::DENIED, None, Some(message)),
+            WitLaunchError::Cancelled(message) => done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some(message)),
+            WitLaunchError::Failed(message) => done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(message)),
+        },
+        Ok(Ok(Ok(report))) => {
+            let code = report.exit_code;
+            let process_code = |fallback: u8| code.map_or(fallback, |code| u8::try_from(code).unwrap_or(fallback));
+            match report.state {
+                WitJobState::Succeeded => done(RunState::Succeeded, exit::OK, code, report.message),
+                WitJobState::Cancelled => done(RunState::Cancelled, process_code(exit::CANCELLED_SIGINT), code, report.message),
+                WitJobState::Failed | WitJobState::TimedOut => {
+                    let code_or_one = process_code(1);
+                    let exit_code = if code_or_one == 0 { 1 } else { code_or_one };
+                    done(RunState::Failed, exit_code, code, report.message.or(Some("the job failed".into())))
+                }
+                WitJobState::Pending | WitJobState::Running => done(
+                    RunState::Failed,
+                    exit::FLAVOR_ERROR,
+                    code,
+                    Some("the flavor returned before its job finished (launch must block until the job ends)".into()),
+                ),
+            }
+        }
+    }
+}
+
+/// The request the flavor receives.
+fn wit_request(args: &LaunchArgs, run_id: &str) -> WitRequest {
+    WitRequest {
+        pipeline_name: args.pipeline.clone(),
+        run_name: args.run_name.clone(),
+        step_name: args.step.clone(),
+        run_id: args.run_id.clone().unwrap_or_else(|| run_id.to_owned()),
+        step_run_id: args.step_run_id.clone().unwrap_or_else(|| run_id.to_owned()),
+        requirements: args.requirements.clone(),
+        entrypoint_command: args.entrypoint.clone(),
+        environment: args
+            .environment
+            .iter()
+            .map(|(name, value)| EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        resources: Resources {
+            cpu_count: args.cpu_count,
+            gpu_count: args.gpu_count,
+            gpu_class: args.gpu_class.clone(),
+            memory_bytes: args.memory_bytes,
+        },
+        settings: args.settings.as_ref().map_or_else(|| "{}".to_owned(), |s| s.to_string()),
+        source_root: args.source_root.display().to_string(),
+        image: args.image.clone(),
+    }
+}
+
+/// The request as stored with the run: environment values are left out, since
+/// they may hold credentials.
+fn recorded_request(request: &WitRequest) -> serde_json::Value {
+    serde_json::json!({
+        "pipeline_name": request.pipeline_name,
+        "run_name": request.run_name,
+        "step_name": request.step_name,
+        "run_id": request.run_id,
+        "step_run_id": request.step_run_id,
+        "requirements": request.requirements,
+        "entrypoint_command": request.entrypoint_command,
+        "environment_names": request.environment.iter().map(|var| var.name.as_str()).collect::<Vec<_>>(),
+        "resources": {
+            "cpu_count": request.resources.cpu_count,
+            "gpu_count": request.resources.gpu_count,
+            "gpu_class": request.resources.gpu_class,
+            "memory_bytes": request.resources.memory_bytes,
+        },
+        "settings": serde_json::from_str::<serde_json::Value>(&request.settings).unwrap_or_default(),
+        "source_root": request.source_root,
+        "image": request.image,
+    })
+}

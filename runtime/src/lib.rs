@@ -1,0 +1,41 @@
+//! stepbox: a WebAssembly-sandboxed runtime for step-operator flavors.
+//!
+//! A flavor is a WebAssembly component implementing the
+//! `stepbox:operator@0.1.0` contract (`wit/operator.wit`). The runtime
+//! registers flavors, configures step operators, and launches steps: it
+//! instantiates the flavor with no ambient authority and a small set of
+//! capability-limited host functions, and blocks until the step's jobs end.
+//!
+//! The modules, from the bottom up:
+//! - [`home`]: where state lives (`$STEPBOX_HOME`);
+//! - [`store`]: the SQLite state database;
+//! - [`engine`], [`limits`], [`component`]: wasmtime, limits, loading and
+//!   checking components, the precompiled-component cache;
+//! - [`backends`]: where jobs run (knows nothing of wasm);
+//! - [`host`]: the WIT imports, one module per capability;
+//! - [`policy`]: what one step operator's flavor may do;
+//! - [`flavors`], [`step_operators`], [`launch`]: the operations the CLI offers;
+//! - [`cli`]: the `stepbox` command.
+
+pub mod backends;
+pub mod bindings;
+pub mod cli;
+pub mod component;
+pub mod context;
+pub mod engine;
+pub mod exit;
+pub mod flavors;
+pub mod home;
+pub mod instance;
+pub mod host;
+pub mod launch;
+pub mod limits;
+pub mod policy;
+pub mod step_operators;
+pub mod store;
+pub mod units;
+
+/// The contract version this runtime implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract's WIT package name.
+pub const CONTRACT_PACKAGE: &str = "stepbox:operator";

@@ -1,0 +1,5 @@
+//! The `stepbox` command.
+
+fn main() -> std::process::ExitCode {
+    stepbox::cli::main()
+}

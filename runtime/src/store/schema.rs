@@ -1,0 +1,79 @@
+//! The database schema and its migrations, tracked with `PRAGMA user_version`.
+
+use rusqlite::Transaction;
+
+use super::StoreError;
+
+/// Migrations in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE flavors (
+    name            TEXT PRIMARY KEY,
+    sha256          TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    version         TEXT NOT NULL,
+    display_name    TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    docs_url        TEXT,
+    config_schema   TEXT NOT NULL,
+    settings_schema TEXT NOT NULL,
+    shape           TEXT NOT NULL,
+    source_path     TEXT NOT NULL,
+    registered_at   TEXT NOT NULL
+);
+CREATE TABLE step_operators (
+    name       TEXT PRIMARY KEY,
+    flavor     TEXT NOT NULL REFERENCES flavors(name),
+    config     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id             TEXT PRIMARY KEY,
+    step_operator  TEXT NOT NULL,
+    flavor         TEXT NOT NULL,
+    flavor_sha256  TEXT NOT NULL,
+    pipeline       TEXT NOT NULL,
+    run_name       TEXT NOT NULL,
+    step           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    exit_code      INTEGER,
+    message        TEXT,
+    pid            INTEGER NOT NULL,
+    request        TEXT NOT NULL,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT
+);
+CREATE INDEX runs_by_start ON runs(started_at);
+CREATE TABLE jobs (
+    id           TEXT PRIMARY KEY,
+    run_id       TEXT NOT NULL REFERENCES runs(id),
+    seq          INTEGER NOT NULL,
+    name         TEXT NOT NULL,
+    backend      TEXT NOT NULL,
+    external_id  TEXT,
+    command      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    exit_code    INTEGER,
+    message      TEXT,
+    log_path     TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    ended_at     TEXT
+);
+CREATE INDEX jobs_by_run ON jobs(run_id, seq);
+"#];
+
+/// Bring the schema up to date inside `tx`.
+pub(super) fn migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for migration in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(migration)?;
+    }
+    if version < known {
+        tx.pragma_update(None, "user_version", known)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Step operators: a name, a flavor, and the flavor's configuration.
+
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{Db, StoreError, json_column, optional};
+
+/// One registered step operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOperatorRecord {
+    pub name: String,
+    pub flavor: String,
+    /// The flavor's configuration, validated by the flavor at registration.
+    pub config: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(StepOperatorRecord, String)> {
+    Ok((
+        StepOperatorRecord {
+            name: row.get(0)?,
+            flavor: row.get(1)?,
+            config: serde_json::Value::Null,
+            created_at: row.get(3)?,
+            updated_at: row.get(4)?,
+        },
+        row.get(2)?,
+    ))
+}
+
+fn decode((mut record, config): (StepOperatorRecord, String)) -> Result<StepOperatorRecord, StoreError> {
+    record.config = json_column(&format!("step operator {}", record.name), &config)?;
+    Ok(record)
+}
+
+const COLUMNS: &str = "name, flavor, config, created_at, updated_at";
+
+impl Db {
+    /// Insert a new step operator; returns false if the name is taken.
+    pub fn insert_step_operator(&self, record: &StepOperatorRecord) -> Result<bool, StoreError> {
+        let record = record.clone();
+        self.write(move |tx| {
+            let inserted = tx.execute(
+                &format!("INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
+                    record.name,
+                    record.flavor,
+                    record.config.to_string(),
+                    record.created_at,
+                    record.updated_at
+                ],
+            )?;
+            Ok(inserted > 0)
+        })
+    }
+
+    /// Replace a step operator's configuration; returns false if it does not exist.
+    pub fn update_step_operator(&self, name: &str, config: &serde_json::Value) -> Result<bool, StoreError> {
+        let (name, config) = (name.to_owned(), config.to_string());
+        self.write(move |tx| {
+            let updated = tx.execute(
+                "UPDATE step_operators SET config = ?2, updated_at = ?3 WHERE name = ?1",
+                params![name, config, super::now()],
+            )?;
+            Ok(updated > 0)
+        })
+    }
+
+    pub fn step_operator(&self, name: &str) -> Result<Option<StepOperatorRecord>, StoreError> {
+        self.read(|conn| {
+            let row = optional(conn.query_row(
+                &format!("SELECT {COLUMNS} FROM step_operators WHERE name = ?1"),
+                [name],
+                from_row,
+            ))?;
+            row.map(decode).transpose()
+        })
+    }
+
+    /// Every step operator, by name.
+    pub fn step_operators(&self) -> Result<Vec<StepOperatorRecord>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM step_operators ORDER BY name"))?;
+            let rows = statement.query_map([], from_row)?;
+            rows.map(|row| decode(row?)).collect()
+        })
+    }
+
+    /// The names of the step operators that use `flavor`.
+    pub fn step_operators_using(&self, flavor: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare("SELECT name FROM step_operators WHERE flavor = ?1 ORDER BY name")?;
+            let rows = statement.query_map([flavor], |row| row.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub fn delete_step_operator(&self, name: &str) -> Result<bool, StoreError> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM step_operators WHERE name = ?1", [name])? > 0))
+    }
+}
