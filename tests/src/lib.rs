@@ -1,0 +1,228 @@
+//! The harness for stepbox's end-to-end tests.
+//!
+//! Tests drive the real `stepbox` binary, as a user would, against real
+//! components built from source in this workspace. Both are built on first use
+//! with the same cargo that runs the tests; cargo's own lock keeps concurrent
+//! test processes from building twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Where cargo puts build output.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| if dir.is_absolute() { dir } else { workspace().join(dir) })
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace());
+    command
+}
+
+/// Run a cargo build, panicking with its output (and a hint) on failure.
+fn cargo_build(args: &[&str]) {
+    static BUILD_LOCK: Mutex<()> = Mutex::new(());
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let output = cargo()
+        .arg("build")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cargo must be runnable from the tests");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+            "\nhint: run `rustup target add wasm32-wasip2` (scripts/test does it for you)"
+        } else {
+            ""
+        };
+        panic!("cargo build {} failed:\n{stderr}{hint}", args.join(" "));
+    }
+}
+
+/// The `stepbox` binary, built once.
+pub fn stepbox_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        cargo_build(&["-p", "stepbox", "--bin", "stepbox"]);
+        target_dir().join("debug").join("stepbox")
+    })
+}
+
+/// A component built from a workspace package for wasm32-wasip2.
+pub fn component(package: &str, artifact: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let path = target_dir().join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|p| p == package) {
+        cargo_build(&["-p", package, "--target", "wasm32-wasip2", "--profile", "guest"]);
+        built.push(package.to_owned());
+    }
+    path
+}
+
+/// The Rust local example flavor.
+pub fn local_flavor() -> PathBuf {
+    component("stepbox-flavor-local", "stepbox_flavor_local")
+}
+
+/// The flavor that misbehaves as configured.
+pub fn hostile_flavor() -> PathBuf {
+    component("stepbox-hostile", "stepbox_hostile")
+}
+
+/// A WASI command component: a component, but not a flavor.
+pub fn command_component() -> PathBuf {
+    component("not-a-flavor", "not-a-flavor")
+}
+
+/// A finished `stepbox` invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let status = output.status;
+        Self {
+            code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panic with the whole output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Parse stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A private `$STEPBOX_HOME` and a scratch directory, removed afterwards.
+pub struct TestHome {
+    home: tempfile::TempDir,
+    scratch: tempfile::TempDir,
+}
+
+impl Default for TestHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().expect("a temporary directory"),
+            scratch: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// A directory for the test's own files.
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// A `stepbox` command with this home.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(stepbox_bin());
+        command
+            .args(args)
+            .env("STEPBOX_HOME", self.home())
+            .env_remove("STEPBOX_LOG")
+            .current_dir(self.scratch())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Run `stepbox ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("stepbox must start"))
+    }
+
+    /// Register the local flavor and a step operator `local` using it.
+    pub fn with_local(&self) -> &Self {
+        let flavor = local_flavor();
+        self.run(&["flavor", "register", path_str(&flavor)]).expect_code(0);
+        self.run(&["step-operator", "register", "local", "--flavor", "local"]).expect_code(0);
+        self
+    }
+
+    /// `stepbox launch` through step operator `operator`, running `command`.
+    pub fn launch(&self, operator: &str, step: &str, command: &[&str]) -> Run {
+        let mut args = vec!["launch", "-s", operator, "--pipeline", "pipe", "--run", "run-1", "--step", step, "--"];
+        args.extend_from_slice(command);
+        self.run(&args)
+    }
+
+    /// The runs, newest first, as JSON.
+    pub fn runs(&self) -> Vec<serde_json::Value> {
+        let listed = self.run(&["runs", "list", "-n", "1000", "-o", "json"]);
+        listed.expect_code(0);
+        listed.json().as_array().cloned().unwrap_or_default()
+    }
+
+    /// One run and its jobs, as JSON.
+    pub fn run_details(&self, id: &str) -> serde_json::Value {
+        let shown = self.run(&["runs", "show", id, "-o", "json"]);
+        shown.expect_code(0);
+        shown.json()
+    }
+}
+
+/// A path as UTF-8 text (test paths always are).
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Wait until `check` holds, polling, for at most `limit`.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}

@@ -182,7 +182,7 @@ pub struct LaunchArgs {
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     pub env: Vec<String>,
     /// CPUs the step needs (may be fractional)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub cpu: Option<f64>,
     /// GPUs the step needs
     #[arg(long, value_name = "N")]
