@@ -1,7 +1,9 @@
 //! Submitting jobs, and the common path: run the step's entrypoint and wait.
 
 use crate::bindings::stepbox::operator::jobs as wit;
-use crate::{Error, JobSpec, JobState, JobStatus, LaunchError, LaunchReport, LaunchRequest, Runtime};
+use crate::{
+    Error, JobSpec, JobState, JobStatus, LaunchError, LaunchReport, LaunchRequest, Runtime,
+};
 
 pub use wit::Job;
 

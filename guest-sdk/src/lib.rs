@@ -79,11 +79,14 @@ macro_rules! export_flavor {
             struct StepboxExport;
 
             impl $crate::bindings::exports::stepbox::operator::operator::Guest for StepboxExport {
-                fn metadata() -> $crate::bindings::exports::stepbox::operator::operator::FlavorMetadata {
+                fn metadata()
+                -> $crate::bindings::exports::stepbox::operator::operator::FlavorMetadata {
                     $crate::__private::metadata::<$flavor>()
                 }
 
-                fn validate_config(config: ::std::string::String) -> ::std::result::Result<(), $crate::ConfigError> {
+                fn validate_config(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), $crate::ConfigError> {
                     $crate::__private::validate_config::<$flavor>(&config)
                 }
 
@@ -95,7 +98,7 @@ macro_rules! export_flavor {
                 }
             }
 
-            $crate::bindings::export!(StepboxExport with_types_in $crate::bindings);
+    $crate::bindings::export!(StepboxExport with_types_in $crate::bindings);
         };
     };
 }

@@ -52,13 +52,17 @@ pub fn validate_config<F: Flavor>(config: &str) -> Result<(), ConfigError> {
     F::validate(&config)
 }
 
-pub fn launch<F: Flavor>(config: &str, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
+pub fn launch<F: Flavor>(
+    config: &str,
+    request: LaunchRequest,
+) -> Result<LaunchReport, LaunchError> {
     let config: F::Config = decode(config, "invalid configuration")?;
     F::validate(&config)?;
-    let settings: F::Settings = if request.settings.trim().is_empty() || request.settings.trim() == "null" {
-        F::Settings::default()
-    } else {
-        decode(&request.settings, "invalid step settings")?
-    };
+    let settings: F::Settings =
+        if request.settings.trim().is_empty() || request.settings.trim() == "null" {
+            F::Settings::default()
+        } else {
+            decode(&request.settings, "invalid step settings")?
+        };
     F::launch(config, settings, request)
 }

@@ -105,9 +105,12 @@ pub fn check_shape(
 ) -> Result<ComponentShape, ComponentError> {
     let engine = engine.engine();
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let wanted = operator_export();
-    if !exports.iter().any(|name| *name == wanted) {
+    if !exports.contains(&wanted) {
         let prefix = format!("{CONTRACT_PACKAGE}/operator@");
         if let Some(other) = exports.iter().find_map(|name| name.strip_prefix(&prefix)) {
             return Err(ComponentError::ContractVersion {
@@ -132,7 +135,11 @@ pub fn check_shape(
     Ok(shape)
 }
 
-fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result<(), ComponentError> {
+fn classify_import(
+    path: &str,
+    name: &str,
+    shape: &mut ComponentShape,
+) -> Result<(), ComponentError> {
     let unknown = || ComponentError::UnknownImport {
         path: path.to_owned(),
         import: name.to_owned(),
@@ -173,13 +180,20 @@ impl ComponentCache {
     }
 
     fn artifact(&self, sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{sha256}-{}.cwasm", self.engine.compatibility_key()))
+        self.dir.join(format!(
+            "{sha256}-{}.cwasm",
+            self.engine.compatibility_key()
+        ))
     }
 
     /// Compile `bytes` (whose sha256 is `sha256`), write the artifact, and
     /// return the component. Compiles once: the artifact is what is loaded.
-    pub fn compile(&self, path: &str, sha256: &str, bytes: &[u8]) -> Result<Component, ComponentError> {
+    pub fn compile(
+        &self,
+        path: &str,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Component, ComponentError> {
         let compiled = self
             .engine
             .engine()
@@ -214,7 +228,10 @@ impl ComponentCache {
             match unsafe { Component::deserialize_file(self.engine.engine(), &artifact) } {
                 Ok(component) => return Ok(component),
                 Err(error) => {
-                    tracing::warn!("ignoring unusable cached artifact {}: {error:#}", artifact.display());
+                    tracing::warn!(
+                        "ignoring unusable cached artifact {}: {error:#}",
+                        artifact.display()
+                    );
                 }
             }
         }

@@ -42,6 +42,9 @@ impl Stepbox {
 
     /// The engine (started on first use) and the precompiled-component cache.
     pub fn cache(&self) -> anyhow::Result<ComponentCache> {
-        Ok(ComponentCache::new(StepboxEngine::shared()?, self.home.cache_dir()))
+        Ok(ComponentCache::new(
+            StepboxEngine::shared()?,
+            self.home.cache_dir(),
+        ))
     }
 }

@@ -75,7 +75,9 @@ impl StepboxEngine {
             }
         }
         let mut hasher = Sha(Sha256::new());
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         hex::encode(&hasher.0.finalize()[..8])
     }
 }

@@ -41,7 +41,9 @@ impl Home {
         if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return Ok(Self::at(PathBuf::from(data).join("stepbox")));
         }
-        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(HomeError::NoHome)?;
+        let home = std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .ok_or(HomeError::NoHome)?;
         Ok(Self::at(PathBuf::from(home).join(".local/share/stepbox")))
     }
 
@@ -52,7 +54,12 @@ impl Home {
 
     /// Create the directory tree, readable by its owner only.
     pub fn ensure(&self) -> Result<(), HomeError> {
-        for dir in [self.root.clone(), self.flavors_dir(), self.cache_dir(), self.runs_dir()] {
+        for dir in [
+            self.root.clone(),
+            self.flavors_dir(),
+            self.cache_dir(),
+            self.runs_dir(),
+        ] {
             private_dir(&dir)?;
         }
         Ok(())
@@ -93,7 +100,10 @@ impl Home {
 
 /// Create `dir` (and parents) with mode 0700 if it does not exist.
 fn private_dir(dir: &Path) -> Result<(), HomeError> {
-    let created = fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let created = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
     created.map_err(|source| HomeError::Create {
         path: dir.to_owned(),
         source,

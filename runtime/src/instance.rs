@@ -119,7 +119,10 @@ impl Prepared {
     }
 
     /// Call `metadata()`.
-    pub async fn metadata(&self, logger: Arc<FlavorLogger>) -> Result<FlavorMetadata, GuestFailure> {
+    pub async fn metadata(
+        &self,
+        logger: Arc<FlavorLogger>,
+    ) -> Result<FlavorMetadata, GuestFailure> {
         let limits = Limits::for_query();
         let call = async {
             let (mut store, flavor) = self.instantiate(&limits, logger, None).await?;
@@ -163,8 +166,10 @@ impl Prepared {
         logger: Arc<FlavorLogger>,
         config: &str,
         request: &crate::bindings::operator::LaunchRequest,
-    ) -> Result<Result<crate::bindings::operator::LaunchReport, crate::bindings::operator::LaunchError>, GuestFailure>
-    {
+    ) -> Result<
+        Result<crate::bindings::operator::LaunchReport, crate::bindings::operator::LaunchError>,
+        GuestFailure,
+    > {
         let limits = launch.limits.clone();
         let (mut store, flavor) = self.instantiate(&limits, logger, Some(launch)).await?;
         flavor

@@ -109,7 +109,11 @@ mod tests {
             arbitrary_commands: true,
             ..Policy::default()
         };
-        assert!(policy.command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"])).is_ok());
+        assert!(
+            policy
+                .command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"]))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ use crate::store::{StepOperatorRecord, StoreError};
 pub enum StepOperatorError {
     #[error("no step operator named `{0}`; `stepbox step-operator list` shows the registered ones")]
     NotFound(String),
-    #[error("a step operator named `{0}` already exists; change it with `stepbox step-operator update {0}`")]
+    #[error(
+        "a step operator named `{0}` already exists; change it with `stepbox step-operator update {0}`"
+    )]
     Exists(String),
     #[error("`{0}` is not a valid step operator name: use 1-63 letters, digits, `-`, `_` or `.`")]
     BadName(String),
@@ -31,7 +33,10 @@ pub enum StepOperatorError {
     #[error("the configuration must be a JSON object, got: {0}")]
     NotAnObject(String),
     #[error("the flavor `{flavor}` failed while validating the configuration: {failure}")]
-    Guest { flavor: String, failure: GuestFailure },
+    Guest {
+        flavor: String,
+        failure: GuestFailure,
+    },
     #[error(transparent)]
     Flavor(#[from] FlavorError),
     #[error(transparent)]
@@ -65,7 +70,10 @@ fn typed_value(schema: &serde_json::Value, key: &str, text: &str) -> serde_json:
     let property = &schema["properties"][key];
     let is_string = match &property["type"] {
         serde_json::Value::String(ty) => ty == "string",
-        serde_json::Value::Array(types) => types.iter().any(|ty| ty == "string") && !types.iter().any(|ty| ty != "string" && ty != "null"),
+        serde_json::Value::Array(types) => {
+            types.iter().any(|ty| ty == "string")
+                && !types.iter().any(|ty| ty != "string" && ty != "null")
+        }
         _ => false,
     };
     if is_string {
@@ -76,11 +84,17 @@ fn typed_value(schema: &serde_json::Value, key: &str, text: &str) -> serde_json:
 
 fn valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Ask the flavor whether it accepts `config`.
-async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Value) -> Result<(), StepOperatorError> {
+async fn validate(
+    stepbox: &Stepbox,
+    flavor: &str,
+    config: &serde_json::Value,
+) -> Result<(), StepOperatorError> {
     if !config.is_object() {
         return Err(StepOperatorError::NotAnObject(config.to_string()));
     }
@@ -92,7 +106,9 @@ async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Value) -
         Ok(Err(error)) => Err(StepOperatorError::InvalidConfig {
             flavor: flavor.to_owned(),
             message: match error.field {
-                Some(field) if !error.message.contains(&field) => format!("{field}: {}", error.message),
+                Some(field) if !error.message.contains(&field) => {
+                    format!("{field}: {}", error.message)
+                }
                 _ => error.message,
             },
         }),
@@ -161,7 +177,10 @@ pub async fn update(
 }
 
 pub fn get(stepbox: &Stepbox, name: &str) -> Result<StepOperatorRecord, StepOperatorError> {
-    stepbox.db.step_operator(name)?.ok_or_else(|| StepOperatorError::NotFound(name.to_owned()))
+    stepbox
+        .db
+        .step_operator(name)?
+        .ok_or_else(|| StepOperatorError::NotFound(name.to_owned()))
 }
 
 pub fn list(stepbox: &Stepbox) -> Result<Vec<StepOperatorRecord>, StepOperatorError> {
@@ -178,7 +197,10 @@ pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), StepOperatorError> {
 /// Keys of a flat config, for display.
 pub fn config_summary(config: &serde_json::Value) -> String {
     let map: BTreeMap<_, _> = config.as_object().into_iter().flatten().collect();
-    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -194,10 +216,17 @@ mod tests {
             "count": {"type": "integer"},
             "flag": {"type": "boolean"},
         }});
-        let pairs: Vec<(String, String)> = [("name", "123"), ("maybe_name", "true"), ("count", "3"), ("flag", "true"), ("free", "[1,2]"), ("text", "hello")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let pairs: Vec<(String, String)> = [
+            ("name", "123"),
+            ("maybe_name", "true"),
+            ("count", "3"),
+            ("flag", "true"),
+            ("free", "[1,2]"),
+            ("text", "hello"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let config = config_from_pairs(&schema, &pairs);
         assert_eq!(config["name"], json!("123"));
         assert_eq!(config["maybe_name"], json!("true"));

@@ -11,7 +11,9 @@ pub enum UnitError {
     Memory(String),
     #[error("`{0}` is not KEY=VALUE")]
     KeyValue(String),
-    #[error("`{0}` is not a valid environment variable name (letters, digits and _, not starting with a digit)")]
+    #[error(
+        "`{0}` is not a valid environment variable name (letters, digits and _, not starting with a digit)"
+    )]
     EnvName(String),
 }
 
@@ -37,7 +39,9 @@ pub fn parse_memory(text: &str) -> Result<u64, UnitError> {
         "PiB" => 1 << 50,
         _ => return Err(UnitError::Memory(text.to_owned())),
     };
-    let value: f64 = number.parse().map_err(|_| UnitError::Memory(text.to_owned()))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| UnitError::Memory(text.to_owned()))?;
     let bytes = value * factor as f64;
     if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
         return Err(UnitError::Memory(text.to_owned()));

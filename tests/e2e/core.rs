@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use stepbox_e2e::{TestHome, command_component, hostile_flavor, local_flavor, path_str, process_alive, wait_until};
+use stepbox_e2e::{
+    TestHome, command_component, hostile_flavor, local_flavor, path_str, process_alive, wait_until,
+};
 
 const BAD_INPUT: i32 = 64;
 const FLAVOR_ERROR: i32 = 70;
@@ -22,8 +24,21 @@ fn a_launched_step_runs_and_its_run_is_recorded_as_succeeded() {
     let out = t.scratch().join("out.txt");
     let script = format!("echo \"$GREETING from $PWD\" > {}", out.display());
     let run = t.run(&[
-        "launch", "-s", "local", "--pipeline", "training", "--run", "run-7", "--step", "trainer",
-        "--env", "GREETING=hello", "--", "sh", "-c", &script,
+        "launch",
+        "-s",
+        "local",
+        "--pipeline",
+        "training",
+        "--run",
+        "run-7",
+        "--step",
+        "trainer",
+        "--env",
+        "GREETING=hello",
+        "--",
+        "sh",
+        "-c",
+        &script,
     ]);
     run.expect_code(0);
 
@@ -45,19 +60,37 @@ fn a_launched_step_runs_and_its_run_is_recorded_as_succeeded() {
     assert_eq!(jobs[0]["state"], "succeeded");
     assert_eq!(jobs[0]["command"][0], "sh");
     // Environment values may be credentials: only their names are stored.
-    assert_eq!(details["run"]["request"]["environment_names"][0], "GREETING");
-    assert!(!details.to_string().contains("hello"), "env values must not be stored");
+    assert_eq!(
+        details["run"]["request"]["environment_names"][0],
+        "GREETING"
+    );
+    assert!(
+        !details.to_string().contains("hello"),
+        "env values must not be stored"
+    );
 }
 
 #[test]
 fn a_failing_step_exits_with_its_code_and_the_run_shows_the_log_tail() {
     let t = TestHome::new();
     t.with_local();
-    let run = t.launch("local", "evaluate", &["sh", "-c", "echo about to fail; echo on stderr >&2; exit 3"]);
+    let run = t.launch(
+        "local",
+        "evaluate",
+        &["sh", "-c", "echo about to fail; echo on stderr >&2; exit 3"],
+    );
     run.expect_code(3);
-    assert!(run.stdout.contains("about to fail"), "job output is streamed: {}", run.stdout);
+    assert!(
+        run.stdout.contains("about to fail"),
+        "job output is streamed: {}",
+        run.stdout
+    );
     assert!(run.stderr.contains("on stderr"));
-    assert!(run.stderr.contains("failed"), "a summary names the failure: {}", run.stderr);
+    assert!(
+        run.stderr.contains("failed"),
+        "a summary names the failure: {}",
+        run.stderr
+    );
 
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "failed");
@@ -67,7 +100,11 @@ fn a_failing_step_exits_with_its_code_and_the_run_shows_the_log_tail() {
     shown.expect_code(0);
     assert!(shown.stdout.contains("failed"));
     assert!(shown.stdout.contains("exited with code 3"));
-    assert!(shown.stdout.contains("about to fail"), "the log tail is shown: {}", shown.stdout);
+    assert!(
+        shown.stdout.contains("about to fail"),
+        "the log tail is shown: {}",
+        shown.stdout
+    );
 }
 
 #[test]
@@ -75,7 +112,19 @@ fn a_job_sees_only_its_own_environment_plus_path() {
     let t = TestHome::new();
     t.with_local();
     let mut command = t.command(&[
-        "launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "env", "-e", "ONLY=this", "--", "env",
+        "launch",
+        "-s",
+        "local",
+        "--pipeline",
+        "p",
+        "--run",
+        "r",
+        "--step",
+        "env",
+        "-e",
+        "ONLY=this",
+        "--",
+        "env",
     ]);
     command.env("SECRET_OF_THE_HOST", "leak");
     let output = command.output().expect("stepbox runs");
@@ -93,29 +142,90 @@ fn a_job_sees_only_its_own_environment_plus_path() {
 #[test]
 fn invalid_config_is_refused_with_the_flavors_message() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())])
+        .expect_code(0);
 
-    let zero = t.run(&["step-operator", "register", "fast", "--flavor", "local", "--config", "timeout_seconds=0"]);
+    let zero = t.run(&[
+        "step-operator",
+        "register",
+        "fast",
+        "--flavor",
+        "local",
+        "--config",
+        "timeout_seconds=0",
+    ]);
     zero.expect_code(BAD_INPUT);
-    assert!(zero.stderr.contains("timeout_seconds: must be at least 1 second"), "{}", zero.stderr);
+    assert!(
+        zero.stderr
+            .contains("timeout_seconds: must be at least 1 second"),
+        "{}",
+        zero.stderr
+    );
 
-    let unknown = t.run(&["step-operator", "register", "odd", "--flavor", "local", "--config", "colour=blue"]);
+    let unknown = t.run(&[
+        "step-operator",
+        "register",
+        "odd",
+        "--flavor",
+        "local",
+        "--config",
+        "colour=blue",
+    ]);
     unknown.expect_code(BAD_INPUT);
-    assert!(unknown.stderr.contains("unknown field `colour`"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("unknown field `colour`"),
+        "{}",
+        unknown.stderr
+    );
 
-    let wrong_type = t.run(&["step-operator", "register", "odd", "--flavor", "local", "--config", "timeout_seconds=soon"]);
+    let wrong_type = t.run(&[
+        "step-operator",
+        "register",
+        "odd",
+        "--flavor",
+        "local",
+        "--config",
+        "timeout_seconds=soon",
+    ]);
     wrong_type.expect_code(BAD_INPUT);
-    assert!(wrong_type.stderr.contains("timeout_seconds"), "{}", wrong_type.stderr);
+    assert!(
+        wrong_type.stderr.contains("timeout_seconds"),
+        "{}",
+        wrong_type.stderr
+    );
 
     let listed = t.run(&["step-operator", "list", "-o", "json"]);
-    assert_eq!(listed.json(), serde_json::json!([]), "nothing refused was stored");
+    assert_eq!(
+        listed.json(),
+        serde_json::json!([]),
+        "nothing refused was stored"
+    );
 
     // A valid config goes in, and update is validated the same way.
-    t.run(&["step-operator", "register", "slow", "--flavor", "local", "--config", "timeout_seconds=60"]).expect_code(0);
-    let update = t.run(&["step-operator", "update", "slow", "--config", "timeout_seconds=0"]);
+    t.run(&[
+        "step-operator",
+        "register",
+        "slow",
+        "--flavor",
+        "local",
+        "--config",
+        "timeout_seconds=60",
+    ])
+    .expect_code(0);
+    let update = t.run(&[
+        "step-operator",
+        "update",
+        "slow",
+        "--config",
+        "timeout_seconds=0",
+    ]);
     update.expect_code(BAD_INPUT);
     let described = t.run(&["step-operator", "describe", "slow", "-o", "json"]);
-    assert_eq!(described.json()["config"]["timeout_seconds"], 60, "a refused update changes nothing");
+    assert_eq!(
+        described.json()["config"]["timeout_seconds"],
+        60,
+        "a refused update changes nothing"
+    );
 }
 
 #[test]
@@ -126,26 +236,55 @@ fn files_that_are_not_flavors_are_refused_with_a_clear_error() {
     fs::write(&text, "this is not WebAssembly").expect("write");
     let refused = t.run(&["flavor", "register", path_str(&text)]);
     refused.expect_code(BAD_INPUT);
-    assert!(refused.stderr.contains("is not a WebAssembly file"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is not a WebAssembly file"),
+        "{}",
+        refused.stderr
+    );
 
     let module = t.scratch().join("module.wasm");
-    let bytes = wat::parse_str(r#"(module (func (export "launch") (result i32) i32.const 0))"#).expect("valid wat");
+    let bytes = wat::parse_str(r#"(module (func (export "launch") (result i32) i32.const 0))"#)
+        .expect("valid wat");
     fs::write(&module, bytes).expect("write");
     let refused = t.run(&["flavor", "register", path_str(&module)]);
     refused.expect_code(BAD_INPUT);
-    assert!(refused.stderr.contains("is a core WebAssembly module, not a component"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("wasm32-wasip2"), "the error says how to build a component");
+    assert!(
+        refused
+            .stderr
+            .contains("is a core WebAssembly module, not a component"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("wasm32-wasip2"),
+        "the error says how to build a component"
+    );
 
     let command = command_component();
     let refused = t.run(&["flavor", "register", path_str(&command)]);
     refused.expect_code(BAD_INPUT);
-    assert!(refused.stderr.contains("is a component of another world"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("wasi:cli/run"), "the error names what it does export: {}", refused.stderr);
-    assert!(refused.stderr.contains("stepbox:operator/operator@0.1.0"), "and what was expected");
+    assert!(
+        refused.stderr.contains("is a component of another world"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("wasi:cli/run"),
+        "the error names what it does export: {}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("stepbox:operator/operator@0.1.0"),
+        "and what was expected"
+    );
 
     let missing = t.run(&["flavor", "register", "/nonexistent/flavor.wasm"]);
     missing.expect_code(BAD_INPUT);
-    assert!(missing.stderr.contains("cannot read /nonexistent/flavor.wasm"));
+    assert!(
+        missing
+            .stderr
+            .contains("cannot read /nonexistent/flavor.wasm")
+    );
 
     let listed = t.run(&["flavor", "list", "-o", "json"]);
     listed.expect_code(0);
@@ -160,33 +299,54 @@ fn a_registered_flavor_describes_its_capabilities_and_schemas() {
     assert!(registered.stdout.contains("registered flavor `local`"));
 
     // Registering the same file again is harmless.
-    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())])
+        .expect_code(0);
 
     let described = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
     assert_eq!(described["name"], "local");
-    assert_eq!(described["shape"]["capabilities"], serde_json::json!(["jobs", "log"]));
-    assert_eq!(described["config_schema"]["properties"]["timeout_seconds"]["type"][0], "integer");
+    assert_eq!(
+        described["shape"]["capabilities"],
+        serde_json::json!(["jobs", "log"])
+    );
+    assert_eq!(
+        described["config_schema"]["properties"]["timeout_seconds"]["type"][0],
+        "integer"
+    );
     assert!(described["settings_schema"]["properties"]["environment"].is_object());
     assert_eq!(described["status"], "ok");
 
     let table = t.run(&["flavor", "describe", "local"]);
-    assert!(table.stdout.contains("capabilities  jobs, log"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("capabilities  jobs, log"),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]
 fn a_deleted_component_file_does_not_break_listing_other_flavors() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
-    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())])
+        .expect_code(0);
+    t.run(&["flavor", "register", path_str(&hostile_flavor())])
+        .expect_code(0);
     let local = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
-    let blob = t.home().join("flavors").join(format!("{}.wasm", local["sha256"].as_str().expect("sha")));
+    let blob = t
+        .home()
+        .join("flavors")
+        .join(format!("{}.wasm", local["sha256"].as_str().expect("sha")));
     fs::remove_file(&blob).expect("the blob exists");
 
     let listed = t.run(&["flavor", "list", "-o", "json"]);
     listed.expect_code(0);
     let listed = listed.json();
     let status = |name: &str| {
-        listed.as_array().into_iter().flatten().find(|f| f["name"] == name).map(|f| f["status"].clone())
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["name"] == name)
+            .map(|f| f["status"].clone())
     };
     assert_eq!(status("local"), Some("component file missing".into()));
     assert_eq!(status("hostile"), Some("ok".into()));
@@ -194,7 +354,11 @@ fn a_deleted_component_file_does_not_break_listing_other_flavors() {
     // Using the broken one says how to repair it.
     let refused = t.run(&["step-operator", "register", "x", "--flavor", "local"]);
     refused.expect_code(BAD_INPUT);
-    assert!(refused.stderr.contains("register the flavor again"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("register the flavor again"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[test]
@@ -203,29 +367,57 @@ fn a_flavor_in_use_cannot_be_deleted_and_deletes_cleanly_once_free() {
     t.with_local();
     let refused = t.run(&["flavor", "delete", "local"]);
     refused.expect_code(BAD_INPUT);
-    assert!(refused.stderr.contains("used by the step operators local"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("used by the step operators local"),
+        "{}",
+        refused.stderr
+    );
     t.run(&["step-operator", "delete", "local"]).expect_code(0);
     t.run(&["flavor", "delete", "local"]).expect_code(0);
-    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
-    t.run(&["flavor", "describe", "local"]).expect_code(BAD_INPUT);
+    assert_eq!(
+        t.run(&["flavor", "list", "-o", "json"]).json(),
+        serde_json::json!([])
+    );
+    t.run(&["flavor", "describe", "local"])
+        .expect_code(BAD_INPUT);
 }
 
 #[test]
 fn a_job_running_another_command_is_denied() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
-    t.run(&["step-operator", "register", "h", "--flavor", "hostile", "--config", "behavior=other-command"])
+    t.run(&["flavor", "register", path_str(&hostile_flavor())])
         .expect_code(0);
+    t.run(&[
+        "step-operator",
+        "register",
+        "h",
+        "--flavor",
+        "hostile",
+        "--config",
+        "behavior=other-command",
+    ])
+    .expect_code(0);
     let marker = t.scratch().join("ran");
     let run = t.launch("h", "s", &["touch", path_str(&marker)]);
     run.expect_code(DENIED);
-    assert!(run.stderr.contains("entrypoint-only"), "the denial names the rule: {}", run.stderr);
-    assert!(!run.stdout.contains("escaped"), "the other command never ran");
+    assert!(
+        run.stderr.contains("entrypoint-only"),
+        "the denial names the rule: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stdout.contains("escaped"),
+        "the other command never ran"
+    );
     assert!(!marker.exists(), "and neither did the entrypoint");
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "failed");
     let details = t.run_details(runs[0]["id"].as_str().expect("id"));
-    assert_eq!(details["jobs"], serde_json::json!([]), "no job was recorded for a denied submission");
+    assert_eq!(
+        details["jobs"],
+        serde_json::json!([]),
+        "no job was recorded for a denied submission"
+    );
 
     // The host survives, and later launches still work.
     t.with_local();
@@ -235,15 +427,32 @@ fn a_job_running_another_command_is_denied() {
 #[test]
 fn a_flavor_that_returns_before_its_job_ends_has_the_job_cancelled() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
-    t.run(&["step-operator", "register", "h", "--flavor", "hostile", "--config", "behavior=return-early"])
+    t.run(&["flavor", "register", path_str(&hostile_flavor())])
         .expect_code(0);
+    t.run(&[
+        "step-operator",
+        "register",
+        "h",
+        "--flavor",
+        "hostile",
+        "--config",
+        "behavior=return-early",
+    ])
+    .expect_code(0);
     let pid_file = t.scratch().join("pid");
     let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
     let run = t.launch("h", "s", &["sh", "-c", &script]);
     run.expect_code(FLAVOR_ERROR);
-    assert!(run.stderr.contains("returned before its job finished"), "{}", run.stderr);
-    assert!(run.stderr.contains("was still running; it was cancelled"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("returned before its job finished"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("was still running; it was cancelled"),
+        "{}",
+        run.stderr
+    );
     if let Ok(pid) = fs::read_to_string(&pid_file) {
         let pid: i32 = pid.trim().parse().expect("a pid");
         assert!(!process_alive(pid), "the job's process is gone");
@@ -258,9 +467,26 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     t.with_local();
     let pids = t.scratch().join("pids");
     // The step starts a child that sleeps, and sleeps itself.
-    let script = format!("sleep 300 & echo $! >> {p}; echo $$ >> {p}; wait", p = pids.display());
+    let script = format!(
+        "sleep 300 & echo $! >> {p}; echo $$ >> {p}; wait",
+        p = pids.display()
+    );
     let child = t
-        .command(&["launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "sleepy", "--", "sh", "-c", &script])
+        .command(&[
+            "launch",
+            "-s",
+            "local",
+            "--pipeline",
+            "p",
+            "--run",
+            "r",
+            "--step",
+            "sleepy",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -278,9 +504,17 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("signal stepbox");
     let output = child.wait_with_output().expect("stepbox exits");
-    assert_eq!(output.status.code(), Some(CANCELLED_SIGINT), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(CANCELLED_SIGINT),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     for pid in tree {
-        assert!(!process_alive(pid), "process {pid} of the job outlived the cancellation");
+        assert!(
+            !process_alive(pid),
+            "process {pid} of the job outlived the cancellation"
+        );
     }
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "cancelled");
@@ -296,21 +530,45 @@ fn twenty_concurrent_launches_against_one_home_all_finish_and_are_recorded() {
         .map(|i| {
             let step = format!("step-{i}");
             let echo = format!("echo launch {i}");
-            t.command(&["launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", &step, "--", "sh", "-c", &echo])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("stepbox starts")
+            t.command(&[
+                "launch",
+                "-s",
+                "local",
+                "--pipeline",
+                "p",
+                "--run",
+                "r",
+                "--step",
+                &step,
+                "--",
+                "sh",
+                "-c",
+                &echo,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepbox starts")
         })
         .collect();
     for (i, child) in children.into_iter().enumerate() {
         let output = child.wait_with_output().expect("stepbox exits");
-        assert!(output.status.success(), "launch {i} failed: {}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("launch {i}"));
+        assert!(
+            output.status.success(),
+            "launch {i} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            format!("launch {i}")
+        );
     }
     let runs = t.runs();
     assert_eq!(runs.len(), 20);
-    let mut steps: Vec<String> = runs.iter().map(|run| run["step"].as_str().unwrap_or("").to_owned()).collect();
+    let mut steps: Vec<String> = runs
+        .iter()
+        .map(|run| run["step"].as_str().unwrap_or("").to_owned())
+        .collect();
     steps.sort();
     let mut expected: Vec<String> = (0..20).map(|i| format!("step-{i}")).collect();
     expected.sort();
@@ -328,14 +586,27 @@ fn bad_launch_arguments_are_refused_before_anything_runs() {
     t.with_local();
     let cases: &[(&[&str], &str)] = &[
         (&["--memory", "lots"], "is not a memory size"),
-        (&["--env", "1BAD=x"], "not a valid environment variable name"),
+        (
+            &["--env", "1BAD=x"],
+            "not a valid environment variable name",
+        ),
         (&["--env", "NOEQUALS"], "is not KEY=VALUE"),
         (&["--settings", "[1]"], "must be a JSON object"),
         (&["--settings", "{oops"], "not valid JSON"),
         (&["--cpu", "-1"], "must be a positive number"),
     ];
     for (extra, message) in cases {
-        let mut args = vec!["launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s"];
+        let mut args = vec![
+            "launch",
+            "-s",
+            "local",
+            "--pipeline",
+            "p",
+            "--run",
+            "r",
+            "--step",
+            "s",
+        ];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--", "true"]);
         let run = t.run(&args);
@@ -346,9 +617,29 @@ fn bad_launch_arguments_are_refused_before_anything_runs() {
     unknown.expect_code(BAD_INPUT);
     assert!(unknown.stderr.contains("no step operator named `nope`"));
     let settings = t.run(&[
-        "launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--settings", "{\"colour\": 1}", "--", "true",
+        "launch",
+        "-s",
+        "local",
+        "--pipeline",
+        "p",
+        "--run",
+        "r",
+        "--step",
+        "s",
+        "--settings",
+        "{\"colour\": 1}",
+        "--",
+        "true",
     ]);
     settings.expect_code(BAD_INPUT);
-    assert!(settings.stderr.contains("unknown field `colour`"), "{}", settings.stderr);
-    assert_eq!(t.runs().len(), 1, "only the launch that reached the flavor is recorded");
+    assert!(
+        settings.stderr.contains("unknown field `colour`"),
+        "{}",
+        settings.stderr
+    );
+    assert_eq!(
+        t.runs().len(),
+        1,
+        "only the launch that reached the flavor is recorded"
+    );
 }

@@ -45,13 +45,17 @@ impl Flavor for Local {
     type Settings = Settings;
 
     fn info() -> FlavorInfo {
-        FlavorInfo::new("local", "Local process", env!("CARGO_PKG_VERSION"))
-            .description("Runs each step as a process on the machine stepbox runs on, and waits for it.")
+        FlavorInfo::new("local", "Local process", env!("CARGO_PKG_VERSION")).description(
+            "Runs each step as a process on the machine stepbox runs on, and waits for it.",
+        )
     }
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.timeout_seconds == Some(0) {
-            return Err(ConfigError::field("timeout_seconds", "must be at least 1 second"));
+            return Err(ConfigError::field(
+                "timeout_seconds",
+                "must be at least 1 second",
+            ));
         }
         if let Some(name) = config.environment.keys().find(|name| !valid_env_name(name)) {
             return Err(ConfigError::field(
@@ -59,15 +63,30 @@ impl Flavor for Local {
                 "is not a valid environment variable name (letters, digits and _, not starting with a digit)",
             ));
         }
-        if config.working_dir.as_deref().is_some_and(|dir| !dir.starts_with('/')) {
-            return Err(ConfigError::field("working_dir", "must be an absolute path"));
+        if config
+            .working_dir
+            .as_deref()
+            .is_some_and(|dir| !dir.starts_with('/'))
+        {
+            return Err(ConfigError::field(
+                "working_dir",
+                "must be an absolute path",
+            ));
         }
         Ok(())
     }
 
-    fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
+    fn launch(
+        config: Config,
+        settings: Settings,
+        request: LaunchRequest,
+    ) -> Result<LaunchReport, LaunchError> {
         if settings.timeout_seconds == Some(0) {
-            return Err(ConfigError::field("timeout_seconds", "step setting must be at least 1 second").into());
+            return Err(ConfigError::field(
+                "timeout_seconds",
+                "step setting must be at least 1 second",
+            )
+            .into());
         }
         let mut spec = jobs::entrypoint_spec(&request);
         spec.backend = config.backend;

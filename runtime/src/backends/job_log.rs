@@ -88,16 +88,20 @@ impl JobLog {
     /// Record a chunk of output.
     pub fn write(&self, stream: Stream, bytes: &[u8]) {
         self.sink.write(stream, bytes);
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.tail.extend(bytes);
         let excess = state.tail.len().saturating_sub(TAIL_BYTES);
         state.tail.drain(..excess);
         let room = self.limit.saturating_sub(state.written);
         let keep = (bytes.len() as u64).min(room) as usize;
-        if let Some(file) = state.file.as_mut() {
-            if keep > 0 && file.write_all(&bytes[..keep]).is_err() {
-                state.file = None;
-            }
+        if let Some(file) = state.file.as_mut()
+            && keep > 0
+            && file.write_all(&bytes[..keep]).is_err()
+        {
+            state.file = None;
         }
         state.written += keep as u64;
         if keep < bytes.len() && !state.truncated {
@@ -114,7 +118,10 @@ impl JobLog {
 
     /// The last `max` bytes of output, as text.
     pub fn tail(&self, max: usize) -> String {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let skip = state.tail.len().saturating_sub(max);
         let bytes: Vec<u8> = state.tail.iter().skip(skip).copied().collect();
         String::from_utf8_lossy(&bytes).into_owned()

@@ -24,7 +24,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{BackendError, JobBackend, JobLog, JobRequest, JobState, JobStatus, RunningJob, Stream};
+use super::{
+    BackendError, JobBackend, JobLog, JobRequest, JobState, JobStatus, RunningJob, Stream,
+};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -92,9 +94,9 @@ impl JobBackend for LocalBackend {
                 _ => format!("cannot start `{program}`: {error}"),
             })
         })?;
-        let pid = child
-            .id()
-            .ok_or_else(|| BackendError::Failed(format!("`{program}` exited before it could be tracked")))?;
+        let pid = child.id().ok_or_else(|| {
+            BackendError::Failed(format!("`{program}` exited before it could be tracked"))
+        })?;
         let readers = spawn_readers(&mut child, &request.log);
         let (status_tx, status_rx) = watch::channel(JobStatus::running());
         let (cancel_tx, cancel_rx) = watch::channel(None);
@@ -239,7 +241,11 @@ impl Supervisor {
 }
 
 /// How a job ended, from its exit status and what ended it.
-fn verdict(exit: std::io::Result<ExitStatus>, ended_by: Option<JobState>, timeout: Option<Duration>) -> JobStatus {
+fn verdict(
+    exit: std::io::Result<ExitStatus>,
+    ended_by: Option<JobState>,
+    timeout: Option<Duration>,
+) -> JobStatus {
     let exit = match exit {
         Ok(exit) => exit,
         Err(error) => {
@@ -250,7 +256,9 @@ fn verdict(exit: std::io::Result<ExitStatus>, ended_by: Option<JobState>, timeou
             };
         }
     };
-    let exit_code = exit.code().or_else(|| exit.signal().map(|signal| 128 + signal));
+    let exit_code = exit
+        .code()
+        .or_else(|| exit.signal().map(|signal| 128 + signal));
     let described = match (exit.code(), exit.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(signal)) => format!("killed by signal {}", signal_name(signal)),

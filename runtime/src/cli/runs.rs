@@ -16,10 +16,20 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
             let runs = stepbox.db.runs(limit)?;
             match output {
                 Format::Json => output::json(&runs)?,
-                Format::Table if runs.is_empty() => println!("no runs yet; start one with `stepbox launch`"),
+                Format::Table if runs.is_empty() => {
+                    println!("no runs yet; start one with `stepbox launch`")
+                }
                 Format::Table => {
-                    let mut table =
-                        output::table(&["ID", "STEP OPERATOR", "PIPELINE", "RUN", "STEP", "STATE", "EXIT", "STARTED"]);
+                    let mut table = output::table(&[
+                        "ID",
+                        "STEP OPERATOR",
+                        "PIPELINE",
+                        "RUN",
+                        "STEP",
+                        "STATE",
+                        "EXIT",
+                        "STARTED",
+                    ]);
                     for run in &runs {
                         table.add_row(vec![
                             output::short(&run.id).to_owned(),
@@ -28,7 +38,8 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                             run.run_name.clone(),
                             run.step.clone(),
                             run.state.to_string(),
-                            run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
+                            run.exit_code
+                                .map_or_else(|| "-".to_owned(), |code| code.to_string()),
                             run.started_at.clone(),
                         ]);
                     }
@@ -40,7 +51,9 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
             let run = match stepbox.db.find_run(&id)? {
                 RunLookup::Found(run) => *run,
                 RunLookup::Missing => {
-                    return Err(Failure::input(format!("no run matches `{id}`; `stepbox runs list` shows recent runs")));
+                    return Err(Failure::input(format!(
+                        "no run matches `{id}`; `stepbox runs list` shows recent runs"
+                    )));
                 }
                 RunLookup::Ambiguous(ids) => {
                     return Err(Failure::input(format!(
@@ -63,12 +76,28 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
     output::fields(&[
         ("run", run.id.clone()),
         ("state", run.state.to_string()),
-        ("exit code", run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string())),
-        ("message", run.message.clone().unwrap_or_else(|| "-".to_owned())),
-        ("step operator", format!("{} (flavor {})", run.step_operator, run.flavor)),
-        ("pipeline", format!("{} / {} / {}", run.pipeline, run.run_name, run.step)),
+        (
+            "exit code",
+            run.exit_code
+                .map_or_else(|| "-".to_owned(), |code| code.to_string()),
+        ),
+        (
+            "message",
+            run.message.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        (
+            "step operator",
+            format!("{} (flavor {})", run.step_operator, run.flavor),
+        ),
+        (
+            "pipeline",
+            format!("{} / {} / {}", run.pipeline, run.run_name, run.step),
+        ),
         ("started", run.started_at.clone()),
-        ("ended", run.ended_at.clone().unwrap_or_else(|| "-".to_owned())),
+        (
+            "ended",
+            run.ended_at.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
         ("launched by", format!("pid {}", run.pid)),
     ]);
     if jobs.is_empty() {
@@ -83,7 +112,8 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
             job.backend.clone(),
             job.external_id.clone().unwrap_or_else(|| "-".to_owned()),
             job.state.to_string(),
-            job.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
+            job.exit_code
+                .map_or_else(|| "-".to_owned(), |code| code.to_string()),
             job.message.clone().unwrap_or_default(),
         ]);
     }
@@ -91,9 +121,16 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
     for job in jobs {
         let path = Path::new(&job.log_path);
         match file_tail(path, tail) {
-            Ok(text) if text.is_empty() => println!("\n{} produced no output ({})", job.name, job.log_path),
+            Ok(text) if text.is_empty() => {
+                println!("\n{} produced no output ({})", job.name, job.log_path)
+            }
             Ok(text) => {
-                println!("\nlast {} bytes of {} ({}):", text.len(), job.name, job.log_path);
+                println!(
+                    "\nlast {} bytes of {} ({}):",
+                    text.len(),
+                    job.name,
+                    job.log_path
+                );
                 print!("{text}");
                 if !text.ends_with('\n') {
                     println!();

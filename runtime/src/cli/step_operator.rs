@@ -27,7 +27,13 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                 _ => serde_json::Map::new(),
             };
             object.extend(pairs(&schema, &config)?);
-            let record = step_operators::register(&stepbox, &name, &flavor, serde_json::Value::Object(object)).await?;
+            let record = step_operators::register(
+                &stepbox,
+                &name,
+                &flavor,
+                serde_json::Value::Object(object),
+            )
+            .await?;
             print_one(&record, output, "registered")?;
         }
         StepOperatorCommand::List { output } => {
@@ -35,7 +41,9 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             match output {
                 Format::Json => output::json(&records)?,
                 Format::Table if records.is_empty() => {
-                    println!("no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`");
+                    println!(
+                        "no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`"
+                    );
                 }
                 Format::Table => {
                     let mut table = output::table(&["NAME", "FLAVOR", "CONFIG", "UPDATED"]);
@@ -103,10 +111,15 @@ fn read_config_file(config: &ConfigArgs) -> Result<Option<serde_json::Value>, Fa
     let Some(path) = &config.config_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::input(format!("cannot read --config-file {}: {e}", path.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Failure::input(format!("--config-file {} is not valid JSON: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::input(format!("cannot read --config-file {}: {e}", path.display()))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Failure::input(format!(
+            "--config-file {} is not valid JSON: {e}",
+            path.display()
+        ))
+    })?;
     if !value.is_object() {
         return Err(Failure::input(format!(
             "--config-file {} must hold a JSON object, like {{\"key\": \"value\"}}",
@@ -121,7 +134,10 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
         Format::Json => output::json(record),
         Format::Table => {
             if !verb.is_empty() {
-                println!("{verb} step operator `{}` (flavor `{}`)", record.name, record.flavor);
+                println!(
+                    "{verb} step operator `{}` (flavor `{}`)",
+                    record.name, record.flavor
+                );
                 return Ok(());
             }
             output::fields(&[

@@ -49,7 +49,10 @@ impl Lines {
             self.flush_line();
             self.logger.emit(
                 Level::Warn,
-                &format!("{}: output limit reached; further output is dropped", self.name()),
+                &format!(
+                    "{}: output limit reached; further output is dropped",
+                    self.name()
+                ),
             );
         }
     }
@@ -145,7 +148,11 @@ impl OutputStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

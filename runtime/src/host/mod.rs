@@ -42,9 +42,21 @@ pub struct HostState {
 
 impl HostState {
     /// State for one instance of the flavor `logger` speaks for.
-    pub fn new(limits: &Limits, logger: Arc<FlavorLogger>, launch: Option<Arc<LaunchContext>>) -> Self {
-        let stdout = guest_output::GuestOutput::new(Arc::clone(&logger), guest_output::Which::Stdout, limits.guest_output_bytes);
-        let stderr = guest_output::GuestOutput::new(Arc::clone(&logger), guest_output::Which::Stderr, limits.guest_output_bytes);
+    pub fn new(
+        limits: &Limits,
+        logger: Arc<FlavorLogger>,
+        launch: Option<Arc<LaunchContext>>,
+    ) -> Self {
+        let stdout = guest_output::GuestOutput::new(
+            Arc::clone(&logger),
+            guest_output::Which::Stdout,
+            limits.guest_output_bytes,
+        );
+        let stderr = guest_output::GuestOutput::new(
+            Arc::clone(&logger),
+            guest_output::Which::Stderr,
+            limits.guest_output_bytes,
+        );
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout)
             .stderr(stderr)
@@ -83,7 +95,9 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| {
+        state
+    })?;
     bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     Ok(linker)

@@ -6,6 +6,10 @@ use serde::Serialize;
 use super::{Db, StoreError, json_column, optional};
 use crate::component::ComponentShape;
 
+/// Registered flavors that could be decoded, and the names of those that
+/// could not, with the reason.
+pub type FlavorListing = (Vec<FlavorRecord>, Vec<(String, StoreError)>);
+
 /// One registered flavor.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlavorRecord {
@@ -108,9 +112,10 @@ impl Db {
 
     /// Every registered flavor, by name. A record that cannot be decoded is
     /// reported in the second list instead of failing the whole listing.
-    pub fn flavors(&self) -> Result<(Vec<FlavorRecord>, Vec<(String, StoreError)>), StoreError> {
+    pub fn flavors(&self) -> Result<FlavorListing, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM flavors ORDER BY name"))?;
+            let mut statement =
+                conn.prepare(&format!("SELECT {COLUMNS} FROM flavors ORDER BY name"))?;
             let rows = statement.query_map([], from_row)?;
             let mut good = Vec::new();
             let mut bad = Vec::new();
@@ -134,9 +139,11 @@ impl Db {
     /// How many registered flavors use the component with this sha256.
     pub fn flavors_with_sha(&self, sha256: &str) -> Result<u64, StoreError> {
         self.read(|conn| {
-            Ok(conn.query_row("SELECT COUNT(*) FROM flavors WHERE sha256 = ?1", [sha256], |row| {
-                row.get::<_, i64>(0)
-            })? as u64)
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM flavors WHERE sha256 = ?1",
+                [sha256],
+                |row| row.get::<_, i64>(0),
+            )? as u64)
         })
     }
 }

@@ -30,7 +30,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("state database holds malformed data in {what}: {message}")]
     Corrupt { what: String, message: String },
-    #[error("the state database was written by a newer stepbox (schema {found}, this one knows {known}); upgrade stepbox")]
+    #[error(
+        "the state database was written by a newer stepbox (schema {found}, this one knows {known}); upgrade stepbox"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("the state database is busy: {0}")]
     Busy(String),
@@ -58,8 +60,14 @@ impl Db {
     }
 
     /// Run `f` on the connection (for reads and single statements).
-    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&conn)
     }
 
@@ -68,7 +76,10 @@ impl Db {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let result = f(&tx)?;
         tx.commit()?;
@@ -92,7 +103,8 @@ impl Db {
 fn set_wal(conn: &Connection) -> Result<(), StoreError> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     loop {
-        let mode: Result<String, _> = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0));
+        let mode: Result<String, _> =
+            conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0));
         match mode {
             Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
             Ok(mode) => {
@@ -101,7 +113,8 @@ fn set_wal(conn: &Connection) -> Result<(), StoreError> {
                 )));
             }
             Err(rusqlite::Error::SqliteFailure(error, _))
-                if error.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -127,7 +127,9 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, String, String)> 
     ))
 }
 
-fn decode_run((mut run, state, request): (RunRecord, String, String)) -> Result<RunRecord, StoreError> {
+fn decode_run(
+    (mut run, state, request): (RunRecord, String, String),
+) -> Result<RunRecord, StoreError> {
     let what = format!("run {}", run.id);
     run.state = state.parse().map_err(|message| corrupt(&what, message))?;
     run.request = json_column(&what, &request)?;
@@ -156,7 +158,9 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(JobRecord, String, String)> 
     ))
 }
 
-fn decode_job((mut job, command, state): (JobRecord, String, String)) -> Result<JobRecord, StoreError> {
+fn decode_job(
+    (mut job, command, state): (JobRecord, String, String),
+) -> Result<JobRecord, StoreError> {
     let what = format!("job {}", job.id);
     job.command = json_column(&what, &command)?;
     job.state = state.parse().map_err(|message| corrupt(&what, message))?;
@@ -219,19 +223,26 @@ impl Db {
     pub fn find_run(&self, id_or_prefix: &str) -> Result<RunLookup, StoreError> {
         let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
         self.read(|conn| {
-            let mut statement =
-                conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 ORDER BY started_at LIMIT 11"))?;
-            let rows: Vec<_> = statement.query_map([pattern], run_from_row)?.collect::<Result<_, _>>()?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 ORDER BY started_at LIMIT 11"
+            ))?;
+            let rows: Vec<_> = statement
+                .query_map([pattern], run_from_row)?
+                .collect::<Result<_, _>>()?;
             if let Some(exact) = rows.iter().position(|row| row.0.id == id_or_prefix) {
                 let row = rows.into_iter().nth(exact).map(decode_run).transpose()?;
                 return Ok(row.map_or(RunLookup::Missing, |run| RunLookup::Found(Box::new(run))));
             }
             match rows.len() {
                 0 => Ok(RunLookup::Missing),
-                1 => Ok(RunLookup::Found(Box::new(decode_run(rows.into_iter().next().ok_or_else(
-                    || corrupt("runs", "row vanished".into()),
-                )?)?))),
-                _ => Ok(RunLookup::Ambiguous(rows.into_iter().map(|row| row.0.id).collect())),
+                1 => Ok(RunLookup::Found(Box::new(decode_run(
+                    rows.into_iter()
+                        .next()
+                        .ok_or_else(|| corrupt("runs", "row vanished".into()))?,
+                )?))),
+                _ => Ok(RunLookup::Ambiguous(
+                    rows.into_iter().map(|row| row.0.id).collect(),
+                )),
             }
         })
     }
@@ -239,8 +250,9 @@ impl Db {
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT ?1"))?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT ?1"
+            ))?;
             let rows = statement.query_map([limit], run_from_row)?;
             rows.map(|row| decode_run(row?)).collect()
         })
@@ -303,8 +315,9 @@ impl Db {
     /// The jobs of a run, in submission order.
     pub fn jobs_of(&self, run_id: &str) -> Result<Vec<JobRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY seq"))?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY seq"
+            ))?;
             let rows = statement.query_map([run_id], job_from_row)?;
             rows.map(|row| decode_job(row?)).collect()
         })

@@ -29,7 +29,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(StepOperatorRecord, String)> {
     ))
 }
 
-fn decode((mut record, config): (StepOperatorRecord, String)) -> Result<StepOperatorRecord, StoreError> {
+fn decode(
+    (mut record, config): (StepOperatorRecord, String),
+) -> Result<StepOperatorRecord, StoreError> {
     record.config = json_column(&format!("step operator {}", record.name), &config)?;
     Ok(record)
 }
@@ -42,7 +44,9 @@ impl Db {
         let record = record.clone();
         self.write(move |tx| {
             let inserted = tx.execute(
-                &format!("INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                &format!(
+                    "INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+                ),
                 params![
                     record.name,
                     record.flavor,
@@ -56,7 +60,11 @@ impl Db {
     }
 
     /// Replace a step operator's configuration; returns false if it does not exist.
-    pub fn update_step_operator(&self, name: &str, config: &serde_json::Value) -> Result<bool, StoreError> {
+    pub fn update_step_operator(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
         let (name, config) = (name.to_owned(), config.to_string());
         self.write(move |tx| {
             let updated = tx.execute(
@@ -81,7 +89,9 @@ impl Db {
     /// Every step operator, by name.
     pub fn step_operators(&self) -> Result<Vec<StepOperatorRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM step_operators ORDER BY name"))?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM step_operators ORDER BY name"
+            ))?;
             let rows = statement.query_map([], from_row)?;
             rows.map(|row| decode(row?)).collect()
         })
@@ -90,7 +100,8 @@ impl Db {
     /// The names of the step operators that use `flavor`.
     pub fn step_operators_using(&self, flavor: &str) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare("SELECT name FROM step_operators WHERE flavor = ?1 ORDER BY name")?;
+            let mut statement =
+                conn.prepare("SELECT name FROM step_operators WHERE flavor = ?1 ORDER BY name")?;
             let rows = statement.query_map([flavor], |row| row.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

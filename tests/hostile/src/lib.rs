@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs};
+use stepbox_guest::{
+    Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs,
+};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -31,7 +33,11 @@ impl Flavor for Hostile {
             .description("Misbehaves on purpose; for stepbox's own tests.")
     }
 
-    fn launch(config: Config, _: NoSettings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
+    fn launch(
+        config: Config,
+        _: NoSettings,
+        request: LaunchRequest,
+    ) -> Result<LaunchReport, LaunchError> {
         match config.behavior {
             Behavior::OtherCommand => {
                 let mut spec = jobs::entrypoint_spec(&request);
