@@ -118,6 +118,11 @@ impl Prepared {
         Ok((store, flavor))
     }
 
+    /// Instantiate in a fresh store and throw it away (for benchmarks).
+    pub async fn instantiate_only(&self, limits: &Limits, logger: Arc<FlavorLogger>) -> Result<(), GuestFailure> {
+        self.instantiate(limits, logger, None).await.map(drop)
+    }
+
     /// Call `metadata()`.
     pub async fn metadata(
         &self,

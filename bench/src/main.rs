@@ -1,0 +1,160 @@
+//! Measures what docs/PERFORMANCE.md reports. Run it with `scripts/bench`.
+//!
+//! The machines are shared and noisy, so every comparison is measured side by
+//! side in one run, interleaved (A, B, A, B, …), and reported as medians and
+//! ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use stepbox::context::Stepbox;
+use stepbox::host::FlavorLogger;
+use stepbox::limits::Limits;
+
+/// Benchmark stepbox against running commands directly.
+#[derive(Parser)]
+struct Args {
+    /// The stepbox binary to measure
+    #[arg(long)]
+    stepbox: PathBuf,
+    /// The flavor component to register
+    #[arg(long)]
+    flavor: PathBuf,
+    /// Iterations of each measurement
+    #[arg(long, default_value_t = 50)]
+    iterations: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let home = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let stepbox = |cli: &[&str]| -> anyhow::Result<()> {
+        let status = Command::new(&args.stepbox)
+            .args(cli)
+            .env("STEPBOX_HOME", home.path())
+            .current_dir(work.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", args.stepbox.display()))?;
+        if !status.success() {
+            bail!("stepbox {} failed: {status}", cli.join(" "));
+        }
+        Ok(())
+    };
+    let flavor = args.flavor.to_str().context("flavor path is not UTF-8")?;
+
+    println!("machine: {} cores; {} iterations per measurement\n", num_cpus(), args.iterations);
+
+    let register = time(|| stepbox(&["flavor", "register", flavor]))?;
+    println!("flavor register (compile + cache), once: {}", ms(register));
+    stepbox(&["step-operator", "register", "local", "--flavor", "local"])?;
+
+    let launch = ["launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"];
+    let direct = || -> anyhow::Result<()> {
+        let status = Command::new("true").current_dir(work.path()).status()?;
+        if !status.success() {
+            bail!("true failed");
+        }
+        Ok(())
+    };
+    let (direct_times, launch_times) = interleaved(args.iterations, direct, || stepbox(&launch))?;
+    let (d, l) = (median(&direct_times), median(&launch_times));
+    println!("\n`true` run directly                 median {}  p90 {}", ms(d), ms(p90(&direct_times)));
+    println!("`stepbox launch -- true`            median {}  p90 {}", ms(l), ms(p90(&launch_times)));
+    println!(
+        "launch overhead                     {} per step ({:.1}× the direct run)",
+        ms(l.saturating_sub(d)),
+        l.as_secs_f64() / d.as_secs_f64()
+    );
+
+    let list = samples(args.iterations, || stepbox(&["flavor", "list"]))?;
+    println!("`stepbox flavor list`               median {}  p90 {}", ms(median(&list)), ms(p90(&list)));
+
+    in_process(home.path(), args.iterations)?;
+    Ok(())
+}
+
+/// Component load from the cache and instantiation, inside one process.
+fn in_process(home: &Path, iterations: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let state = Stepbox::open_at(home)?;
+    let record = state.db.flavor("local")?.context("flavor registered above")?;
+    let blob = state.home.flavor_blob(&record.sha256);
+    let cache = state.cache()?;
+    let load = samples(iterations, || cache.load(&blob, &record.sha256).map(drop).map_err(Into::into))?;
+    println!("\ncomponent load from cache (mmap)    median {}  p90 {}", us(median(&load)), us(p90(&load)));
+
+    let prepared = stepbox::flavors::prepare(&state, &record)?;
+    let limits = Limits::for_query();
+    let instantiate = samples(iterations, || {
+        let logger = Arc::new(FlavorLogger::new("local", None, &limits));
+        runtime.block_on(prepared.instantiate_only(&limits, logger)).map_err(Into::into)
+    })?;
+    println!("instantiation (fresh store)         median {}  p90 {}", us(median(&instantiate)), us(p90(&instantiate)));
+
+    let metadata = samples(iterations, || {
+        let logger = Arc::new(FlavorLogger::new("local", None, &limits));
+        runtime.block_on(prepared.metadata(logger)).map(drop).map_err(Into::into)
+    })?;
+    println!("instantiate + metadata() call       median {}  p90 {}", us(median(&metadata)), us(p90(&metadata)));
+    Ok(())
+}
+
+fn time(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
+}
+
+fn samples(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<Duration>> {
+    f()?; // warm up
+    (0..n).map(|_| time(&mut f)).collect()
+}
+
+fn interleaved(
+    n: usize,
+    mut a: impl FnMut() -> anyhow::Result<()>,
+    mut b: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    a()?;
+    b()?;
+    let mut first = Vec::with_capacity(n);
+    let mut second = Vec::with_capacity(n);
+    for _ in 0..n {
+        first.push(time(&mut a)?);
+        second.push(time(&mut b)?);
+    }
+    Ok((first, second))
+}
+
+fn sorted(samples: &[Duration]) -> Vec<Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    sorted(samples).get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn p90(samples: &[Duration]) -> Duration {
+    sorted(samples).get(samples.len() * 9 / 10).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:>8.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:>8.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
