@@ -23,12 +23,12 @@ use crate::limits::Limits;
 #[derive(Debug, Error)]
 pub enum GuestFailure {
     #[error(
-        "the flavor ran out of its guest CPU budget ({}) and was stopped. Raise the step operator's `guest-cpu` limit if the flavor really needs more",
+        "the flavor ran out of its guest CPU budget ({}) and was stopped. If it really needs more: stepbox step-operator update NAME --limit guest-cpu=DURATION",
         humantime::format_duration(*.0)
     )]
     CpuBudget(Duration),
     #[error(
-        "the flavor tried to use more than its memory limit of {} and was stopped. Raise the step operator's `guest-memory` limit if the flavor really needs more",
+        "the flavor tried to use more than its memory limit of {} and was stopped. If it really needs more: stepbox step-operator update NAME --limit guest-memory=SIZE",
         bytesize::ByteSize::b(*.0 as u64)
     )]
     Memory(usize),
@@ -70,19 +70,20 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> GuestFailure {
     if error.downcast_ref::<CpuBudgetExhausted>().is_some() {
         return GuestFailure::CpuBudget(limits.guest_cpu);
     }
-    let text = format!("{error:?}");
-    if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+    let full = format!("{error:#}");
+    tracing::debug!("flavor trap: {full}");
+    if full.contains("forcing trap when growing memory") || full.contains("memory minimum size") {
         return GuestFailure::Memory(limits.guest_memory_bytes);
     }
-    GuestFailure::Trap(first_lines(&text, 40))
-}
-
-fn first_lines(text: &str, lines: usize) -> String {
-    let mut out: Vec<&str> = text.lines().take(lines).collect();
-    if text.lines().count() > lines {
-        out.push("…");
-    }
-    out.join("\n")
+    let cause = error.root_cause().to_string();
+    let hint = if cause.contains("unreachable") {
+        "; the flavor panicked or aborted, and its stderr in the flavor's log says why"
+    } else {
+        ""
+    };
+    GuestFailure::Trap(format!(
+        "{cause}{hint} (run with -v for the wasm backtrace)"
+    ))
 }
 
 /// A component ready to be instantiated, with the linker it needs.
@@ -119,7 +120,11 @@ impl Prepared {
     }
 
     /// Instantiate in a fresh store and throw it away (for benchmarks).
-    pub async fn instantiate_only(&self, limits: &Limits, logger: Arc<FlavorLogger>) -> Result<(), GuestFailure> {
+    pub async fn instantiate_only(
+        &self,
+        limits: &Limits,
+        logger: Arc<FlavorLogger>,
+    ) -> Result<(), GuestFailure> {
         self.instantiate(limits, logger, None).await.map(drop)
     }
 

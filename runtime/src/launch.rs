@@ -112,7 +112,9 @@ pub async fn launch(
         .ok_or_else(|| LaunchError::UnknownStepOperator(args.step_operator.clone()))?;
     let flavor = flavors::get(stepbox, &operator.flavor)?.record;
     let prepared = flavors::prepare(stepbox, &flavor)?;
-    let limits = Limits::default();
+    let limits = Limits::default()
+        .with_overrides(&operator.limits)
+        .map_err(|e| LaunchError::Internal(format!("step operator {}: {e}", operator.name)))?;
     let policy = Policy::default();
 
     let run_id = uuid::Uuid::new_v4().to_string();

@@ -51,3 +51,162 @@ impl Limits {
         }
     }
 }
+
+/// A limit override that cannot be applied.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LimitError {
+    #[error("unknown limit `{0}`; the limits are: {names}", names = LIMIT_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
+    Unknown(String),
+    #[error("limit `{name}`: `{value}` is not {expected}")]
+    BadValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// The limits a step operator can override, with what each one bounds.
+pub const LIMIT_NAMES: &[(&str, &str)] = &[
+    (
+        "guest-memory",
+        "linear memory of the flavor instance (size: 256MiB)",
+    ),
+    (
+        "guest-cpu",
+        "time the flavor's own code may run per call (duration: 30s)",
+    ),
+    (
+        "guest-output",
+        "bytes of guest stdout and of stderr kept (size: 64KiB)",
+    ),
+    ("log-message", "bytes kept of one log message (size: 16KiB)"),
+    ("log-messages", "log messages per launch (count: 10000)"),
+    ("jobs-per-launch", "jobs one launch may submit (count: 64)"),
+    (
+        "job-log",
+        "bytes of each job's output kept in its log file (size: 64MiB)",
+    ),
+    (
+        "cancel-grace",
+        "time between SIGTERM and SIGKILL when cancelling a job (duration: 10s)",
+    ),
+];
+
+impl Limits {
+    /// These limits with `overrides` (limit name → value text) applied.
+    pub fn with_overrides<'a>(
+        mut self,
+        overrides: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<Self, LimitError> {
+        for (name, value) in overrides {
+            self.apply(name, value)?;
+        }
+        Ok(self)
+    }
+
+    fn apply(&mut self, name: &str, value: &str) -> Result<(), LimitError> {
+        let bad = |expected| LimitError::BadValue {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            expected,
+        };
+        let size = || -> Result<u64, LimitError> {
+            crate::units::parse_memory(value).map_err(|_| bad("a size such as 64MiB or 1GiB"))
+        };
+        let duration = || -> Result<Duration, LimitError> {
+            humantime::parse_duration(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| bad("a duration such as 500ms, 30s or 5m"))
+        };
+        let count = || -> Result<usize, LimitError> {
+            value
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("a positive whole number"))
+        };
+        let usize_size = || {
+            size().and_then(|n| {
+                usize::try_from(n).map_err(|_| bad("a size this machine can address"))
+            })
+        };
+        match name {
+            "guest-memory" => self.guest_memory_bytes = usize_size()?,
+            "guest-cpu" => self.guest_cpu = duration()?,
+            "guest-output" => self.guest_output_bytes = usize_size()?,
+            "log-message" => self.log_message_bytes = usize_size()?,
+            "log-messages" => self.log_messages = count()?,
+            "jobs-per-launch" => self.jobs_per_launch = count()?,
+            "job-log" => self.job_log_bytes = size()?,
+            "cancel-grace" => self.cancel_grace = duration()?,
+            other => return Err(LimitError::Unknown(other.to_owned())),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn overrides_replace_defaults() {
+        let limits = Limits::default()
+            .with_overrides(&overrides(&[
+                ("guest-memory", "64MiB"),
+                ("guest-cpu", "2s"),
+                ("jobs-per-launch", "3"),
+            ]))
+            .expect("valid overrides");
+        assert_eq!(limits.guest_memory_bytes, 64 << 20);
+        assert_eq!(limits.guest_cpu, Duration::from_secs(2));
+        assert_eq!(limits.jobs_per_launch, 3);
+        assert_eq!(limits.cancel_grace, Limits::default().cancel_grace);
+    }
+
+    #[test]
+    fn every_named_limit_is_accepted() {
+        for (name, _) in LIMIT_NAMES {
+            let value = match *name {
+                "guest-cpu" | "cancel-grace" => "1s",
+                "log-messages" | "jobs-per-launch" => "5",
+                _ => "1MiB",
+            };
+            assert!(
+                Limits::default()
+                    .with_overrides(&overrides(&[(name, value)]))
+                    .is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_overrides_name_the_problem() {
+        let cases = [
+            (("guest-ram", "1GiB"), "unknown limit `guest-ram`"),
+            (("guest-cpu", "soon"), "a duration"),
+            (("guest-cpu", "0s"), "a duration"),
+            (("guest-memory", "lots"), "a size"),
+            (("jobs-per-launch", "0"), "a positive whole number"),
+        ];
+        for ((name, value), message) in cases {
+            let error = Limits::default()
+                .with_overrides(&overrides(&[(name, value)]))
+                .unwrap_err();
+            assert!(
+                error.to_string().contains(message),
+                "{name}={value}: {error}"
+            );
+        }
+    }
+}

@@ -14,7 +14,7 @@ use crate::exit;
 use crate::flavors::{self, FlavorError};
 use crate::host::FlavorLogger;
 use crate::instance::GuestFailure;
-use crate::limits::Limits;
+use crate::limits::{LimitError, Limits};
 use crate::store::{StepOperatorRecord, StoreError};
 
 /// Why a step-operator operation failed.
@@ -37,6 +37,8 @@ pub enum StepOperatorError {
         flavor: String,
         failure: GuestFailure,
     },
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error(transparent)]
     Flavor(#[from] FlavorError),
     #[error(transparent)]
@@ -125,10 +127,12 @@ pub async fn register(
     name: &str,
     flavor: &str,
     config: serde_json::Value,
+    limits: BTreeMap<String, String>,
 ) -> Result<StepOperatorRecord, StepOperatorError> {
     if !valid_name(name) {
         return Err(StepOperatorError::BadName(name.to_owned()));
     }
+    Limits::default().with_overrides(&limits)?;
     if stepbox.db.step_operator(name)?.is_some() {
         return Err(StepOperatorError::Exists(name.to_owned()));
     }
@@ -138,6 +142,7 @@ pub async fn register(
         name: name.to_owned(),
         flavor: flavor.to_owned(),
         config,
+        limits,
         created_at: now.clone(),
         updated_at: now,
     };
@@ -147,16 +152,53 @@ pub async fn register(
     Ok(record)
 }
 
-/// Change a step operator's configuration: `set` keys are added or replaced,
-/// `unset` keys removed, or `replace` swaps in a whole new configuration.
+/// What `update` changes.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// A whole new configuration.
+    pub replace: Option<serde_json::Value>,
+    /// Configuration keys to add or replace.
+    pub set: serde_json::Map<String, serde_json::Value>,
+    /// Configuration keys to remove.
+    pub unset: Vec<String>,
+    /// Limits to override.
+    pub limits: BTreeMap<String, String>,
+    /// Limit overrides to remove (back to the default).
+    pub unset_limits: Vec<String>,
+}
+
+impl Update {
+    /// Whether this update changes anything.
+    pub fn is_empty(&self) -> bool {
+        self.replace.is_none()
+            && self.set.is_empty()
+            && self.unset.is_empty()
+            && self.limits.is_empty()
+            && self.unset_limits.is_empty()
+    }
+}
+
+/// Change a step operator's configuration and limits; the flavor validates
+/// the resulting configuration.
 pub async fn update(
     stepbox: &Stepbox,
     name: &str,
-    replace: Option<serde_json::Value>,
-    set: serde_json::Map<String, serde_json::Value>,
-    unset: &[String],
+    change: Update,
 ) -> Result<StepOperatorRecord, StepOperatorError> {
+    let Update {
+        replace,
+        set,
+        unset,
+        limits: new_limits,
+        unset_limits,
+    } = change;
     let mut record = get(stepbox, name)?;
+    let mut limits = record.limits.clone();
+    limits.extend(new_limits);
+    for key in &unset_limits {
+        limits.remove(key);
+    }
+    Limits::default().with_overrides(&limits)?;
     let mut config = match replace {
         Some(serde_json::Value::Object(config)) => config,
         Some(other) => return Err(StepOperatorError::NotAnObject(other.to_string())),
@@ -166,13 +208,14 @@ pub async fn update(
         },
     };
     config.extend(set);
-    for key in unset {
+    for key in &unset {
         config.remove(key);
     }
     let config = serde_json::Value::Object(config);
     validate(stepbox, &record.flavor, &config).await?;
-    stepbox.db.update_step_operator(name, &config)?;
+    stepbox.db.update_step_operator(name, &config, &limits)?;
     record.config = config;
+    record.limits = limits;
     Ok(get(stepbox, name).unwrap_or(record))
 }
 

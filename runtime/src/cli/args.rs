@@ -49,6 +49,8 @@ pub enum Command {
     /// Inspect past and running launches
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// List the limits a step operator can override, with their defaults
+    Limits,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +93,9 @@ pub struct ConfigArgs {
     /// The whole configuration as a JSON object, from a file
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
+    /// Override a limit, e.g. guest-cpu=5s or guest-memory=128MiB (repeatable; `stepbox limits` lists them)
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +140,9 @@ Examples:
         /// Remove a configuration key (repeatable)
         #[arg(long, value_name = "KEY")]
         unset: Vec<String>,
+        /// Remove a limit override, back to the default (repeatable)
+        #[arg(long, value_name = "NAME")]
+        unset_limit: Vec<String>,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },

@@ -56,6 +56,12 @@ async fn run(cli: Cli) -> u8 {
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
         Command::Launch(args) => launch::run(cli.home, *args).await,
         Command::Runs(command) => runs::run(cli.home, command),
+        Command::Limits => {
+            for (name, description) in crate::limits::LIMIT_NAMES {
+                println!("{name:<16} {description}");
+            }
+            Ok(exit::OK)
+        }
     };
     match result {
         Ok(code) => code,

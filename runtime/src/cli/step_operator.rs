@@ -27,13 +27,9 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                 _ => serde_json::Map::new(),
             };
             object.extend(pairs(&schema, &config)?);
-            let record = step_operators::register(
-                &stepbox,
-                &name,
-                &flavor,
-                serde_json::Value::Object(object),
-            )
-            .await?;
+            let limits = limit_pairs(&config)?;
+            let object = serde_json::Value::Object(object);
+            let record = step_operators::register(&stepbox, &name, &flavor, object, limits).await?;
             print_one(&record, output, "registered")?;
         }
         StepOperatorCommand::List { output } => {
@@ -67,18 +63,25 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             name,
             config,
             unset,
+            unset_limit,
             output,
         } => {
             let current = step_operators::get(&stepbox, &name)?;
             let schema = flavor_schema(&stepbox, &current.flavor)?;
-            let replace = read_config_file(&config)?;
-            let set = pairs(&schema, &config)?;
-            if replace.is_none() && set.is_empty() && unset.is_empty() {
+            let change = step_operators::Update {
+                replace: read_config_file(&config)?,
+                set: pairs(&schema, &config)?,
+                unset,
+                limits: limit_pairs(&config)?,
+                unset_limits: unset_limit,
+            };
+            if change.is_empty() {
                 return Err(Failure::input(
-                    "nothing to update: give --config KEY=VALUE, --config-file FILE or --unset KEY",
+                    "nothing to update: give --config KEY=VALUE, --config-file FILE, --unset KEY, \
+                     --limit NAME=VALUE or --unset-limit NAME",
                 ));
             }
-            let record = step_operators::update(&stepbox, &name, replace, set, &unset).await?;
+            let record = step_operators::update(&stepbox, &name, change).await?;
             print_one(&record, output, "updated")?;
         }
         StepOperatorCommand::Delete { name } => {
@@ -105,6 +108,14 @@ fn pairs(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::input(format!("--config {e}")))?;
     Ok(config_from_pairs(schema, &parsed))
+}
+
+fn limit_pairs(config: &ConfigArgs) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    config
+        .limits
+        .iter()
+        .map(|pair| parse_key_value(pair).map_err(|e| Failure::input(format!("--limit {e}"))))
+        .collect()
 }
 
 fn read_config_file(config: &ConfigArgs) -> Result<Option<serde_json::Value>, Failure> {
@@ -140,9 +151,20 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
                 );
                 return Ok(());
             }
+            let limits = if record.limits.is_empty() {
+                "defaults".to_owned()
+            } else {
+                let pairs: Vec<String> = record
+                    .limits
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                pairs.join(" ")
+            };
             output::fields(&[
                 ("name", record.name.clone()),
                 ("flavor", record.flavor.clone()),
+                ("limits", limits),
                 ("created", record.created_at.clone()),
                 ("updated", record.updated_at.clone()),
             ]);

@@ -24,6 +24,7 @@ CREATE TABLE step_operators (
     name       TEXT PRIMARY KEY,
     flavor     TEXT NOT NULL REFERENCES flavors(name),
     config     TEXT NOT NULL,
+    limits     TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );

@@ -1,4 +1,7 @@
-//! Step operators: a name, a flavor, and the flavor's configuration.
+//! Step operators: a name, a flavor, the flavor's configuration, and limit
+//! overrides.
+
+use std::collections::BTreeMap;
 
 use rusqlite::{Row, params};
 use serde::Serialize;
@@ -12,31 +15,37 @@ pub struct StepOperatorRecord {
     pub flavor: String,
     /// The flavor's configuration, validated by the flavor at registration.
     pub config: serde_json::Value,
+    /// Limit overrides (limit name → value), on top of the defaults.
+    pub limits: BTreeMap<String, String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(StepOperatorRecord, String)> {
+type Raw = (StepOperatorRecord, String, String);
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok((
         StepOperatorRecord {
             name: row.get(0)?,
             flavor: row.get(1)?,
             config: serde_json::Value::Null,
-            created_at: row.get(3)?,
-            updated_at: row.get(4)?,
+            limits: BTreeMap::new(),
+            created_at: row.get(4)?,
+            updated_at: row.get(5)?,
         },
         row.get(2)?,
+        row.get(3)?,
     ))
 }
 
-fn decode(
-    (mut record, config): (StepOperatorRecord, String),
-) -> Result<StepOperatorRecord, StoreError> {
-    record.config = json_column(&format!("step operator {}", record.name), &config)?;
+fn decode((mut record, config, limits): Raw) -> Result<StepOperatorRecord, StoreError> {
+    let what = format!("step operator {}", record.name);
+    record.config = json_column(&what, &config)?;
+    record.limits = json_column(&what, &limits)?;
     Ok(record)
 }
 
-const COLUMNS: &str = "name, flavor, config, created_at, updated_at";
+const COLUMNS: &str = "name, flavor, config, limits, created_at, updated_at";
 
 impl Db {
     /// Insert a new step operator; returns false if the name is taken.
@@ -44,13 +53,12 @@ impl Db {
         let record = record.clone();
         self.write(move |tx| {
             let inserted = tx.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
-                ),
+                &format!("INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
                 params![
                     record.name,
                     record.flavor,
                     record.config.to_string(),
+                    serde_json::to_string(&record.limits).unwrap_or_default(),
                     record.created_at,
                     record.updated_at
                 ],
@@ -59,17 +67,20 @@ impl Db {
         })
     }
 
-    /// Replace a step operator's configuration; returns false if it does not exist.
+    /// Replace a step operator's configuration and limits; returns false if
+    /// it does not exist.
     pub fn update_step_operator(
         &self,
         name: &str,
         config: &serde_json::Value,
+        limits: &BTreeMap<String, String>,
     ) -> Result<bool, StoreError> {
         let (name, config) = (name.to_owned(), config.to_string());
+        let limits = serde_json::to_string(limits).unwrap_or_default();
         self.write(move |tx| {
             let updated = tx.execute(
-                "UPDATE step_operators SET config = ?2, updated_at = ?3 WHERE name = ?1",
-                params![name, config, super::now()],
+                "UPDATE step_operators SET config = ?2, limits = ?3, updated_at = ?4 WHERE name = ?1",
+                params![name, config, limits, super::now()],
             )?;
             Ok(updated > 0)
         })

@@ -14,6 +14,15 @@ enum Behavior {
     OtherCommand,
     /// Submit the entrypoint, then return without waiting for it.
     ReturnEarly,
+    /// Loop forever in `launch`.
+    Spin,
+    /// Allocate 4 GiB, 64 MiB at a time.
+    Allocate,
+    /// Look for ambient authority: environment, files, sockets. Reports what
+    /// it found as the launch's failure message.
+    Probe,
+    /// Write a lot to stdout and stderr, then run the entrypoint.
+    Chatter,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -45,6 +54,31 @@ impl Flavor for Hostile {
                 // The `?` turns the host's `denied` into this launch's `denied`.
                 jobs::run_to_completion(spec)
             }
+            Behavior::Spin => {
+                let mut counter: u64 = 0;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            Behavior::Allocate => {
+                let mut blocks = Vec::new();
+                for _ in 0..64 {
+                    blocks.push(std::hint::black_box(vec![7u8; 64 << 20]));
+                }
+                Err(LaunchError::Failed(format!(
+                    "allocated {} blocks of 64 MiB",
+                    blocks.len()
+                )))
+            }
+            Behavior::Probe => Err(LaunchError::Failed(probe())),
+            Behavior::Chatter => {
+                println!("hello from guest stdout");
+                eprintln!("hello from guest stderr");
+                for i in 0..100_000 {
+                    println!("chatter line {i} {}", "x".repeat(100));
+                }
+                jobs::run_entrypoint(&request)
+            }
             Behavior::ReturnEarly => {
                 let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
                 let status = job.status()?;
@@ -52,6 +86,29 @@ impl Flavor for Hostile {
             }
         }
     }
+}
+
+/// What a flavor can reach without being granted anything.
+fn probe() -> String {
+    let env: Vec<String> = std::env::vars().map(|(name, _)| name).collect();
+    let args: Vec<String> = std::env::args().collect();
+    let file = match std::fs::read_to_string("/etc/passwd") {
+        Ok(text) => format!("read {} bytes", text.len()),
+        Err(error) => format!("refused ({error})"),
+    };
+    let cwd = match std::env::current_dir() {
+        Ok(dir) => format!("{}", dir.display()),
+        Err(error) => format!("none ({error})"),
+    };
+    let socket = match std::net::TcpStream::connect("127.0.0.1:22") {
+        Ok(_) => "connected".to_owned(),
+        Err(error) => format!("refused ({error})"),
+    };
+    let lookup = match std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)) {
+        Ok(addresses) => format!("resolved {}", addresses.count()),
+        Err(error) => format!("refused ({error})"),
+    };
+    format!("env={env:?} args={args:?} file={file} cwd={cwd} socket={socket} dns={lookup}")
 }
 
 stepbox_guest::export_flavor!(Hostile);
