@@ -98,22 +98,18 @@ impl Home {
     }
 }
 
-/// Create `dir` (and parents) with mode 0700 if it does not exist.
+/// Create `dir` (and parents) with mode 0700, and make an existing one
+/// private: it holds job logs, and precompiled components are native code
+/// that only this user may be able to write.
 fn private_dir(dir: &Path) -> Result<(), HomeError> {
-    let created = fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir);
-    created.map_err(|source| HomeError::Create {
+    let error = |source| HomeError::Create {
         path: dir.to_owned(),
         source,
-    })?;
-    // A directory made by someone else keeps its mode; tighten ours only.
-    if let Ok(meta) = fs::metadata(dir)
-        && meta.permissions().mode() & 0o077 != 0
-        && dir.ends_with("cache")
-    {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    };
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(error)?;
+    let mode = fs::metadata(dir).map_err(error)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(error)?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `stepbox` binary and real components built from source.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -468,10 +469,10 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     let pids = t.scratch().join("pids");
     // The step starts a child that sleeps, and sleeps itself.
     let script = format!(
-        "sleep 300 & echo $! >> {p}; echo $$ >> {p}; wait",
+        "sleep 300 & echo $! >> {p}; echo $$ >> {p}; echo started; wait",
         p = pids.display()
     );
-    let child = t
+    let mut child = t
         .command(&[
             "launch",
             "-s",
@@ -491,6 +492,13 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("stepbox starts");
+    // Output is streamed while the job runs: read it before the job ends.
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first_line = String::new();
+    stdout
+        .read_line(&mut first_line)
+        .expect("read the job's output");
+    assert_eq!(first_line.trim(), "started");
     let started = wait_until(Duration::from_secs(60), || {
         fs::read_to_string(&pids).is_ok_and(|text| text.lines().count() == 2)
     });
@@ -642,4 +650,26 @@ fn bad_launch_arguments_are_refused_before_anything_runs() {
         1,
         "only the launch that reached the flavor is recorded"
     );
+}
+
+#[test]
+fn registration_compiles_once_and_launches_survive_a_wiped_cache() {
+    let t = TestHome::new();
+    t.with_local();
+    let described = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
+    let sha = described["sha256"].as_str().expect("sha").to_owned();
+    let cached = |t: &TestHome| -> usize {
+        fs::read_dir(t.home().join("cache"))
+            .expect("cache dir")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&sha) && name.ends_with(".cwasm"))
+            .count()
+    };
+    assert_eq!(cached(&t), 1, "registration wrote one precompiled artifact");
+
+    fs::remove_dir_all(t.home().join("cache")).expect("wipe the cache");
+    fs::create_dir(t.home().join("cache")).expect("recreate it empty");
+    t.launch("local", "s", &["true"]).expect_code(0);
+    assert_eq!(cached(&t), 1, "the launch recompiled and cached it again");
 }
