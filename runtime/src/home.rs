@@ -106,7 +106,11 @@ fn private_dir(dir: &Path) -> Result<(), HomeError> {
         path: dir.to_owned(),
         source,
     };
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(error)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(error)?;
     let mode = fs::metadata(dir).map_err(error)?.permissions().mode();
     if mode & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(error)?;

@@ -279,6 +279,20 @@ fn files_that_are_not_flavors_are_refused_with_a_clear_error() {
         "and what was expected"
     );
 
+    let future = stepbox_e2e::future_contract_component();
+    let refused = t.run(&["flavor", "register", path_str(&future)]);
+    refused.expect_code(BAD_INPUT);
+    assert!(
+        refused
+            .stderr
+            .contains("was built against contract stepbox:operator@0.2.0")
+            && refused
+                .stderr
+                .contains("this stepbox implements stepbox:operator@0.1.0"),
+        "{}",
+        refused.stderr
+    );
+
     let missing = t.run(&["flavor", "register", "/nonexistent/flavor.wasm"]);
     missing.expect_code(BAD_INPUT);
     assert!(

@@ -104,6 +104,11 @@ pub fn hostile_flavor() -> PathBuf {
     component("stepbox-hostile", "stepbox_hostile")
 }
 
+/// A flavor built against `stepbox:operator@0.2.0`.
+pub fn future_contract_component() -> PathBuf {
+    component("future-contract", "future_contract")
+}
+
 /// A WASI command component: a component, but not a flavor.
 pub fn command_component() -> PathBuf {
     component("not-a-flavor", "not-a-flavor")
