@@ -14,6 +14,8 @@ pub const INTERNAL: u8 = 1;
 pub const BAD_INPUT: u8 = 64;
 /// The flavor failed: it returned an error, trapped, or hit a limit.
 pub const FLAVOR_ERROR: u8 = 70;
+/// The job ran past its timeout and was stopped (as `timeout(1)` exits).
+pub const TIMED_OUT: u8 = 124;
 /// The flavor asked for something its step operator's grants do not allow.
 pub const DENIED: u8 = 77;
 /// The launch was cancelled by SIGINT (Ctrl-C).

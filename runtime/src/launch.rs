@@ -256,7 +256,13 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
             match report.state {
                 WitJobState::Succeeded => done(RunState::Succeeded, exit::OK, code, report.message),
                 WitJobState::Cancelled => done(RunState::Cancelled, process_code(exit::CANCELLED_SIGINT), code, report.message),
-                WitJobState::Failed | WitJobState::TimedOut => {
+                WitJobState::TimedOut => done(
+                    RunState::Failed,
+                    exit::TIMED_OUT,
+                    code,
+                    report.message.or(Some("the job timed out".into())),
+                ),
+                WitJobState::Failed => {
                     let code_or_one = process_code(1);
                     let exit_code = if code_or_one == 0 { 1 } else { code_or_one };
                     done(RunState::Failed, exit_code, code, report.message.or(Some("the job failed".into())))

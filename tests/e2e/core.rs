@@ -687,3 +687,41 @@ fn registration_compiles_once_and_launches_survive_a_wiped_cache() {
     t.launch("local", "s", &["true"]).expect_code(0);
     assert_eq!(cached(&t), 1, "the launch recompiled and cached it again");
 }
+
+#[test]
+fn a_job_past_its_timeout_is_stopped_and_reported_as_timed_out() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(&local_flavor())])
+        .expect_code(0);
+    let config = t.scratch().join("config.json");
+    fs::write(
+        &config,
+        r#"{"timeout_seconds": 1, "environment": {"FROM_CONFIG": "yes"}}"#,
+    )
+    .expect("write");
+    t.run(&[
+        "step-operator",
+        "register",
+        "brief",
+        "--flavor",
+        "local",
+        "--config-file",
+        path_str(&config),
+    ])
+    .expect_code(0);
+    let run = t.launch(
+        "brief",
+        "s",
+        &["sh", "-c", "echo FROM_CONFIG=$FROM_CONFIG; exec sleep 60"],
+    );
+    run.expect_code(124);
+    assert!(
+        run.stdout.contains("FROM_CONFIG=yes"),
+        "config environment reached the job: {}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
+    let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
+    assert_eq!(details["run"]["state"], "failed");
+    assert_eq!(details["jobs"][0]["state"], "timed-out");
+}
