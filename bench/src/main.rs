@@ -49,29 +49,13 @@ fn main() -> anyhow::Result<()> {
     };
     let flavor = args.flavor.to_str().context("flavor path is not UTF-8")?;
 
-    println!(
-        "machine: {} cores; {} iterations per measurement\n",
-        num_cpus(),
-        args.iterations
-    );
+    println!("machine: {} cores; {} iterations per measurement\n", num_cpus(), args.iterations);
 
     let register = time(|| stepbox(&["flavor", "register", flavor]))?;
     println!("flavor register (compile + cache), once: {}", ms(register));
     stepbox(&["step-operator", "register", "local", "--flavor", "local"])?;
 
-    let launch = [
-        "launch",
-        "-s",
-        "local",
-        "--pipeline",
-        "p",
-        "--run",
-        "r",
-        "--step",
-        "s",
-        "--",
-        "true",
-    ];
+    let launch = ["launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"];
     let direct = || -> anyhow::Result<()> {
         let status = Command::new("true").current_dir(work.path()).status()?;
         if !status.success() {
@@ -81,16 +65,8 @@ fn main() -> anyhow::Result<()> {
     };
     let (direct_times, launch_times) = interleaved(args.iterations, direct, || stepbox(&launch))?;
     let (d, l) = (median(&direct_times), median(&launch_times));
-    println!(
-        "\n`true` run directly                 median {}  p90 {}",
-        ms(d),
-        ms(p90(&direct_times))
-    );
-    println!(
-        "`stepbox launch -- true`            median {}  p90 {}",
-        ms(l),
-        ms(p90(&launch_times))
-    );
+    println!("\n`true` run directly                 median {}  p90 {}", ms(d), ms(p90(&direct_times)));
+    println!("`stepbox launch -- true`            median {}  p90 {}", ms(l), ms(p90(&launch_times)));
     println!(
         "launch overhead                     {} per step ({:.1}× the direct run)",
         ms(l.saturating_sub(d)),
@@ -98,11 +74,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let list = samples(args.iterations, || stepbox(&["flavor", "list"]))?;
-    println!(
-        "`stepbox flavor list`               median {}  p90 {}",
-        ms(median(&list)),
-        ms(p90(&list))
-    );
+    println!("`stepbox flavor list`               median {}  p90 {}", ms(median(&list)), ms(p90(&list)));
 
     in_process(home.path(), args.iterations)?;
     Ok(())
@@ -112,50 +84,25 @@ fn main() -> anyhow::Result<()> {
 fn in_process(home: &Path, iterations: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let state = Stepbox::open_at(home)?;
-    let record = state
-        .db
-        .flavor("local")?
-        .context("flavor registered above")?;
+    let record = state.db.flavor("local")?.context("flavor registered above")?;
     let blob = state.home.flavor_blob(&record.sha256);
     let cache = state.cache()?;
-    let load = samples(iterations, || {
-        cache
-            .load(&blob, &record.sha256)
-            .map(drop)
-            .map_err(Into::into)
-    })?;
-    println!(
-        "\ncomponent load from cache (mmap)    median {}  p90 {}",
-        us(median(&load)),
-        us(p90(&load))
-    );
+    let load = samples(iterations, || cache.load(&blob, &record.sha256).map(drop).map_err(Into::into))?;
+    println!("\ncomponent load from cache (mmap)    median {}  p90 {}", us(median(&load)), us(p90(&load)));
 
     let prepared = stepbox::flavors::prepare(&state, &record)?;
     let limits = Limits::for_query();
     let instantiate = samples(iterations, || {
         let logger = Arc::new(FlavorLogger::new("local", None, &limits));
-        runtime
-            .block_on(prepared.instantiate_only(&limits, logger))
-            .map_err(Into::into)
+        runtime.block_on(prepared.instantiate_only(&limits, logger)).map_err(Into::into)
     })?;
-    println!(
-        "instantiation (fresh store)         median {}  p90 {}",
-        us(median(&instantiate)),
-        us(p90(&instantiate))
-    );
+    println!("instantiation (fresh store)         median {}  p90 {}", us(median(&instantiate)), us(p90(&instantiate)));
 
     let metadata = samples(iterations, || {
         let logger = Arc::new(FlavorLogger::new("local", None, &limits));
-        runtime
-            .block_on(prepared.metadata(logger))
-            .map(drop)
-            .map_err(Into::into)
+        runtime.block_on(prepared.metadata(logger)).map(drop).map_err(Into::into)
     })?;
-    println!(
-        "instantiate + metadata() call       median {}  p90 {}",
-        us(median(&metadata)),
-        us(p90(&metadata))
-    );
+    println!("instantiate + metadata() call       median {}  p90 {}", us(median(&metadata)), us(p90(&metadata)));
     Ok(())
 }
 
@@ -193,17 +140,11 @@ fn sorted(samples: &[Duration]) -> Vec<Duration> {
 }
 
 fn median(samples: &[Duration]) -> Duration {
-    sorted(samples)
-        .get(samples.len() / 2)
-        .copied()
-        .unwrap_or_default()
+    sorted(samples).get(samples.len() / 2).copied().unwrap_or_default()
 }
 
 fn p90(samples: &[Duration]) -> Duration {
-    sorted(samples)
-        .get(samples.len() * 9 / 10)
-        .copied()
-        .unwrap_or_default()
+    sorted(samples).get(samples.len() * 9 / 10).copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {

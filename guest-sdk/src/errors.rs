@@ -5,18 +5,12 @@ use crate::{ConfigError, Error, LaunchError};
 impl ConfigError {
     /// An error blamed on one field (a dotted path such as `retry.count`).
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: Some(field.to_owned()),
-            message: message.into(),
-        }
+        Self { field: Some(field.to_owned()), message: message.into() }
     }
 
     /// An error about the configuration as a whole.
     pub fn whole(message: impl Into<String>) -> Self {
-        Self {
-            field: None,
-            message: message.into(),
-        }
+        Self { field: None, message: message.into() }
     }
 }
 

@@ -1,9 +1,7 @@
 //! Submitting jobs, and the common path: run the step's entrypoint and wait.
 
 use crate::bindings::stepbox::operator::jobs as wit;
-use crate::{
-    Error, JobSpec, JobState, JobStatus, LaunchError, LaunchReport, LaunchRequest, Runtime,
-};
+use crate::{Error, JobSpec, JobState, JobStatus, LaunchError, LaunchReport, LaunchRequest, Runtime};
 
 pub use wit::Job;
 
@@ -44,12 +42,7 @@ pub fn run_entrypoint(request: &LaunchRequest) -> Result<LaunchReport, LaunchErr
 
 /// A launch report for jobs whose last one ended with `status`.
 pub fn report(job_ids: Vec<String>, status: JobStatus) -> LaunchReport {
-    LaunchReport {
-        job_ids,
-        state: status.state,
-        exit_code: status.exit_code,
-        message: status.message,
-    }
+    LaunchReport { job_ids, state: status.state, exit_code: status.exit_code, message: status.message }
 }
 
 impl JobState {

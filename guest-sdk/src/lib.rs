@@ -58,9 +58,7 @@ pub mod log;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use bindings::exports::stepbox::operator::operator::{
-    ConfigError, LaunchError, LaunchReport, LaunchRequest,
-};
+pub use bindings::exports::stepbox::operator::operator::{ConfigError, LaunchError, LaunchReport, LaunchRequest};
 pub use bindings::stepbox::operator::jobs::{JobSpec, JobState, JobStatus, Runtime};
 pub use bindings::stepbox::operator::types::{EnvVar, Error, Resources};
 pub use flavor::{Flavor, FlavorInfo, NoSettings};
@@ -79,14 +77,11 @@ macro_rules! export_flavor {
             struct StepboxExport;
 
             impl $crate::bindings::exports::stepbox::operator::operator::Guest for StepboxExport {
-                fn metadata()
-                -> $crate::bindings::exports::stepbox::operator::operator::FlavorMetadata {
+                fn metadata() -> $crate::bindings::exports::stepbox::operator::operator::FlavorMetadata {
                     $crate::__private::metadata::<$flavor>()
                 }
 
-                fn validate_config(
-                    config: ::std::string::String,
-                ) -> ::std::result::Result<(), $crate::ConfigError> {
+                fn validate_config(config: ::std::string::String) -> ::std::result::Result<(), $crate::ConfigError> {
                     $crate::__private::validate_config::<$flavor>(&config)
                 }
 

@@ -30,11 +30,7 @@ fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, ConfigError>
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let message = format!("{what}: {}", without_position(&error.inner().to_string()));
-        if path == "." || path.is_empty() {
-            ConfigError::whole(message)
-        } else {
-            ConfigError::field(&path, message)
-        }
+        if path == "." || path.is_empty() { ConfigError::whole(message) } else { ConfigError::field(&path, message) }
     })
 }
 
@@ -52,17 +48,13 @@ pub fn validate_config<F: Flavor>(config: &str) -> Result<(), ConfigError> {
     F::validate(&config)
 }
 
-pub fn launch<F: Flavor>(
-    config: &str,
-    request: LaunchRequest,
-) -> Result<LaunchReport, LaunchError> {
+pub fn launch<F: Flavor>(config: &str, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
     let config: F::Config = decode(config, "invalid configuration")?;
     F::validate(&config)?;
-    let settings: F::Settings =
-        if request.settings.trim().is_empty() || request.settings.trim() == "null" {
-            F::Settings::default()
-        } else {
-            decode(&request.settings, "invalid step settings")?
-        };
+    let settings: F::Settings = if request.settings.trim().is_empty() || request.settings.trim() == "null" {
+        F::Settings::default()
+    } else {
+        decode(&request.settings, "invalid step settings")?
+    };
     F::launch(config, settings, request)
 }

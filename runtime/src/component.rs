@@ -30,10 +30,7 @@ pub const CAPABILITIES: &[&str] = &["log", "jobs", "requirements", "images", "ty
 #[derive(Debug, Error)]
 pub enum ComponentError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{0} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
     NotWasm(String),
     #[error(
@@ -58,10 +55,7 @@ pub enum ComponentError {
     #[error("cannot compile {path}: {message}")]
     Compile { path: String, message: String },
     #[error("cannot write the compiled component to {path}: {source}")]
-    Cache {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Cache { path: PathBuf, source: std::io::Error },
 }
 
 /// The sha256 of `bytes`, in hex.
@@ -105,10 +99,7 @@ pub fn check_shape(
 ) -> Result<ComponentShape, ComponentError> {
     let engine = engine.engine();
     let ty = component.component_type();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     let wanted = operator_export();
     if !exports.contains(&wanted) {
         let prefix = format!("{CONTRACT_PACKAGE}/operator@");
@@ -118,15 +109,9 @@ pub fn check_shape(
                 found: format!("{CONTRACT_PACKAGE}@{other}"),
             });
         }
-        return Err(ComponentError::NotAFlavor {
-            path: path.to_owned(),
-            exports: exports.join(", "),
-        });
+        return Err(ComponentError::NotAFlavor { path: path.to_owned(), exports: exports.join(", ") });
     }
-    let mut shape = ComponentShape {
-        exports,
-        ..ComponentShape::default()
-    };
+    let mut shape = ComponentShape { exports, ..ComponentShape::default() };
     for (name, _) in ty.imports(engine) {
         classify_import(path, name, &mut shape)?;
     }
@@ -135,15 +120,8 @@ pub fn check_shape(
     Ok(shape)
 }
 
-fn classify_import(
-    path: &str,
-    name: &str,
-    shape: &mut ComponentShape,
-) -> Result<(), ComponentError> {
-    let unknown = || ComponentError::UnknownImport {
-        path: path.to_owned(),
-        import: name.to_owned(),
-    };
+fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result<(), ComponentError> {
+    let unknown = || ComponentError::UnknownImport { path: path.to_owned(), import: name.to_owned() };
     if let Some(rest) = name.strip_prefix(&format!("{CONTRACT_PACKAGE}/")) {
         let (interface, version) = rest.split_once('@').ok_or_else(unknown)?;
         if version != CONTRACT_VERSION {
@@ -180,40 +158,23 @@ impl ComponentCache {
     }
 
     fn artifact(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!(
-            "{sha256}-{}.cwasm",
-            self.engine.compatibility_key()
-        ))
+        self.dir.join(format!("{sha256}-{}.cwasm", self.engine.compatibility_key()))
     }
 
     /// Compile `bytes` (whose sha256 is `sha256`), write the artifact, and
     /// return the component. Compiles once: the artifact is what is loaded.
-    pub fn compile(
-        &self,
-        path: &str,
-        sha256: &str,
-        bytes: &[u8],
-    ) -> Result<Component, ComponentError> {
+    pub fn compile(&self, path: &str, sha256: &str, bytes: &[u8]) -> Result<Component, ComponentError> {
         let compiled = self
             .engine
             .engine()
             .precompile_component(bytes)
-            .map_err(|error| ComponentError::Compile {
-                path: path.to_owned(),
-                message: format!("{error:#}"),
-            })?;
+            .map_err(|error| ComponentError::Compile { path: path.to_owned(), message: format!("{error:#}") })?;
         let artifact = self.artifact(sha256);
-        write_atomically(&artifact, &compiled).map_err(|source| ComponentError::Cache {
-            path: artifact.clone(),
-            source,
-        })?;
+        write_atomically(&artifact, &compiled)
+            .map_err(|source| ComponentError::Cache { path: artifact.clone(), source })?;
         // SAFETY: `compiled` was produced by this engine a moment ago.
-        unsafe { Component::deserialize(self.engine.engine(), &compiled) }.map_err(|error| {
-            ComponentError::Compile {
-                path: path.to_owned(),
-                message: format!("{error:#}"),
-            }
-        })
+        unsafe { Component::deserialize(self.engine.engine(), &compiled) }
+            .map_err(|error| ComponentError::Compile { path: path.to_owned(), message: format!("{error:#}") })
     }
 
     /// Load the component whose source is the blob at `blob` with `sha256`:
@@ -228,18 +189,12 @@ impl ComponentCache {
             match unsafe { Component::deserialize_file(self.engine.engine(), &artifact) } {
                 Ok(component) => return Ok(component),
                 Err(error) => {
-                    tracing::warn!(
-                        "ignoring unusable cached artifact {}: {error:#}",
-                        artifact.display()
-                    );
+                    tracing::warn!("ignoring unusable cached artifact {}: {error:#}", artifact.display());
                 }
             }
         }
         let display = blob.display().to_string();
-        let bytes = fs::read(blob).map_err(|source| ComponentError::Read {
-            path: blob.to_owned(),
-            source,
-        })?;
+        let bytes = fs::read(blob).map_err(|source| ComponentError::Read { path: blob.to_owned(), source })?;
         let actual = sha256_hex(&bytes);
         if actual != sha256 {
             return Err(ComponentError::Invalid {

@@ -28,10 +28,8 @@ impl Stepbox {
     /// Open the state at `home`, creating it if needed.
     pub fn open(home: Home) -> Result<Self, OpenError> {
         home.ensure()?;
-        let db = Db::open(&home.database()).map_err(|source| OpenError::Store {
-            dir: home.root().display().to_string(),
-            source,
-        })?;
+        let db = Db::open(&home.database())
+            .map_err(|source| OpenError::Store { dir: home.root().display().to_string(), source })?;
         Ok(Self { home, db })
     }
 
@@ -42,9 +40,6 @@ impl Stepbox {
 
     /// The engine (started on first use) and the precompiled-component cache.
     pub fn cache(&self) -> anyhow::Result<ComponentCache> {
-        Ok(ComponentCache::new(
-            StepboxEngine::shared()?,
-            self.home.cache_dir(),
-        ))
+        Ok(ComponentCache::new(StepboxEngine::shared()?, self.home.cache_dir()))
     }
 }

@@ -25,10 +25,7 @@ impl StepboxEngine {
     /// as the process.
     pub fn shared() -> anyhow::Result<Self> {
         static ENGINE: OnceLock<Result<StepboxEngine, String>> = OnceLock::new();
-        ENGINE
-            .get_or_init(|| Self::new().map_err(|error| format!("{error:#}")))
-            .clone()
-            .map_err(anyhow::Error::msg)
+        ENGINE.get_or_init(|| Self::new().map_err(|error| format!("{error:#}"))).clone().map_err(anyhow::Error::msg)
     }
 
     fn new() -> anyhow::Result<Self> {
@@ -40,17 +37,15 @@ impl StepboxEngine {
             .parallel_compilation(true);
         let engine = Engine::new(&config)?;
         let ticker = Arc::new(engine.weak());
-        std::thread::Builder::new()
-            .name("stepbox-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(TICK);
-                    match ticker.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
+        std::thread::Builder::new().name("stepbox-epoch".into()).spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                match ticker.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
                 }
-            })?;
+            }
+        })?;
         Ok(Self { engine })
     }
 
@@ -75,9 +70,7 @@ impl StepboxEngine {
             }
         }
         let mut hasher = Sha(Sha256::new());
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
         hex::encode(&hasher.0.finalize()[..8])
     }
 }

@@ -26,11 +26,7 @@ pub enum FlavorError {
     #[error(
         "a different flavor named `{name}` is already registered (sha256 {existing}). Use `stepbox flavor register --replace {path}` to replace it, or `stepbox flavor delete {name}` first"
     )]
-    AlreadyRegistered {
-        name: String,
-        existing: String,
-        path: String,
-    },
+    AlreadyRegistered { name: String, existing: String, path: String },
     #[error(transparent)]
     Component(#[from] ComponentError),
     #[error("{path}: the flavor's metadata is not acceptable: {message}")]
@@ -64,61 +60,34 @@ impl FlavorError {
 
 /// Register the component at `path`. With `replace`, a flavor of the same
 /// name is replaced; registering the very same file again is a no-op.
-pub async fn register(
-    stepbox: &Stepbox,
-    path: &Path,
-    replace: bool,
-) -> Result<FlavorRecord, FlavorError> {
+pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<FlavorRecord, FlavorError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ComponentError::Read { path: path.to_owned(), source })?;
     component::check_binary(&shown, &bytes)?;
     let sha256 = component::sha256_hex(&bytes);
-    let cache = stepbox
-        .cache()
-        .map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     let compiled = cache.compile(&shown, &sha256, &bytes)?;
-    let engine = crate::engine::StepboxEngine::shared()
-        .map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     let shape = component::check_shape(&engine, &shown, &compiled)?;
-    let prepared =
-        Prepared::new(engine, compiled).map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
-    let label = path
-        .file_name()
-        .map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
+    let prepared = Prepared::new(engine, compiled).map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
     let logger = Arc::new(FlavorLogger::new(&label, None, &Limits::for_query()));
-    let metadata = prepared
-        .metadata(logger)
-        .await
-        .map_err(|failure| FlavorError::Guest {
-            path: shown.clone(),
-            failure,
-        })?;
-    let bad = |message: String| FlavorError::BadMetadata {
-        path: shown.clone(),
-        message,
-    };
+    let metadata =
+        prepared.metadata(logger).await.map_err(|failure| FlavorError::Guest { path: shown.clone(), failure })?;
+    let bad = |message: String| FlavorError::BadMetadata { path: shown.clone(), message };
     if !valid_name(&metadata.name) {
         return Err(bad(format!(
             "its name `{}` must be 1-63 lowercase letters, digits, `-` or `_`, starting with a letter",
             metadata.name
         )));
     }
-    let config_schema =
-        parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
-    let settings_schema = parse_schema(&metadata.settings_schema)
-        .map_err(|m| bad(format!("settings schema: {m}")))?;
+    let config_schema = parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
+    let settings_schema = parse_schema(&metadata.settings_schema).map_err(|m| bad(format!("settings schema: {m}")))?;
     if let Some(existing) = stepbox.db.flavor(&metadata.name)?
         && existing.sha256 != sha256
         && !replace
     {
-        return Err(FlavorError::AlreadyRegistered {
-            name: metadata.name,
-            existing: existing.sha256,
-            path: shown,
-        });
+        return Err(FlavorError::AlreadyRegistered { name: metadata.name, existing: existing.sha256, path: shown });
     }
     let blob = stepbox.home.flavor_blob(&sha256);
     if !blob.is_file() {
@@ -147,14 +116,11 @@ pub async fn register(
 fn valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn parse_schema(text: &str) -> Result<serde_json::Value, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     match value {
         serde_json::Value::Object(_) | serde_json::Value::Bool(_) => Ok(value),
         _ => Err("a JSON Schema must be an object or a boolean".to_owned()),
@@ -181,10 +147,7 @@ pub fn list(stepbox: &Stepbox) -> Result<(Vec<FlavorListing>, Vec<String>), Flav
             FlavorListing { record, status }
         })
         .collect();
-    let broken = broken
-        .into_iter()
-        .map(|(name, error)| format!("{name}: {error}"))
-        .collect();
+    let broken = broken.into_iter().map(|(name, error)| format!("{name}: {error}")).collect();
     Ok((listings, broken))
 }
 
@@ -199,26 +162,17 @@ fn file_status(stepbox: &Stepbox, record: &FlavorRecord) -> String {
 
 /// One flavor by name.
 pub fn get(stepbox: &Stepbox, name: &str) -> Result<FlavorListing, FlavorError> {
-    let record = stepbox
-        .db
-        .flavor(name)?
-        .ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
+    let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
     let status = file_status(stepbox, &record);
     Ok(FlavorListing { record, status })
 }
 
 /// Delete a flavor. Refused while step operators use it.
 pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), FlavorError> {
-    let record = stepbox
-        .db
-        .flavor(name)?
-        .ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
+    let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
     let users = stepbox.db.step_operators_using(name)?;
     if !users.is_empty() {
-        return Err(FlavorError::InUse {
-            name: name.to_owned(),
-            users: users.join(", "),
-        });
+        return Err(FlavorError::InUse { name: name.to_owned(), users: users.join(", ") });
     }
     stepbox.db.delete_flavor(name)?;
     if stepbox.db.flavors_with_sha(&record.sha256)? == 0 {
@@ -231,17 +185,11 @@ pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), FlavorError> {
 pub fn prepare(stepbox: &Stepbox, record: &FlavorRecord) -> Result<Prepared, FlavorError> {
     let blob = stepbox.home.flavor_blob(&record.sha256);
     if !blob.is_file() {
-        return Err(FlavorError::MissingFile {
-            name: record.name.clone(),
-            path: blob.display().to_string(),
-        });
+        return Err(FlavorError::MissingFile { name: record.name.clone(), path: blob.display().to_string() });
     }
-    let cache = stepbox
-        .cache()
-        .map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     let component = cache.load(&blob, &record.sha256)?;
-    let engine = crate::engine::StepboxEngine::shared()
-        .map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     Prepared::new(engine, component).map_err(|e| FlavorError::Internal(format!("{e:#}")))
 }
 

@@ -20,10 +20,7 @@ pub enum HomeError {
     #[error("cannot tell where to keep stepbox's state: set STEPBOX_HOME or HOME")]
     NoHome,
     #[error("cannot create {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
 }
 
 /// The state directory and the paths inside it.
@@ -41,9 +38,7 @@ impl Home {
         if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return Ok(Self::at(PathBuf::from(data).join("stepbox")));
         }
-        let home = std::env::var_os("HOME")
-            .filter(|v| !v.is_empty())
-            .ok_or(HomeError::NoHome)?;
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(HomeError::NoHome)?;
         Ok(Self::at(PathBuf::from(home).join(".local/share/stepbox")))
     }
 
@@ -54,12 +49,7 @@ impl Home {
 
     /// Create the directory tree, readable by its owner only.
     pub fn ensure(&self) -> Result<(), HomeError> {
-        for dir in [
-            self.root.clone(),
-            self.flavors_dir(),
-            self.cache_dir(),
-            self.runs_dir(),
-        ] {
+        for dir in [self.root.clone(), self.flavors_dir(), self.cache_dir(), self.runs_dir()] {
             private_dir(&dir)?;
         }
         Ok(())
@@ -102,15 +92,8 @@ impl Home {
 /// private: it holds job logs, and precompiled components are native code
 /// that only this user may be able to write.
 fn private_dir(dir: &Path) -> Result<(), HomeError> {
-    let error = |source| HomeError::Create {
-        path: dir.to_owned(),
-        source,
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(error)?;
+    let error = |source| HomeError::Create { path: dir.to_owned(), source };
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(error)?;
     let mode = fs::metadata(dir).map_err(error)?.permissions().mode();
     if mode & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(error)?;

@@ -81,9 +81,7 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> GuestFailure {
     } else {
         ""
     };
-    GuestFailure::Trap(format!(
-        "{cause}{hint} (run with -v for the wasm backtrace)"
-    ))
+    GuestFailure::Trap(format!("{cause}{hint} (run with -v for the wasm backtrace)"))
 }
 
 /// A component ready to be instantiated, with the linker it needs.
@@ -96,11 +94,7 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(engine: StepboxEngine, component: Component) -> anyhow::Result<Self> {
         let linker = Arc::new(crate::host::linker(engine.engine())?);
-        Ok(Self {
-            engine,
-            linker,
-            component,
-        })
+        Ok(Self { engine, linker, component })
     }
 
     async fn instantiate(
@@ -110,41 +104,29 @@ impl Prepared {
         launch: Option<Arc<LaunchContext>>,
     ) -> Result<(Store<HostState>, Flavor), GuestFailure> {
         let mut store = new_store(&self.engine, HostState::new(limits, logger, launch));
-        let flavor = Flavor::instantiate_async(&mut store, &self.component, &self.linker)
-            .await
-            .map_err(|error| match classify(error, limits) {
-                GuestFailure::Trap(message) => GuestFailure::Instantiate(message),
-                other => other,
-            })?;
+        let flavor =
+            Flavor::instantiate_async(&mut store, &self.component, &self.linker).await.map_err(
+                |error| match classify(error, limits) {
+                    GuestFailure::Trap(message) => GuestFailure::Instantiate(message),
+                    other => other,
+                },
+            )?;
         Ok((store, flavor))
     }
 
     /// Instantiate in a fresh store and throw it away (for benchmarks).
-    pub async fn instantiate_only(
-        &self,
-        limits: &Limits,
-        logger: Arc<FlavorLogger>,
-    ) -> Result<(), GuestFailure> {
+    pub async fn instantiate_only(&self, limits: &Limits, logger: Arc<FlavorLogger>) -> Result<(), GuestFailure> {
         self.instantiate(limits, logger, None).await.map(drop)
     }
 
     /// Call `metadata()`.
-    pub async fn metadata(
-        &self,
-        logger: Arc<FlavorLogger>,
-    ) -> Result<FlavorMetadata, GuestFailure> {
+    pub async fn metadata(&self, logger: Arc<FlavorLogger>) -> Result<FlavorMetadata, GuestFailure> {
         let limits = Limits::for_query();
         let call = async {
             let (mut store, flavor) = self.instantiate(&limits, logger, None).await?;
-            flavor
-                .stepbox_operator_operator()
-                .call_metadata(&mut store)
-                .await
-                .map_err(|error| classify(error, &limits))
+            flavor.stepbox_operator_operator().call_metadata(&mut store).await.map_err(|error| classify(error, &limits))
         };
-        tokio::time::timeout(QUERY_TIMEOUT, call)
-            .await
-            .unwrap_or(Err(GuestFailure::Timeout(QUERY_TIMEOUT)))
+        tokio::time::timeout(QUERY_TIMEOUT, call).await.unwrap_or(Err(GuestFailure::Timeout(QUERY_TIMEOUT)))
     }
 
     /// Call `validate-config(config)`.
@@ -162,9 +144,7 @@ impl Prepared {
                 .await
                 .map_err(|error| classify(error, &limits))
         };
-        tokio::time::timeout(QUERY_TIMEOUT, call)
-            .await
-            .unwrap_or(Err(GuestFailure::Timeout(QUERY_TIMEOUT)))
+        tokio::time::timeout(QUERY_TIMEOUT, call).await.unwrap_or(Err(GuestFailure::Timeout(QUERY_TIMEOUT)))
     }
 
     /// Instantiate for a launch and call `launch(config, request)`. The future
@@ -176,10 +156,8 @@ impl Prepared {
         logger: Arc<FlavorLogger>,
         config: &str,
         request: &crate::bindings::operator::LaunchRequest,
-    ) -> Result<
-        Result<crate::bindings::operator::LaunchReport, crate::bindings::operator::LaunchError>,
-        GuestFailure,
-    > {
+    ) -> Result<Result<crate::bindings::operator::LaunchReport, crate::bindings::operator::LaunchError>, GuestFailure>
+    {
         let limits = launch.limits.clone();
         let (mut store, flavor) = self.instantiate(&limits, logger, Some(launch)).await?;
         flavor

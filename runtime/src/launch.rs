@@ -13,9 +13,7 @@ use thiserror::Error;
 use crate::backends::local::LocalBackend;
 use crate::backends::{JobBackend, OutputSink};
 use crate::bindings::jobs::JobState as WitJobState;
-use crate::bindings::operator::{
-    LaunchError as WitLaunchError, LaunchReport, LaunchRequest as WitRequest,
-};
+use crate::bindings::operator::{LaunchError as WitLaunchError, LaunchReport, LaunchRequest as WitRequest};
 use crate::bindings::types::{EnvVar, Resources};
 use crate::context::Stepbox;
 use crate::exit;
@@ -136,10 +134,7 @@ pub async fn launch(
         ended_at: None,
     };
     stepbox.db.insert_run(&run)?;
-    let run_dir = stepbox
-        .home
-        .run_dir(&run_id)
-        .map_err(|e| LaunchError::Internal(e.to_string()))?;
+    let run_dir = stepbox.home.run_dir(&run_id).map_err(|e| LaunchError::Internal(e.to_string()))?;
     let flavor_log = std::fs::File::create(run_dir.join("flavor.log")).ok();
     let logger = Arc::new(FlavorLogger::new(&flavor.name, flavor_log, &limits));
 
@@ -156,11 +151,7 @@ pub async fn launch(
         output,
         jobs: JobRegistry::default(),
     });
-    tracing::debug!(
-        "run {run_id}: launching {} with flavor {}",
-        args.step,
-        flavor.name
-    );
+    tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
 
     let config = operator.config.to_string();
     let call = prepared.launch(Arc::clone(&context), Arc::clone(&logger), &config, &request);
@@ -174,20 +165,12 @@ pub async fn launch(
         for job in &leftover {
             logger.emit(
                 crate::bindings::log::Level::Warn,
-                &format!(
-                    "the flavor returned while job {} ({}) was still running; it was cancelled",
-                    job.id, job.name
-                ),
+                &format!("the flavor returned while job {} ({}) was still running; it was cancelled", job.id, job.name),
             );
         }
     }
     let outcome = outcome(run_id, result);
-    stepbox.db.finish_run(
-        &outcome.run_id,
-        outcome.state,
-        outcome.job_exit_code,
-        outcome.message.as_deref(),
-    )?;
+    stepbox.db.finish_run(&outcome.run_id, outcome.state, outcome.job_exit_code, outcome.message.as_deref())?;
     Ok(outcome)
 }
 
@@ -203,24 +186,13 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
         message,
     };
     match result {
-        Err(Interrupt::Interrupt) => done(
-            RunState::Cancelled,
-            exit::CANCELLED_SIGINT,
-            None,
-            Some("cancelled by SIGINT".into()),
-        ),
-        Err(Interrupt::Terminate) => done(
-            RunState::Cancelled,
-            exit::CANCELLED_SIGTERM,
-            None,
-            Some("cancelled by SIGTERM".into()),
-        ),
-        Ok(Err(failure)) => done(
-            RunState::Failed,
-            exit::FLAVOR_ERROR,
-            None,
-            Some(failure.to_string()),
-        ),
+        Err(Interrupt::Interrupt) => {
+            done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some("cancelled by SIGINT".into()))
+        }
+        Err(Interrupt::Terminate) => {
+            done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some("cancelled by SIGTERM".into()))
+        }
+        Ok(Err(failure)) => done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(failure.to_string())),
         Ok(Ok(Err(error))) => match error {
             WitLaunchError::InvalidConfig(error) => {
                 let message = match error.field {
@@ -236,32 +208,23 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
                     Some(format!("invalid configuration or settings: {message}")),
                 )
             }
-            WitLaunchError::Denied(message) => {
-                done(RunState::Failed, exit::DENIED, None, Some(message))
+            WitLaunchError::Denied(message) => done(RunState::Failed, exit::DENIED, None, Some(message)),
+            WitLaunchError::Cancelled(message) => {
+                done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some(message))
             }
-            WitLaunchError::Cancelled(message) => done(
-                RunState::Cancelled,
-                exit::CANCELLED_SIGINT,
-                None,
-                Some(message),
-            ),
-            WitLaunchError::Failed(message) => {
-                done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(message))
-            }
+            WitLaunchError::Failed(message) => done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(message)),
         },
         Ok(Ok(Ok(report))) => {
             let code = report.exit_code;
-            let process_code =
-                |fallback: u8| code.map_or(fallback, |code| u8::try_from(code).unwrap_or(fallback));
+            let process_code = |fallback: u8| code.map_or(fallback, |code| u8::try_from(code).unwrap_or(fallback));
             match report.state {
                 WitJobState::Succeeded => done(RunState::Succeeded, exit::OK, code, report.message),
-                WitJobState::Cancelled => done(RunState::Cancelled, process_code(exit::CANCELLED_SIGINT), code, report.message),
-                WitJobState::TimedOut => done(
-                    RunState::Failed,
-                    exit::TIMED_OUT,
-                    code,
-                    report.message.or(Some("the job timed out".into())),
-                ),
+                WitJobState::Cancelled => {
+                    done(RunState::Cancelled, process_code(exit::CANCELLED_SIGINT), code, report.message)
+                }
+                WitJobState::TimedOut => {
+                    done(RunState::Failed, exit::TIMED_OUT, code, report.message.or(Some("the job timed out".into())))
+                }
                 WitJobState::Failed => {
                     let code_or_one = process_code(1);
                     let exit_code = if code_or_one == 0 { 1 } else { code_or_one };
@@ -285,19 +248,13 @@ fn wit_request(args: &LaunchArgs, run_id: &str) -> WitRequest {
         run_name: args.run_name.clone(),
         step_name: args.step.clone(),
         run_id: args.run_id.clone().unwrap_or_else(|| run_id.to_owned()),
-        step_run_id: args
-            .step_run_id
-            .clone()
-            .unwrap_or_else(|| run_id.to_owned()),
+        step_run_id: args.step_run_id.clone().unwrap_or_else(|| run_id.to_owned()),
         requirements: args.requirements.clone(),
         entrypoint_command: args.entrypoint.clone(),
         environment: args
             .environment
             .iter()
-            .map(|(name, value)| EnvVar {
-                name: name.clone(),
-                value: value.clone(),
-            })
+            .map(|(name, value)| EnvVar { name: name.clone(), value: value.clone() })
             .collect(),
         resources: Resources {
             cpu_count: args.cpu_count,
@@ -305,10 +262,7 @@ fn wit_request(args: &LaunchArgs, run_id: &str) -> WitRequest {
             gpu_class: args.gpu_class.clone(),
             memory_bytes: args.memory_bytes,
         },
-        settings: args
-            .settings
-            .as_ref()
-            .map_or_else(|| "{}".to_owned(), |s| s.to_string()),
+        settings: args.settings.as_ref().map_or_else(|| "{}".to_owned(), |s| s.to_string()),
         source_root: args.source_root.display().to_string(),
         image: args.image.clone(),
     }

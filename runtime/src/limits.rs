@@ -45,10 +45,7 @@ impl Limits {
     /// Limits for the short calls made outside a launch (`metadata`,
     /// `validate-config`): the same, with a tighter CPU budget.
     pub fn for_query() -> Self {
-        Self {
-            guest_cpu: Duration::from_secs(10),
-            ..Self::default()
-        }
+        Self { guest_cpu: Duration::from_secs(10), ..Self::default() }
     }
 }
 
@@ -58,38 +55,19 @@ pub enum LimitError {
     #[error("unknown limit `{0}`; the limits are: {names}", names = LIMIT_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
     Unknown(String),
     #[error("limit `{name}`: `{value}` is not {expected}")]
-    BadValue {
-        name: String,
-        value: String,
-        expected: &'static str,
-    },
+    BadValue { name: String, value: String, expected: &'static str },
 }
 
 /// The limits a step operator can override, with what each one bounds.
 pub const LIMIT_NAMES: &[(&str, &str)] = &[
-    (
-        "guest-memory",
-        "linear memory of the flavor instance (size: 256MiB)",
-    ),
-    (
-        "guest-cpu",
-        "time the flavor's own code may run per call (duration: 30s)",
-    ),
-    (
-        "guest-output",
-        "bytes of guest stdout and of stderr kept (size: 64KiB)",
-    ),
+    ("guest-memory", "linear memory of the flavor instance (size: 256MiB)"),
+    ("guest-cpu", "time the flavor's own code may run per call (duration: 30s)"),
+    ("guest-output", "bytes of guest stdout and of stderr kept (size: 64KiB)"),
     ("log-message", "bytes kept of one log message (size: 16KiB)"),
     ("log-messages", "log messages per launch (count: 10000)"),
     ("jobs-per-launch", "jobs one launch may submit (count: 64)"),
-    (
-        "job-log",
-        "bytes of each job's output kept in its log file (size: 64MiB)",
-    ),
-    (
-        "cancel-grace",
-        "time between SIGTERM and SIGKILL when cancelling a job (duration: 10s)",
-    ),
+    ("job-log", "bytes of each job's output kept in its log file (size: 64MiB)"),
+    ("cancel-grace", "time between SIGTERM and SIGKILL when cancelling a job (duration: 10s)"),
 ];
 
 impl Limits {
@@ -105,11 +83,7 @@ impl Limits {
     }
 
     fn apply(&mut self, name: &str, value: &str) -> Result<(), LimitError> {
-        let bad = |expected| LimitError::BadValue {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            expected,
-        };
+        let bad = |expected| LimitError::BadValue { name: name.to_owned(), value: value.to_owned(), expected };
         let size = || -> Result<u64, LimitError> {
             crate::units::parse_memory(value).map_err(|_| bad("a size such as 64MiB or 1GiB"))
         };
@@ -120,17 +94,9 @@ impl Limits {
                 .ok_or_else(|| bad("a duration such as 500ms, 30s or 5m"))
         };
         let count = || -> Result<usize, LimitError> {
-            value
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| bad("a positive whole number"))
+            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("a positive whole number"))
         };
-        let usize_size = || {
-            size().and_then(|n| {
-                usize::try_from(n).map_err(|_| bad("a size this machine can address"))
-            })
-        };
+        let usize_size = || size().and_then(|n| usize::try_from(n).map_err(|_| bad("a size this machine can address")));
         match name {
             "guest-memory" => self.guest_memory_bytes = usize_size()?,
             "guest-cpu" => self.guest_cpu = duration()?,
@@ -152,20 +118,13 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn overrides_replace_defaults() {
         let limits = Limits::default()
-            .with_overrides(&overrides(&[
-                ("guest-memory", "64MiB"),
-                ("guest-cpu", "2s"),
-                ("jobs-per-launch", "3"),
-            ]))
+            .with_overrides(&overrides(&[("guest-memory", "64MiB"), ("guest-cpu", "2s"), ("jobs-per-launch", "3")]))
             .expect("valid overrides");
         assert_eq!(limits.guest_memory_bytes, 64 << 20);
         assert_eq!(limits.guest_cpu, Duration::from_secs(2));
@@ -181,12 +140,7 @@ mod tests {
                 "log-messages" | "jobs-per-launch" => "5",
                 _ => "1MiB",
             };
-            assert!(
-                Limits::default()
-                    .with_overrides(&overrides(&[(name, value)]))
-                    .is_ok(),
-                "{name}"
-            );
+            assert!(Limits::default().with_overrides(&overrides(&[(name, value)])).is_ok(), "{name}");
         }
     }
 
@@ -200,13 +154,8 @@ mod tests {
             (("jobs-per-launch", "0"), "a positive whole number"),
         ];
         for ((name, value), message) in cases {
-            let error = Limits::default()
-                .with_overrides(&overrides(&[(name, value)]))
-                .unwrap_err();
-            assert!(
-                error.to_string().contains(message),
-                "{name}={value}: {error}"
-            );
+            let error = Limits::default().with_overrides(&overrides(&[(name, value)])).unwrap_err();
+            assert!(error.to_string().contains(message), "{name}={value}: {error}");
         }
     }
 }

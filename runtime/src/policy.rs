@@ -30,10 +30,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self {
-            backends: vec!["local".to_owned()],
-            arbitrary_commands: false,
-        }
+        Self { backends: vec!["local".to_owned()], arbitrary_commands: false }
     }
 }
 
@@ -51,10 +48,9 @@ impl Policy {
                 ),
             }),
             (None, Some(default)) => Ok(default),
-            (None, None) => Err(Denial {
-                rule: "backends",
-                message: "no job backend is granted to this step operator".to_owned(),
-            }),
+            (None, None) => {
+                Err(Denial { rule: "backends", message: "no job backend is granted to this step operator".to_owned() })
+            }
         }
     }
 
@@ -105,15 +101,8 @@ mod tests {
 
     #[test]
     fn arbitrary_commands_grant_allows_any_command() {
-        let policy = Policy {
-            arbitrary_commands: true,
-            ..Policy::default()
-        };
-        assert!(
-            policy
-                .command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"]))
-                .is_ok()
-        );
+        let policy = Policy { arbitrary_commands: true, ..Policy::default() };
+        assert!(policy.command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"])).is_ok());
     }
 
     #[test]

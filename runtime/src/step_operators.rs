@@ -22,9 +22,7 @@ use crate::store::{StepOperatorRecord, StoreError};
 pub enum StepOperatorError {
     #[error("no step operator named `{0}`; `stepbox step-operator list` shows the registered ones")]
     NotFound(String),
-    #[error(
-        "a step operator named `{0}` already exists; change it with `stepbox step-operator update {0}`"
-    )]
+    #[error("a step operator named `{0}` already exists; change it with `stepbox step-operator update {0}`")]
     Exists(String),
     #[error("`{0}` is not a valid step operator name: use 1-63 letters, digits, `-`, `_` or `.`")]
     BadName(String),
@@ -33,10 +31,7 @@ pub enum StepOperatorError {
     #[error("the configuration must be a JSON object, got: {0}")]
     NotAnObject(String),
     #[error("the flavor `{flavor}` failed while validating the configuration: {failure}")]
-    Guest {
-        flavor: String,
-        failure: GuestFailure,
-    },
+    Guest { flavor: String, failure: GuestFailure },
     #[error(transparent)]
     Limit(#[from] LimitError),
     #[error(transparent)]
@@ -73,8 +68,7 @@ fn typed_value(schema: &serde_json::Value, key: &str, text: &str) -> serde_json:
     let is_string = match &property["type"] {
         serde_json::Value::String(ty) => ty == "string",
         serde_json::Value::Array(types) => {
-            types.iter().any(|ty| ty == "string")
-                && !types.iter().any(|ty| ty != "string" && ty != "null")
+            types.iter().any(|ty| ty == "string") && !types.iter().any(|ty| ty != "string" && ty != "null")
         }
         _ => false,
     };
@@ -85,18 +79,11 @@ fn typed_value(schema: &serde_json::Value, key: &str, text: &str) -> serde_json:
 }
 
 fn valid_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    (1..=63).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Ask the flavor whether it accepts `config`.
-async fn validate(
-    stepbox: &Stepbox,
-    flavor: &str,
-    config: &serde_json::Value,
-) -> Result<(), StepOperatorError> {
+async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Value) -> Result<(), StepOperatorError> {
     if !config.is_object() {
         return Err(StepOperatorError::NotAnObject(config.to_string()));
     }
@@ -114,10 +101,7 @@ async fn validate(
                 _ => error.message,
             },
         }),
-        Err(failure) => Err(StepOperatorError::Guest {
-            flavor: flavor.to_owned(),
-            failure,
-        }),
+        Err(failure) => Err(StepOperatorError::Guest { flavor: flavor.to_owned(), failure }),
     }
 }
 
@@ -180,18 +164,8 @@ impl Update {
 
 /// Change a step operator's configuration and limits; the flavor validates
 /// the resulting configuration.
-pub async fn update(
-    stepbox: &Stepbox,
-    name: &str,
-    change: Update,
-) -> Result<StepOperatorRecord, StepOperatorError> {
-    let Update {
-        replace,
-        set,
-        unset,
-        limits: new_limits,
-        unset_limits,
-    } = change;
+pub async fn update(stepbox: &Stepbox, name: &str, change: Update) -> Result<StepOperatorRecord, StepOperatorError> {
+    let Update { replace, set, unset, limits: new_limits, unset_limits } = change;
     let mut record = get(stepbox, name)?;
     let mut limits = record.limits.clone();
     limits.extend(new_limits);
@@ -220,10 +194,7 @@ pub async fn update(
 }
 
 pub fn get(stepbox: &Stepbox, name: &str) -> Result<StepOperatorRecord, StepOperatorError> {
-    stepbox
-        .db
-        .step_operator(name)?
-        .ok_or_else(|| StepOperatorError::NotFound(name.to_owned()))
+    stepbox.db.step_operator(name)?.ok_or_else(|| StepOperatorError::NotFound(name.to_owned()))
 }
 
 pub fn list(stepbox: &Stepbox) -> Result<Vec<StepOperatorRecord>, StepOperatorError> {
@@ -240,10 +211,7 @@ pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), StepOperatorError> {
 /// Keys of a flat config, for display.
 pub fn config_summary(config: &serde_json::Value) -> String {
     let map: BTreeMap<_, _> = config.as_object().into_iter().flatten().collect();
-    map.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

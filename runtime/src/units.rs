@@ -11,9 +11,7 @@ pub enum UnitError {
     Memory(String),
     #[error("`{0}` is not KEY=VALUE")]
     KeyValue(String),
-    #[error(
-        "`{0}` is not a valid environment variable name (letters, digits and _, not starting with a digit)"
-    )]
+    #[error("`{0}` is not a valid environment variable name (letters, digits and _, not starting with a digit)")]
     EnvName(String),
 }
 
@@ -21,9 +19,7 @@ pub enum UnitError {
 /// (`4GiB`, `512MB`, `1024B`), returning bytes.
 pub fn parse_memory(text: &str) -> Result<u64, UnitError> {
     let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(trimmed.len());
+    let split = trimmed.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     let factor: u64 = match unit.trim() {
         "B" => 1,
@@ -39,9 +35,7 @@ pub fn parse_memory(text: &str) -> Result<u64, UnitError> {
         "PiB" => 1 << 50,
         _ => return Err(UnitError::Memory(text.to_owned())),
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| UnitError::Memory(text.to_owned()))?;
+    let value: f64 = number.parse().map_err(|_| UnitError::Memory(text.to_owned()))?;
     let bytes = value * factor as f64;
     if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
         return Err(UnitError::Memory(text.to_owned()));

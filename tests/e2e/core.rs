@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stepbox_e2e::{
-    TestHome, command_component, hostile_flavor, local_flavor, path_str, process_alive, wait_until,
+    Run, TestHome, command_component, hostile_flavor, local_flavor, path_str, process_alive, wait_until,
 };
 
 const BAD_INPUT: i32 = 64;
@@ -61,37 +61,19 @@ fn a_launched_step_runs_and_its_run_is_recorded_as_succeeded() {
     assert_eq!(jobs[0]["state"], "succeeded");
     assert_eq!(jobs[0]["command"][0], "sh");
     // Environment values may be credentials: only their names are stored.
-    assert_eq!(
-        details["run"]["request"]["environment_names"][0],
-        "GREETING"
-    );
-    assert!(
-        !details.to_string().contains("hello"),
-        "env values must not be stored"
-    );
+    assert_eq!(details["run"]["request"]["environment_names"][0], "GREETING");
+    assert!(!details.to_string().contains("hello"), "env values must not be stored");
 }
 
 #[test]
 fn a_failing_step_exits_with_its_code_and_the_run_shows_the_log_tail() {
     let t = TestHome::new();
     t.with_local();
-    let run = t.launch(
-        "local",
-        "evaluate",
-        &["sh", "-c", "echo about to fail; echo on stderr >&2; exit 3"],
-    );
+    let run = t.launch("local", "evaluate", &["sh", "-c", "echo about to fail; echo on stderr >&2; exit 3"]);
     run.expect_code(3);
-    assert!(
-        run.stdout.contains("about to fail"),
-        "job output is streamed: {}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("about to fail"), "job output is streamed: {}", run.stdout);
     assert!(run.stderr.contains("on stderr"));
-    assert!(
-        run.stderr.contains("failed"),
-        "a summary names the failure: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("failed"), "a summary names the failure: {}", run.stderr);
 
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "failed");
@@ -101,32 +83,14 @@ fn a_failing_step_exits_with_its_code_and_the_run_shows_the_log_tail() {
     shown.expect_code(0);
     assert!(shown.stdout.contains("failed"));
     assert!(shown.stdout.contains("exited with code 3"));
-    assert!(
-        shown.stdout.contains("about to fail"),
-        "the log tail is shown: {}",
-        shown.stdout
-    );
+    assert!(shown.stdout.contains("about to fail"), "the log tail is shown: {}", shown.stdout);
 }
 
 #[test]
 fn a_job_sees_only_its_own_environment_plus_path() {
     let t = TestHome::new();
     t.with_local();
-    let mut command = t.command(&[
-        "launch",
-        "-s",
-        "local",
-        "--pipeline",
-        "p",
-        "--run",
-        "r",
-        "--step",
-        "env",
-        "-e",
-        "ONLY=this",
-        "--",
-        "env",
-    ]);
+    let mut command = t.launch_command_with("local", "env", &["-e", "ONLY=this"], &["env"]);
     command.env("SECRET_OF_THE_HOST", "leak");
     let output = command.output().expect("stepbox runs");
     assert!(output.status.success());
@@ -143,90 +107,26 @@ fn a_job_sees_only_its_own_environment_plus_path() {
 #[test]
 fn invalid_config_is_refused_with_the_flavors_message() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&local_flavor())])
-        .expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
 
-    let zero = t.run(&[
-        "step-operator",
-        "register",
-        "fast",
-        "--flavor",
-        "local",
-        "--config",
-        "timeout_seconds=0",
-    ]);
-    zero.expect_code(BAD_INPUT);
-    assert!(
-        zero.stderr
-            .contains("timeout_seconds: must be at least 1 second"),
-        "{}",
-        zero.stderr
-    );
+    let zero = t.register_operator("fast", "local", &["--config", "timeout_seconds=0"]);
+    zero.expect_error(BAD_INPUT, "timeout_seconds: must be at least 1 second");
 
-    let unknown = t.run(&[
-        "step-operator",
-        "register",
-        "odd",
-        "--flavor",
-        "local",
-        "--config",
-        "colour=blue",
-    ]);
-    unknown.expect_code(BAD_INPUT);
-    assert!(
-        unknown.stderr.contains("unknown field `colour`"),
-        "{}",
-        unknown.stderr
-    );
+    let unknown = t.register_operator("odd", "local", &["--config", "colour=blue"]);
+    unknown.expect_error(BAD_INPUT, "unknown field `colour`");
 
-    let wrong_type = t.run(&[
-        "step-operator",
-        "register",
-        "odd",
-        "--flavor",
-        "local",
-        "--config",
-        "timeout_seconds=soon",
-    ]);
-    wrong_type.expect_code(BAD_INPUT);
-    assert!(
-        wrong_type.stderr.contains("timeout_seconds"),
-        "{}",
-        wrong_type.stderr
-    );
+    let wrong_type = t.register_operator("odd", "local", &["--config", "timeout_seconds=soon"]);
+    wrong_type.expect_error(BAD_INPUT, "timeout_seconds");
 
     let listed = t.run(&["step-operator", "list", "-o", "json"]);
-    assert_eq!(
-        listed.json(),
-        serde_json::json!([]),
-        "nothing refused was stored"
-    );
+    assert_eq!(listed.json(), serde_json::json!([]), "nothing refused was stored");
 
     // A valid config goes in, and update is validated the same way.
-    t.run(&[
-        "step-operator",
-        "register",
-        "slow",
-        "--flavor",
-        "local",
-        "--config",
-        "timeout_seconds=60",
-    ])
-    .expect_code(0);
-    let update = t.run(&[
-        "step-operator",
-        "update",
-        "slow",
-        "--config",
-        "timeout_seconds=0",
-    ]);
+    t.register_operator("slow", "local", &["--config", "timeout_seconds=60"]).expect_code(0);
+    let update = t.run(&["step-operator", "update", "slow", "--config", "timeout_seconds=0"]);
     update.expect_code(BAD_INPUT);
     let described = t.run(&["step-operator", "describe", "slow", "-o", "json"]);
-    assert_eq!(
-        described.json()["config"]["timeout_seconds"],
-        60,
-        "a refused update changes nothing"
-    );
+    assert_eq!(described.json()["config"]["timeout_seconds"], 60, "a refused update changes nothing");
 }
 
 #[test]
@@ -236,70 +136,34 @@ fn files_that_are_not_flavors_are_refused_with_a_clear_error() {
     let text = t.scratch().join("notes.wasm");
     fs::write(&text, "this is not WebAssembly").expect("write");
     let refused = t.run(&["flavor", "register", path_str(&text)]);
-    refused.expect_code(BAD_INPUT);
-    assert!(
-        refused.stderr.contains("is not a WebAssembly file"),
-        "{}",
-        refused.stderr
-    );
+    refused.expect_error(BAD_INPUT, "is not a WebAssembly file");
 
     let module = t.scratch().join("module.wasm");
-    let bytes = wat::parse_str(r#"(module (func (export "launch") (result i32) i32.const 0))"#)
-        .expect("valid wat");
+    let bytes = wat::parse_str(r#"(module (func (export "launch") (result i32) i32.const 0))"#).expect("valid wat");
     fs::write(&module, bytes).expect("write");
     let refused = t.run(&["flavor", "register", path_str(&module)]);
-    refused.expect_code(BAD_INPUT);
-    assert!(
-        refused
-            .stderr
-            .contains("is a core WebAssembly module, not a component"),
-        "{}",
-        refused.stderr
-    );
-    assert!(
-        refused.stderr.contains("wasm32-wasip2"),
-        "the error says how to build a component"
-    );
+    refused.expect_error(BAD_INPUT, "is a core WebAssembly module, not a component");
+    assert!(refused.stderr.contains("wasm32-wasip2"), "the error says how to build a component");
 
     let command = command_component();
     let refused = t.run(&["flavor", "register", path_str(&command)]);
-    refused.expect_code(BAD_INPUT);
-    assert!(
-        refused.stderr.contains("is a component of another world"),
-        "{}",
-        refused.stderr
-    );
-    assert!(
-        refused.stderr.contains("wasi:cli/run"),
-        "the error names what it does export: {}",
-        refused.stderr
-    );
-    assert!(
-        refused.stderr.contains("stepbox:operator/operator@0.1.0"),
-        "and what was expected"
-    );
+    refused.expect_error(BAD_INPUT, "is a component of another world");
+    assert!(refused.stderr.contains("wasi:cli/run"), "the error names what it does export: {}", refused.stderr);
+    assert!(refused.stderr.contains("stepbox:operator/operator@0.1.0"), "and what was expected");
 
     let future = stepbox_e2e::future_contract_component();
     let refused = t.run(&["flavor", "register", path_str(&future)]);
     refused.expect_code(BAD_INPUT);
     assert!(
-        refused
-            .stderr
-            .contains("was built against contract stepbox:operator@0.2.0")
-            && refused
-                .stderr
-                .contains("this stepbox implements stepbox:operator@0.1.0"),
+        refused.stderr.contains("was built against contract stepbox:operator@0.2.0")
+            && refused.stderr.contains("this stepbox implements stepbox:operator@0.1.0"),
         "{}",
         refused.stderr
     );
 
     let missing = t.run(&["flavor", "register", "/nonexistent/flavor.wasm"]);
     missing.expect_code(BAD_INPUT);
-    assert!(
-        missing
-            .stderr
-            .contains("cannot read /nonexistent/flavor.wasm")
-    );
+    assert!(missing.stderr.contains("cannot read /nonexistent/flavor.wasm"));
 
     let listed = t.run(&["flavor", "list", "-o", "json"]);
     listed.expect_code(0);
@@ -314,66 +178,39 @@ fn a_registered_flavor_describes_its_capabilities_and_schemas() {
     assert!(registered.stdout.contains("registered flavor `local`"));
 
     // Registering the same file again is harmless.
-    t.run(&["flavor", "register", path_str(&local_flavor())])
-        .expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
 
     let described = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
     assert_eq!(described["name"], "local");
-    assert_eq!(
-        described["shape"]["capabilities"],
-        serde_json::json!(["jobs", "log"])
-    );
-    assert_eq!(
-        described["config_schema"]["properties"]["timeout_seconds"]["type"][0],
-        "integer"
-    );
+    assert_eq!(described["shape"]["capabilities"], serde_json::json!(["jobs", "log"]));
+    assert_eq!(described["config_schema"]["properties"]["timeout_seconds"]["type"][0], "integer");
     assert!(described["settings_schema"]["properties"]["environment"].is_object());
     assert_eq!(described["status"], "ok");
 
     let table = t.run(&["flavor", "describe", "local"]);
-    assert!(
-        table.stdout.contains("capabilities  jobs, log"),
-        "{}",
-        table.stdout
-    );
+    assert!(table.stdout.contains("capabilities  jobs, log"), "{}", table.stdout);
 }
 
 #[test]
 fn a_deleted_component_file_does_not_break_listing_other_flavors() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&local_flavor())])
-        .expect_code(0);
-    t.run(&["flavor", "register", path_str(&hostile_flavor())])
-        .expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     let local = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
-    let blob = t
-        .home()
-        .join("flavors")
-        .join(format!("{}.wasm", local["sha256"].as_str().expect("sha")));
+    let blob = t.home().join("flavors").join(format!("{}.wasm", local["sha256"].as_str().expect("sha")));
     fs::remove_file(&blob).expect("the blob exists");
 
     let listed = t.run(&["flavor", "list", "-o", "json"]);
     listed.expect_code(0);
     let listed = listed.json();
-    let status = |name: &str| {
-        listed
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|f| f["name"] == name)
-            .map(|f| f["status"].clone())
-    };
+    let status =
+        |name: &str| listed.as_array().into_iter().flatten().find(|f| f["name"] == name).map(|f| f["status"].clone());
     assert_eq!(status("local"), Some("component file missing".into()));
     assert_eq!(status("hostile"), Some("ok".into()));
 
     // Using the broken one says how to repair it.
-    let refused = t.run(&["step-operator", "register", "x", "--flavor", "local"]);
-    refused.expect_code(BAD_INPUT);
-    assert!(
-        refused.stderr.contains("register the flavor again"),
-        "{}",
-        refused.stderr
-    );
+    let refused = t.register_operator("x", "local", &[]);
+    refused.expect_error(BAD_INPUT, "register the flavor again");
 }
 
 #[test]
@@ -381,58 +218,28 @@ fn a_flavor_in_use_cannot_be_deleted_and_deletes_cleanly_once_free() {
     let t = TestHome::new();
     t.with_local();
     let refused = t.run(&["flavor", "delete", "local"]);
-    refused.expect_code(BAD_INPUT);
-    assert!(
-        refused.stderr.contains("used by the step operators local"),
-        "{}",
-        refused.stderr
-    );
+    refused.expect_error(BAD_INPUT, "used by the step operators local");
     t.run(&["step-operator", "delete", "local"]).expect_code(0);
     t.run(&["flavor", "delete", "local"]).expect_code(0);
-    assert_eq!(
-        t.run(&["flavor", "list", "-o", "json"]).json(),
-        serde_json::json!([])
-    );
-    t.run(&["flavor", "describe", "local"])
-        .expect_code(BAD_INPUT);
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
+    t.run(&["flavor", "describe", "local"]).expect_code(BAD_INPUT);
 }
 
 #[test]
 fn a_job_running_another_command_is_denied() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&hostile_flavor())])
-        .expect_code(0);
-    t.run(&[
-        "step-operator",
-        "register",
-        "h",
-        "--flavor",
-        "hostile",
-        "--config",
-        "behavior=other-command",
-    ])
-    .expect_code(0);
+    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
+    t.register_operator("h", "hostile", &["--config", "behavior=other-command"]).expect_code(0);
     let marker = t.scratch().join("ran");
     let run = t.launch("h", "s", &["touch", path_str(&marker)]);
     run.expect_code(DENIED);
-    assert!(
-        run.stderr.contains("entrypoint-only"),
-        "the denial names the rule: {}",
-        run.stderr
-    );
-    assert!(
-        !run.stdout.contains("escaped"),
-        "the other command never ran"
-    );
+    assert!(run.stderr.contains("entrypoint-only"), "the denial names the rule: {}", run.stderr);
+    assert!(!run.stdout.contains("escaped"), "the other command never ran");
     assert!(!marker.exists(), "and neither did the entrypoint");
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "failed");
     let details = t.run_details(runs[0]["id"].as_str().expect("id"));
-    assert_eq!(
-        details["jobs"],
-        serde_json::json!([]),
-        "no job was recorded for a denied submission"
-    );
+    assert_eq!(details["jobs"], serde_json::json!([]), "no job was recorded for a denied submission");
 
     // The host survives, and later launches still work.
     t.with_local();
@@ -442,32 +249,13 @@ fn a_job_running_another_command_is_denied() {
 #[test]
 fn a_flavor_that_returns_before_its_job_ends_has_the_job_cancelled() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&hostile_flavor())])
-        .expect_code(0);
-    t.run(&[
-        "step-operator",
-        "register",
-        "h",
-        "--flavor",
-        "hostile",
-        "--config",
-        "behavior=return-early",
-    ])
-    .expect_code(0);
+    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
+    t.register_operator("h", "hostile", &["--config", "behavior=return-early"]).expect_code(0);
     let pid_file = t.scratch().join("pid");
     let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
     let run = t.launch("h", "s", &["sh", "-c", &script]);
-    run.expect_code(FLAVOR_ERROR);
-    assert!(
-        run.stderr.contains("returned before its job finished"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("was still running; it was cancelled"),
-        "{}",
-        run.stderr
-    );
+    run.expect_error(FLAVOR_ERROR, "returned before its job finished");
+    assert!(run.stderr.contains("was still running; it was cancelled"), "{}", run.stderr);
     if let Ok(pid) = fs::read_to_string(&pid_file) {
         let pid: i32 = pid.trim().parse().expect("a pid");
         assert!(!process_alive(pid), "the job's process is gone");
@@ -482,26 +270,9 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     t.with_local();
     let pids = t.scratch().join("pids");
     // The step starts a child that sleeps, and sleeps itself.
-    let script = format!(
-        "sleep 300 & echo $! >> {p}; echo $$ >> {p}; echo started; wait",
-        p = pids.display()
-    );
+    let script = format!("sleep 300 & echo $! >> {p}; echo $$ >> {p}; echo started; wait", p = pids.display());
     let mut child = t
-        .command(&[
-            "launch",
-            "-s",
-            "local",
-            "--pipeline",
-            "p",
-            "--run",
-            "r",
-            "--step",
-            "sleepy",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .launch_command("local", "sleepy", &["sh", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -509,34 +280,20 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     // Output is streamed while the job runs: read it before the job ends.
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut first_line = String::new();
-    stdout
-        .read_line(&mut first_line)
-        .expect("read the job's output");
+    stdout.read_line(&mut first_line).expect("read the job's output");
     assert_eq!(first_line.trim(), "started");
-    let started = wait_until(Duration::from_secs(60), || {
-        fs::read_to_string(&pids).is_ok_and(|text| text.lines().count() == 2)
-    });
+    let started =
+        wait_until(Duration::from_secs(60), || fs::read_to_string(&pids).is_ok_and(|text| text.lines().count() == 2));
     assert!(started, "the step started both processes");
-    let tree: Vec<i32> = fs::read_to_string(&pids)
-        .expect("pids")
-        .lines()
-        .map(|line| line.trim().parse().expect("a pid"))
-        .collect();
+    let tree: Vec<i32> =
+        fs::read_to_string(&pids).expect("pids").lines().map(|line| line.trim().parse().expect("a pid")).collect();
     assert!(tree.iter().all(|&pid| process_alive(pid)));
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("signal stepbox");
     let output = child.wait_with_output().expect("stepbox exits");
-    assert_eq!(
-        output.status.code(),
-        Some(CANCELLED_SIGINT),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(CANCELLED_SIGINT), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     for pid in tree {
-        assert!(
-            !process_alive(pid),
-            "process {pid} of the job outlived the cancellation"
-        );
+        assert!(!process_alive(pid), "process {pid} of the job outlived the cancellation");
     }
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "cancelled");
@@ -552,45 +309,21 @@ fn twenty_concurrent_launches_against_one_home_all_finish_and_are_recorded() {
         .map(|i| {
             let step = format!("step-{i}");
             let echo = format!("echo launch {i}");
-            t.command(&[
-                "launch",
-                "-s",
-                "local",
-                "--pipeline",
-                "p",
-                "--run",
-                "r",
-                "--step",
-                &step,
-                "--",
-                "sh",
-                "-c",
-                &echo,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("stepbox starts")
+            t.launch_command("local", &step, &["sh", "-c", &echo])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("stepbox starts")
         })
         .collect();
     for (i, child) in children.into_iter().enumerate() {
         let output = child.wait_with_output().expect("stepbox exits");
-        assert!(
-            output.status.success(),
-            "launch {i} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout).trim(),
-            format!("launch {i}")
-        );
+        assert!(output.status.success(), "launch {i} failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("launch {i}"));
     }
     let runs = t.runs();
     assert_eq!(runs.len(), 20);
-    let mut steps: Vec<String> = runs
-        .iter()
-        .map(|run| run["step"].as_str().unwrap_or("").to_owned())
-        .collect();
+    let mut steps: Vec<String> = runs.iter().map(|run| run["step"].as_str().unwrap_or("").to_owned()).collect();
     steps.sort();
     let mut expected: Vec<String> = (0..20).map(|i| format!("step-{i}")).collect();
     expected.sort();
@@ -608,62 +341,26 @@ fn bad_launch_arguments_are_refused_before_anything_runs() {
     t.with_local();
     let cases: &[(&[&str], &str)] = &[
         (&["--memory", "lots"], "is not a memory size"),
-        (
-            &["--env", "1BAD=x"],
-            "not a valid environment variable name",
-        ),
+        (&["--env", "1BAD=x"], "not a valid environment variable name"),
         (&["--env", "NOEQUALS"], "is not KEY=VALUE"),
         (&["--settings", "[1]"], "must be a JSON object"),
         (&["--settings", "{oops"], "not valid JSON"),
         (&["--cpu", "-1"], "must be a positive number"),
     ];
-    for (extra, message) in cases {
-        let mut args = vec![
-            "launch",
-            "-s",
-            "local",
-            "--pipeline",
-            "p",
-            "--run",
-            "r",
-            "--step",
-            "s",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["--", "true"]);
-        let run = t.run(&args);
-        run.expect_code(BAD_INPUT);
-        assert!(run.stderr.contains(message), "{extra:?}: {}", run.stderr);
+    for (flags, message) in cases {
+        let output = t.launch_command_with("local", "s", flags, &["true"]).output().expect("stepbox runs");
+        Run::from_output(output).expect_error(BAD_INPUT, message);
     }
     let unknown = t.launch("nope", "s", &["true"]);
     unknown.expect_code(BAD_INPUT);
     assert!(unknown.stderr.contains("no step operator named `nope`"));
-    let settings = t.run(&[
-        "launch",
-        "-s",
-        "local",
-        "--pipeline",
-        "p",
-        "--run",
-        "r",
-        "--step",
-        "s",
-        "--settings",
-        "{\"colour\": 1}",
-        "--",
-        "true",
-    ]);
-    settings.expect_code(BAD_INPUT);
-    assert!(
-        settings.stderr.contains("unknown field `colour`"),
-        "{}",
-        settings.stderr
-    );
-    assert_eq!(
-        t.runs().len(),
-        1,
-        "only the launch that reached the flavor is recorded"
-    );
+    let settings = t
+        .launch_command_with("local", "s", &["--settings", "{\"colour\": 1}"], &["true"])
+        .output()
+        .expect("stepbox runs");
+    let settings = Run::from_output(settings);
+    settings.expect_error(BAD_INPUT, "unknown field `colour`");
+    assert_eq!(t.runs().len(), 1, "only the launch that reached the flavor is recorded");
 }
 
 #[test]
@@ -691,35 +388,13 @@ fn registration_compiles_once_and_launches_survive_a_wiped_cache() {
 #[test]
 fn a_job_past_its_timeout_is_stopped_and_reported_as_timed_out() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&local_flavor())])
-        .expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
     let config = t.scratch().join("config.json");
-    fs::write(
-        &config,
-        r#"{"timeout_seconds": 1, "environment": {"FROM_CONFIG": "yes"}}"#,
-    )
-    .expect("write");
-    t.run(&[
-        "step-operator",
-        "register",
-        "brief",
-        "--flavor",
-        "local",
-        "--config-file",
-        path_str(&config),
-    ])
-    .expect_code(0);
-    let run = t.launch(
-        "brief",
-        "s",
-        &["sh", "-c", "echo FROM_CONFIG=$FROM_CONFIG; exec sleep 60"],
-    );
+    fs::write(&config, r#"{"timeout_seconds": 1, "environment": {"FROM_CONFIG": "yes"}}"#).expect("write");
+    t.register_operator("brief", "local", &["--config-file", path_str(&config)]).expect_code(0);
+    let run = t.launch("brief", "s", &["sh", "-c", "echo FROM_CONFIG=$FROM_CONFIG; exec sleep 60"]);
     run.expect_code(124);
-    assert!(
-        run.stdout.contains("FROM_CONFIG=yes"),
-        "config environment reached the job: {}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("FROM_CONFIG=yes"), "config environment reached the job: {}", run.stdout);
     assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["run"]["state"], "failed");

@@ -17,19 +17,10 @@ const CANCELLED_SIGTERM: i32 = 143;
 /// A home with the hostile flavor and a step operator per behavior.
 fn hostile(t: &TestHome, behavior: &str, limits: &[&str]) {
     if t.run(&["flavor", "describe", "hostile"]).code != 0 {
-        t.run(&["flavor", "register", path_str(&hostile_flavor())])
-            .expect_code(0);
+        t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     }
     let config = format!("behavior={behavior}");
-    let mut args = vec![
-        "step-operator",
-        "register",
-        behavior,
-        "--flavor",
-        "hostile",
-        "--config",
-        &config,
-    ];
+    let mut args = vec!["step-operator", "register", behavior, "--flavor", "hostile", "--config", &config];
     for limit in limits {
         args.extend_from_slice(&["--limit", limit]);
     }
@@ -41,16 +32,8 @@ fn a_spinning_flavor_is_stopped_by_its_cpu_budget() {
     let t = TestHome::new();
     hostile(&t, "spin", &["guest-cpu=1s"]);
     let run = t.launch("spin", "s", &["true"]);
-    run.expect_code(FLAVOR_ERROR);
-    assert!(
-        run.stderr.contains("ran out of its guest CPU budget (1s)"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("--limit guest-cpu="),
-        "the error says how to raise it"
-    );
+    run.expect_error(FLAVOR_ERROR, "ran out of its guest CPU budget (1s)");
+    assert!(run.stderr.contains("--limit guest-cpu="), "the error says how to raise it");
     assert_eq!(t.runs()[0]["state"], "failed");
     // The host is fine: the next launch works.
     t.with_local();
@@ -62,43 +45,19 @@ fn a_flavor_allocating_past_its_memory_limit_is_stopped() {
     let t = TestHome::new();
     hostile(&t, "allocate", &["guest-memory=64MiB"]);
     let run = t.launch("allocate", "s", &["true"]);
-    run.expect_code(FLAVOR_ERROR);
-    assert!(
-        run.stderr
-            .contains("more than its memory limit of 64.0 MiB"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("allocated"),
-        "the allocation never succeeded"
-    );
+    run.expect_error(FLAVOR_ERROR, "more than its memory limit of 64.0 MiB");
+    assert!(!run.stderr.contains("allocated"), "the allocation never succeeded");
 }
 
 #[test]
 fn a_flavor_has_no_environment_files_arguments_or_network() {
     let t = TestHome::new();
     hostile(&t, "probe", &[]);
-    let mut command = t.command(&[
-        "launch",
-        "-s",
-        "probe",
-        "--pipeline",
-        "p",
-        "--run",
-        "r",
-        "--step",
-        "s",
-        "--",
-        "true",
-    ]);
+    let mut command = t.launch_command("probe", "s", &["true"]);
     command.env("AWS_SECRET_ACCESS_KEY", "from-the-host");
     let output = command.output().expect("stepbox runs");
     assert_eq!(output.status.code(), Some(FLAVOR_ERROR));
-    let report = t.runs()[0]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let report = t.runs()[0]["message"].as_str().unwrap_or_default().to_owned();
     assert!(report.contains("env=[]"), "{report}");
     assert!(report.contains("args=[]"), "{report}");
     assert!(report.contains("file=refused"), "{report}");
@@ -113,159 +72,55 @@ fn guest_output_goes_to_the_flavor_log_and_is_capped() {
     hostile(&t, "chatter", &["guest-output=8KiB"]);
     let run = t.launch("chatter", "s", &["echo", "the job still ran"]);
     run.expect_code(0);
-    assert_eq!(
-        run.stdout.trim(),
-        "the job still ran",
-        "guest prints never reach stdout"
-    );
-    assert!(
-        run.stderr
-            .contains("[hostile] stdout: hello from guest stdout"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains("[hostile] stderr: hello from guest stderr")
-    );
+    assert_eq!(run.stdout.trim(), "the job still ran", "guest prints never reach stdout");
+    assert!(run.stderr.contains("[hostile] stdout: hello from guest stdout"), "{}", run.stderr);
+    assert!(run.stderr.contains("[hostile] stderr: hello from guest stderr"));
     assert!(run.stderr.contains("output limit reached"));
     let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
-    let log =
-        fs::read_to_string(t.home().join("runs").join(&id).join("flavor.log")).expect("flavor log");
+    let log = fs::read_to_string(t.home().join("runs").join(&id).join("flavor.log")).expect("flavor log");
     assert!(log.contains("hello from guest stdout"));
-    assert!(
-        log.len() < 32 << 10,
-        "the flavor log is bounded by the limit: {} bytes",
-        log.len()
-    );
+    assert!(log.len() < 32 << 10, "the flavor log is bounded by the limit: {} bytes", log.len());
 }
 
 #[test]
 fn bad_limits_are_refused_with_the_list_of_limits() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&hostile_flavor())])
-        .expect_code(0);
-    let unknown = t.run(&[
-        "step-operator",
-        "register",
-        "x",
-        "--flavor",
-        "hostile",
-        "--config",
-        "behavior=spin",
-        "--limit",
-        "ram=1GiB",
-    ]);
-    unknown.expect_code(BAD_INPUT);
-    assert!(
-        unknown.stderr.contains("unknown limit `ram`"),
-        "{}",
-        unknown.stderr
-    );
-    assert!(
-        unknown.stderr.contains("guest-memory"),
-        "the error lists the limits"
-    );
-    let bad = t.run(&[
-        "step-operator",
-        "register",
-        "x",
-        "--flavor",
-        "hostile",
-        "--config",
-        "behavior=spin",
-        "--limit",
-        "guest-cpu=forever",
-    ]);
-    bad.expect_code(BAD_INPUT);
-    assert!(bad.stderr.contains("is not a duration"), "{}", bad.stderr);
+    t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
+    let unknown = t.register_operator("x", "hostile", &["--config", "behavior=spin", "--limit", "ram=1GiB"]);
+    unknown.expect_error(BAD_INPUT, "unknown limit `ram`");
+    assert!(unknown.stderr.contains("guest-memory"), "the error lists the limits");
+    let bad = t.register_operator("x", "hostile", &["--config", "behavior=spin", "--limit", "guest-cpu=forever"]);
+    bad.expect_error(BAD_INPUT, "is not a duration");
 
-    t.run(&[
-        "step-operator",
-        "register",
-        "x",
-        "--flavor",
-        "hostile",
-        "--config",
-        "behavior=spin",
-        "--limit",
-        "guest-cpu=1s",
-    ])
-    .expect_code(0);
-    t.run(&["step-operator", "update", "x", "--limit", "guest-cpu=2s"])
-        .expect_code(0);
-    let described = t
-        .run(&["step-operator", "describe", "x", "-o", "json"])
-        .json();
+    t.register_operator("x", "hostile", &["--config", "behavior=spin", "--limit", "guest-cpu=1s"]).expect_code(0);
+    t.run(&["step-operator", "update", "x", "--limit", "guest-cpu=2s"]).expect_code(0);
+    let described = t.run(&["step-operator", "describe", "x", "-o", "json"]).json();
     assert_eq!(described["limits"]["guest-cpu"], "2s");
-    t.run(&["step-operator", "update", "x", "--unset-limit", "guest-cpu"])
-        .expect_code(0);
-    let described = t
-        .run(&["step-operator", "describe", "x", "-o", "json"])
-        .json();
+    t.run(&["step-operator", "update", "x", "--unset-limit", "guest-cpu"]).expect_code(0);
+    let described = t.run(&["step-operator", "describe", "x", "-o", "json"]).json();
     assert_eq!(described["limits"], serde_json::json!({}));
 }
 
 #[test]
 fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
     let t = TestHome::new();
-    t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())])
-        .expect_code(0);
-    t.run(&[
-        "step-operator",
-        "register",
-        "local",
-        "--flavor",
-        "local",
-        "--limit",
-        "cancel-grace=1s",
-    ])
-    .expect_code(0);
+    t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
+    t.register_operator("local", "local", &["--limit", "cancel-grace=1s"]).expect_code(0);
     let pid_file = t.scratch().join("pid");
-    let script = format!(
-        "trap '' TERM; echo $$ > {}; while true; do sleep 0.1; done",
-        pid_file.display()
-    );
+    let script = format!("trap '' TERM; echo $$ > {}; while true; do sleep 0.1; done", pid_file.display());
     let child = t
-        .command(&[
-            "launch",
-            "-s",
-            "local",
-            "--pipeline",
-            "p",
-            "--run",
-            "r",
-            "--step",
-            "stubborn",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .launch_command("local", "stubborn", &["sh", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("stepbox starts");
     assert!(wait_until(Duration::from_secs(60), || pid_file.exists()
-        && fs::read_to_string(&pid_file)
-            .is_ok_and(|s| s.ends_with('\n'))));
-    let pid: i32 = fs::read_to_string(&pid_file)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+        && fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))));
+    let pid: i32 = fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("a pid");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal stepbox");
     let output = child.wait_with_output().expect("stepbox exits");
-    assert_eq!(
-        output.status.code(),
-        Some(CANCELLED_SIGTERM),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        !process_alive(pid),
-        "the job that ignored SIGTERM was killed"
-    );
+    assert_eq!(output.status.code(), Some(CANCELLED_SIGTERM), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!process_alive(pid), "the job that ignored SIGTERM was killed");
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["run"]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["state"], "cancelled");

@@ -12,23 +12,14 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from(".."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from(".."))
 }
 
 /// Where cargo puts build output.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|dir| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace().join(dir)
-            }
-        })
+        .map(|dir| if dir.is_absolute() { dir } else { workspace().join(dir) })
         .unwrap_or_else(|| workspace().join("target"))
 }
 
@@ -41,23 +32,16 @@ fn cargo() -> Command {
 /// Run a cargo build, panicking with its output (and a hint) on failure.
 fn cargo_build(args: &[&str]) {
     static BUILD_LOCK: Mutex<()> = Mutex::new(());
-    let _guard = BUILD_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let output = cargo()
-        .arg("build")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("cargo must be runnable from the tests");
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let output =
+        cargo().arg("build").args(args).stdin(Stdio::null()).output().expect("cargo must be runnable from the tests");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint =
-            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-                "\nhint: run `rustup target add wasm32-wasip2` (scripts/test does it for you)"
-            } else {
-                ""
-            };
+        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+            "\nhint: run `rustup target add wasm32-wasip2` (scripts/test does it for you)"
+        } else {
+            ""
+        };
         panic!("cargo build {} failed:\n{stderr}{hint}", args.join(" "));
     }
 }
@@ -74,21 +58,10 @@ pub fn stepbox_bin() -> &'static Path {
 /// A component built from a workspace package for wasm32-wasip2.
 pub fn component(package: &str, artifact: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let path = target_dir()
-        .join("wasm32-wasip2/guest")
-        .join(format!("{artifact}.wasm"));
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let path = target_dir().join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !built.iter().any(|p| p == package) {
-        cargo_build(&[
-            "-p",
-            package,
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "guest",
-        ]);
+        cargo_build(&["-p", package, "--target", "wasm32-wasip2", "--profile", "guest"]);
         built.push(package.to_owned());
     }
     path
@@ -123,13 +96,12 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Self {
+    /// The result of a finished process.
+    pub fn from_output(output: Output) -> Self {
         use std::os::unix::process::ExitStatusExt;
         let status = output.status;
         Self {
-            code: status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
@@ -138,19 +110,22 @@ impl Run {
     /// Panic with the whole output unless the exit code is `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "unexpected exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Panic unless the command failed with `code` and its stderr says `message`.
+    #[track_caller]
+    pub fn expect_error(&self, code: i32, message: &str) -> &Self {
+        self.expect_code(code);
+        assert!(self.stderr.contains(message), "stderr should contain {message:?}:\n{}", self.stderr);
         self
     }
 
     /// Parse stdout as JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -197,34 +172,41 @@ impl TestHome {
 
     /// Run `stepbox ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().expect("stepbox must start"))
+        Run::from_output(self.command(args).output().expect("stepbox must start"))
     }
 
     /// Register the local flavor and a step operator `local` using it.
     pub fn with_local(&self) -> &Self {
         let flavor = local_flavor();
-        self.run(&["flavor", "register", path_str(&flavor)])
-            .expect_code(0);
-        self.run(&["step-operator", "register", "local", "--flavor", "local"])
-            .expect_code(0);
+        self.run(&["flavor", "register", path_str(&flavor)]).expect_code(0);
+        self.register_operator("local", "local", &[]).expect_code(0);
         self
     }
 
-    /// `stepbox launch` through step operator `operator`, running `command`.
-    pub fn launch(&self, operator: &str, step: &str, command: &[&str]) -> Run {
-        let mut args = vec![
-            "launch",
-            "-s",
-            operator,
-            "--pipeline",
-            "pipe",
-            "--run",
-            "run-1",
-            "--step",
-            step,
-            "--",
-        ];
+    /// A `stepbox launch` of `command` through step operator `operator`, not
+    /// yet started (to spawn it, or change its environment).
+    pub fn launch_command(&self, operator: &str, step: &str, command: &[&str]) -> Command {
+        self.launch_command_with(operator, step, &[], command)
+    }
+
+    /// [`TestHome::launch_command`] with extra launch flags (`--env`, …).
+    pub fn launch_command_with(&self, operator: &str, step: &str, flags: &[&str], command: &[&str]) -> Command {
+        let mut args = vec!["launch", "-s", operator, "--pipeline", "pipe", "--run", "run-1", "--step", step];
+        args.extend_from_slice(flags);
+        args.push("--");
         args.extend_from_slice(command);
+        self.command(&args)
+    }
+
+    /// `stepbox launch` of `command` through step operator `operator`, to completion.
+    pub fn launch(&self, operator: &str, step: &str, command: &[&str]) -> Run {
+        Run::from_output(self.launch_command(operator, step, command).output().expect("stepbox must start"))
+    }
+
+    /// `stepbox step-operator register NAME --flavor FLAVOR EXTRA...`.
+    pub fn register_operator(&self, name: &str, flavor: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["step-operator", "register", name, "--flavor", flavor];
+        args.extend_from_slice(extra);
         self.run(&args)
     }
 

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{
-    ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs,
-};
+use stepbox_guest::{ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs};
 
 /// Configuration of a step operator that uses the `local` flavor.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -45,17 +43,13 @@ impl Flavor for Local {
     type Settings = Settings;
 
     fn info() -> FlavorInfo {
-        FlavorInfo::new("local", "Local process", env!("CARGO_PKG_VERSION")).description(
-            "Runs each step as a process on the machine stepbox runs on, and waits for it.",
-        )
+        FlavorInfo::new("local", "Local process", env!("CARGO_PKG_VERSION"))
+            .description("Runs each step as a process on the machine stepbox runs on, and waits for it.")
     }
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.timeout_seconds == Some(0) {
-            return Err(ConfigError::field(
-                "timeout_seconds",
-                "must be at least 1 second",
-            ));
+            return Err(ConfigError::field("timeout_seconds", "must be at least 1 second"));
         }
         if let Some(name) = config.environment.keys().find(|name| !valid_env_name(name)) {
             return Err(ConfigError::field(
@@ -63,30 +57,15 @@ impl Flavor for Local {
                 "is not a valid environment variable name (letters, digits and _, not starting with a digit)",
             ));
         }
-        if config
-            .working_dir
-            .as_deref()
-            .is_some_and(|dir| !dir.starts_with('/'))
-        {
-            return Err(ConfigError::field(
-                "working_dir",
-                "must be an absolute path",
-            ));
+        if config.working_dir.as_deref().is_some_and(|dir| !dir.starts_with('/')) {
+            return Err(ConfigError::field("working_dir", "must be an absolute path"));
         }
         Ok(())
     }
 
-    fn launch(
-        config: Config,
-        settings: Settings,
-        request: LaunchRequest,
-    ) -> Result<LaunchReport, LaunchError> {
+    fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
         if settings.timeout_seconds == Some(0) {
-            return Err(ConfigError::field(
-                "timeout_seconds",
-                "step setting must be at least 1 second",
-            )
-            .into());
+            return Err(ConfigError::field("timeout_seconds", "step setting must be at least 1 second").into());
         }
         let mut spec = jobs::entrypoint_spec(&request);
         spec.backend = config.backend;
@@ -100,12 +79,7 @@ impl Flavor for Local {
                 spec.env.push(EnvVar { name, value });
             }
         }
-        stepbox_guest::info!(
-            "running step {} of {}/{}",
-            request.step_name,
-            request.pipeline_name,
-            request.run_name
-        );
+        stepbox_guest::info!("running step {} of {}/{}", request.step_name, request.pipeline_name, request.run_name);
         jobs::run_to_completion(spec)
     }
 }

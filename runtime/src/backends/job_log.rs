@@ -72,12 +72,7 @@ impl JobLog {
             path: path.to_owned(),
             limit,
             sink,
-            state: Mutex::new(LogState {
-                file: Some(file),
-                written: 0,
-                truncated: false,
-                tail: VecDeque::new(),
-            }),
+            state: Mutex::new(LogState { file: Some(file), written: 0, truncated: false, tail: VecDeque::new() }),
         })
     }
 
@@ -88,10 +83,7 @@ impl JobLog {
     /// Record a chunk of output.
     pub fn write(&self, stream: Stream, bytes: &[u8]) {
         self.sink.write(stream, bytes);
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.tail.extend(bytes);
         let excess = state.tail.len().saturating_sub(TAIL_BYTES);
         state.tail.drain(..excess);
@@ -106,10 +98,7 @@ impl JobLog {
         state.written += keep as u64;
         if keep < bytes.len() && !state.truncated {
             state.truncated = true;
-            let note = format!(
-                "\n[stepbox: log limit of {} bytes reached; further output is not kept]\n",
-                self.limit
-            );
+            let note = format!("\n[stepbox: log limit of {} bytes reached; further output is not kept]\n", self.limit);
             if let Some(file) = state.file.as_mut() {
                 let _ = file.write_all(note.as_bytes());
             }
@@ -118,10 +107,7 @@ impl JobLog {
 
     /// The last `max` bytes of output, as text.
     pub fn tail(&self, max: usize) -> String {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let skip = state.tail.len().saturating_sub(max);
         let bytes: Vec<u8> = state.tail.iter().skip(skip).copied().collect();
         String::from_utf8_lossy(&bytes).into_owned()

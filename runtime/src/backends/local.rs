@@ -24,9 +24,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{
-    BackendError, JobBackend, JobLog, JobRequest, JobState, JobStatus, RunningJob, Stream,
-};
+use super::{BackendError, JobBackend, JobLog, JobRequest, JobState, JobStatus, RunningJob, Stream};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -94,24 +92,14 @@ impl JobBackend for LocalBackend {
                 _ => format!("cannot start `{program}`: {error}"),
             })
         })?;
-        let pid = child.id().ok_or_else(|| {
-            BackendError::Failed(format!("`{program}` exited before it could be tracked"))
-        })?;
+        let pid =
+            child.id().ok_or_else(|| BackendError::Failed(format!("`{program}` exited before it could be tracked")))?;
         let readers = spawn_readers(&mut child, &request.log);
         let (status_tx, status_rx) = watch::channel(JobStatus::running());
         let (cancel_tx, cancel_rx) = watch::channel(None);
-        let supervisor = Supervisor {
-            child,
-            group: Pid::from_raw(pid as i32),
-            grace: self.grace,
-            readers,
-        };
+        let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers };
         tokio::spawn(supervisor.run(request.timeout, cancel_rx, status_tx));
-        Ok(Arc::new(LocalJob {
-            pid,
-            status: status_rx,
-            cancel: cancel_tx,
-        }))
+        Ok(Arc::new(LocalJob { pid, status: status_rx, cancel: cancel_tx }))
     }
 }
 
@@ -241,11 +229,7 @@ impl Supervisor {
 }
 
 /// How a job ended, from its exit status and what ended it.
-fn verdict(
-    exit: std::io::Result<ExitStatus>,
-    ended_by: Option<JobState>,
-    timeout: Option<Duration>,
-) -> JobStatus {
+fn verdict(exit: std::io::Result<ExitStatus>, ended_by: Option<JobState>, timeout: Option<Duration>) -> JobStatus {
     let exit = match exit {
         Ok(exit) => exit,
         Err(error) => {
@@ -256,9 +240,7 @@ fn verdict(
             };
         }
     };
-    let exit_code = exit
-        .code()
-        .or_else(|| exit.signal().map(|signal| 128 + signal));
+    let exit_code = exit.code().or_else(|| exit.signal().map(|signal| 128 + signal));
     let described = match (exit.code(), exit.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(signal)) => format!("killed by signal {}", signal_name(signal)),
@@ -267,20 +249,13 @@ fn verdict(
     let (state, message) = match ended_by {
         Some(JobState::TimedOut) => (
             JobState::TimedOut,
-            Some(format!(
-                "timed out after {}; {described}",
-                humantime::format_duration(timeout.unwrap_or_default())
-            )),
+            Some(format!("timed out after {}; {described}", humantime::format_duration(timeout.unwrap_or_default()))),
         ),
         Some(JobState::Cancelled) => (JobState::Cancelled, Some(format!("cancelled; {described}"))),
         _ if exit.success() => (JobState::Succeeded, None),
         _ => (JobState::Failed, Some(described)),
     };
-    JobStatus {
-        state,
-        exit_code,
-        message,
-    }
+    JobStatus { state, exit_code, message }
 }
 
 fn signal_name(signal: i32) -> String {

@@ -78,11 +78,7 @@ pub struct JobStatus {
 
 impl JobStatus {
     pub fn running() -> Self {
-        Self {
-            state: JobState::Running,
-            exit_code: None,
-            message: None,
-        }
+        Self { state: JobState::Running, exit_code: None, message: None }
     }
 }
 

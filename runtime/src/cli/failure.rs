@@ -17,10 +17,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u8, message: impl Display) -> Self {
-        Self {
-            code,
-            message: message.to_string(),
-        }
+        Self { code, message: message.to_string() }
     }
 
     /// Bad input: the user can fix it.

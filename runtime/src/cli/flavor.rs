@@ -11,11 +11,7 @@ use crate::flavors::{self, FlavorListing};
 pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     match command {
-        FlavorCommand::Register {
-            path,
-            replace,
-            output,
-        } => {
+        FlavorCommand::Register { path, replace, output } => {
             let record = flavors::register(&stepbox, &path, replace).await?;
             match output {
                 Format::Json => output::json(&record)?,
@@ -33,14 +29,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
             match output {
                 Format::Json => output::json(&listings)?,
                 Format::Table => {
-                    let mut table = output::table(&[
-                        "NAME",
-                        "VERSION",
-                        "DISPLAY NAME",
-                        "IMPORTS",
-                        "SHA256",
-                        "STATUS",
-                    ]);
+                    let mut table = output::table(&["NAME", "VERSION", "DISPLAY NAME", "IMPORTS", "SHA256", "STATUS"]);
                     for listing in &listings {
                         let record = &listing.record;
                         table.add_row(vec![
@@ -53,9 +42,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                         ]);
                     }
                     if listings.is_empty() {
-                        println!(
-                            "no flavors registered; add one with `stepbox flavor register PATH.wasm`"
-                        );
+                        println!("no flavors registered; add one with `stepbox flavor register PATH.wasm`");
                     } else {
                         println!("{table}");
                     }
@@ -81,11 +68,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
 }
 
 fn capability_list(capabilities: &[String]) -> String {
-    if capabilities.is_empty() {
-        "-".to_owned()
-    } else {
-        capabilities.join(", ")
-    }
+    if capabilities.is_empty() { "-".to_owned() } else { capabilities.join(", ") }
 }
 
 fn describe(listing: &FlavorListing) {
@@ -95,23 +78,14 @@ fn describe(listing: &FlavorListing) {
         ("display name", record.display_name.clone()),
         ("version", record.version.clone()),
         ("description", record.description.clone()),
-        (
-            "docs",
-            record.docs_url.clone().unwrap_or_else(|| "-".to_owned()),
-        ),
-        (
-            "contract",
-            format!("{}@{}", crate::CONTRACT_PACKAGE, crate::CONTRACT_VERSION),
-        ),
+        ("docs", record.docs_url.clone().unwrap_or_else(|| "-".to_owned())),
+        ("contract", format!("{}@{}", crate::CONTRACT_PACKAGE, crate::CONTRACT_VERSION)),
         ("capabilities", capability_list(&record.shape.capabilities)),
         ("wasi imports", record.shape.wasi.join(", ")),
         ("exports", record.shape.exports.join(", ")),
         ("size", bytesize::ByteSize::b(record.size).to_string()),
         ("sha256", record.sha256.clone()),
-        (
-            "file",
-            format!("{} ({})", record.source_path, listing.status),
-        ),
+        ("file", format!("{} ({})", record.source_path, listing.status)),
         ("registered", record.registered_at.clone()),
     ]);
     println!("\nconfig schema:\n{}", pretty(&record.config_schema));

@@ -16,10 +16,8 @@ use crate::units::{parse_env_var, parse_memory};
 
 pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure> {
     // Handle signals before anything starts, so Ctrl-C always cancels cleanly.
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     let launch_args = parse(args)?;
     let stepbox = open(home)?;
     let interrupted = async move {
@@ -30,8 +28,7 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
         eprintln!("stepbox: cancelling: stopping the step's jobs…");
         interrupt
     };
-    let outcome =
-        launch::launch(&stepbox, launch_args, Arc::new(TerminalOutput), interrupted).await?;
+    let outcome = launch::launch(&stepbox, launch_args, Arc::new(TerminalOutput), interrupted).await?;
     let id = output::short(&outcome.run_id);
     match outcome.state {
         RunState::Succeeded => tracing::debug!("run {} succeeded", outcome.run_id),
@@ -50,48 +47,33 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
         .map(|pair| parse_env_var(pair))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::input(format!("--env {e}")))?;
-    let memory_bytes = args
-        .memory
-        .as_deref()
-        .map(parse_memory)
-        .transpose()
-        .map_err(|e| Failure::input(format!("--memory {e}")))?;
+    let memory_bytes =
+        args.memory.as_deref().map(parse_memory).transpose().map_err(|e| Failure::input(format!("--memory {e}")))?;
     if let Some(cpu) = args.cpu
         && !(cpu.is_finite() && cpu > 0.0)
     {
-        return Err(Failure::input(format!(
-            "--cpu {cpu} must be a positive number"
-        )));
+        return Err(Failure::input(format!("--cpu {cpu} must be a positive number")));
     }
     let settings = args
         .settings
         .as_deref()
-        .map(
-            |text| match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(value @ serde_json::Value::Object(_)) => Ok(value),
-                Ok(_) => Err(Failure::input(
-                    "--settings must be a JSON object, like '{\"key\": 1}'",
-                )),
-                Err(e) => Err(Failure::input(format!("--settings is not valid JSON: {e}"))),
-            },
-        )
+        .map(|text| match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+            Ok(_) => Err(Failure::input("--settings must be a JSON object, like '{\"key\": 1}'")),
+            Err(e) => Err(Failure::input(format!("--settings is not valid JSON: {e}"))),
+        })
         .transpose()?;
     let source_root = match args.source_root {
         Some(dir) => dir,
-        None => std::env::current_dir()
-            .map_err(|e| Failure::input(format!("cannot read the current directory: {e}")))?,
+        None => {
+            std::env::current_dir().map_err(|e| Failure::input(format!("cannot read the current directory: {e}")))?
+        }
     };
     let source_root = std::fs::canonicalize(&source_root).map_err(|e| {
-        Failure::input(format!(
-            "--source-root {} is not an existing directory: {e}",
-            source_root.display()
-        ))
+        Failure::input(format!("--source-root {} is not an existing directory: {e}", source_root.display()))
     })?;
     if !source_root.is_dir() {
-        return Err(Failure::input(format!(
-            "--source-root {} is not a directory",
-            source_root.display()
-        )));
+        return Err(Failure::input(format!("--source-root {} is not a directory", source_root.display())));
     }
     Ok(launch::LaunchArgs {
         step_operator: args.step_operator,

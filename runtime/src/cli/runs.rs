@@ -20,16 +20,8 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                     println!("no runs yet; start one with `stepbox launch`")
                 }
                 Format::Table => {
-                    let mut table = output::table(&[
-                        "ID",
-                        "STEP OPERATOR",
-                        "PIPELINE",
-                        "RUN",
-                        "STEP",
-                        "STATE",
-                        "EXIT",
-                        "STARTED",
-                    ]);
+                    let mut table =
+                        output::table(&["ID", "STEP OPERATOR", "PIPELINE", "RUN", "STEP", "STATE", "EXIT", "STARTED"]);
                     for run in &runs {
                         table.add_row(vec![
                             output::short(&run.id).to_owned(),
@@ -38,8 +30,7 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                             run.run_name.clone(),
                             run.step.clone(),
                             run.state.to_string(),
-                            run.exit_code
-                                .map_or_else(|| "-".to_owned(), |code| code.to_string()),
+                            run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
                             run.started_at.clone(),
                         ]);
                     }
@@ -76,28 +67,12 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
     output::fields(&[
         ("run", run.id.clone()),
         ("state", run.state.to_string()),
-        (
-            "exit code",
-            run.exit_code
-                .map_or_else(|| "-".to_owned(), |code| code.to_string()),
-        ),
-        (
-            "message",
-            run.message.clone().unwrap_or_else(|| "-".to_owned()),
-        ),
-        (
-            "step operator",
-            format!("{} (flavor {})", run.step_operator, run.flavor),
-        ),
-        (
-            "pipeline",
-            format!("{} / {} / {}", run.pipeline, run.run_name, run.step),
-        ),
+        ("exit code", run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string())),
+        ("message", run.message.clone().unwrap_or_else(|| "-".to_owned())),
+        ("step operator", format!("{} (flavor {})", run.step_operator, run.flavor)),
+        ("pipeline", format!("{} / {} / {}", run.pipeline, run.run_name, run.step)),
         ("started", run.started_at.clone()),
-        (
-            "ended",
-            run.ended_at.clone().unwrap_or_else(|| "-".to_owned()),
-        ),
+        ("ended", run.ended_at.clone().unwrap_or_else(|| "-".to_owned())),
         ("launched by", format!("pid {}", run.pid)),
     ]);
     if jobs.is_empty() {
@@ -112,8 +87,7 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
             job.backend.clone(),
             job.external_id.clone().unwrap_or_else(|| "-".to_owned()),
             job.state.to_string(),
-            job.exit_code
-                .map_or_else(|| "-".to_owned(), |code| code.to_string()),
+            job.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
             job.message.clone().unwrap_or_default(),
         ]);
     }
@@ -125,12 +99,7 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
                 println!("\n{} produced no output ({})", job.name, job.log_path)
             }
             Ok(text) => {
-                println!(
-                    "\nlast {} bytes of {} ({}):",
-                    text.len(),
-                    job.name,
-                    job.log_path
-                );
+                println!("\nlast {} bytes of {} ({}):", text.len(), job.name, job.log_path);
                 print!("{text}");
                 if !text.ends_with('\n') {
                     println!();

@@ -14,12 +14,7 @@ use crate::units::parse_key_value;
 pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     match command {
-        StepOperatorCommand::Register {
-            name,
-            flavor,
-            config,
-            output,
-        } => {
+        StepOperatorCommand::Register { name, flavor, config, output } => {
             let schema = flavor_schema(&stepbox, &flavor)?;
             let file = read_config_file(&config)?;
             let mut object = match file {
@@ -37,9 +32,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             match output {
                 Format::Json => output::json(&records)?,
                 Format::Table if records.is_empty() => {
-                    println!(
-                        "no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`"
-                    );
+                    println!("no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`");
                 }
                 Format::Table => {
                     let mut table = output::table(&["NAME", "FLAVOR", "CONFIG", "UPDATED"]);
@@ -59,13 +52,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             let record = step_operators::get(&stepbox, &name)?;
             print_one(&record, output, "")?;
         }
-        StepOperatorCommand::Update {
-            name,
-            config,
-            unset,
-            unset_limit,
-            output,
-        } => {
+        StepOperatorCommand::Update { name, config, unset, unset_limit, output } => {
             let current = step_operators::get(&stepbox, &name)?;
             let schema = flavor_schema(&stepbox, &current.flavor)?;
             let change = step_operators::Update {
@@ -111,26 +98,17 @@ fn pairs(
 }
 
 fn limit_pairs(config: &ConfigArgs) -> Result<std::collections::BTreeMap<String, String>, Failure> {
-    config
-        .limits
-        .iter()
-        .map(|pair| parse_key_value(pair).map_err(|e| Failure::input(format!("--limit {e}"))))
-        .collect()
+    config.limits.iter().map(|pair| parse_key_value(pair).map_err(|e| Failure::input(format!("--limit {e}")))).collect()
 }
 
 fn read_config_file(config: &ConfigArgs) -> Result<Option<serde_json::Value>, Failure> {
     let Some(path) = &config.config_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::input(format!("cannot read --config-file {}: {e}", path.display()))
-    })?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Failure::input(format!(
-            "--config-file {} is not valid JSON: {e}",
-            path.display()
-        ))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::input(format!("cannot read --config-file {}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::input(format!("--config-file {} is not valid JSON: {e}", path.display())))?;
     if !value.is_object() {
         return Err(Failure::input(format!(
             "--config-file {} must hold a JSON object, like {{\"key\": \"value\"}}",
@@ -145,20 +123,13 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
         Format::Json => output::json(record),
         Format::Table => {
             if !verb.is_empty() {
-                println!(
-                    "{verb} step operator `{}` (flavor `{}`)",
-                    record.name, record.flavor
-                );
+                println!("{verb} step operator `{}` (flavor `{}`)", record.name, record.flavor);
                 return Ok(());
             }
             let limits = if record.limits.is_empty() {
                 "defaults".to_owned()
             } else {
-                let pairs: Vec<String> = record
-                    .limits
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
+                let pairs: Vec<String> = record.limits.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 pairs.join(" ")
             };
             output::fields(&[
@@ -168,10 +139,7 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
                 ("created", record.created_at.clone()),
                 ("updated", record.updated_at.clone()),
             ]);
-            println!(
-                "\nconfig:\n{}",
-                serde_json::to_string_pretty(&record.config).unwrap_or_default()
-            );
+            println!("\nconfig:\n{}", serde_json::to_string_pretty(&record.config).unwrap_or_default());
             Ok(())
         }
     }

@@ -47,13 +47,7 @@ impl Lines {
         if take < bytes.len() && !self.silenced {
             self.silenced = true;
             self.flush_line();
-            self.logger.emit(
-                Level::Warn,
-                &format!(
-                    "{}: output limit reached; further output is dropped",
-                    self.name()
-                ),
-            );
+            self.logger.emit(Level::Warn, &format!("{}: output limit reached; further output is dropped", self.name()));
         }
     }
 
@@ -93,21 +87,12 @@ pub struct GuestOutput {
 impl GuestOutput {
     pub fn new(logger: Arc<FlavorLogger>, which: Which, limit: usize) -> Self {
         Self {
-            lines: Arc::new(Mutex::new(Lines {
-                logger,
-                which,
-                remaining: limit,
-                line: Vec::new(),
-                silenced: false,
-            })),
+            lines: Arc::new(Mutex::new(Lines { logger, which, remaining: limit, line: Vec::new(), silenced: false })),
         }
     }
 
     fn push(&self, bytes: &[u8]) {
-        self.lines
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(bytes);
+        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(bytes);
     }
 }
 
@@ -148,11 +133,7 @@ impl OutputStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -26,20 +26,14 @@ const MAX_SPEC_BYTES: usize = 1 << 20;
 const MAX_LOG_TAIL: u64 = 256 << 10;
 
 impl Host for HostState {
-    async fn submit(
-        &mut self,
-        spec: JobSpec,
-    ) -> wasmtime::Result<Result<Resource<JobResource>, Error>> {
+    async fn submit(&mut self, spec: JobSpec) -> wasmtime::Result<Result<Resource<JobResource>, Error>> {
         let Some(launch) = self.launch.clone() else {
-            return Ok(Err(Error::Unsupported(
-                "jobs can only be submitted while a step is being launched".to_owned(),
-            )));
+            return Ok(Err(Error::Unsupported("jobs can only be submitted while a step is being launched".to_owned())));
         };
         let request = match check(&launch, &spec) {
             Ok(request) => request,
             Err(error) => {
-                self.logger
-                    .emit(crate::bindings::log::Level::Warn, &describe(&error));
+                self.logger.emit(crate::bindings::log::Level::Warn, &describe(&error));
                 return Ok(Err(error));
             }
         };
@@ -61,39 +55,23 @@ impl HostJob for HostState {
         Ok(self.tracked(&job)?.id.clone())
     }
 
-    async fn wait(
-        &mut self,
-        job: Resource<JobResource>,
-    ) -> wasmtime::Result<Result<JobStatus, Error>> {
+    async fn wait(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
         let tracked = self.tracked(&job)?;
         Ok(Ok(to_wit(tracked.job.wait().await)))
     }
 
-    async fn status(
-        &mut self,
-        job: Resource<JobResource>,
-    ) -> wasmtime::Result<Result<JobStatus, Error>> {
+    async fn status(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
         Ok(Ok(to_wit(self.tracked(&job)?.job.status())))
     }
 
-    async fn logs(
-        &mut self,
-        job: Resource<JobResource>,
-        max_bytes: u64,
-    ) -> wasmtime::Result<Result<String, Error>> {
+    async fn logs(&mut self, job: Resource<JobResource>, max_bytes: u64) -> wasmtime::Result<Result<String, Error>> {
         let tracked = self.tracked(&job)?;
         Ok(Ok(tracked.log.tail(max_bytes.min(MAX_LOG_TAIL) as usize)))
     }
 
-    async fn cancel(
-        &mut self,
-        job: Resource<JobResource>,
-    ) -> wasmtime::Result<Result<JobStatus, Error>> {
+    async fn cancel(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
         let tracked = self.tracked(&job)?;
-        let grace = self
-            .launch
-            .as_ref()
-            .map_or(Duration::from_secs(10), |launch| launch.limits.cancel_grace);
+        let grace = self.launch.as_ref().map_or(Duration::from_secs(10), |launch| launch.limits.cancel_grace);
         Ok(Ok(to_wit(tracked.job.cancel(grace).await)))
     }
 
@@ -131,44 +109,25 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         return Err(Error::Invalid("the job's command is empty".to_owned()));
     }
     let size = spec.command.iter().map(String::len).sum::<usize>()
-        + spec
-            .env
-            .iter()
-            .map(|var| var.name.len() + var.value.len())
-            .sum::<usize>()
+        + spec.env.iter().map(|var| var.name.len() + var.value.len()).sum::<usize>()
         + spec.working_dir.as_ref().map_or(0, String::len);
     if size > MAX_SPEC_BYTES {
         return Err(Error::Invalid(format!(
             "the job spec is {size} bytes; command, environment and working directory may hold at most {MAX_SPEC_BYTES}"
         )));
     }
-    if let Some(var) = spec
-        .env
-        .iter()
-        .find(|var| !crate::units::is_env_name(&var.name))
-    {
-        return Err(Error::Invalid(format!(
-            "`{}` is not a valid environment variable name",
-            var.name
-        )));
+    if let Some(var) = spec.env.iter().find(|var| !crate::units::is_env_name(&var.name)) {
+        return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
     }
     let denied = |denial: crate::policy::Denial| Error::Denied(denial.to_string());
-    let backend_name = launch
-        .policy
-        .backend(spec.backend.as_deref())
-        .map_err(denied)?;
-    launch
-        .policy
-        .command(&spec.command, &launch.entrypoint)
-        .map_err(denied)?;
+    let backend_name = launch.policy.backend(spec.backend.as_deref()).map_err(denied)?;
+    launch.policy.command(&spec.command, &launch.entrypoint).map_err(denied)?;
     let backend = launch
         .backends
         .keys()
         .find(|name| **name == backend_name)
         .copied()
-        .ok_or_else(|| {
-            Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend"))
-        })?;
+        .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
     match &spec.runtime {
         Runtime::Host => {}
         Runtime::Environment(_) => {
@@ -185,9 +144,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     let working_dir = match &spec.working_dir {
         Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
         Some(dir) => {
-            return Err(Error::Invalid(format!(
-                "the working directory `{dir}` is not an absolute path"
-            )));
+            return Err(Error::Invalid(format!("the working directory `{dir}` is not an absolute path")));
         }
         None => launch.source_root.clone(),
     };
@@ -195,11 +152,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         backend,
         name: spec.name.clone().unwrap_or_else(|| "job".to_owned()),
         command: spec.command.clone(),
-        env: spec
-            .env
-            .iter()
-            .map(|var| (var.name.clone(), var.value.clone()))
-            .collect(),
+        env: spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect(),
         working_dir,
         resources: JobResources {
             cpu_count: spec.resources.cpu_count,
@@ -216,9 +169,7 @@ async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<Tra
     let seq = match launch.jobs.begin(launch.limits.jobs_per_launch) {
         Ok(seq) => seq,
         Err(Refusal::Closed) => {
-            return Err(Error::Cancelled(
-                "the launch is ending; no new jobs are accepted".to_owned(),
-            ));
+            return Err(Error::Cancelled("the launch is ending; no new jobs are accepted".to_owned()));
         }
         Err(Refusal::Limit(limit)) => {
             return Err(Error::Denied(format!(
@@ -233,26 +184,14 @@ async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<Tra
     result
 }
 
-async fn start(
-    launch: &Arc<LaunchContext>,
-    seq: usize,
-    spec: CheckedSpec,
-) -> Result<Arc<TrackedJob>, Error> {
-    let failed =
-        |what: &str, error: &dyn std::fmt::Display| Error::Failed(format!("{what}: {error}"));
+async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Error> {
+    let failed = |what: &str, error: &dyn std::fmt::Display| Error::Failed(format!("{what}: {error}"));
     let id = uuid::Uuid::new_v4().to_string();
     let name = format!("{}-{seq}", sanitize(&spec.name));
-    let run_dir = launch
-        .home
-        .run_dir(&launch.run_id)
-        .map_err(|e| failed("cannot create the run directory", &e))?;
+    let run_dir = launch.home.run_dir(&launch.run_id).map_err(|e| failed("cannot create the run directory", &e))?;
     let log_path = run_dir.join(format!("{name}.log"));
-    let log = JobLog::create(
-        &log_path,
-        launch.limits.job_log_bytes,
-        Arc::clone(&launch.output),
-    )
-    .map_err(|e| failed("cannot create the job log", &e))?;
+    let log = JobLog::create(&log_path, launch.limits.job_log_bytes, Arc::clone(&launch.output))
+        .map_err(|e| failed("cannot create the job log", &e))?;
     let record = JobRecord {
         id: id.clone(),
         run_id: launch.run_id.clone(),
@@ -315,29 +254,17 @@ async fn start(
         let _ = tokio::task::spawn_blocking(move || db.job_started(&job_id, &external)).await;
     }
     tracing::debug!("job {id} ({name}) started on {}", spec.backend);
-    let tracked = Arc::new(TrackedJob {
-        id: id.clone(),
-        name,
-        job: Arc::clone(&job),
-        log,
-    });
+    let tracked = Arc::new(TrackedJob { id: id.clone(), name, job: Arc::clone(&job), log });
     let recorder = tokio::spawn(async move {
         let status = job.wait().await;
         let _ = tokio::task::spawn_blocking(move || {
-            db.finish_job(
-                &id,
-                status.state,
-                status.exit_code,
-                status.message.as_deref(),
-            )
+            db.finish_job(&id, status.state, status.exit_code, status.message.as_deref())
         })
         .await;
     });
     if !launch.jobs.register(Arc::clone(&tracked), recorder) {
         tracked.job.cancel(launch.limits.cancel_grace).await;
-        return Err(Error::Cancelled(
-            "the launch ended while the job was being submitted".to_owned(),
-        ));
+        return Err(Error::Cancelled("the launch ended while the job was being submitted".to_owned()));
     }
     Ok(tracked)
 }
@@ -347,19 +274,9 @@ fn sanitize(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
         .collect();
-    if cleaned.is_empty() || cleaned.starts_with('.') {
-        format!("job{cleaned}")
-    } else {
-        cleaned
-    }
+    if cleaned.is_empty() || cleaned.starts_with('.') { format!("job{cleaned}") } else { cleaned }
 }
 
 fn to_wit(status: backends::JobStatus) -> JobStatus {

@@ -75,9 +75,7 @@ pub struct JobRegistry {
 
 impl JobRegistry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reserve a place for a new job; returns its sequence number (from 1).
@@ -119,9 +117,7 @@ impl JobRegistry {
     /// Jobs still running.
     pub fn running(&self) -> Vec<Arc<TrackedJob>> {
         let jobs = self.lock().jobs.clone();
-        jobs.into_iter()
-            .filter(|job| !job.job.status().state.is_terminal())
-            .collect()
+        jobs.into_iter().filter(|job| !job.job.status().state.is_terminal()).collect()
     }
 
     /// Accept no more jobs, cancel every running job (each gets `grace`

@@ -59,10 +59,7 @@ impl FlavorLogger {
             Level::Warn => tracing::warn!(target: "flavor", "[{flavor}] {text}"),
             Level::Error => tracing::error!(target: "flavor", "[{flavor}] {text}"),
         }
-        let mut file = self
-            .file
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(f) = file.as_mut() {
             let line = format!("{} {:<5} {text}\n", crate::store::now(), level_name(level));
             if f.write_all(line.as_bytes()).is_err() {
@@ -109,9 +106,6 @@ mod tests {
     fn truncation_respects_character_boundaries() {
         assert_eq!(truncate("short", 10), "short");
         let cut = truncate("ééééé", 3);
-        assert!(
-            cut.starts_with('é') && cut.contains("truncated 8 bytes"),
-            "{cut}"
-        );
+        assert!(cut.starts_with('é') && cut.contains("truncated 8 bytes"), "{cut}");
     }
 }

@@ -42,21 +42,11 @@ pub struct HostState {
 
 impl HostState {
     /// State for one instance of the flavor `logger` speaks for.
-    pub fn new(
-        limits: &Limits,
-        logger: Arc<FlavorLogger>,
-        launch: Option<Arc<LaunchContext>>,
-    ) -> Self {
-        let stdout = guest_output::GuestOutput::new(
-            Arc::clone(&logger),
-            guest_output::Which::Stdout,
-            limits.guest_output_bytes,
-        );
-        let stderr = guest_output::GuestOutput::new(
-            Arc::clone(&logger),
-            guest_output::Which::Stderr,
-            limits.guest_output_bytes,
-        );
+    pub fn new(limits: &Limits, logger: Arc<FlavorLogger>, launch: Option<Arc<LaunchContext>>) -> Self {
+        let stdout =
+            guest_output::GuestOutput::new(Arc::clone(&logger), guest_output::Which::Stdout, limits.guest_output_bytes);
+        let stderr =
+            guest_output::GuestOutput::new(Arc::clone(&logger), guest_output::Which::Stderr, limits.guest_output_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout)
             .stderr(stderr)
@@ -67,10 +57,7 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.guest_memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: StoreLimitsBuilder::new().memory_size(limits.guest_memory_bytes).trap_on_grow_failure(true).build(),
             logger,
             launch,
             guest_ticks: 0,
@@ -81,10 +68,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -95,9 +79,7 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| {
-        state
-    })?;
+    bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     Ok(linker)

@@ -7,14 +7,8 @@ use crate::bindings::types::Error;
 use crate::host::HostState;
 
 impl Host for HostState {
-    async fn install(
-        &mut self,
-        spec: EnvironmentSpec,
-    ) -> wasmtime::Result<Result<Environment, Error>> {
-        tracing::debug!(
-            "requirements.install({} requirements) is not implemented yet",
-            spec.requirements.len()
-        );
+    async fn install(&mut self, spec: EnvironmentSpec) -> wasmtime::Result<Result<Environment, Error>> {
+        tracing::debug!("requirements.install({} requirements) is not implemented yet", spec.requirements.len());
         Ok(Err(Error::Unsupported(
             "requirements.install is not implemented by this stepbox yet: run the job in the host environment \
              (runtime::host) with its requirements already installed"

@@ -101,11 +101,8 @@ impl Db {
     /// The flavor called `name`, if registered.
     pub fn flavor(&self, name: &str) -> Result<Option<FlavorRecord>, StoreError> {
         self.read(|conn| {
-            let row = optional(conn.query_row(
-                &format!("SELECT {COLUMNS} FROM flavors WHERE name = ?1"),
-                [name],
-                from_row,
-            ))?;
+            let row =
+                optional(conn.query_row(&format!("SELECT {COLUMNS} FROM flavors WHERE name = ?1"), [name], from_row))?;
             row.map(decode).transpose()
         })
     }
@@ -114,8 +111,7 @@ impl Db {
     /// reported in the second list instead of failing the whole listing.
     pub fn flavors(&self) -> Result<FlavorListing, StoreError> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare(&format!("SELECT {COLUMNS} FROM flavors ORDER BY name"))?;
+            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM flavors ORDER BY name"))?;
             let rows = statement.query_map([], from_row)?;
             let mut good = Vec::new();
             let mut bad = Vec::new();
@@ -139,11 +135,8 @@ impl Db {
     /// How many registered flavors use the component with this sha256.
     pub fn flavors_with_sha(&self, sha256: &str) -> Result<u64, StoreError> {
         self.read(|conn| {
-            Ok(conn.query_row(
-                "SELECT COUNT(*) FROM flavors WHERE sha256 = ?1",
-                [sha256],
-                |row| row.get::<_, i64>(0),
-            )? as u64)
+            Ok(conn.query_row("SELECT COUNT(*) FROM flavors WHERE sha256 = ?1", [sha256], |row| row.get::<_, i64>(0))?
+                as u64)
         })
     }
 }

@@ -52,22 +52,14 @@ impl Db {
         set_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let db = Self {
-            conn: Arc::new(Mutex::new(conn)),
-        };
+        let db = Self { conn: Arc::new(Mutex::new(conn)) };
         db.write(schema::migrate)?;
         Ok(db)
     }
 
     /// Run `f` on the connection (for reads and single statements).
-    pub fn read<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&conn)
     }
 
@@ -76,10 +68,7 @@ impl Db {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let result = f(&tx)?;
         tx.commit()?;
@@ -92,9 +81,7 @@ impl Db {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write(f))
-            .await
-            .map_err(|error| StoreError::Busy(error.to_string()))?
+        tokio::task::spawn_blocking(move || db.write(f)).await.map_err(|error| StoreError::Busy(error.to_string()))?
     }
 }
 
@@ -103,8 +90,7 @@ impl Db {
 fn set_wal(conn: &Connection) -> Result<(), StoreError> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     loop {
-        let mode: Result<String, _> =
-            conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0));
+        let mode: Result<String, _> = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0));
         match mode {
             Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
             Ok(mode) => {
@@ -113,8 +99,7 @@ fn set_wal(conn: &Connection) -> Result<(), StoreError> {
                 )));
             }
             Err(rusqlite::Error::SqliteFailure(error, _))
-                if error.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
+                if error.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -130,10 +115,8 @@ pub fn now() -> String {
 
 /// Decode a JSON column.
 fn json_column<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
-        what: what.to_owned(),
-        message: error.to_string(),
-    })
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt { what: what.to_owned(), message: error.to_string() })
 }
 
 /// `Option` helper so modules can use `.optional()` without importing it.

@@ -98,10 +98,7 @@ const JOB_COLUMNS: &str = "id, run_id, seq, name, backend, external_id, command,
                            message, log_path, submitted_at, ended_at";
 
 fn corrupt(what: &str, message: String) -> StoreError {
-    StoreError::Corrupt {
-        what: what.to_owned(),
-        message,
-    }
+    StoreError::Corrupt { what: what.to_owned(), message }
 }
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, String, String)> {
@@ -127,9 +124,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, String, String)> 
     ))
 }
 
-fn decode_run(
-    (mut run, state, request): (RunRecord, String, String),
-) -> Result<RunRecord, StoreError> {
+fn decode_run((mut run, state, request): (RunRecord, String, String)) -> Result<RunRecord, StoreError> {
     let what = format!("run {}", run.id);
     run.state = state.parse().map_err(|message| corrupt(&what, message))?;
     run.request = json_column(&what, &request)?;
@@ -158,9 +153,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(JobRecord, String, String)> 
     ))
 }
 
-fn decode_job(
-    (mut job, command, state): (JobRecord, String, String),
-) -> Result<JobRecord, StoreError> {
+fn decode_job((mut job, command, state): (JobRecord, String, String)) -> Result<JobRecord, StoreError> {
     let what = format!("job {}", job.id);
     job.command = json_column(&what, &command)?;
     job.state = state.parse().map_err(|message| corrupt(&what, message))?;
@@ -223,12 +216,9 @@ impl Db {
     pub fn find_run(&self, id_or_prefix: &str) -> Result<RunLookup, StoreError> {
         let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 ORDER BY started_at LIMIT 11"
-            ))?;
-            let rows: Vec<_> = statement
-                .query_map([pattern], run_from_row)?
-                .collect::<Result<_, _>>()?;
+            let mut statement =
+                conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 ORDER BY started_at LIMIT 11"))?;
+            let rows: Vec<_> = statement.query_map([pattern], run_from_row)?.collect::<Result<_, _>>()?;
             if let Some(exact) = rows.iter().position(|row| row.0.id == id_or_prefix) {
                 let row = rows.into_iter().nth(exact).map(decode_run).transpose()?;
                 return Ok(row.map_or(RunLookup::Missing, |run| RunLookup::Found(Box::new(run))));
@@ -236,13 +226,9 @@ impl Db {
             match rows.len() {
                 0 => Ok(RunLookup::Missing),
                 1 => Ok(RunLookup::Found(Box::new(decode_run(
-                    rows.into_iter()
-                        .next()
-                        .ok_or_else(|| corrupt("runs", "row vanished".into()))?,
+                    rows.into_iter().next().ok_or_else(|| corrupt("runs", "row vanished".into()))?,
                 )?))),
-                _ => Ok(RunLookup::Ambiguous(
-                    rows.into_iter().map(|row| row.0.id).collect(),
-                )),
+                _ => Ok(RunLookup::Ambiguous(rows.into_iter().map(|row| row.0.id).collect())),
             }
         })
     }
@@ -250,9 +236,8 @@ impl Db {
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT ?1"
-            ))?;
+            let mut statement =
+                conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT ?1"))?;
             let rows = statement.query_map([limit], run_from_row)?;
             rows.map(|row| decode_run(row?)).collect()
         })
@@ -263,7 +248,9 @@ impl Db {
         let job = job.clone();
         self.write(move |tx| {
             tx.execute(
-                &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!(
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
                 params![
                     job.id,
                     job.run_id,
@@ -315,9 +302,8 @@ impl Db {
     /// The jobs of a run, in submission order.
     pub fn jobs_of(&self, run_id: &str) -> Result<Vec<JobRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY seq"
-            ))?;
+            let mut statement =
+                conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY seq"))?;
             let rows = statement.query_map([run_id], job_from_row)?;
             rows.map(|row| decode_job(row?)).collect()
         })

@@ -68,10 +68,7 @@ pub(super) fn migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::TooNew {
-            found: version,
-            known,
-        });
+        return Err(StoreError::TooNew { found: version, known });
     }
     for migration in &MIGRATIONS[version as usize..] {
         tx.execute_batch(migration)?;

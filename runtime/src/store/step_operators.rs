@@ -100,9 +100,7 @@ impl Db {
     /// Every step operator, by name.
     pub fn step_operators(&self) -> Result<Vec<StepOperatorRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM step_operators ORDER BY name"
-            ))?;
+            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM step_operators ORDER BY name"))?;
             let rows = statement.query_map([], from_row)?;
             rows.map(|row| decode(row?)).collect()
         })
@@ -111,8 +109,7 @@ impl Db {
     /// The names of the step operators that use `flavor`.
     pub fn step_operators_using(&self, flavor: &str) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare("SELECT name FROM step_operators WHERE flavor = ?1 ORDER BY name")?;
+            let mut statement = conn.prepare("SELECT name FROM step_operators WHERE flavor = ?1 ORDER BY name")?;
             let rows = statement.query_map([flavor], |row| row.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

@@ -3,9 +3,7 @@
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{
-    Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs,
-};
+use stepbox_guest::{Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -42,11 +40,7 @@ impl Flavor for Hostile {
             .description("Misbehaves on purpose; for stepbox's own tests.")
     }
 
-    fn launch(
-        config: Config,
-        _: NoSettings,
-        request: LaunchRequest,
-    ) -> Result<LaunchReport, LaunchError> {
+    fn launch(config: Config, _: NoSettings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
         match config.behavior {
             Behavior::OtherCommand => {
                 let mut spec = jobs::entrypoint_spec(&request);
@@ -65,10 +59,7 @@ impl Flavor for Hostile {
                 for _ in 0..64 {
                     blocks.push(std::hint::black_box(vec![7u8; 64 << 20]));
                 }
-                Err(LaunchError::Failed(format!(
-                    "allocated {} blocks of 64 MiB",
-                    blocks.len()
-                )))
+                Err(LaunchError::Failed(format!("allocated {} blocks of 64 MiB", blocks.len())))
             }
             Behavior::Probe => Err(LaunchError::Failed(probe())),
             Behavior::Chatter => {
