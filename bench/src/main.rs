@@ -30,7 +30,10 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Commands run in a scratch directory: make the paths absolute first.
+    args.stepbox = std::fs::canonicalize(&args.stepbox).with_context(|| format!("{}", args.stepbox.display()))?;
+    args.flavor = std::fs::canonicalize(&args.flavor).with_context(|| format!("{}", args.flavor.display()))?;
     let home = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
     let stepbox = |cli: &[&str]| -> anyhow::Result<()> {

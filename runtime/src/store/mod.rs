@@ -52,8 +52,15 @@ impl Db {
         set_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every stepbox process is short-lived: checkpointing (and truncating
+        // the WAL) each time one exits would make the next one pay to restart
+        // it. SQLite's automatic checkpoints still keep the WAL bounded.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let db = Self { conn: Arc::new(Mutex::new(conn)) };
-        db.write(schema::migrate)?;
+        // Take the write lock only when a migration is due.
+        if db.read(schema::needs_migration)? {
+            db.write(schema::migrate)?;
+        }
         Ok(db)
     }
 

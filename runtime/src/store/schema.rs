@@ -1,6 +1,6 @@
 //! The database schema and its migrations, tracked with `PRAGMA user_version`.
 
-use rusqlite::Transaction;
+use rusqlite::{Connection, Transaction};
 
 use super::StoreError;
 
@@ -63,7 +63,14 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_by_run ON jobs(run_id, seq);
 "#];
 
-/// Bring the schema up to date inside `tx`.
+/// Whether the schema is behind this stepbox (a cheap read, no lock).
+pub(super) fn needs_migration(conn: &Connection) -> Result<bool, StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok(version != MIGRATIONS.len() as i64)
+}
+
+/// Bring the schema up to date inside `tx` (another process may have done
+/// it since [`needs_migration`] looked, so look again under the lock).
 pub(super) fn migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let known = MIGRATIONS.len() as i64;
