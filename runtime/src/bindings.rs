@@ -14,5 +14,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::stepbox::operator::operator;
-pub use stepbox::operator::{images, jobs, log, requirements, types};
+pub use self::exports::stepbox::operator::operator;
+pub use self::stepbox::operator::{images, jobs, log, requirements, types};

@@ -56,14 +56,14 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
             let jobs = stepbox.db.jobs_of(&run.id)?;
             match output {
                 Format::Json => output::json(&serde_json::json!({ "run": run, "jobs": jobs }))?,
-                Format::Table => show(&run, &jobs, tail),
+                Format::Table => show(&run, &jobs, tail, &stepbox.home.runs_dir().join(&run.id).join("flavor.log")),
             }
         }
     }
     Ok(exit::OK)
 }
 
-fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
+fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log: &Path) {
     output::fields(&[
         ("run", run.id.clone()),
         ("state", run.state.to_string()),
@@ -74,6 +74,7 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64) {
         ("started", run.started_at.clone()),
         ("ended", run.ended_at.clone().unwrap_or_else(|| "-".to_owned())),
         ("launched by", format!("pid {}", run.pid)),
+        ("flavor log", flavor_log.display().to_string()),
     ]);
     if jobs.is_empty() {
         println!("\nno jobs");
