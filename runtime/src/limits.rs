@@ -60,14 +60,14 @@ pub enum LimitError {
 
 /// The limits a step operator can override, with what each one bounds.
 pub const LIMIT_NAMES: &[(&str, &str)] = &[
-    ("guest-memory", "linear memory of the flavor instance (size: 256MiB)"),
-    ("guest-cpu", "time the flavor's own code may run per call (duration: 30s)"),
-    ("guest-output", "bytes of guest stdout and of stderr kept (size: 64KiB)"),
-    ("log-message", "bytes kept of one log message (size: 16KiB)"),
-    ("log-messages", "log messages per launch (count: 10000)"),
-    ("jobs-per-launch", "jobs one launch may submit (count: 64)"),
-    ("job-log", "bytes of each job's output kept in its log file (size: 64MiB)"),
-    ("cancel-grace", "time between SIGTERM and SIGKILL when cancelling a job (duration: 10s)"),
+    ("guest-memory", "linear memory of the flavor instance (a size)"),
+    ("guest-cpu", "time the flavor's own code may run per call, host waits excluded (a duration)"),
+    ("guest-output", "bytes of guest stdout, and of stderr, kept in the flavor log (a size)"),
+    ("log-message", "bytes kept of one log message (a size)"),
+    ("log-messages", "log messages per launch (a count)"),
+    ("jobs-per-launch", "jobs one launch may submit (a count)"),
+    ("job-log", "bytes of each job's output kept in its log file (a size)"),
+    ("cancel-grace", "time between SIGTERM and SIGKILL when a job is cancelled (a duration)"),
 ];
 
 impl Limits {
@@ -80,6 +80,22 @@ impl Limits {
             self.apply(name, value)?;
         }
         Ok(self)
+    }
+
+    /// The value of the limit `name`, written the way `--limit` takes it.
+    pub fn value_of(&self, name: &str) -> Option<String> {
+        let size = exact_size;
+        Some(match name {
+            "guest-memory" => size(self.guest_memory_bytes as u64),
+            "guest-cpu" => humantime::format_duration(self.guest_cpu).to_string(),
+            "guest-output" => size(self.guest_output_bytes as u64),
+            "log-message" => size(self.log_message_bytes as u64),
+            "log-messages" => self.log_messages.to_string(),
+            "jobs-per-launch" => self.jobs_per_launch.to_string(),
+            "job-log" => size(self.job_log_bytes),
+            "cancel-grace" => humantime::format_duration(self.cancel_grace).to_string(),
+            _ => return None,
+        })
     }
 
     fn apply(&mut self, name: &str, value: &str) -> Result<(), LimitError> {
@@ -112,6 +128,16 @@ impl Limits {
     }
 }
 
+/// A byte count in the largest binary unit that divides it exactly.
+fn exact_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +156,16 @@ mod tests {
         assert_eq!(limits.guest_cpu, Duration::from_secs(2));
         assert_eq!(limits.jobs_per_launch, 3);
         assert_eq!(limits.cancel_grace, Limits::default().cancel_grace);
+    }
+
+    #[test]
+    fn every_limit_value_reads_back_as_an_override() {
+        let defaults = Limits::default();
+        for (name, _) in LIMIT_NAMES {
+            let value = defaults.value_of(name).expect("every named limit has a value");
+            let again = Limits::default().with_overrides(&overrides(&[(name, &value)])).expect(&value);
+            assert_eq!(again, defaults, "{name}={value}");
+        }
     }
 
     #[test]

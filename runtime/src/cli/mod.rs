@@ -54,9 +54,16 @@ async fn run(cli: Cli) -> u8 {
         Command::Launch(args) => launch::run(cli.home, *args).await,
         Command::Runs(command) => runs::run(cli.home, command),
         Command::Limits => {
+            let defaults = crate::limits::Limits::default();
+            let mut table = output::table(&["LIMIT", "DEFAULT", "WHAT IT BOUNDS"]);
             for (name, description) in crate::limits::LIMIT_NAMES {
-                println!("{name:<16} {description}");
+                table.add_row(vec![
+                    name.to_string(),
+                    defaults.value_of(name).unwrap_or_default(),
+                    description.to_string(),
+                ]);
             }
+            println!("{table}\nOverride per step operator: stepbox step-operator update NAME --limit NAME=VALUE");
             Ok(exit::OK)
         }
     };
