@@ -93,7 +93,10 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(engine: StepboxEngine, component: Component) -> anyhow::Result<Self> {
-        let linker = Arc::new(crate::host::linker(engine.engine())?);
+        // `metadata` and `validate-config` run with every capability linked:
+        // outside a launch the capabilities answer `unsupported`, and the
+        // flavor must be able to describe itself whatever it imports.
+        let linker = Arc::new(crate::host::linker(engine.engine(), |_| true)?);
         Ok(Self { engine, linker, component })
     }
 
@@ -103,14 +106,25 @@ impl Prepared {
         logger: Arc<FlavorLogger>,
         launch: Option<Arc<LaunchContext>>,
     ) -> Result<(Store<HostState>, Flavor), GuestFailure> {
+        // A launch links only what its step operator grants.
+        let restricted = match &launch {
+            Some(context) => {
+                let grants = context.grants.clone();
+                let linker =
+                    crate::host::linker(self.engine.engine(), |capability| grants.allows_capability(capability))
+                        .map_err(|error| GuestFailure::Instantiate(format!("{error:#}")))?;
+                Some(linker)
+            }
+            None => None,
+        };
+        let linker = restricted.as_ref().unwrap_or(&self.linker);
         let mut store = new_store(&self.engine, HostState::new(limits, logger, launch));
-        let flavor =
-            Flavor::instantiate_async(&mut store, &self.component, &self.linker).await.map_err(
-                |error| match classify(error, limits) {
-                    GuestFailure::Trap(message) => GuestFailure::Instantiate(message),
-                    other => other,
-                },
-            )?;
+        let flavor = Flavor::instantiate_async(&mut store, &self.component, linker).await.map_err(|error| {
+            match classify(error, limits) {
+                GuestFailure::Trap(message) => GuestFailure::Instantiate(message),
+                other => other,
+            }
+        })?;
         Ok((store, flavor))
     }
 

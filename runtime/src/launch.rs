@@ -21,7 +21,7 @@ use crate::flavors::{self, FlavorError};
 use crate::host::launch_context::JobRegistry;
 use crate::host::{FlavorLogger, LaunchContext};
 use crate::limits::Limits;
-use crate::policy::Policy;
+
 use crate::store::{RunRecord, RunState, StoreError};
 
 /// What the caller asks to run: ZenML's launch arguments.
@@ -75,6 +75,10 @@ pub enum LaunchError {
     UnknownStepOperator(String),
     #[error("the launch needs an entrypoint command after `--`")]
     NoEntrypoint,
+    #[error(
+        "the flavor `{flavor}` imports {capabilities}, which step operator `{operator}` is not granted; nothing was run. Grant it with: stepbox step-operator update {operator} {grants}"
+    )]
+    Ungranted { flavor: String, operator: String, capabilities: String, grants: String },
     #[error(transparent)]
     Flavor(#[from] FlavorError),
     #[error(transparent)]
@@ -87,6 +91,7 @@ impl LaunchError {
     pub fn exit_code(&self) -> u8 {
         match self {
             LaunchError::UnknownStepOperator(_) | LaunchError::NoEntrypoint => exit::BAD_INPUT,
+            LaunchError::Ungranted { .. } => exit::DENIED,
             LaunchError::Flavor(error) => error.exit_code(),
             LaunchError::Store(_) | LaunchError::Internal(_) => exit::INTERNAL,
         }
@@ -109,11 +114,20 @@ pub async fn launch(
         .step_operator(&args.step_operator)?
         .ok_or_else(|| LaunchError::UnknownStepOperator(args.step_operator.clone()))?;
     let flavor = flavors::get(stepbox, &operator.flavor)?.record;
+    let ungranted = crate::step_operators::ungranted(&flavor, &operator.grants);
+    if !ungranted.is_empty() {
+        return Err(LaunchError::Ungranted {
+            flavor: flavor.name.clone(),
+            operator: operator.name.clone(),
+            capabilities: ungranted.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+            grants: ungranted.iter().map(|c| format!("--grant {c}")).collect::<Vec<_>>().join(" "),
+        });
+    }
     let prepared = flavors::prepare(stepbox, &flavor)?;
     let limits = Limits::default()
         .with_overrides(&operator.limits)
         .map_err(|e| LaunchError::Internal(format!("step operator {}: {e}", operator.name)))?;
-    let policy = Policy::default();
+    let grants = operator.grants.clone();
 
     let run_id = uuid::Uuid::new_v4().to_string();
     let request = wit_request(&args, &run_id);
@@ -143,7 +157,7 @@ pub async fn launch(
         run_id: run_id.clone(),
         db: stepbox.db.clone(),
         home: stepbox.home.clone(),
-        policy,
+        grants,
         limits: limits.clone(),
         entrypoint: args.entrypoint.clone(),
         source_root: args.source_root.clone(),

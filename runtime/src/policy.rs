@@ -1,8 +1,26 @@
-//! What one step operator's flavor may do, and the checks host calls make
-//! before acting. A check that fails yields a [`Denial`] naming the rule; the
-//! host returns it to the guest as a `denied` error value, never a trap.
+//! What one step operator's flavor may do: its grants, and the checks host
+//! calls make before acting.
+//!
+//! Nothing but `log` is granted by default. Grants are set with
+//! `--grant` when a step operator is registered or updated and stored with it.
+//! A flavor importing an ungranted capability is refused before it runs; a
+//! call outside a grant gets a [`Denial`], returned to the guest as a `denied`
+//! error value naming the rule and the grant that would allow it.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::backends::JobResources;
+
+/// The capabilities a step operator can grant (`log` is always granted).
+pub const CAPABILITIES: &[&str] = &["jobs", "requirements", "images"];
+
+/// The job backends this runtime has.
+pub const BACKENDS: &[&str] = &["local"];
 
 /// A refused host call: the rule that refused it and what would allow it.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,38 +37,147 @@ impl fmt::Display for Denial {
     }
 }
 
-/// The grants of one step operator.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    /// Job backends the flavor may submit to; the first is the default.
+/// A `--grant` that cannot be understood.
+#[derive(Debug, Error, PartialEq)]
+pub enum GrantError {
+    #[error(
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+    )]
+    Unknown(String),
+    #[error("grant `{name}`: `{value}` is not {expected}")]
+    BadValue { name: String, value: String, expected: &'static str },
+    #[error("grant `backend={0}`: this stepbox has no such job backend (it has: {backends})", backends = BACKENDS.join(", "))]
+    UnknownBackend(String),
+}
+
+/// The grants of one step operator, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grants {
+    /// Capabilities beyond `log`: `jobs`, `requirements`, `images`.
+    pub capabilities: BTreeSet<String>,
+    /// Job backends; the first is the default. Empty means `local` once
+    /// `jobs` is granted.
     pub backends: Vec<String>,
+    /// Image registries the flavor may push to.
+    pub registries: Vec<String>,
+    /// Base images the flavor may build on.
+    pub base_images: Vec<String>,
     /// Whether jobs may run commands other than the launch's entrypoint.
     pub arbitrary_commands: bool,
+    pub max_cpu: Option<f64>,
+    pub max_gpu: Option<u32>,
+    pub max_memory: Option<u64>,
+    /// Longest timeout a job may have (and the timeout of jobs that set none).
+    pub max_job_timeout: Option<u64>,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Self { backends: vec!["local".to_owned()], arbitrary_commands: false }
+impl Grants {
+    /// Apply one `--grant` value.
+    pub fn grant(&mut self, text: &str) -> Result<(), GrantError> {
+        let (name, value) = match text.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim())),
+            None => (text.trim(), None),
+        };
+        let bad =
+            |expected| GrantError::BadValue { name: name.to_owned(), value: value.unwrap_or("").to_owned(), expected };
+        match (name, value) {
+            (capability, None) if CAPABILITIES.contains(&capability) => {
+                self.capabilities.insert(capability.to_owned());
+            }
+            ("arbitrary-commands", None) => self.arbitrary_commands = true,
+            ("backend", Some(backend)) if BACKENDS.contains(&backend) => push_unique(&mut self.backends, backend),
+            ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
+            ("registry", Some(registry)) if !registry.is_empty() => push_unique(&mut self.registries, registry),
+            ("base-image", Some(image)) if !image.is_empty() => push_unique(&mut self.base_images, image),
+            ("max-cpu", Some(v)) => {
+                self.max_cpu = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+                        .ok_or_else(|| bad("a positive number"))?,
+                )
+            }
+            ("max-gpu", Some(v)) => self.max_gpu = Some(v.parse().map_err(|_| bad("a whole number"))?),
+            ("max-memory", Some(v)) => {
+                self.max_memory = Some(crate::units::parse_memory(v).map_err(|_| bad("a size such as 8GiB"))?)
+            }
+            ("max-job-timeout", Some(v)) => {
+                let duration = humantime::parse_duration(v).ok().filter(|d| !d.is_zero());
+                self.max_job_timeout = Some(duration.ok_or_else(|| bad("a duration such as 2h"))?.as_secs().max(1));
+            }
+            _ => return Err(GrantError::Unknown(text.to_owned())),
+        }
+        Ok(())
     }
-}
 
-impl Policy {
+    /// Remove a grant: a capability, `arbitrary-commands`, a `backend=…`,
+    /// `registry=…` or `base-image=…` entry, or a ceiling by name (`max-gpu`).
+    pub fn revoke(&mut self, text: &str) -> Result<(), GrantError> {
+        let (name, value) = match text.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim())),
+            None => (text.trim(), None),
+        };
+        match (name, value) {
+            (capability, None) if CAPABILITIES.contains(&capability) => {
+                self.capabilities.remove(capability);
+            }
+            ("arbitrary-commands", None) => self.arbitrary_commands = false,
+            ("backend", Some(v)) => self.backends.retain(|b| b != v),
+            ("registry", Some(v)) => self.registries.retain(|r| r != v),
+            ("base-image", Some(v)) => self.base_images.retain(|i| i != v),
+            ("max-cpu", None) => self.max_cpu = None,
+            ("max-gpu", None) => self.max_gpu = None,
+            ("max-memory", None) => self.max_memory = None,
+            ("max-job-timeout", None) => self.max_job_timeout = None,
+            _ => return Err(GrantError::Unknown(text.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// Whether the capability (an interface name such as `jobs`) is granted.
+    pub fn allows_capability(&self, capability: &str) -> bool {
+        capability == "log" || self.capabilities.contains(capability)
+    }
+
+    /// The `--grant` values that would recreate these grants.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.capabilities.iter().cloned().collect();
+        out.extend(self.backends.iter().map(|b| format!("backend={b}")));
+        out.extend(self.registries.iter().map(|r| format!("registry={r}")));
+        out.extend(self.base_images.iter().map(|i| format!("base-image={i}")));
+        if self.arbitrary_commands {
+            out.push("arbitrary-commands".to_owned());
+        }
+        if let Some(n) = self.max_cpu {
+            out.push(format!("max-cpu={n}"));
+        }
+        if let Some(n) = self.max_gpu {
+            out.push(format!("max-gpu={n}"));
+        }
+        if let Some(n) = self.max_memory {
+            out.push(format!("max-memory={}B", n));
+        }
+        if let Some(n) = self.max_job_timeout {
+            out.push(format!("max-job-timeout={}", humantime::format_duration(Duration::from_secs(n))));
+        }
+        out
+    }
+
     /// The backend a job goes to: the one it names, if granted, or the default.
-    pub fn backend<'a>(&'a self, requested: Option<&'a str>) -> Result<&'a str, Denial> {
-        let default = self.backends.first().map(String::as_str);
-        match (requested, default) {
-            (Some(name), _) if self.backends.iter().any(|granted| granted == name) => Ok(name),
-            (Some(name), _) => Err(Denial {
+    pub fn backend(&self, requested: Option<&str>) -> Result<String, Denial> {
+        let granted: Vec<&str> =
+            if self.backends.is_empty() { vec!["local"] } else { self.backends.iter().map(String::as_str).collect() };
+        match requested {
+            None => Ok(granted[0].to_owned()),
+            Some(name) if granted.contains(&name) => Ok(name.to_owned()),
+            Some(name) => Err(Denial {
                 rule: "backends",
                 message: format!(
-                    "the backend `{name}` is not granted to this step operator (granted: {})",
-                    self.backends.join(", ")
+                    "the backend `{name}` is not granted to this step operator (granted: {}); grant it with --grant backend={name}",
+                    granted.join(", ")
                 ),
             }),
-            (None, Some(default)) => Ok(default),
-            (None, None) => {
-                Err(Denial { rule: "backends", message: "no job backend is granted to this step operator".to_owned() })
-            }
         }
     }
 
@@ -68,6 +195,53 @@ impl Policy {
             ),
         })
     }
+
+    /// A job's resources and timeout must stay within the ceilings. Returns
+    /// the timeout to apply (the ceiling when the job asks for none).
+    pub fn resources(&self, resources: &JobResources, timeout: Option<u64>) -> Result<Option<u64>, Denial> {
+        let over = |rule: &'static str, asked: String, allowed: String, grant: &str| Denial {
+            rule,
+            message: format!(
+                "the job asks for {asked}, but this step operator allows at most {allowed}; raise it with --grant {grant}"
+            ),
+        };
+        if let (Some(asked), Some(max)) = (resources.cpu_count, self.max_cpu)
+            && asked > max
+        {
+            return Err(over("max-cpu", format!("{asked} CPUs"), format!("{max}"), "max-cpu=N"));
+        }
+        if let (Some(asked), Some(max)) = (resources.gpu_count, self.max_gpu)
+            && asked > max
+        {
+            return Err(over("max-gpu", format!("{asked} GPUs"), format!("{max}"), "max-gpu=N"));
+        }
+        if let (Some(asked), Some(max)) = (resources.memory_bytes, self.max_memory)
+            && asked > max
+        {
+            return Err(over(
+                "max-memory",
+                format!("{asked} bytes of memory"),
+                format!("{max} bytes"),
+                "max-memory=SIZE",
+            ));
+        }
+        match (timeout, self.max_job_timeout) {
+            (Some(asked), Some(max)) if asked > max => Err(over(
+                "max-job-timeout",
+                format!("a timeout of {asked}s"),
+                format!("{max}s"),
+                "max-job-timeout=DURATION",
+            )),
+            (None, max) => Ok(max),
+            (asked, _) => Ok(asked),
+        }
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|existing| existing == item) {
+        list.push(item.to_owned());
+    }
 }
 
 #[cfg(test)]
@@ -78,9 +252,63 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    fn granted(grants: &[&str]) -> Grants {
+        let mut g = Grants::default();
+        for grant in grants {
+            g.grant(grant).expect(grant);
+        }
+        g
+    }
+
+    #[test]
+    fn nothing_but_log_is_granted_by_default() {
+        let grants = Grants::default();
+        assert!(grants.allows_capability("log"));
+        for capability in CAPABILITIES {
+            assert!(!grants.allows_capability(capability), "{capability}");
+        }
+        assert!(!grants.arbitrary_commands);
+    }
+
+    #[test]
+    fn grants_parse_and_describe_themselves() {
+        let cases: &[(&str, &str)] = &[
+            ("jobs", "jobs"),
+            ("backend=local", "backend=local"),
+            ("registry=localhost:5000", "registry=localhost:5000"),
+            ("arbitrary-commands", "arbitrary-commands"),
+            ("max-gpu=2", "max-gpu=2"),
+            ("max-job-timeout=2h", "max-job-timeout=2h"),
+        ];
+        for (grant, described) in cases {
+            let grants = granted(&[grant]);
+            assert_eq!(grants.describe(), vec![described.to_string()], "{grant}");
+            let mut revoked = grants.clone();
+            let name = if grant.starts_with("max-") { grant.split('=').next().unwrap_or(grant) } else { grant };
+            revoked.revoke(name).expect(name);
+            assert_eq!(revoked, Grants::default(), "revoke {name}");
+        }
+    }
+
+    #[test]
+    fn bad_grants_name_the_problem() {
+        let cases = [
+            ("network", "unknown grant `network`"),
+            ("backend=slurm", "no such job backend"),
+            ("max-gpu=lots", "is not a whole number"),
+            ("max-cpu=0", "is not a positive number"),
+            ("max-memory=big", "is not a size"),
+            ("max-job-timeout=0s", "is not a duration"),
+        ];
+        for (grant, message) in cases {
+            let error = Grants::default().grant(grant).unwrap_err();
+            assert!(error.to_string().contains(message), "{grant}: {error}");
+        }
+    }
+
     #[test]
     fn commands_other_than_the_entrypoint_are_denied_by_default() {
-        let policy = Policy::default();
+        let grants = Grants::default();
         let entrypoint = strings(&["python", "-m", "step"]);
         let cases: &[(&[&str], bool)] = &[
             (&["python", "-m", "step"], true),
@@ -90,28 +318,54 @@ mod tests {
             (&[], false),
         ];
         for (command, allowed) in cases {
-            let result = policy.command(&strings(command), &entrypoint);
+            let result = grants.command(&strings(command), &entrypoint);
             assert_eq!(result.is_ok(), *allowed, "{command:?}");
             if let Err(denial) = result {
                 assert_eq!(denial.rule, "entrypoint-only");
                 assert!(denial.message.contains("arbitrary-commands"));
             }
         }
+        let trusted = granted(&["arbitrary-commands"]);
+        assert!(trusted.command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"])).is_ok());
     }
 
     #[test]
-    fn arbitrary_commands_grant_allows_any_command() {
-        let policy = Policy { arbitrary_commands: true, ..Policy::default() };
-        assert!(policy.command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"])).is_ok());
-    }
-
-    #[test]
-    fn backends_default_to_the_first_grant_and_refuse_others() {
-        let policy = Policy::default();
-        assert_eq!(policy.backend(None), Ok("local"));
-        assert_eq!(policy.backend(Some("local")), Ok("local"));
-        let denial = policy.backend(Some("slurm")).unwrap_err();
+    fn backends_default_to_local_and_refuse_ungranted_ones() {
+        let grants = granted(&["jobs"]);
+        assert_eq!(grants.backend(None), Ok("local".to_owned()));
+        assert_eq!(grants.backend(Some("local")), Ok("local".to_owned()));
+        let denial = grants.backend(Some("slurm")).unwrap_err();
         assert_eq!(denial.rule, "backends");
-        assert!(denial.message.contains("slurm"));
+        assert!(denial.message.contains("--grant backend=slurm"));
+    }
+
+    #[test]
+    fn resource_ceilings_deny_what_exceeds_them() {
+        let grants = granted(&["max-cpu=4", "max-gpu=0", "max-memory=8GiB", "max-job-timeout=1h"]);
+        let job =
+            |cpu, gpu, memory| JobResources { cpu_count: cpu, gpu_count: gpu, gpu_class: None, memory_bytes: memory };
+        // (job resources, job timeout, the timeout applied or the rule that denies)
+        type Case = (JobResources, Option<u64>, Result<Option<u64>, &'static str>);
+        let cases: &[Case] = &[
+            (job(Some(2.0), None, None), None, Ok(Some(3600))),
+            (job(Some(4.5), None, None), None, Err("max-cpu")),
+            (job(None, Some(1), None), None, Err("max-gpu")),
+            (job(None, None, Some(16 << 30)), None, Err("max-memory")),
+            (job(None, None, Some(1 << 30)), Some(60), Ok(Some(60))),
+            (job(None, None, None), Some(7200), Err("max-job-timeout")),
+        ];
+        for (resources, timeout, expected) in cases {
+            let result = grants.resources(resources, *timeout);
+            match expected {
+                Ok(applied) => assert_eq!(result, Ok(*applied), "{resources:?}"),
+                Err(rule) => {
+                    let denial = result.unwrap_err();
+                    assert_eq!(denial.rule, *rule);
+                    assert!(denial.message.contains("--grant"), "{}", denial.message);
+                }
+            }
+        }
+        // No ceilings: anything goes, and no timeout is imposed.
+        assert_eq!(Grants::default().resources(&job(Some(64.0), Some(8), None), None), Ok(None));
     }
 }

@@ -15,6 +15,7 @@ use crate::flavors::{self, FlavorError};
 use crate::host::FlavorLogger;
 use crate::instance::GuestFailure;
 use crate::limits::{LimitError, Limits};
+use crate::policy::{GrantError, Grants};
 use crate::store::{StepOperatorRecord, StoreError};
 
 /// Why a step-operator operation failed.
@@ -34,6 +35,8 @@ pub enum StepOperatorError {
     Guest { flavor: String, failure: GuestFailure },
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
     #[error(transparent)]
     Flavor(#[from] FlavorError),
     #[error(transparent)]
@@ -112,11 +115,16 @@ pub async fn register(
     flavor: &str,
     config: serde_json::Value,
     limits: BTreeMap<String, String>,
+    grants: &[String],
 ) -> Result<StepOperatorRecord, StepOperatorError> {
     if !valid_name(name) {
         return Err(StepOperatorError::BadName(name.to_owned()));
     }
     Limits::default().with_overrides(&limits)?;
+    let mut granted = Grants::default();
+    for grant in grants {
+        granted.grant(grant)?;
+    }
     if stepbox.db.step_operator(name)?.is_some() {
         return Err(StepOperatorError::Exists(name.to_owned()));
     }
@@ -127,6 +135,7 @@ pub async fn register(
         flavor: flavor.to_owned(),
         config,
         limits,
+        grants: granted,
         created_at: now.clone(),
         updated_at: now,
     };
@@ -149,6 +158,10 @@ pub struct Update {
     pub limits: BTreeMap<String, String>,
     /// Limit overrides to remove (back to the default).
     pub unset_limits: Vec<String>,
+    /// Grants to add (`--grant`).
+    pub grants: Vec<String>,
+    /// Grants to remove (`--revoke`).
+    pub revoke: Vec<String>,
 }
 
 impl Update {
@@ -159,14 +172,22 @@ impl Update {
             && self.unset.is_empty()
             && self.limits.is_empty()
             && self.unset_limits.is_empty()
+            && self.grants.is_empty()
+            && self.revoke.is_empty()
     }
 }
 
 /// Change a step operator's configuration and limits; the flavor validates
 /// the resulting configuration.
 pub async fn update(stepbox: &Stepbox, name: &str, change: Update) -> Result<StepOperatorRecord, StepOperatorError> {
-    let Update { replace, set, unset, limits: new_limits, unset_limits } = change;
+    let Update { replace, set, unset, limits: new_limits, unset_limits, grants, revoke } = change;
     let mut record = get(stepbox, name)?;
+    for grant in &grants {
+        record.grants.grant(grant)?;
+    }
+    for grant in &revoke {
+        record.grants.revoke(grant)?;
+    }
     let mut limits = record.limits.clone();
     limits.extend(new_limits);
     for key in &unset_limits {
@@ -187,7 +208,7 @@ pub async fn update(stepbox: &Stepbox, name: &str, change: Update) -> Result<Ste
     }
     let config = serde_json::Value::Object(config);
     validate(stepbox, &record.flavor, &config).await?;
-    stepbox.db.update_step_operator(name, &config, &limits)?;
+    stepbox.db.update_step_operator(name, &config, &limits, &record.grants)?;
     record.config = config;
     record.limits = limits;
     Ok(get(stepbox, name).unwrap_or(record))
@@ -206,6 +227,11 @@ pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), StepOperatorError> {
         return Err(StepOperatorError::NotFound(name.to_owned()));
     }
     Ok(())
+}
+
+/// The capabilities `flavor` imports that `grants` does not allow.
+pub fn ungranted(flavor: &crate::store::FlavorRecord, grants: &Grants) -> Vec<String> {
+    flavor.shape.capabilities.iter().filter(|capability| !grants.allows_capability(capability)).cloned().collect()
 }
 
 /// Keys of a flat config, for display.

@@ -229,7 +229,7 @@ fn a_flavor_in_use_cannot_be_deleted_and_deletes_cleanly_once_free() {
 fn a_job_running_another_command_is_denied() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
-    t.register_operator("h", "hostile", &["--config", "behavior=other-command"]).expect_code(0);
+    t.register_operator("h", "hostile", &["--grant", "jobs", "--config", "behavior=other-command"]).expect_code(0);
     let marker = t.scratch().join("ran");
     let run = t.launch("h", "s", &["touch", path_str(&marker)]);
     run.expect_code(DENIED);
@@ -250,7 +250,7 @@ fn a_job_running_another_command_is_denied() {
 fn a_flavor_that_returns_before_its_job_ends_has_the_job_cancelled() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
-    t.register_operator("h", "hostile", &["--config", "behavior=return-early"]).expect_code(0);
+    t.register_operator("h", "hostile", &["--grant", "jobs", "--config", "behavior=return-early"]).expect_code(0);
     let pid_file = t.scratch().join("pid");
     let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
     let run = t.launch("h", "s", &["sh", "-c", &script]);
@@ -391,7 +391,7 @@ fn a_job_past_its_timeout_is_stopped_and_reported_as_timed_out() {
     t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
     let config = t.scratch().join("config.json");
     fs::write(&config, r#"{"timeout_seconds": 1, "environment": {"FROM_CONFIG": "yes"}}"#).expect("write");
-    t.register_operator("brief", "local", &["--config-file", path_str(&config)]).expect_code(0);
+    t.register_operator("brief", "local", &["--grant", "jobs", "--config-file", path_str(&config)]).expect_code(0);
     let run = t.launch("brief", "s", &["sh", "-c", "echo FROM_CONFIG=$FROM_CONFIG; exec sleep 60"]);
     run.expect_code(124);
     assert!(run.stdout.contains("FROM_CONFIG=yes"), "config environment reached the job: {}", run.stdout);
@@ -399,4 +399,50 @@ fn a_job_past_its_timeout_is_stopped_and_reported_as_timed_out() {
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["run"]["state"], "failed");
     assert_eq!(details["jobs"][0]["state"], "timed-out");
+}
+
+#[test]
+fn a_flavor_importing_an_ungranted_capability_is_refused_before_it_runs() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    let registered = t.register_operator("bare", "local", &[]);
+    registered.expect_code(0);
+    assert!(registered.stderr.contains("does not grant it"), "registration warns: {}", registered.stderr);
+    let described = t.run(&["step-operator", "describe", "bare", "-o", "json"]).json();
+    assert_eq!(described["grants"]["capabilities"], serde_json::json!([]), "nothing but log by default");
+
+    let marker = t.scratch().join("ran");
+    let refused = t.launch("bare", "s", &["touch", path_str(&marker)]);
+    refused.expect_error(DENIED, "imports `jobs`, which step operator `bare` is not granted");
+    assert!(refused.stderr.contains("stepbox step-operator update bare --grant jobs"), "{}", refused.stderr);
+    assert!(!marker.exists(), "nothing ran");
+    assert!(t.runs().is_empty(), "a refused launch records no run");
+
+    t.run(&["step-operator", "update", "bare", "--grant", "jobs"]).expect_code(0);
+    t.launch("bare", "s", &["touch", path_str(&marker)]).expect_code(0);
+    assert!(marker.exists());
+
+    t.run(&["step-operator", "update", "bare", "--revoke", "jobs"]).expect_code(0);
+    t.launch("bare", "s", &["true"]).expect_code(DENIED);
+}
+
+#[test]
+fn a_job_over_a_resource_ceiling_is_denied_by_rule() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    t.register_operator("cpu", "local", &["--grant", "jobs", "--grant", "max-gpu=0", "--grant", "max-memory=1GiB"])
+        .expect_code(0);
+    let marker = t.scratch().join("ran");
+    let gpu = t.launch_command_with("cpu", "s", &["--gpu", "1"], &["touch", path_str(&marker)]).output();
+    let gpu = Run::from_output(gpu.expect("stepbox runs"));
+    gpu.expect_error(DENIED, "denied by rule `max-gpu`");
+    assert!(gpu.stderr.contains("--grant max-gpu=N"), "the denial names the grant: {}", gpu.stderr);
+    let memory = t.launch_command_with("cpu", "s", &["--memory", "2GiB"], &["touch", path_str(&marker)]).output();
+    Run::from_output(memory.expect("stepbox runs")).expect_error(DENIED, "denied by rule `max-memory`");
+    assert!(!marker.exists(), "no job ran");
+    let within = t.launch_command_with("cpu", "s", &["--memory", "512MiB"], &["true"]).output();
+    Run::from_output(within.expect("stepbox runs")).expect_code(0);
+
+    let bad = t.register_operator("x", "local", &["--grant", "network"]);
+    bad.expect_error(BAD_INPUT, "unknown grant `network`");
 }

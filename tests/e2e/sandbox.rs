@@ -20,7 +20,8 @@ fn hostile(t: &TestHome, behavior: &str, limits: &[&str]) {
         t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     }
     let config = format!("behavior={behavior}");
-    let mut args = vec!["step-operator", "register", behavior, "--flavor", "hostile", "--config", &config];
+    let mut args =
+        vec!["step-operator", "register", behavior, "--flavor", "hostile", "--grant", "jobs", "--config", &config];
     for limit in limits {
         args.extend_from_slice(&["--limit", limit]);
     }
@@ -105,7 +106,7 @@ fn bad_limits_are_refused_with_the_list_of_limits() {
 fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
-    t.register_operator("local", "local", &["--limit", "cancel-grace=1s"]).expect_code(0);
+    t.register_operator("local", "local", &["--grant", "jobs", "--limit", "cancel-grace=1s"]).expect_code(0);
     let pid_file = t.scratch().join("pid");
     let script = format!("trap '' TERM; echo $$ > {}; while true; do sleep 0.1; done", pid_file.display());
     let child = t

@@ -175,11 +175,12 @@ impl TestHome {
         Run::from_output(self.command(args).output().expect("stepbox must start"))
     }
 
-    /// Register the local flavor and a step operator `local` using it.
+    /// Register the local flavor and a step operator `local` using it,
+    /// granted `jobs` (which the flavor imports).
     pub fn with_local(&self) -> &Self {
         let flavor = local_flavor();
         self.run(&["flavor", "register", path_str(&flavor)]).expect_code(0);
-        self.register_operator("local", "local", &[]).expect_code(0);
+        self.register_operator("local", "local", &["--grant", "jobs"]).expect_code(0);
         self
     }
 

@@ -16,7 +16,7 @@ use super::output::Format;
 #[command(after_help = "\
 Quick tour:
   stepbox flavor register target/wasm32-wasip2/guest/stepbox_flavor_local.wasm
-  stepbox step-operator register local --flavor local
+  stepbox step-operator register local --flavor local --grant jobs
   stepbox launch --step-operator local --pipeline p --run r1 --step train -- python train.py
   stepbox runs list
 
@@ -96,6 +96,11 @@ pub struct ConfigArgs {
     /// Override a limit, e.g. guest-cpu=5s or guest-memory=128MiB (repeatable; `stepbox limits` lists them)
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
+    /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
+    /// arbitrary-commands, backend=NAME, registry=HOST, base-image=REF, max-cpu=N, max-gpu=N,
+    /// max-memory=SIZE, max-job-timeout=DURATION. Nothing but logging is granted by default
+    #[arg(long = "grant", value_name = "GRANT")]
+    pub grants: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,9 +108,12 @@ pub enum StepOperatorCommand {
     /// Register a step operator; the flavor validates its configuration
     #[command(after_help = "\
 Examples:
-  stepbox step-operator register local --flavor local
-  stepbox step-operator register slow --flavor local --config timeout_seconds=3600
-  stepbox step-operator register gpu --flavor local --config-file gpu.json")]
+  stepbox step-operator register local --flavor local --grant jobs
+  stepbox step-operator register slow --flavor local --grant jobs --config timeout_seconds=3600
+  stepbox step-operator register gpu --flavor local --grant jobs --grant max-gpu=1 --config-file gpu.json
+
+A flavor may use only what its step operator grants: `stepbox flavor describe FLAVOR` lists the
+capabilities it imports, and a launch is refused until each of them is granted.")]
     Register {
         name: String,
         /// The flavor to use
@@ -132,6 +140,7 @@ Examples:
 Examples:
   stepbox step-operator update slow --config timeout_seconds=7200
   stepbox step-operator update slow --unset timeout_seconds
+  stepbox step-operator update slow --grant max-job-timeout=2h --revoke arbitrary-commands
   stepbox step-operator update slow --config-file new.json   # replaces the whole configuration")]
     Update {
         name: String,
@@ -143,6 +152,9 @@ Examples:
         /// Remove a limit override, back to the default (repeatable)
         #[arg(long, value_name = "NAME")]
         unset_limit: Vec<String>,
+        /// Take back a grant: a capability, arbitrary-commands, backend=NAME, or a ceiling by name (repeatable)
+        #[arg(long, value_name = "GRANT")]
+        revoke: Vec<String>,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },

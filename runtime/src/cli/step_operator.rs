@@ -24,8 +24,9 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             object.extend(pairs(&schema, &config)?);
             let limits = limit_pairs(&config)?;
             let object = serde_json::Value::Object(object);
-            let record = step_operators::register(&stepbox, &name, &flavor, object, limits).await?;
+            let record = step_operators::register(&stepbox, &name, &flavor, object, limits, &config.grants).await?;
             print_one(&record, output, "registered")?;
+            warn_ungranted(&stepbox, &record);
         }
         StepOperatorCommand::List { output } => {
             let records = step_operators::list(&stepbox)?;
@@ -35,11 +36,12 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                     println!("no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`");
                 }
                 Format::Table => {
-                    let mut table = output::table(&["NAME", "FLAVOR", "CONFIG", "UPDATED"]);
+                    let mut table = output::table(&["NAME", "FLAVOR", "GRANTS", "CONFIG", "UPDATED"]);
                     for record in &records {
                         table.add_row(vec![
                             record.name.clone(),
                             record.flavor.clone(),
+                            grant_list(&record.grants),
                             step_operators::config_summary(&record.config),
                             record.updated_at.clone(),
                         ]);
@@ -52,7 +54,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             let record = step_operators::get(&stepbox, &name)?;
             print_one(&record, output, "")?;
         }
-        StepOperatorCommand::Update { name, config, unset, unset_limit, output } => {
+        StepOperatorCommand::Update { name, config, unset, unset_limit, revoke, output } => {
             let current = step_operators::get(&stepbox, &name)?;
             let schema = flavor_schema(&stepbox, &current.flavor)?;
             let change = step_operators::Update {
@@ -61,15 +63,18 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                 unset,
                 limits: limit_pairs(&config)?,
                 unset_limits: unset_limit,
+                grants: config.grants.clone(),
+                revoke,
             };
             if change.is_empty() {
                 return Err(Failure::input(
                     "nothing to update: give --config KEY=VALUE, --config-file FILE, --unset KEY, \
-                     --limit NAME=VALUE or --unset-limit NAME",
+                     --limit NAME=VALUE, --unset-limit NAME, --grant GRANT or --revoke GRANT",
                 ));
             }
             let record = step_operators::update(&stepbox, &name, change).await?;
             print_one(&record, output, "updated")?;
+            warn_ungranted(&stepbox, &record);
         }
         StepOperatorCommand::Delete { name } => {
             step_operators::delete(&stepbox, &name)?;
@@ -95,6 +100,28 @@ fn pairs(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::input(format!("--config {e}")))?;
     Ok(config_from_pairs(schema, &parsed))
+}
+
+fn grant_list(grants: &crate::policy::Grants) -> String {
+    let described = grants.describe();
+    if described.is_empty() { "log only".to_owned() } else { described.join(" ") }
+}
+
+/// Say so when the flavor imports capabilities the step operator does not grant.
+fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
+    let Ok(flavor) = crate::flavors::get(stepbox, &record.flavor) else { return };
+    let missing = step_operators::ungranted(&flavor.record, &record.grants);
+    if !missing.is_empty() {
+        let grants: Vec<String> = missing.iter().map(|c| format!("--grant {c}")).collect();
+        eprintln!(
+            "warning: flavor `{}` imports {} but step operator `{}` does not grant it; launches will be refused until you run: stepbox step-operator update {} {}",
+            record.flavor,
+            missing.join(", "),
+            record.name,
+            record.name,
+            grants.join(" ")
+        );
+    }
 }
 
 fn limit_pairs(config: &ConfigArgs) -> Result<std::collections::BTreeMap<String, String>, Failure> {
@@ -136,6 +163,7 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
                 ("name", record.name.clone()),
                 ("flavor", record.flavor.clone()),
                 ("limits", limits),
+                ("grants", grant_list(&record.grants)),
                 ("created", record.created_at.clone()),
                 ("updated", record.updated_at.clone()),
             ]);

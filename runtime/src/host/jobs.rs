@@ -120,12 +120,19 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
     }
     let denied = |denial: crate::policy::Denial| Error::Denied(denial.to_string());
-    let backend_name = launch.policy.backend(spec.backend.as_deref()).map_err(denied)?;
-    launch.policy.command(&spec.command, &launch.entrypoint).map_err(denied)?;
+    let backend_name = launch.grants.backend(spec.backend.as_deref()).map_err(denied)?;
+    launch.grants.command(&spec.command, &launch.entrypoint).map_err(denied)?;
+    let resources = JobResources {
+        cpu_count: spec.resources.cpu_count,
+        gpu_count: spec.resources.gpu_count,
+        gpu_class: spec.resources.gpu_class.clone(),
+        memory_bytes: spec.resources.memory_bytes,
+    };
+    let timeout = launch.grants.resources(&resources, spec.timeout_seconds).map_err(denied)?;
     let backend = launch
         .backends
         .keys()
-        .find(|name| **name == backend_name)
+        .find(|name| **name == backend_name.as_str())
         .copied()
         .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
     match &spec.runtime {
@@ -154,13 +161,8 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         command: spec.command.clone(),
         env: spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect(),
         working_dir,
-        resources: JobResources {
-            cpu_count: spec.resources.cpu_count,
-            gpu_count: spec.resources.gpu_count,
-            gpu_class: spec.resources.gpu_class.clone(),
-            memory_bytes: spec.resources.memory_bytes,
-        },
-        timeout: spec.timeout_seconds.map(Duration::from_secs),
+        resources,
+        timeout: timeout.map(Duration::from_secs),
     })
 }
 

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::backends::{JobBackend, JobLog, OutputSink, RunningJob};
 use crate::home::Home;
 use crate::limits::Limits;
-use crate::policy::Policy;
+use crate::policy::Grants;
 use crate::store::Db;
 
 /// A job the launch submitted.
@@ -34,7 +34,8 @@ pub struct LaunchContext {
     pub run_id: String,
     pub db: Db,
     pub home: Home,
-    pub policy: Policy,
+    /// What the flavor may do.
+    pub grants: Grants,
     pub limits: Limits,
     /// The command a job must run unless `arbitrary-commands` is granted.
     pub entrypoint: Vec<String>,

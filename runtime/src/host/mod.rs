@@ -4,9 +4,10 @@
 //! An instance has no ambient authority: no preopened directories, no
 //! environment, no arguments, no sockets, and stdout/stderr captured into the
 //! flavor's log. Everything else it can do goes through the capabilities
-//! linked here, each checked against the step operator's [`Policy`].
+//! linked here, each checked against the step operator's [`Grants`]. A
+//! launch links only the granted capabilities.
 //!
-//! [`Policy`]: crate::policy::Policy
+//! [`Grants`]: crate::policy::Grants
 
 mod guest_output;
 pub mod images;
@@ -72,15 +73,21 @@ impl WasiView for HostState {
     }
 }
 
-/// A linker with WASI 0.2 (without ambient authority: see [`HostState::new`])
-/// and every stepbox capability.
-pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
+/// A linker with WASI 0.2 (without ambient authority: see [`HostState::new`]),
+/// `log`, and the capabilities `allowed` says yes to.
+pub fn linker(engine: &wasmtime::Engine, allowed: impl Fn(&str) -> bool) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    if allowed("jobs") {
+        bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    }
+    if allowed("requirements") {
+        bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    }
+    if allowed("images") {
+        bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    }
     Ok(linker)
 }

@@ -5,7 +5,8 @@ use rusqlite::{Connection, Transaction};
 use super::StoreError;
 
 /// Migrations in order; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE flavors (
     name            TEXT PRIMARY KEY,
     sha256          TEXT NOT NULL,
@@ -61,7 +62,11 @@ CREATE TABLE jobs (
     ended_at     TEXT
 );
 CREATE INDEX jobs_by_run ON jobs(run_id, seq);
-"#];
+"#,
+    r#"
+ALTER TABLE step_operators ADD COLUMN grants TEXT NOT NULL DEFAULT '{}';
+"#,
+];
 
 /// Whether the schema is behind this stepbox (a cheap read, no lock).
 pub(super) fn needs_migration(conn: &Connection) -> Result<bool, StoreError> {

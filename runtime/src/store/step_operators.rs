@@ -7,6 +7,7 @@ use rusqlite::{Row, params};
 use serde::Serialize;
 
 use super::{Db, StoreError, json_column, optional};
+use crate::policy::Grants;
 
 /// One registered step operator.
 #[derive(Debug, Clone, Serialize)]
@@ -17,11 +18,13 @@ pub struct StepOperatorRecord {
     pub config: serde_json::Value,
     /// Limit overrides (limit name → value), on top of the defaults.
     pub limits: BTreeMap<String, String>,
+    /// What the flavor may do.
+    pub grants: Grants,
     pub created_at: String,
     pub updated_at: String,
 }
 
-type Raw = (StepOperatorRecord, String, String);
+type Raw = (StepOperatorRecord, String, String, String);
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok((
@@ -30,22 +33,25 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
             flavor: row.get(1)?,
             config: serde_json::Value::Null,
             limits: BTreeMap::new(),
+            grants: Grants::default(),
             created_at: row.get(4)?,
             updated_at: row.get(5)?,
         },
         row.get(2)?,
         row.get(3)?,
+        row.get(6)?,
     ))
 }
 
-fn decode((mut record, config, limits): Raw) -> Result<StepOperatorRecord, StoreError> {
+fn decode((mut record, config, limits, grants): Raw) -> Result<StepOperatorRecord, StoreError> {
     let what = format!("step operator {}", record.name);
     record.config = json_column(&what, &config)?;
     record.limits = json_column(&what, &limits)?;
+    record.grants = json_column(&what, &grants)?;
     Ok(record)
 }
 
-const COLUMNS: &str = "name, flavor, config, limits, created_at, updated_at";
+const COLUMNS: &str = "name, flavor, config, limits, created_at, updated_at, grants";
 
 impl Db {
     /// Insert a new step operator; returns false if the name is taken.
@@ -53,14 +59,15 @@ impl Db {
         let record = record.clone();
         self.write(move |tx| {
             let inserted = tx.execute(
-                &format!("INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!("INSERT OR IGNORE INTO step_operators ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
                     record.name,
                     record.flavor,
                     record.config.to_string(),
                     serde_json::to_string(&record.limits).unwrap_or_default(),
                     record.created_at,
-                    record.updated_at
+                    record.updated_at,
+                    serde_json::to_string(&record.grants).unwrap_or_default(),
                 ],
             )?;
             Ok(inserted > 0)
@@ -74,13 +81,15 @@ impl Db {
         name: &str,
         config: &serde_json::Value,
         limits: &BTreeMap<String, String>,
+        grants: &Grants,
     ) -> Result<bool, StoreError> {
         let (name, config) = (name.to_owned(), config.to_string());
         let limits = serde_json::to_string(limits).unwrap_or_default();
+        let grants = serde_json::to_string(grants).unwrap_or_default();
         self.write(move |tx| {
             let updated = tx.execute(
-                "UPDATE step_operators SET config = ?2, limits = ?3, updated_at = ?4 WHERE name = ?1",
-                params![name, config, limits, super::now()],
+                "UPDATE step_operators SET config = ?2, limits = ?3, grants = ?4, updated_at = ?5 WHERE name = ?1",
+                params![name, config, limits, grants, super::now()],
             )?;
             Ok(updated > 0)
         })
