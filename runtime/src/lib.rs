@@ -27,6 +27,7 @@ pub mod exit;
 pub mod flavors;
 pub mod home;
 pub mod host;
+pub mod inspect;
 pub mod instance;
 pub mod launch;
 pub mod limits;

@@ -446,3 +446,39 @@ fn a_job_over_a_resource_ceiling_is_denied_by_rule() {
     let bad = t.register_operator("x", "local", &["--grant", "network"]);
     bad.expect_error(BAD_INPUT, "unknown grant `network`");
 }
+
+#[test]
+fn inspect_describes_a_file_before_registration_without_running_it() {
+    let t = TestHome::new();
+    let local = local_flavor();
+    let inspected = t.run(&["flavor", "inspect", path_str(&local), "-o", "json"]);
+    inspected.expect_code(0);
+    let inspected = inspected.json();
+    assert_eq!(inspected["kind"], "component");
+    assert_eq!(inspected["contract"], "stepbox:operator@0.1.0");
+    assert_eq!(inspected["capabilities"], serde_json::json!(["jobs", "log"]));
+    assert_eq!(inspected["wasi_beyond_minimal"], serde_json::json!([]));
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]), "inspect registers nothing");
+
+    // The sha256 is the one registration stores.
+    t.run(&["flavor", "register", path_str(&local)]).expect_code(0);
+    let registered = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
+    assert_eq!(inspected["sha256"], registered["sha256"]);
+
+    let table = t.run(&["flavor", "inspect", path_str(&local)]);
+    assert!(table.stdout.contains("needs: --grant jobs"), "{}", table.stdout);
+
+    // WASI beyond the minimal set is listed with what stepbox does about it.
+    let hostile = t.run(&["flavor", "inspect", path_str(&hostile_flavor()), "-o", "json"]).json();
+    let beyond = hostile["wasi_beyond_minimal"].as_array().cloned().unwrap_or_default();
+    let tcp = beyond.iter().find(|w| w["interface"].as_str().is_some_and(|i| i.starts_with("wasi:sockets/tcp@")));
+    assert_eq!(tcp.map(|w| w["note"].clone()), Some("every network operation is refused".into()), "{hostile}");
+
+    // Files that are not flavors: reported, exit 64.
+    let command = t.run(&["flavor", "inspect", path_str(&command_component()), "-o", "json"]);
+    command.expect_code(BAD_INPUT);
+    assert_eq!(command.json()["exports"][0], "wasi:cli/run@0.2.0");
+    let future = t.run(&["flavor", "inspect", path_str(&stepbox_e2e::future_contract_component()), "-o", "json"]);
+    future.expect_error(BAD_INPUT, "built against contract stepbox:operator@0.2.0");
+    assert_eq!(future.json()["contract"], "stepbox:operator@0.2.0");
+}

@@ -69,6 +69,19 @@ Examples:
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Show what a .wasm file is and asks for, without registering or running it
+    #[command(after_help = "\
+Reads the component's imports and exports from the file: nothing is compiled or run. Exits 0 when
+the file is a flavor stepbox can register, 64 when it is not (the reason is printed).
+
+Example:
+  stepbox flavor inspect ./vendor_flavor.wasm")]
+    Inspect {
+        /// The file to inspect
+        path: PathBuf,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// List registered flavors
     List {
         #[arg(short, long, value_enum, default_value_t)]

@@ -24,6 +24,18 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                 ),
             }
         }
+        FlavorCommand::Inspect { path, output } => {
+            let shown = path.display().to_string();
+            let bytes = std::fs::read(&path).map_err(|e| Failure::input(format!("cannot read {shown}: {e}")))?;
+            let inspection = crate::inspect::inspect(&shown, &bytes);
+            match output {
+                Format::Json => output::json(&inspection)?,
+                Format::Table => print_inspection(&inspection),
+            }
+            if let Some(problem) = &inspection.problem {
+                return Err(Failure::input(format!("not a flavor stepbox can register: {problem}")));
+            }
+        }
         FlavorCommand::List { output } => {
             let (listings, broken) = flavors::list(&stepbox)?;
             match output {
@@ -65,6 +77,30 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
         }
     }
     Ok(exit::OK)
+}
+
+fn print_inspection(inspection: &crate::inspect::Inspection) {
+    let beyond: Vec<String> =
+        inspection.wasi_beyond_minimal.iter().map(|w| format!("{} ({})", w.interface, w.note)).collect();
+    output::fields(&[
+        ("file", inspection.path.clone()),
+        ("kind", inspection.kind.to_owned()),
+        ("size", bytesize::ByteSize::b(inspection.size).to_string()),
+        ("sha256", inspection.sha256.clone()),
+        ("contract", inspection.contract.clone().unwrap_or_else(|| "none".to_owned())),
+        ("exports", inspection.exports.join(", ")),
+        ("capabilities", capability_list(&inspection.capabilities)),
+        ("wasi (minimal)", format!("{} interfaces", inspection.wasi_minimal.len())),
+        ("wasi (beyond)", if beyond.is_empty() { "none".to_owned() } else { beyond.join("; ") }),
+    ]);
+    if inspection.is_flavor() {
+        let grants: Vec<String> =
+            inspection.capabilities.iter().filter(|c| *c != "log").map(|c| format!("--grant {c}")).collect();
+        println!(
+            "\nA flavor. A step operator using it needs: {}",
+            if grants.is_empty() { "no grants".to_owned() } else { grants.join(" ") }
+        );
+    }
 }
 
 fn capability_list(capabilities: &[String]) -> String {
