@@ -34,6 +34,8 @@ pub enum GuestFailure {
     Memory(usize),
     #[error("the flavor did not answer within {} and was stopped", humantime::format_duration(*.0))]
     Timeout(Duration),
+    #[error("{0}")]
+    Limit(String),
     #[error("the flavor crashed (trap): {0}")]
     Trap(String),
     #[error("cannot instantiate the flavor: {0}")]
@@ -69,6 +71,9 @@ fn new_store(engine: &StepboxEngine, state: HostState) -> Store<HostState> {
 fn classify(error: wasmtime::Error, limits: &Limits) -> GuestFailure {
     if error.downcast_ref::<CpuBudgetExhausted>().is_some() {
         return GuestFailure::CpuBudget(limits.guest_cpu);
+    }
+    if let Some(exceeded) = error.downcast_ref::<crate::limits::LimitExceeded>() {
+        return GuestFailure::Limit(exceeded.to_string());
     }
     let full = format!("{error:#}");
     tracing::debug!("flavor trap: {full}");

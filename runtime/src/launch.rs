@@ -54,6 +54,8 @@ pub enum Interrupt {
     Interrupt,
     /// SIGTERM.
     Terminate,
+    /// The launch ran past its `wall-clock` limit.
+    WallClock(std::time::Duration),
 }
 
 /// How a launch ended.
@@ -169,9 +171,11 @@ pub async fn launch(
 
     let config = operator.config.to_string();
     let call = prepared.launch(Arc::clone(&context), Arc::clone(&logger), &config, &request);
+    let budget = limits.wall_clock;
     let result = tokio::select! {
         result = call => Ok(result),
         interrupt = interrupted => Err(interrupt),
+        () = tokio::time::sleep(budget) => Err(Interrupt::WallClock(budget)),
     };
     // Whatever happened, the launch owns its jobs: cancel and await any still running.
     let leftover = context.jobs.close_and_cancel(limits.cancel_grace).await;
@@ -203,6 +207,15 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
         Err(Interrupt::Interrupt) => {
             done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some("cancelled by SIGINT".into()))
         }
+        Err(Interrupt::WallClock(budget)) => done(
+            RunState::Failed,
+            exit::TIMED_OUT,
+            None,
+            Some(format!(
+                "the launch hit its `wall-clock` limit of {}; its jobs were cancelled. If it really needs more: stepbox step-operator update NAME --limit wall-clock=DURATION",
+                humantime::format_duration(budget)
+            )),
+        ),
         Err(Interrupt::Terminate) => {
             done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some("cancelled by SIGTERM".into()))
         }

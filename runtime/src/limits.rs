@@ -24,6 +24,8 @@ pub struct Limits {
     pub job_log_bytes: u64,
     /// How long a cancelled job gets between SIGTERM and SIGKILL.
     pub cancel_grace: Duration,
+    /// How long a whole launch may take, jobs included.
+    pub wall_clock: Duration,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
             jobs_per_launch: 64,
             job_log_bytes: 64 << 20,
             cancel_grace: Duration::from_secs(10),
+            wall_clock: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -68,7 +71,19 @@ pub const LIMIT_NAMES: &[(&str, &str)] = &[
     ("jobs-per-launch", "jobs one launch may submit (a count)"),
     ("job-log", "bytes of each job's output kept in its log file (a size)"),
     ("cancel-grace", "time between SIGTERM and SIGKILL when a job is cancelled (a duration)"),
+    ("wall-clock", "time a whole launch may take, its jobs included (a duration)"),
 ];
+
+/// A limit was hit inside a host call: the launch ends (raised as a trap so
+/// the guest cannot ignore it), and its jobs are cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the launch hit its `{limit}` limit: {detail}. If it really needs more: stepbox step-operator update NAME --limit {limit}=VALUE"
+)]
+pub struct LimitExceeded {
+    pub limit: &'static str,
+    pub detail: String,
+}
 
 impl Limits {
     /// These limits with `overrides` (limit name → value text) applied.
@@ -94,6 +109,7 @@ impl Limits {
             "jobs-per-launch" => self.jobs_per_launch.to_string(),
             "job-log" => size(self.job_log_bytes),
             "cancel-grace" => humantime::format_duration(self.cancel_grace).to_string(),
+            "wall-clock" => humantime::format_duration(self.wall_clock).to_string(),
             _ => return None,
         })
     }
@@ -122,6 +138,7 @@ impl Limits {
             "jobs-per-launch" => self.jobs_per_launch = count()?,
             "job-log" => self.job_log_bytes = size()?,
             "cancel-grace" => self.cancel_grace = duration()?,
+            "wall-clock" => self.wall_clock = duration()?,
             other => return Err(LimitError::Unknown(other.to_owned())),
         }
         Ok(())
@@ -172,7 +189,7 @@ mod tests {
     fn every_named_limit_is_accepted() {
         for (name, _) in LIMIT_NAMES {
             let value = match *name {
-                "guest-cpu" | "cancel-grace" => "1s",
+                "guest-cpu" | "cancel-grace" | "wall-clock" => "1s",
                 "log-messages" | "jobs-per-launch" => "5",
                 _ => "1MiB",
             };

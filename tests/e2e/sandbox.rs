@@ -127,3 +127,33 @@ fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_gra
     assert_eq!(details["jobs"][0]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["exit_code"], 128 + 9, "it took SIGKILL");
 }
+
+#[test]
+fn submitting_past_the_job_limit_ends_the_launch_and_cancels_its_jobs() {
+    let t = TestHome::new();
+    hostile(&t, "submit-many", &["jobs-per-launch=3", "cancel-grace=1s"]);
+    let run = t.launch("submit-many", "s", &["sleep", "30"]);
+    run.expect_error(FLAVOR_ERROR, "hit its `jobs-per-launch` limit");
+    assert!(run.stderr.contains("--limit jobs-per-launch=VALUE"), "the error says how to raise it");
+    let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
+    let jobs = details["jobs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 3, "exactly the allowed jobs were started");
+    assert!(jobs.iter().all(|job| job["state"] == "cancelled"), "{jobs:?}");
+}
+
+#[test]
+fn a_launch_past_its_wall_clock_budget_is_stopped_with_its_jobs() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
+    let limits = ["--grant", "jobs", "--limit", "wall-clock=2s", "--limit", "cancel-grace=1s"];
+    t.register_operator("budget", "local", &limits).expect_code(0);
+    let pid_file = t.scratch().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let run = t.launch("budget", "s", &["sh", "-c", &script]);
+    run.expect_error(124, "hit its `wall-clock` limit of 2s");
+    let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
+    assert_eq!(details["run"]["state"], "failed");
+    assert_eq!(details["jobs"][0]["state"], "cancelled");
+    let pid: i32 = fs::read_to_string(&pid_file).expect("the job started").trim().parse().expect("a pid");
+    assert!(!process_alive(pid), "the job's process is gone");
+}

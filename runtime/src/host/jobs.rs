@@ -42,7 +42,15 @@ impl Host for HostState {
         let submission = tokio::spawn(submit(launch, request));
         let tracked = match submission.await {
             Ok(Ok(tracked)) => tracked,
-            Ok(Err(error)) => return Ok(Err(error)),
+            Ok(Err(Submission::Refused(error))) => return Ok(Err(error)),
+            // A limit ends the launch: a trap the guest cannot ignore.
+            Ok(Err(Submission::Limit(limit))) => {
+                return Err(crate::limits::LimitExceeded {
+                    limit: "jobs-per-launch",
+                    detail: format!("the flavor tried to submit more than {limit} jobs"),
+                }
+                .into());
+            }
             Err(join) => return Ok(Err(Error::Failed(format!("job submission failed: {join}")))),
         };
         let handle = self.table_mut().push(JobResource { tracked })?;
@@ -167,23 +175,28 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
 }
 
 /// Record the job, start it on its backend, register it with the launch.
-async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Error> {
+/// Why a submission did not produce a job.
+enum Submission {
+    /// Refused or failed: an error value for the guest.
+    Refused(Error),
+    /// The per-launch job limit: the launch ends.
+    Limit(usize),
+}
+
+async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Submission> {
     let seq = match launch.jobs.begin(launch.limits.jobs_per_launch) {
         Ok(seq) => seq,
         Err(Refusal::Closed) => {
-            return Err(Error::Cancelled("the launch is ending; no new jobs are accepted".to_owned()));
+            let message = "the launch is ending; no new jobs are accepted".to_owned();
+            return Err(Submission::Refused(Error::Cancelled(message)));
         }
-        Err(Refusal::Limit(limit)) => {
-            return Err(Error::Denied(format!(
-                "denied by limit `jobs-per-launch`: a launch may submit at most {limit} jobs"
-            )));
-        }
+        Err(Refusal::Limit(limit)) => return Err(Submission::Limit(limit)),
     };
     let result = start(&launch, seq, spec).await;
     if result.is_err() {
         launch.jobs.abandon();
     }
-    result
+    result.map_err(Submission::Refused)
 }
 
 async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Error> {

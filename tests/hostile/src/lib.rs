@@ -21,6 +21,8 @@ enum Behavior {
     Probe,
     /// Write a lot to stdout and stderr, then run the entrypoint.
     Chatter,
+    /// Submit the entrypoint 10 000 times without waiting.
+    SubmitMany,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,6 +71,14 @@ impl Flavor for Hostile {
                     println!("chatter line {i} {}", "x".repeat(100));
                 }
                 jobs::run_entrypoint(&request)
+            }
+            Behavior::SubmitMany => {
+                let spec = jobs::entrypoint_spec(&request);
+                let mut submitted = Vec::new();
+                for _ in 0..10_000 {
+                    submitted.push(jobs::submit(&spec)?);
+                }
+                Err(LaunchError::Failed(format!("submitted {} jobs", submitted.len())))
             }
             Behavior::ReturnEarly => {
                 let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
