@@ -166,6 +166,7 @@ pub async fn launch(
         backends: BTreeMap::from([(local.name(), local)]),
         output,
         jobs: JobRegistry::default(),
+        audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
     });
     tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
 

@@ -157,3 +157,51 @@ fn a_launch_past_its_wall_clock_budget_is_stopped_with_its_jobs() {
     let pid: i32 = fs::read_to_string(&pid_file).expect("the job started").trim().parse().expect("a pid");
     assert!(!process_alive(pid), "the job's process is gone");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[test]
+fn every_host_call_is_audited_with_its_decision_and_no_secret_values() {
+    let t = TestHome::new();
+    t.with_local();
+    hostile(&t, "other-command", &[]);
+    let secret = "s3cr3t-value-that-must-not-be-stored";
+    let env = format!("API_TOKEN={secret}");
+    let allowed = t.launch_command_with("local", "s", &["--env", &env], &["true"]).output().expect("stepbox runs");
+    assert!(allowed.status.success());
+    let denied = t.launch_command_with("other-command", "s", &["--env", &env], &["true"]).output().expect("runs");
+    assert_eq!(denied.status.code(), Some(77));
+
+    let runs = t.runs();
+    let audit_of = |step_operator: &str| {
+        let run = runs.iter().find(|run| run["step_operator"] == step_operator).expect("the run");
+        let shown = t.run(&["runs", "show", run["id"].as_str().expect("id"), "--audit", "-o", "json"]);
+        shown.expect_code(0);
+        shown.json()["audit"].as_array().cloned().unwrap_or_default()
+    };
+    let local = audit_of("local");
+    let calls: Vec<&str> = local.iter().filter_map(|entry| entry["call"].as_str()).collect();
+    assert_eq!(calls, ["jobs.submit", "job.wait"]);
+    assert_eq!(local[0]["decision"], "allowed");
+    assert_eq!(local[0]["args"]["command"], serde_json::json!(["true"]));
+    assert_eq!(local[0]["args"]["env"]["API_TOKEN"], "<redacted>");
+
+    let hostile = audit_of("other-command");
+    assert_eq!(hostile.len(), 1);
+    assert_eq!(hostile[0]["decision"], "denied");
+    assert!(hostile[0]["reason"].as_str().is_some_and(|reason| reason.contains("entrypoint-only")));
+
+    for file in files_under(t.home()) {
+        let bytes = fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret), "{} holds the secret value", file.display());
+    }
+}

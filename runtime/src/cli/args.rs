@@ -258,6 +258,9 @@ pub enum RunsCommand {
         /// Bytes of log tail to show
         #[arg(long, default_value_t = 2048, value_name = "BYTES")]
         tail: u64,
+        /// Show the audit record: every host call the flavor made and the decision on it
+        #[arg(long)]
+        audit: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },

@@ -38,7 +38,7 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                 }
             }
         }
-        RunsCommand::Show { id, tail, output } => {
+        RunsCommand::Show { id, tail, audit, output } => {
             let run = match stepbox.db.find_run(&id)? {
                 RunLookup::Found(run) => *run,
                 RunLookup::Missing => {
@@ -54,13 +54,48 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                 }
             };
             let jobs = stepbox.db.jobs_of(&run.id)?;
+            let run_dir = stepbox.home.runs_dir().join(&run.id);
+            let entries = if audit { read_audit(&run_dir.join(crate::host::audit::AUDIT_FILE)) } else { Vec::new() };
             match output {
+                Format::Json if audit => {
+                    output::json(&serde_json::json!({ "run": run, "jobs": jobs, "audit": entries }))?;
+                }
                 Format::Json => output::json(&serde_json::json!({ "run": run, "jobs": jobs }))?,
-                Format::Table => show(&run, &jobs, tail, &stepbox.home.runs_dir().join(&run.id).join("flavor.log")),
+                Format::Table => {
+                    show(&run, &jobs, tail, &run_dir.join("flavor.log"));
+                    if audit {
+                        show_audit(&entries);
+                    }
+                }
             }
         }
     }
     Ok(exit::OK)
+}
+
+/// The audit entries of a run (none if it has no record).
+fn read_audit(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+}
+
+fn show_audit(entries: &[serde_json::Value]) {
+    if entries.is_empty() {
+        println!("\naudit: no host calls recorded");
+        return;
+    }
+    let mut table = output::table(&["#", "CALL", "DECISION", "ARGUMENTS / REASON"]);
+    for entry in entries {
+        let text = |key: &str| entry[key].as_str().map(str::to_owned);
+        let detail = text("reason").unwrap_or_else(|| entry["args"].to_string());
+        table.add_row(vec![
+            entry["seq"].to_string(),
+            text("call").or_else(|| text("note")).unwrap_or_default(),
+            text("decision").unwrap_or_default(),
+            detail,
+        ]);
+    }
+    println!("\naudit:\n{table}");
 }
 
 fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log: &Path) {

@@ -5,14 +5,24 @@
 use crate::bindings::images::{Host, Image, ImageSpec};
 use crate::bindings::types::Error;
 use crate::host::HostState;
+use crate::host::audit::Decision;
 
 impl Host for HostState {
     async fn build(&mut self, spec: ImageSpec) -> wasmtime::Result<Result<Image, Error>> {
         tracing::debug!("images.build(base {}) is not implemented yet", spec.base);
-        Ok(Err(Error::Unsupported(
-            "images.build is not implemented by this stepbox yet: pass a prebuilt image to the launch instead"
-                .to_owned(),
-        )))
+        let message =
+            "images.build is not implemented by this stepbox yet: pass a prebuilt image to the launch instead";
+        if let Some(launch) = &self.launch {
+            let args = serde_json::json!({
+                "base": spec.base,
+                "requirements": spec.requirements,
+                "include_source": spec.include_source,
+                "env": crate::host::audit::redacted_env(spec.env.iter().map(|var| var.name.as_str())),
+                "target": spec.target,
+            });
+            launch.audit.record("images.build", args, Decision::Refused(message.to_owned()));
+        }
+        Ok(Err(Error::Unsupported(message.to_owned())))
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use wasmtime::component::Resource;
 
+use super::audit::{Decision, redacted_env};
 use super::launch_context::{LaunchContext, Refusal, TrackedJob};
 use crate::backends::{self, JobLog, JobRequest, JobResources};
 use crate::bindings::jobs::{Host, HostJob, JobSpec, JobState, JobStatus, Runtime};
@@ -30,7 +31,33 @@ impl Host for HostState {
         let Some(launch) = self.launch.clone() else {
             return Ok(Err(Error::Unsupported("jobs can only be submitted while a step is being launched".to_owned())));
         };
-        let request = match check(&launch, &spec) {
+        let mut args = audited_spec(&spec);
+        let outcome = self.submit_checked(&launch, &spec).await;
+        let decision = match &outcome {
+            Ok(Ok(handle)) => {
+                if let Ok(tracked) = self.tracked(handle) {
+                    args["job"] = tracked.id.clone().into();
+                }
+                Decision::Allowed
+            }
+            Ok(Err(Error::Denied(message))) => Decision::Denied(message.clone()),
+            Ok(Err(Error::Failed(message))) => Decision::Failed(message.clone()),
+            Ok(Err(other)) => Decision::Refused(describe(other)),
+            Err(trap) => Decision::LimitHit(trap.to_string()),
+        };
+        launch.audit.record("jobs.submit", args, decision);
+        outcome
+    }
+}
+
+impl HostState {
+    async fn submit_checked(
+        &mut self,
+        launch: &Arc<LaunchContext>,
+        spec: &JobSpec,
+    ) -> wasmtime::Result<Result<Resource<JobResource>, Error>> {
+        let launch = Arc::clone(launch);
+        let request = match check(&launch, spec) {
             Ok(request) => request,
             Err(error) => {
                 self.logger.emit(crate::bindings::log::Level::Warn, &describe(&error));
@@ -65,20 +92,25 @@ impl HostJob for HostState {
 
     async fn wait(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
         let tracked = self.tracked(&job)?;
+        self.audit_job_call("job.wait", &tracked);
         Ok(Ok(to_wit(tracked.job.wait().await)))
     }
 
     async fn status(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
-        Ok(Ok(to_wit(self.tracked(&job)?.job.status())))
+        let tracked = self.tracked(&job)?;
+        self.audit_job_call("job.status", &tracked);
+        Ok(Ok(to_wit(tracked.job.status())))
     }
 
     async fn logs(&mut self, job: Resource<JobResource>, max_bytes: u64) -> wasmtime::Result<Result<String, Error>> {
         let tracked = self.tracked(&job)?;
+        self.audit_job_call("job.logs", &tracked);
         Ok(Ok(tracked.log.tail(max_bytes.min(MAX_LOG_TAIL) as usize)))
     }
 
     async fn cancel(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
         let tracked = self.tracked(&job)?;
+        self.audit_job_call("job.cancel", &tracked);
         let grace = self.launch.as_ref().map_or(Duration::from_secs(10), |launch| launch.limits.cancel_grace);
         Ok(Ok(to_wit(tracked.job.cancel(grace).await)))
     }
@@ -98,6 +130,35 @@ impl HostState {
     fn tracked(&self, job: &Resource<JobResource>) -> wasmtime::Result<Arc<TrackedJob>> {
         Ok(Arc::clone(&self.table.get(job)?.tracked))
     }
+
+    fn audit_job_call(&self, call: &str, tracked: &TrackedJob) {
+        if let Some(launch) = &self.launch {
+            launch.audit.record(call, serde_json::json!({ "job": tracked.id }), Decision::Allowed);
+        }
+    }
+}
+
+/// A job spec as the audit record shows it: environment values redacted.
+fn audited_spec(spec: &JobSpec) -> serde_json::Value {
+    serde_json::json!({
+        "name": spec.name,
+        "backend": spec.backend,
+        "command": spec.command,
+        "env": redacted_env(spec.env.iter().map(|var| var.name.as_str())),
+        "working_dir": spec.working_dir,
+        "resources": {
+            "cpu_count": spec.resources.cpu_count,
+            "gpu_count": spec.resources.gpu_count,
+            "gpu_class": spec.resources.gpu_class,
+            "memory_bytes": spec.resources.memory_bytes,
+        },
+        "timeout_seconds": spec.timeout_seconds,
+        "runtime": match &spec.runtime {
+            Runtime::Host => "host".to_owned(),
+            Runtime::Environment(handle) => format!("environment:{handle}"),
+            Runtime::Image(image) => format!("image:{image}"),
+        },
+    })
 }
 
 /// A job spec that passed every check, not yet recorded.

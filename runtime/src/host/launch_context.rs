@@ -45,6 +45,8 @@ pub struct LaunchContext {
     /// Where live job output goes.
     pub output: Arc<dyn OutputSink>,
     pub jobs: JobRegistry,
+    /// Every host call of the launch, with its decision.
+    pub audit: super::audit::Audit,
 }
 
 #[derive(Default)]

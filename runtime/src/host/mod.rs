@@ -9,6 +9,7 @@
 //!
 //! [`Grants`]: crate::policy::Grants
 
+pub mod audit;
 mod guest_output;
 pub mod images;
 pub mod jobs;
