@@ -41,7 +41,7 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -65,6 +65,10 @@ pub struct Grants {
     pub base_images: Vec<String>,
     /// Whether jobs may run commands other than the launch's entrypoint.
     pub arbitrary_commands: bool,
+    /// Whether the flavor is trusted: its local jobs run unconfined.
+    pub trusted: bool,
+    /// Whether confined jobs keep the network.
+    pub job_network: bool,
     pub max_cpu: Option<f64>,
     pub max_gpu: Option<u32>,
     pub max_memory: Option<u64>,
@@ -86,6 +90,8 @@ impl Grants {
                 self.capabilities.insert(capability.to_owned());
             }
             ("arbitrary-commands", None) => self.arbitrary_commands = true,
+            ("trusted", None) => self.trusted = true,
+            ("job-network", None) => self.job_network = true,
             ("backend", Some(backend)) if BACKENDS.contains(&backend) => push_unique(&mut self.backends, backend),
             ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
             ("registry", Some(registry)) if !registry.is_empty() => push_unique(&mut self.registries, registry),
@@ -123,6 +129,8 @@ impl Grants {
                 self.capabilities.remove(capability);
             }
             ("arbitrary-commands", None) => self.arbitrary_commands = false,
+            ("trusted", None) => self.trusted = false,
+            ("job-network", None) => self.job_network = false,
             ("backend", Some(v)) => self.backends.retain(|b| b != v),
             ("registry", Some(v)) => self.registries.retain(|r| r != v),
             ("base-image", Some(v)) => self.base_images.retain(|i| i != v),
@@ -149,6 +157,12 @@ impl Grants {
         if self.arbitrary_commands {
             out.push("arbitrary-commands".to_owned());
         }
+        if self.trusted {
+            out.push("trusted".to_owned());
+        }
+        if self.job_network {
+            out.push("job-network".to_owned());
+        }
         if let Some(n) = self.max_cpu {
             out.push(format!("max-cpu={n}"));
         }
@@ -162,6 +176,11 @@ impl Grants {
             out.push(format!("max-job-timeout={}", humantime::format_duration(Duration::from_secs(n))));
         }
         out
+    }
+
+    /// How a local job is confined: None for trusted flavors.
+    pub fn confinement(&self) -> Option<crate::backends::Confinement> {
+        (!self.trusted).then_some(crate::backends::Confinement { network: self.job_network })
     }
 
     /// The backend a job goes to: the one it names, if granted, or the default.
@@ -277,6 +296,8 @@ mod tests {
             ("backend=local", "backend=local"),
             ("registry=localhost:5000", "registry=localhost:5000"),
             ("arbitrary-commands", "arbitrary-commands"),
+            ("trusted", "trusted"),
+            ("job-network", "job-network"),
             ("max-gpu=2", "max-gpu=2"),
             ("max-job-timeout=2h", "max-job-timeout=2h"),
         ];

@@ -10,7 +10,8 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stepbox_e2e::{
-    Run, TestHome, command_component, hostile_flavor, local_flavor, path_str, process_alive, wait_until,
+    Run, TestHome, command_component, hostile_flavor, live_processes_with, local_flavor, path_str, unique_marker,
+    wait_until,
 };
 
 const BAD_INPUT: i32 = 64;
@@ -251,15 +252,12 @@ fn a_flavor_that_returns_before_its_job_ends_has_the_job_cancelled() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     t.register_operator("h", "hostile", &["--grant", "jobs", "--config", "behavior=return-early"]).expect_code(0);
-    let pid_file = t.scratch().join("pid");
-    let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
-    let run = t.launch("h", "s", &["sh", "-c", &script]);
+    let marker = unique_marker();
+    let sleep = format!("300.{marker}");
+    let run = t.launch("h", "s", &["sleep", &sleep]);
     run.expect_error(FLAVOR_ERROR, "returned before its job finished");
     assert!(run.stderr.contains("was still running; it was cancelled"), "{}", run.stderr);
-    if let Ok(pid) = fs::read_to_string(&pid_file) {
-        let pid: i32 = pid.trim().parse().expect("a pid");
-        assert!(!process_alive(pid), "the job's process is gone");
-    }
+    assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the job's process is gone");
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["jobs"][0]["state"], "cancelled");
 }
@@ -268,9 +266,9 @@ fn a_flavor_that_returns_before_its_job_ends_has_the_job_cancelled() {
 fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     let t = TestHome::new();
     t.with_local();
-    let pids = t.scratch().join("pids");
-    // The step starts a child that sleeps, and sleeps itself.
-    let script = format!("sleep 300 & echo $! >> {p}; echo $$ >> {p}; echo started; wait", p = pids.display());
+    // The step starts a child that sleeps, and sleeps itself; both carry a marker.
+    let marker = unique_marker();
+    let script = format!("sleep 300.{marker} & echo started; exec sleep 301.{marker}");
     let mut child = t
         .launch_command("local", "sleepy", &["sh", "-c", &script])
         .stdout(Stdio::piped())
@@ -282,19 +280,14 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).expect("read the job's output");
     assert_eq!(first_line.trim(), "started");
-    let started =
-        wait_until(Duration::from_secs(60), || fs::read_to_string(&pids).is_ok_and(|text| text.lines().count() == 2));
-    assert!(started, "the step started both processes");
-    let tree: Vec<i32> =
-        fs::read_to_string(&pids).expect("pids").lines().map(|line| line.trim().parse().expect("a pid")).collect();
-    assert!(tree.iter().all(|&pid| process_alive(pid)));
+    let stepbox = child.id() as i32;
+    let job_processes = || live_processes_with(&marker).into_iter().filter(|&pid| pid != stepbox).count();
+    assert!(wait_until(Duration::from_secs(60), || job_processes() >= 2), "the step started both processes");
 
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("signal stepbox");
+    kill(Pid::from_raw(stepbox), Signal::SIGINT).expect("signal stepbox");
     let output = child.wait_with_output().expect("stepbox exits");
     assert_eq!(output.status.code(), Some(CANCELLED_SIGINT), "stderr: {}", String::from_utf8_lossy(&output.stderr));
-    for pid in tree {
-        assert!(!process_alive(pid), "process {pid} of the job outlived the cancellation");
-    }
+    assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "a process of the job outlived the cancellation");
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "cancelled");
     let details = t.run_details(runs[0]["id"].as_str().expect("id"));

@@ -3,12 +3,12 @@
 //! and capped, and the host survives all of it.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use stepbox_e2e::{TestHome, hostile_flavor, path_str, process_alive, wait_until};
+use stepbox_e2e::{TestHome, hostile_flavor, live_processes_with, path_str, unique_marker};
 
 const BAD_INPUT: i32 = 64;
 const FLAVOR_ERROR: i32 = 70;
@@ -107,21 +107,22 @@ fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_gra
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
     t.register_operator("local", "local", &["--grant", "jobs", "--limit", "cancel-grace=1s"]).expect_code(0);
-    let pid_file = t.scratch().join("pid");
-    let script = format!("trap '' TERM; echo $$ > {}; while true; do sleep 0.1; done", pid_file.display());
-    let child = t
+    let marker = unique_marker();
+    let script = format!("trap '' TERM; echo ready; while true; do sleep 0.{marker}; done");
+    let mut child = t
         .launch_command("local", "stubborn", &["sh", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("stepbox starts");
-    assert!(wait_until(Duration::from_secs(60), || pid_file.exists()
-        && fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))));
-    let pid: i32 = fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("a pid");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut ready).expect("the job's output");
+    assert_eq!(ready.trim(), "ready");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal stepbox");
     let output = child.wait_with_output().expect("stepbox exits");
     assert_eq!(output.status.code(), Some(CANCELLED_SIGTERM), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(!process_alive(pid), "the job that ignored SIGTERM was killed");
+    assert_eq!(live_processes_with(&format!("0.{marker}")), Vec::<i32>::new(), "the job was killed");
+    assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the job that ignored SIGTERM was killed");
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["run"]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["state"], "cancelled");
@@ -147,15 +148,14 @@ fn a_launch_past_its_wall_clock_budget_is_stopped_with_its_jobs() {
     t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
     let limits = ["--grant", "jobs", "--limit", "wall-clock=2s", "--limit", "cancel-grace=1s"];
     t.register_operator("budget", "local", &limits).expect_code(0);
-    let pid_file = t.scratch().join("pid");
-    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
-    let run = t.launch("budget", "s", &["sh", "-c", &script]);
+    let marker = unique_marker();
+    let sleep = format!("60.{marker}");
+    let run = t.launch("budget", "s", &["sleep", &sleep]);
     run.expect_error(124, "hit its `wall-clock` limit of 2s");
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["run"]["state"], "failed");
     assert_eq!(details["jobs"][0]["state"], "cancelled");
-    let pid: i32 = fs::read_to_string(&pid_file).expect("the job started").trim().parse().expect("a pid");
-    assert!(!process_alive(pid), "the job's process is gone");
+    assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the job's process is gone");
 }
 
 /// Every file under `dir`, recursively.
@@ -204,4 +204,87 @@ fn every_host_call_is_audited_with_its_decision_and_no_secret_values() {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(secret), "{} holds the secret value", file.display());
     }
+}
+
+#[test]
+fn confined_jobs_write_only_their_working_directory_and_have_no_network_unless_granted() {
+    let t = TestHome::new();
+    t.with_local();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("address").port();
+    let marker = unique_marker();
+    let script = format!(
+        "touch /etc/stepbox-{marker} 2>/dev/null && echo etc-writable; \
+         touch here-{marker} && echo workdir-writable; \
+         echo x > /tmp/stepbox-{marker} && echo tmp-writable; \
+         python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)' 2>/dev/null && echo network; true"
+    );
+    let confined = t.launch("local", "s", &["sh", "-c", &script]);
+    confined.expect_code(0);
+    let seen: Vec<&str> = confined.stdout.lines().collect();
+    assert_eq!(seen, ["workdir-writable", "tmp-writable"], "stderr: {}", confined.stderr);
+    assert!(t.scratch().join(format!("here-{marker}")).exists(), "the working directory is the real one");
+    assert!(!std::path::Path::new(&format!("/tmp/stepbox-{marker}")).exists(), "its /tmp is private");
+
+    t.run(&["step-operator", "update", "local", "--grant", "job-network"]).expect_code(0);
+    let networked = t.launch("local", "s", &["sh", "-c", &script]);
+    assert!(networked.stdout.lines().any(|line| line == "network"), "granted: {}", networked.stdout);
+}
+
+#[test]
+fn a_confined_job_that_escapes_its_process_group_is_still_cancelled() {
+    let t = TestHome::new();
+    t.with_local();
+    let marker = unique_marker();
+    let script = format!("setsid sleep 300.{marker} & echo started; exec sleep 301.{marker}");
+    let mut child = t
+        .launch_command("local", "escape", &["sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("the job's output");
+    assert_eq!(line.trim(), "started");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("signal stepbox");
+    child.wait_with_output().expect("stepbox exits");
+    assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the setsid child died with the sandbox");
+}
+
+#[test]
+fn a_confined_job_gets_its_grace_period_on_cancellation() {
+    let t = TestHome::new();
+    t.with_local();
+    let script = "trap 'echo saving a checkpoint; exit 0' TERM; echo ready; while true; do sleep 0.1; done";
+    let mut child = t
+        .launch_command("local", "graceful", &["sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the job's output");
+    assert_eq!(line.trim(), "ready");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal stepbox");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the rest of the output");
+    child.wait_with_output().expect("stepbox exits");
+    assert!(rest.contains("saving a checkpoint"), "the job handled SIGTERM: {rest:?}");
+}
+
+#[test]
+fn without_bubblewrap_an_untrusted_job_is_refused_with_a_clear_error_and_trusted_ones_run() {
+    let t = TestHome::new();
+    t.with_local();
+    let path = "/nonexistent";
+    let refused = t.launch_command("local", "s", &["/bin/true"]).env("PATH", path).output().expect("stepbox runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(FLAVOR_ERROR), "{stderr}");
+    assert!(stderr.contains("bubblewrap (`bwrap`) is not installed"), "{stderr}");
+    assert!(stderr.contains("grant the step operator `trusted`"), "{stderr}");
+
+    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+    let trusted = t.launch_command("local", "s", &["/bin/true"]).env("PATH", path).output().expect("stepbox runs");
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
 }

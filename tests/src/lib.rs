@@ -243,6 +243,30 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// The live (non-zombie) processes whose command line contains `marker`,
+/// seen from the host, whatever namespace they run in. Tests give a job's
+/// processes a unique marker argument (`sleep 300.4711`) to find them.
+pub fn live_processes_with(marker: &str) -> Vec<i32> {
+    let own = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()))
+        .filter(|&pid| pid != own && process_alive(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker))
+        })
+        .collect()
+}
+
+/// A marker unique to this test process and call, for [`live_processes_with`].
+pub fn unique_marker() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!("{}{:04}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -9,6 +9,10 @@
 //! - When the main process exits on its own, whatever it left behind in its
 //!   group is stopped the same way: a job ends with nothing left running.
 //!
+//! - Jobs of untrusted step operators run confined by bubblewrap
+//!   ([`super::confine`]); the process group then holds bwrap and, through
+//!   its PID namespace, everything the job starts.
+//!
 //! Resource requests (CPUs, memory, GPUs) are advisory on this backend.
 
 use std::os::unix::process::ExitStatusExt;
@@ -65,7 +69,17 @@ impl JobBackend for LocalBackend {
                 dir.display()
             )));
         }
-        let mut command = Command::new(program);
+        let mut command = match (request.confinement, &request.working_dir) {
+            (Some(confinement), Some(dir)) => {
+                let mut command = Command::new(super::confine::bwrap()?);
+                command.args(super::confine::bwrap_args(confinement, dir)).arg(program);
+                command
+            }
+            (Some(_), None) => {
+                return Err(BackendError::Invalid("a confined job needs a working directory".to_owned()));
+            }
+            (None, _) => Command::new(program),
+        };
         command
             .args(args)
             .env_clear()
@@ -97,7 +111,8 @@ impl JobBackend for LocalBackend {
         let readers = spawn_readers(&mut child, &request.log);
         let (status_tx, status_rx) = watch::channel(JobStatus::running());
         let (cancel_tx, cancel_rx) = watch::channel(None);
-        let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers };
+        let confined = request.confinement.is_some();
+        let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers, confined };
         tokio::spawn(supervisor.run(request.timeout, cancel_rx, status_tx));
         Ok(Arc::new(LocalJob { pid, status: status_rx, cancel: cancel_tx }))
     }
@@ -172,6 +187,8 @@ struct Supervisor {
     group: Pid,
     grace: Duration,
     readers: Vec<JoinHandle<()>>,
+    /// Whether the job runs under bubblewrap.
+    confined: bool,
 }
 
 impl Supervisor {
@@ -216,8 +233,17 @@ impl Supervisor {
     }
 
     /// SIGTERM the group, wait up to `grace` for the main process, then SIGKILL.
+    /// A confined job's SIGTERM goes to its own processes only: bubblewrap
+    /// dies of it and would tear the sandbox down before the job could use
+    /// its grace period.
     async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
-        signal_group(self.group, Signal::SIGTERM);
+        if self.confined {
+            for (pid, _) in group_members(self.group).into_iter().filter(|(_, comm)| comm != "bwrap") {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        } else {
+            signal_group(self.group, Signal::SIGTERM);
+        }
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(exit) => exit,
             Err(_) => {
@@ -267,8 +293,42 @@ fn signal_group(group: Pid, signal: Signal) {
     let _ = killpg(group, signal);
 }
 
+/// Whether any process of `group` is still running. Zombies do not count:
+/// they hold nothing and cannot be killed, and on machines whose init is
+/// slow to reap orphans they linger for seconds.
 fn group_alive(group: Pid) -> bool {
-    killpg(group, None).is_ok()
+    killpg(group, None).is_ok() && !group_members(group).is_empty()
+}
+
+/// The live (non-zombie) processes of `group`, with their command names.
+fn group_members(group: Pid) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            running_in_group(&stat, group).then(|| (pid, command_name(&stat)))
+        })
+        .collect()
+}
+
+/// Whether a `/proc/PID/stat` line is of a live (non-zombie) process in `group`.
+fn running_in_group(stat: &str, group: Pid) -> bool {
+    // Fields after the parenthesised command name: state, ppid, pgrp, …
+    let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let pgrp = fields.nth(1).and_then(|pgrp| pgrp.parse::<i32>().ok());
+    pgrp == Some(group.as_raw()) && state != "Z" && state != "X"
+}
+
+/// The command name in a `/proc/PID/stat` line.
+fn command_name(stat: &str) -> String {
+    match (stat.find('('), stat.rfind(')')) {
+        (Some(open), Some(close)) if open < close => stat[open + 1..close].to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// Stop every process left in `group`: SIGTERM, up to `grace`, then SIGKILL,
@@ -297,4 +357,20 @@ async fn wait_until_empty(group: Pid, limit: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zombies_and_other_groups_do_not_count_as_running() {
+        let group = Pid::from_raw(4242);
+        assert!(running_in_group("4243 (sleep) S 4242 4242 4242 0 -1", group));
+        assert!(running_in_group("4244 (a (weird) name) R 1 4242 4242 0", group));
+        assert!(!running_in_group("4243 (bwrap) Z 1 4242 4242 0 -1", group));
+        assert!(!running_in_group("4245 (sleep) S 1 777 777 0 -1", group));
+        assert!(!running_in_group("garbage", group));
+        assert_eq!(command_name("4244 (a (weird) name) R 1 4242"), "a (weird) name");
+    }
 }

@@ -2,6 +2,7 @@
 //! follows it to the end. Backends know nothing of WebAssembly: the `jobs`
 //! host capability translates between the contract and these types.
 
+pub mod confine;
 mod job_log;
 pub mod local;
 
@@ -91,6 +92,13 @@ pub struct JobResources {
     pub memory_bytes: Option<u64>,
 }
 
+/// How a job is sandboxed on the machine that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Confinement {
+    /// Whether the job keeps the network.
+    pub network: bool,
+}
+
 /// A job, checked against policy, ready for a backend.
 pub struct JobRequest {
     /// The runtime's id for the job.
@@ -102,6 +110,8 @@ pub struct JobRequest {
     pub working_dir: Option<PathBuf>,
     pub resources: JobResources,
     pub timeout: Option<Duration>,
+    /// Sandbox the job (None: run it as the user, unconfined).
+    pub confinement: Option<Confinement>,
     /// Where the job's output goes.
     pub log: Arc<JobLog>,
 }

@@ -303,6 +303,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         working_dir: Some(spec.working_dir),
         resources: spec.resources,
         timeout: spec.timeout,
+        confinement: launch.grants.confinement(),
         log: Arc::clone(&log),
     };
     let job = match backend.submit(request).await {
