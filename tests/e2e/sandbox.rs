@@ -29,28 +29,6 @@ fn hostile(t: &TestHome, behavior: &str, limits: &[&str]) {
 }
 
 #[test]
-fn a_spinning_flavor_is_stopped_by_its_cpu_budget() {
-    let t = TestHome::new();
-    hostile(&t, "spin", &["guest-cpu=1s"]);
-    let run = t.launch("spin", "s", &["true"]);
-    run.expect_error(FLAVOR_ERROR, "ran out of its guest CPU budget (1s)");
-    assert!(run.stderr.contains("--limit guest-cpu="), "the error says how to raise it");
-    assert_eq!(t.runs()[0]["state"], "failed");
-    // The host is fine: the next launch works.
-    t.with_local();
-    t.launch("local", "after", &["true"]).expect_code(0);
-}
-
-#[test]
-fn a_flavor_allocating_past_its_memory_limit_is_stopped() {
-    let t = TestHome::new();
-    hostile(&t, "allocate", &["guest-memory=64MiB"]);
-    let run = t.launch("allocate", "s", &["true"]);
-    run.expect_error(FLAVOR_ERROR, "more than its memory limit of 64.0 MiB");
-    assert!(!run.stderr.contains("allocated"), "the allocation never succeeded");
-}
-
-#[test]
 fn a_flavor_has_no_environment_files_arguments_or_network() {
     let t = TestHome::new();
     hostile(&t, "probe", &[]);
@@ -127,19 +105,6 @@ fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_gra
     assert_eq!(details["run"]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["exit_code"], 128 + 9, "it took SIGKILL");
-}
-
-#[test]
-fn submitting_past_the_job_limit_ends_the_launch_and_cancels_its_jobs() {
-    let t = TestHome::new();
-    hostile(&t, "submit-many", &["jobs-per-launch=3", "cancel-grace=1s"]);
-    let run = t.launch("submit-many", "s", &["sleep", "30"]);
-    run.expect_error(FLAVOR_ERROR, "hit its `jobs-per-launch` limit");
-    assert!(run.stderr.contains("--limit jobs-per-launch=VALUE"), "the error says how to raise it");
-    let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
-    let jobs = details["jobs"].as_array().cloned().unwrap_or_default();
-    assert_eq!(jobs.len(), 3, "exactly the allowed jobs were started");
-    assert!(jobs.iter().all(|job| job["state"] == "cancelled"), "{jobs:?}");
 }
 
 #[test]

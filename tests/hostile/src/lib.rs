@@ -23,6 +23,18 @@ enum Behavior {
     Chatter,
     /// Submit the entrypoint 10 000 times without waiting.
     SubmitMany,
+    /// Recurse until the stack runs out.
+    Recurse,
+    /// Pass a 100 MB string to `log`, then run the entrypoint.
+    HugeLog,
+    /// Call `log` a million times, then run the entrypoint.
+    FloodLog,
+    /// Submit the entrypoint, then crash.
+    TrapAfterSubmit,
+    /// Panic with a 10 MB message.
+    HugePanic,
+    /// Run the entrypoint and wait for it, like an honest flavor.
+    RunEntrypoint,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -80,6 +92,23 @@ impl Flavor for Hostile {
                 }
                 Err(LaunchError::Failed(format!("submitted {} jobs", submitted.len())))
             }
+            Behavior::Recurse => Err(LaunchError::Failed(format!("depth {}", recurse(0)))),
+            Behavior::HugeLog => {
+                stepbox_guest::log::info(&"x".repeat(100_000_000));
+                jobs::run_entrypoint(&request)
+            }
+            Behavior::FloodLog => {
+                for i in 0..1_000_000 {
+                    stepbox_guest::log::info(&format!("flood {i}"));
+                }
+                jobs::run_entrypoint(&request)
+            }
+            Behavior::TrapAfterSubmit => {
+                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
+                panic!("crashing on purpose after submitting job {}", job.id());
+            }
+            Behavior::HugePanic => panic!("{}", "boom ".repeat(2_000_000)),
+            Behavior::RunEntrypoint => jobs::run_entrypoint(&request),
             Behavior::ReturnEarly => {
                 let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
                 let status = job.status()?;
@@ -87,6 +116,13 @@ impl Flavor for Hostile {
             }
         }
     }
+}
+
+/// Recurse without end (the arithmetic keeps the frames from being optimised away).
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[7]
 }
 
 /// What a flavor can reach without being granted anything.
