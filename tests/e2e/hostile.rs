@@ -66,3 +66,21 @@ fn every_hostile_case_fails_exactly_as_expected_and_leaves_nothing_behind() {
     t.with_local();
     t.launch("local", "after", &["true"]).expect_code(0);
 }
+
+#[test]
+fn a_flavor_whose_metadata_never_returns_is_stopped_and_not_registered() {
+    let t = TestHome::new();
+    let endless = stepbox_e2e::endless_metadata_component();
+    let refused = t.run(&["flavor", "register", path_str(&endless)]);
+    refused.expect_error(70, "ran out of its guest CPU budget");
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
+}
+
+#[test]
+fn a_validate_config_that_never_returns_is_stopped_and_nothing_is_stored() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(&stepbox_e2e::endless_validate_component())]).expect_code(0);
+    let refused = t.register_operator("never", "endless", &[]);
+    refused.expect_error(70, "ran out of its guest CPU budget");
+    assert_eq!(t.run(&["step-operator", "list", "-o", "json"]).json(), serde_json::json!([]));
+}

@@ -77,6 +77,17 @@ pub fn hostile_flavor() -> PathBuf {
     component("stepbox-hostile", "stepbox_hostile")
 }
 
+/// A flavor whose `validate-config` never returns.
+pub fn endless_validate_component() -> PathBuf {
+    component("endless", "endless")
+}
+
+/// A flavor whose `metadata` never returns (the same source, built with its
+/// `metadata` feature as a package of its own).
+pub fn endless_metadata_component() -> PathBuf {
+    component("endless-metadata", "endless_metadata")
+}
+
 /// A flavor built against `stepbox:operator@0.2.0`.
 pub fn future_contract_component() -> PathBuf {
     component("future-contract", "future_contract")
