@@ -3,12 +3,10 @@
 //! `stepbox` binary and real components built from source.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use stepbox_e2e::{
     Run, TestHome, command_component, hostile_flavor, live_processes_with, local_flavor, path_str, unique_marker,
     wait_until,
@@ -269,24 +267,15 @@ fn sigint_cancels_the_jobs_whole_process_tree_and_records_the_run_cancelled() {
     // The step starts a child that sleeps, and sleeps itself; both carry a marker.
     let marker = unique_marker();
     let script = format!("sleep 300.{marker} & echo started; exec sleep 301.{marker}");
-    let mut child = t
-        .launch_command("local", "sleepy", &["sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
+    let mut launch = t.spawn_launch("local", "sleepy", &["sh", "-c", &script]);
     // Output is streamed while the job runs: read it before the job ends.
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut first_line = String::new();
-    stdout.read_line(&mut first_line).expect("read the job's output");
-    assert_eq!(first_line.trim(), "started");
-    let stepbox = child.id() as i32;
+    assert_eq!(launch.next_line(), "started");
+    let stepbox = launch.pid();
     let job_processes = || live_processes_with(&marker).into_iter().filter(|&pid| pid != stepbox).count();
     assert!(wait_until(Duration::from_secs(60), || job_processes() >= 2), "the step started both processes");
 
-    kill(Pid::from_raw(stepbox), Signal::SIGINT).expect("signal stepbox");
-    let output = child.wait_with_output().expect("stepbox exits");
-    assert_eq!(output.status.code(), Some(CANCELLED_SIGINT), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    launch.signal(Signal::SIGINT);
+    launch.finish().expect_code(CANCELLED_SIGINT);
     assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "a process of the job outlived the cancellation");
     let runs = t.runs();
     assert_eq!(runs[0]["state"], "cancelled");

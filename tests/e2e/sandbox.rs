@@ -3,11 +3,8 @@
 //! and capped, and the host survives all of it.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use stepbox_e2e::{TestHome, hostile_flavor, live_processes_with, path_str, unique_marker};
 
 const BAD_INPUT: i32 = 64;
@@ -87,18 +84,10 @@ fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_gra
     t.register_operator("local", "local", &["--grant", "jobs", "--limit", "cancel-grace=1s"]).expect_code(0);
     let marker = unique_marker();
     let script = format!("trap '' TERM; echo ready; while true; do sleep 0.{marker}; done");
-    let mut child = t
-        .launch_command("local", "stubborn", &["sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut ready).expect("the job's output");
-    assert_eq!(ready.trim(), "ready");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal stepbox");
-    let output = child.wait_with_output().expect("stepbox exits");
-    assert_eq!(output.status.code(), Some(CANCELLED_SIGTERM), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut launch = t.spawn_launch("local", "stubborn", &["sh", "-c", &script]);
+    assert_eq!(launch.next_line(), "ready");
+    launch.signal(Signal::SIGTERM);
+    launch.finish().expect_code(CANCELLED_SIGTERM);
     assert_eq!(live_processes_with(&format!("0.{marker}")), Vec::<i32>::new(), "the job was killed");
     assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the job that ignored SIGTERM was killed");
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
@@ -202,17 +191,10 @@ fn a_confined_job_that_escapes_its_process_group_is_still_cancelled() {
     t.with_local();
     let marker = unique_marker();
     let script = format!("setsid sleep 300.{marker} & echo started; exec sleep 301.{marker}");
-    let mut child = t
-        .launch_command("local", "escape", &["sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("the job's output");
-    assert_eq!(line.trim(), "started");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("signal stepbox");
-    child.wait_with_output().expect("stepbox exits");
+    let mut launch = t.spawn_launch("local", "escape", &["sh", "-c", &script]);
+    assert_eq!(launch.next_line(), "started");
+    launch.signal(Signal::SIGINT);
+    launch.finish();
     assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the setsid child died with the sandbox");
 }
 
@@ -221,20 +203,10 @@ fn a_confined_job_gets_its_grace_period_on_cancellation() {
     let t = TestHome::new();
     t.with_local();
     let script = "trap 'echo saving a checkpoint; exit 0' TERM; echo ready; while true; do sleep 0.1; done";
-    let mut child = t
-        .launch_command("local", "graceful", &["sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("the job's output");
-    assert_eq!(line.trim(), "ready");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal stepbox");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the rest of the output");
-    child.wait_with_output().expect("stepbox exits");
+    let mut launch = t.spawn_launch("local", "graceful", &["sh", "-c", script]);
+    assert_eq!(launch.next_line(), "ready");
+    launch.signal(Signal::SIGTERM);
+    let rest = launch.finish().stdout;
     assert!(rest.contains("saving a checkpoint"), "the job handled SIGTERM: {rest:?}");
 }
 

@@ -5,8 +5,9 @@
 //! with the same cargo that runs the tests; cargo's own lock keeps concurrent
 //! test processes from building twice.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -140,6 +141,42 @@ impl Run {
     }
 }
 
+/// A `stepbox launch` running in the background, whose job output is read as
+/// it streams.
+pub struct RunningLaunch {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl RunningLaunch {
+    /// The `stepbox` process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The job's next line of output, without its newline (waits for it).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("the job's output");
+        line.trim_end().to_owned()
+    }
+
+    /// Send `signal` to `stepbox`.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal stepbox");
+    }
+
+    /// Wait for `stepbox` to exit: its exit code, the rest of stdout, and stderr.
+    pub fn finish(mut self) -> Run {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).expect("the rest of the output");
+        let output = self.child.wait_with_output().expect("stepbox exits");
+        let mut run = Run::from_output(output);
+        run.stdout = rest;
+        run
+    }
+}
+
 /// A private `$STEPBOX_HOME` and a scratch directory, removed afterwards.
 pub struct TestHome {
     home: tempfile::TempDir,
@@ -208,6 +245,18 @@ impl TestHome {
         args.push("--");
         args.extend_from_slice(command);
         self.command(&args)
+    }
+
+    /// Start `stepbox launch` of `command` in the background.
+    pub fn spawn_launch(&self, operator: &str, step: &str, command: &[&str]) -> RunningLaunch {
+        let mut child = self
+            .launch_command(operator, step, command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepbox starts");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        RunningLaunch { child, stdout }
     }
 
     /// `stepbox launch` of `command` through step operator `operator`, to completion.
