@@ -5,6 +5,7 @@
 //! was interrupted is poisoned, and a flavor must not keep state between
 //! launches.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,20 +90,40 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> GuestFailure {
     GuestFailure::Trap(format!("{cause}{hint} (run with -v for the wasm backtrace)"))
 }
 
-/// A component ready to be instantiated, with the linker it needs.
+/// A component ready to be instantiated.
 pub struct Prepared {
     pub engine: StepboxEngine,
-    pub linker: Arc<Linker<HostState>>,
     pub component: Component,
+    /// Every capability linked, for `metadata` and `validate-config`; built on
+    /// first use, since a launch builds its own restricted linker instead.
+    query_linker: std::sync::OnceLock<Linker<HostState>>,
 }
 
 impl Prepared {
     pub fn new(engine: StepboxEngine, component: Component) -> anyhow::Result<Self> {
-        // `metadata` and `validate-config` run with every capability linked:
-        // outside a launch the capabilities answer `unsupported`, and the
-        // flavor must be able to describe itself whatever it imports.
-        let linker = Arc::new(crate::host::linker(engine.engine(), |_| true)?);
-        Ok(Self { engine, linker, component })
+        Ok(Self { engine, component, query_linker: std::sync::OnceLock::new() })
+    }
+
+    /// The linker for a call: a launch links only what its step operator
+    /// grants; `metadata` and `validate-config` get every capability (outside
+    /// a launch they answer `unsupported`, and a flavor must be able to
+    /// describe itself whatever it imports).
+    fn linker(&self, launch: Option<&LaunchContext>) -> Result<Cow<'_, Linker<HostState>>, GuestFailure> {
+        let engine = self.engine.engine();
+        let failed = |error: anyhow::Error| GuestFailure::Instantiate(format!("{error:#}"));
+        match launch {
+            Some(context) => {
+                let linker = crate::host::linker(engine, |capability| context.grants.allows_capability(capability));
+                linker.map(Cow::Owned).map_err(failed)
+            }
+            None => {
+                if let Some(linker) = self.query_linker.get() {
+                    return Ok(Cow::Borrowed(linker));
+                }
+                let linker = crate::host::linker(engine, |_| true).map_err(failed)?;
+                Ok(Cow::Borrowed(self.query_linker.get_or_init(|| linker)))
+            }
+        }
     }
 
     async fn instantiate(
@@ -111,20 +132,9 @@ impl Prepared {
         logger: Arc<FlavorLogger>,
         launch: Option<Arc<LaunchContext>>,
     ) -> Result<(Store<HostState>, Flavor), GuestFailure> {
-        // A launch links only what its step operator grants.
-        let restricted = match &launch {
-            Some(context) => {
-                let grants = context.grants.clone();
-                let linker =
-                    crate::host::linker(self.engine.engine(), |capability| grants.allows_capability(capability))
-                        .map_err(|error| GuestFailure::Instantiate(format!("{error:#}")))?;
-                Some(linker)
-            }
-            None => None,
-        };
-        let linker = restricted.as_ref().unwrap_or(&self.linker);
+        let linker = self.linker(launch.as_deref())?;
         let mut store = new_store(&self.engine, HostState::new(limits, logger, launch));
-        let flavor = Flavor::instantiate_async(&mut store, &self.component, linker).await.map_err(|error| {
+        let flavor = Flavor::instantiate_async(&mut store, &self.component, &linker).await.map_err(|error| {
             match classify(error, limits) {
                 GuestFailure::Trap(message) => GuestFailure::Instantiate(message),
                 other => other,
