@@ -84,3 +84,13 @@ fn a_validate_config_that_never_returns_is_stopped_and_nothing_is_stored() {
     refused.expect_error(70, "ran out of its guest CPU budget");
     assert_eq!(t.run(&["step-operator", "list", "-o", "json"]).json(), serde_json::json!([]));
 }
+
+#[test]
+fn a_flavor_importing_an_interface_the_host_does_not_provide_is_refused_before_it_runs() {
+    let t = TestHome::new();
+    let greedy = stepbox_e2e::unknown_import_component();
+    let message = "imports `acme:vault/secrets`, which stepbox does not provide";
+    t.run(&["flavor", "inspect", path_str(&greedy)]).expect_error(64, message);
+    t.run(&["flavor", "register", path_str(&greedy)]).expect_error(64, message);
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
+}

@@ -89,6 +89,11 @@ pub fn endless_metadata_component() -> PathBuf {
     component("endless-metadata", "endless_metadata")
 }
 
+/// A complete flavor that also imports `acme:vault/secrets`.
+pub fn unknown_import_component() -> PathBuf {
+    component("unknown-import", "unknown_import")
+}
+
 /// A flavor built against `stepbox:operator@0.2.0`.
 pub fn future_contract_component() -> PathBuf {
     component("future-contract", "future_contract")
