@@ -56,25 +56,33 @@ fn main() -> anyhow::Result<()> {
 
     let register = time(|| stepbox(&["flavor", "register", flavor]))?;
     println!("flavor register (compile + cache), once: {}", ms(register));
-    stepbox(&["step-operator", "register", "local", "--flavor", "local"])?;
-
-    let launch = ["launch", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"];
-    let direct = || -> anyhow::Result<()> {
+    // The same flavor twice: jobs confined by bubblewrap (the default) and unconfined (`trusted`).
+    stepbox(&["step-operator", "register", "confined", "--flavor", "local", "--grant", "jobs"])?;
+    stepbox(&["step-operator", "register", "trusted", "--flavor", "local", "--grant", "jobs", "--grant", "trusted"])?;
+    fn launch(operator: &str) -> [&str; 11] {
+        ["launch", "-s", operator, "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"]
+    }
+    let (confined, trusted) = (launch("confined"), launch("trusted"));
+    let mut direct = || -> anyhow::Result<()> {
         let status = Command::new("true").current_dir(work.path()).status()?;
         if !status.success() {
             bail!("true failed");
         }
         Ok(())
     };
-    let (direct_times, launch_times) = interleaved(args.iterations, direct, || stepbox(&launch))?;
-    let (d, l) = (median(&direct_times), median(&launch_times));
-    println!("\n`true` run directly                 median {}  p90 {}", ms(d), ms(p90(&direct_times)));
-    println!("`stepbox launch -- true`            median {}  p90 {}", ms(l), ms(p90(&launch_times)));
-    println!(
-        "launch overhead                     {} per step ({:.1}× the direct run)",
-        ms(l.saturating_sub(d)),
-        l.as_secs_f64() / d.as_secs_f64()
-    );
+    let times =
+        interleaved(args.iterations, &mut [&mut direct, &mut || stepbox(&trusted), &mut || stepbox(&confined)])?;
+    let d = median(&times[0]);
+    println!("\n`true` run directly                 median {}  p90 {}", ms(d), ms(p90(&times[0])));
+    for (label, samples) in [("trusted (unconfined) job", &times[1]), ("confined job (bubblewrap)", &times[2])] {
+        let l = median(samples);
+        println!("`stepbox launch -- true`, {label:<26} median {}  p90 {}", ms(l), ms(p90(samples)));
+        println!(
+            "  launch overhead                   {} per step ({:.1}× the direct run)",
+            ms(l.saturating_sub(d)),
+            l.as_secs_f64() / d.as_secs_f64()
+        );
+    }
 
     let list = samples(args.iterations, || stepbox(&["flavor", "list"]))?;
     println!("`stepbox flavor list`               median {}  p90 {}", ms(median(&list)), ms(p90(&list)));
@@ -120,20 +128,19 @@ fn samples(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Resul
     (0..n).map(|_| time(&mut f)).collect()
 }
 
-fn interleaved(
-    n: usize,
-    mut a: impl FnMut() -> anyhow::Result<()>,
-    mut b: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    a()?;
-    b()?;
-    let mut first = Vec::with_capacity(n);
-    let mut second = Vec::with_capacity(n);
-    for _ in 0..n {
-        first.push(time(&mut a)?);
-        second.push(time(&mut b)?);
+/// Run each measurement in turn, `n` rounds (A, B, C, A, B, C, …), after one
+/// warm-up round, so that all of them see the same machine noise.
+fn interleaved(n: usize, runs: &mut [&mut dyn FnMut() -> anyhow::Result<()>]) -> anyhow::Result<Vec<Vec<Duration>>> {
+    for run in runs.iter_mut() {
+        run()?;
     }
-    Ok((first, second))
+    let mut times = vec![Vec::with_capacity(n); runs.len()];
+    for _ in 0..n {
+        for (run, samples) in runs.iter_mut().zip(times.iter_mut()) {
+            samples.push(time(&mut **run)?);
+        }
+    }
+    Ok(times)
 }
 
 fn sorted(samples: &[Duration]) -> Vec<Duration> {

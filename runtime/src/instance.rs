@@ -15,7 +15,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::Flavor;
 use crate::bindings::operator::{ConfigError, FlavorMetadata};
-use crate::engine::{StepboxEngine, TICK};
+use crate::engine::StepboxEngine;
 use crate::host::{FlavorLogger, HostState, LaunchContext};
 use crate::limits::Limits;
 
@@ -196,6 +196,3 @@ impl Prepared {
             .map_err(|error| classify(error, &limits))
     }
 }
-
-/// The epoch tick, re-exported for documentation of CPU budget resolution.
-pub const CPU_BUDGET_RESOLUTION: Duration = TICK;

@@ -61,6 +61,11 @@ fn guest_output_goes_to_the_flavor_log_and_is_capped() {
 #[test]
 fn bad_limits_are_refused_with_the_list_of_limits() {
     let t = TestHome::new();
+    let listed = t.run(&["limits"]);
+    listed.expect_code(0);
+    for expected in ["guest-memory", "256MiB", "guest-cpu", "30s", "wall-clock", "1day", "--limit NAME=VALUE"] {
+        assert!(listed.stdout.contains(expected), "`stepbox limits` lacks {expected:?}:\n{}", listed.stdout);
+    }
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     let unknown = t.register_operator("x", "hostile", &["--config", "behavior=spin", "--limit", "ram=1GiB"]);
     unknown.expect_error(BAD_INPUT, "unknown limit `ram`");

@@ -38,13 +38,6 @@ impl OutputSink for TerminalOutput {
     }
 }
 
-/// Discards live output (the log file still gets it).
-pub struct NoOutput;
-
-impl OutputSink for NoOutput {
-    fn write(&self, _: Stream, _: &[u8]) {}
-}
-
 /// Bytes of output kept in memory for `job.logs()`.
 const TAIL_BYTES: usize = 256 << 10;
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use job_log::{JobLog, NoOutput, OutputSink, Stream, TerminalOutput, file_tail};
+pub use job_log::{JobLog, OutputSink, Stream, TerminalOutput, file_tail};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -284,14 +284,8 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         ended_at: None,
     };
     let db = launch.db.clone();
-    let inserted = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || db.insert_job(&record)).await
-    };
-    match inserted {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => return Err(failed("cannot record the job", &error)),
-        Err(error) => return Err(failed("cannot record the job", &error)),
+    if let Err(error) = db.blocking(move |db| db.insert_job(&record)).await {
+        return Err(failed("cannot record the job", &error));
     }
     let log = Arc::new(log);
     let backend = Arc::clone(&launch.backends[spec.backend]);
@@ -310,13 +304,10 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         Ok(job) => job,
         Err(error) => {
             let message = error.to_string();
-            let db = db.clone();
-            let job_id = id.clone();
-            let recorded = message.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                db.finish_job(&job_id, backends::JobState::Failed, None, Some(&recorded))
-            })
-            .await;
+            let (job_id, recorded) = (id.clone(), message.clone());
+            let finished =
+                db.blocking(move |db| db.finish_job(&job_id, backends::JobState::Failed, None, Some(&recorded)));
+            warn_unrecorded(&id, finished.await);
             return Err(match error {
                 backends::BackendError::Invalid(m) => Error::Invalid(m),
                 backends::BackendError::Unsupported(m) => Error::Unsupported(m),
@@ -325,25 +316,30 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         }
     };
     let external = job.external_id();
-    {
-        let db = db.clone();
-        let job_id = id.clone();
-        let _ = tokio::task::spawn_blocking(move || db.job_started(&job_id, &external)).await;
-    }
+    let job_id = id.clone();
+    warn_unrecorded(&id, db.blocking(move |db| db.job_started(&job_id, &external)).await);
     tracing::debug!("job {id} ({name}) started on {}", spec.backend);
     let tracked = Arc::new(TrackedJob { id: id.clone(), name, job: Arc::clone(&job), log });
     let recorder = tokio::spawn(async move {
         let status = job.wait().await;
-        let _ = tokio::task::spawn_blocking(move || {
-            db.finish_job(&id, status.state, status.exit_code, status.message.as_deref())
-        })
-        .await;
+        let job_id = id.clone();
+        let finished =
+            db.blocking(move |db| db.finish_job(&job_id, status.state, status.exit_code, status.message.as_deref()));
+        warn_unrecorded(&id, finished.await);
     });
     if !launch.jobs.register(Arc::clone(&tracked), recorder) {
         tracked.job.cancel(launch.limits.cancel_grace).await;
         return Err(Error::Cancelled("the launch ended while the job was being submitted".to_owned()));
     }
     Ok(tracked)
+}
+
+/// A job's state change that could not be recorded is worth a warning, not a
+/// failed launch: the job itself is unaffected.
+fn warn_unrecorded(job_id: &str, result: Result<(), crate::store::StoreError>) {
+    if let Err(error) = result {
+        tracing::warn!("could not record the state of job {job_id}: {error}");
+    }
 }
 
 /// A name safe for a file name: letters, digits, `-`, `_` and `.`.

@@ -89,13 +89,14 @@ impl Db {
         Ok(result)
     }
 
-    /// [`Db::write`] on a blocking thread, for async callers.
-    pub async fn write_async<R: Send + 'static>(
+    /// Run `f` with this database on a blocking thread, for async callers (a
+    /// write may wait up to [`BUSY_TIMEOUT`] for another process).
+    pub async fn blocking<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write(f)).await.map_err(|error| StoreError::Busy(error.to_string()))?
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|error| StoreError::Busy(error.to_string()))?
     }
 }
 
