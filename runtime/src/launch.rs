@@ -162,6 +162,7 @@ pub async fn launch(
         grants,
         limits: limits.clone(),
         entrypoint: args.entrypoint.clone(),
+        environment: args.environment.clone(),
         source_root: args.source_root.clone(),
         backends: BTreeMap::from([(local.name(), local)]),
         output,
@@ -182,13 +183,15 @@ pub async fn launch(
     let leftover = context.jobs.close_and_cancel(limits.cancel_grace).await;
     if result.is_ok() {
         for job in &leftover {
-            logger.emit(
+            logger.note(
                 crate::bindings::log::Level::Warn,
                 &format!("the flavor returned while job {} ({}) was still running; it was cancelled", job.id, job.name),
             );
         }
     }
-    let outcome = outcome(run_id, result);
+    let mut outcome = outcome(run_id, result);
+    // The message may come from the flavor: keep the run record bounded.
+    outcome.message = outcome.message.map(|message| crate::host::log::truncate(&message, limits.argument_bytes));
     stepbox.db.finish_run(&outcome.run_id, outcome.state, outcome.job_exit_code, outcome.message.as_deref())?;
     Ok(outcome)
 }

@@ -12,12 +12,14 @@ pub struct Limits {
     /// (`launch`, `metadata` or `validate-config`); time blocked in host calls
     /// such as `job.wait` does not count.
     pub guest_cpu: Duration,
-    /// Bytes of guest stdout and stderr kept (each); the rest is dropped.
+    /// Bytes the guest may write to its stdout, and to its stderr.
     pub guest_output_bytes: usize,
-    /// Bytes of a single log message kept; longer ones are truncated.
-    pub log_message_bytes: usize,
-    /// Log messages accepted per launch; later ones are dropped.
-    pub log_messages: usize,
+    /// Bytes the flavor's messages may add to the run's log, per call
+    /// (each message counts as the line written: timestamp, level, text).
+    pub log_bytes: usize,
+    /// Bytes of one host-call argument: a log message, a job spec (command,
+    /// environment and working directory together), a requirements list.
+    pub argument_bytes: usize,
     /// Jobs one launch may submit.
     pub jobs_per_launch: usize,
     /// Bytes of each job's output written to its log file.
@@ -33,9 +35,9 @@ impl Default for Limits {
         Self {
             guest_memory_bytes: 256 << 20,
             guest_cpu: Duration::from_secs(30),
-            guest_output_bytes: 64 << 10,
-            log_message_bytes: 16 << 10,
-            log_messages: 10_000,
+            guest_output_bytes: 1 << 20,
+            log_bytes: 16 << 20,
+            argument_bytes: 1 << 20,
             jobs_per_launch: 64,
             job_log_bytes: 64 << 20,
             cancel_grace: Duration::from_secs(10),
@@ -65,24 +67,44 @@ pub enum LimitError {
 pub const LIMIT_NAMES: &[(&str, &str)] = &[
     ("guest-memory", "linear memory of the flavor instance (a size)"),
     ("guest-cpu", "time the flavor's own code may run per call, host waits excluded (a duration)"),
-    ("guest-output", "bytes of guest stdout, and of stderr, kept in the flavor log (a size)"),
-    ("log-message", "bytes kept of one log message (a size)"),
-    ("log-messages", "log messages per launch (a count)"),
+    ("guest-output", "bytes the flavor may write to its stdout, and to its stderr (a size)"),
+    ("log-bytes", "bytes the flavor's log messages may add to the run log, timestamps included (a size)"),
+    ("argument-size", "bytes of one host-call argument: a log message, a job spec, a requirements list (a size)"),
     ("jobs-per-launch", "jobs one launch may submit (a count)"),
     ("job-log", "bytes of each job's output kept in its log file (a size)"),
     ("cancel-grace", "time between SIGTERM and SIGKILL when a job is cancelled (a duration)"),
     ("wall-clock", "time a whole launch may take, its jobs included (a duration)"),
 ];
 
-/// A limit was hit inside a host call: the launch ends (raised as a trap so
-/// the guest cannot ignore it), and its jobs are cancelled.
-#[derive(Debug, thiserror::Error)]
+/// A limit was hit inside a host call: the call ends (raised as a trap so
+/// the guest cannot ignore it), and a launch's jobs are cancelled.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "the launch hit its `{limit}` limit: {detail}. If it really needs more: stepbox step-operator update NAME --limit {limit}=VALUE"
+    "the flavor hit its `{limit}` limit: {detail}. If it really needs more: stepbox step-operator update NAME --limit {limit}=VALUE"
 )]
 pub struct LimitExceeded {
+    /// The limit's name, as `--limit` takes it.
     pub limit: &'static str,
+    /// What the flavor did that went past it.
     pub detail: String,
+}
+
+impl Limits {
+    /// Check one host-call argument of `bytes` bytes against `argument-size`;
+    /// `what` names it in the error ("a log message", "a job spec").
+    pub fn check_argument(&self, what: &str, bytes: usize) -> Result<(), LimitExceeded> {
+        if bytes <= self.argument_bytes {
+            return Ok(());
+        }
+        Err(LimitExceeded {
+            limit: "argument-size",
+            detail: format!(
+                "it passed {what} of {} to the host; one argument may hold at most {}",
+                bytesize::ByteSize::b(bytes as u64),
+                bytesize::ByteSize::b(self.argument_bytes as u64)
+            ),
+        })
+    }
 }
 
 impl Limits {
@@ -104,8 +126,8 @@ impl Limits {
             "guest-memory" => size(self.guest_memory_bytes as u64),
             "guest-cpu" => humantime::format_duration(self.guest_cpu).to_string(),
             "guest-output" => size(self.guest_output_bytes as u64),
-            "log-message" => size(self.log_message_bytes as u64),
-            "log-messages" => self.log_messages.to_string(),
+            "log-bytes" => size(self.log_bytes as u64),
+            "argument-size" => size(self.argument_bytes as u64),
             "jobs-per-launch" => self.jobs_per_launch.to_string(),
             "job-log" => size(self.job_log_bytes),
             "cancel-grace" => humantime::format_duration(self.cancel_grace).to_string(),
@@ -133,8 +155,8 @@ impl Limits {
             "guest-memory" => self.guest_memory_bytes = usize_size()?,
             "guest-cpu" => self.guest_cpu = duration()?,
             "guest-output" => self.guest_output_bytes = usize_size()?,
-            "log-message" => self.log_message_bytes = usize_size()?,
-            "log-messages" => self.log_messages = count()?,
+            "log-bytes" => self.log_bytes = usize_size()?,
+            "argument-size" => self.argument_bytes = usize_size()?,
             "jobs-per-launch" => self.jobs_per_launch = count()?,
             "job-log" => self.job_log_bytes = size()?,
             "cancel-grace" => self.cancel_grace = duration()?,
@@ -190,11 +212,22 @@ mod tests {
         for (name, _) in LIMIT_NAMES {
             let value = match *name {
                 "guest-cpu" | "cancel-grace" | "wall-clock" => "1s",
-                "log-messages" | "jobs-per-launch" => "5",
+                "jobs-per-launch" => "5",
                 _ => "1MiB",
             };
             assert!(Limits::default().with_overrides(&overrides(&[(name, value)])).is_ok(), "{name}");
         }
+    }
+
+    #[test]
+    fn an_argument_past_its_size_names_the_limit_and_the_way_out() {
+        let limits = Limits::default().with_overrides(&overrides(&[("argument-size", "1KiB")])).expect("valid");
+        assert!(limits.check_argument("a log message", 1024).is_ok());
+        let exceeded = limits.check_argument("a log message", 1025).unwrap_err();
+        assert_eq!(exceeded.limit, "argument-size");
+        let message = exceeded.to_string();
+        assert!(message.contains("a log message of 1.0 KiB"), "{message}");
+        assert!(message.contains("--limit argument-size=VALUE"), "{message}");
     }
 
     #[test]

@@ -5,10 +5,11 @@
 use std::fs;
 
 use nix::sys::signal::Signal;
-use stepbox_e2e::{TestHome, hostile_flavor, live_processes_with, path_str, unique_marker};
+use stepbox_e2e::{Run, TestHome, hostile_flavor, live_processes_with, path_str, unique_marker};
 
 const BAD_INPUT: i32 = 64;
 const FLAVOR_ERROR: i32 = 70;
+const DENIED: i32 = 77;
 const CANCELLED_SIGTERM: i32 = 143;
 
 /// A home with the hostile flavor and a step operator per behavior.
@@ -43,19 +44,31 @@ fn a_flavor_has_no_environment_files_arguments_or_network() {
 }
 
 #[test]
-fn guest_output_goes_to_the_flavor_log_and_is_capped() {
+fn guest_output_goes_to_the_flavor_log_and_never_to_stdout() {
     let t = TestHome::new();
-    hostile(&t, "chatter", &["guest-output=8KiB"]);
+    hostile(&t, "chatter", &[]);
     let run = t.launch("chatter", "s", &["echo", "the job still ran"]);
     run.expect_code(0);
     assert_eq!(run.stdout.trim(), "the job still ran", "guest prints never reach stdout");
     assert!(run.stderr.contains("[hostile] stdout: hello from guest stdout"), "{}", run.stderr);
     assert!(run.stderr.contains("[hostile] stderr: hello from guest stderr"));
-    assert!(run.stderr.contains("output limit reached"));
     let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
     let log = fs::read_to_string(t.home().join("runs").join(&id).join("flavor.log")).expect("flavor log");
     assert!(log.contains("hello from guest stdout"));
+    assert!(log.contains("hello from guest stderr"));
+}
+
+#[test]
+fn a_flavor_past_its_output_limits_is_stopped_with_a_bounded_log() {
+    let t = TestHome::new();
+    hostile(&t, "flood-output", &["guest-output=8KiB"]);
+    let run = t.launch("flood-output", "s", &["true"]);
+    run.expect_error(FLAVOR_ERROR, "--limit guest-output=VALUE");
+    let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
+    let log = fs::read_to_string(t.home().join("runs").join(&id).join("flavor.log")).expect("flavor log");
+    assert!(log.contains("chatter line 0 "), "what came before the limit is kept");
     assert!(log.len() < 32 << 10, "the flavor log is bounded by the limit: {} bytes", log.len());
+    assert!(t.runs()[0]["message"].as_str().unwrap_or_default().contains("guest-output"));
 }
 
 #[test]
@@ -229,4 +242,31 @@ fn without_bubblewrap_an_untrusted_job_is_refused_with_a_clear_error_and_trusted
     t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
     let trusted = t.launch_command("local", "s", &["/bin/true"]).env("PATH", path).output().expect("stepbox runs");
     assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+}
+
+#[test]
+fn guarded_job_environment_needs_the_user_or_a_grant() {
+    let t = TestHome::new();
+    t.with_local();
+    // The user's own PYTHONPATH reaches the job: the flavor only passes it on.
+    let mut command =
+        t.launch_command_with("local", "s", &["--env", "PYTHONPATH=/srv/steps"], &["sh", "-c", "echo $PYTHONPATH"]);
+    let run = Run::from_output(command.output().expect("stepbox runs"));
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim(), "/srv/steps");
+
+    // A flavor adding LD_PRELOAD on its own is denied, and the audit says why ...
+    hostile(&t, "inject-env", &[]);
+    let denied = t.launch("inject-env", "s", &["true"]);
+    denied.expect_error(DENIED, "--grant job-env=LD_PRELOAD");
+    let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
+    let audit = t.run(&["runs", "show", &id, "--audit", "-o", "json"]).json();
+    let decisions = audit["audit"].to_string();
+    assert!(decisions.contains("job-env"), "{decisions}");
+
+    // ... until the step operator is granted it.
+    t.run(&["step-operator", "update", "inject-env", "--grant", "job-env=LD_PRELOAD"]).expect_code(0);
+    let described = t.run(&["step-operator", "describe", "inject-env", "-o", "json"]).json();
+    assert_eq!(described["grants"]["job_env"], serde_json::json!(["LD_PRELOAD"]), "{described}");
+    t.launch("inject-env", "s", &["true"]).expect_code(0);
 }

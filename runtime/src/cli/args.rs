@@ -110,8 +110,9 @@ pub struct ConfigArgs {
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
     /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
-    /// arbitrary-commands, backend=NAME, registry=HOST, base-image=REF, max-cpu=N, max-gpu=N,
-    /// max-memory=SIZE, max-job-timeout=DURATION. Nothing but logging is granted by default
+    /// arbitrary-commands, trusted (unconfined local jobs), job-network, job-env=NAME (a guarded
+    /// variable such as LD_PRELOAD), backend=NAME, registry=HOST, base-image=REF, max-cpu=N,
+    /// max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION. Nothing but logging is granted by default
     #[arg(long = "grant", value_name = "GRANT")]
     pub grants: Vec<String>,
 }
@@ -165,7 +166,7 @@ Examples:
         /// Remove a limit override, back to the default (repeatable)
         #[arg(long, value_name = "NAME")]
         unset_limit: Vec<String>,
-        /// Take back a grant: a capability, arbitrary-commands, backend=NAME, or a ceiling by name (repeatable)
+        /// Take back a grant: as given to --grant, or a ceiling by name such as max-gpu (repeatable)
         #[arg(long, value_name = "GRANT")]
         revoke: Vec<String>,
         #[arg(short, long, value_enum, default_value_t)]

@@ -1,6 +1,6 @@
 //! The guest's stdout and stderr: split into lines and sent to the flavor's
-//! log, up to a byte limit. Writes never fail, so a chatty guest is silenced
-//! rather than crashed.
+//! log. A write past `guest-output` (or past the log's own `log-bytes`) ends
+//! the flavor's call with an error naming the limit.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -9,10 +9,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use super::log::FlavorLogger;
 use crate::bindings::log::Level;
+use crate::limits::LimitExceeded;
 
 /// Which of the guest's streams this is.
 #[derive(Clone, Copy)]
@@ -27,33 +28,55 @@ const MAX_LINE: usize = 16 << 10;
 struct Lines {
     logger: Arc<FlavorLogger>,
     which: Which,
+    limit: usize,
     remaining: usize,
     line: Vec<u8>,
-    silenced: bool,
+    /// Set once a limit was hit: every later write fails the same way.
+    exceeded: Option<LimitExceeded>,
 }
 
 impl Lines {
-    fn push(&mut self, bytes: &[u8]) {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), LimitExceeded> {
+        if let Some(exceeded) = &self.exceeded {
+            return Err(exceeded.clone());
+        }
         let take = bytes.len().min(self.remaining);
         self.remaining -= take;
-        for &byte in &bytes[..take] {
+        let result = self.push_lines(&bytes[..take]).and_then(|()| {
+            if take < bytes.len() {
+                self.flush_line()?;
+                return Err(LimitExceeded {
+                    limit: "guest-output",
+                    detail: format!(
+                        "it wrote more than {} to its {}",
+                        bytesize::ByteSize::b(self.limit as u64),
+                        self.name()
+                    ),
+                });
+            }
+            Ok(())
+        });
+        if let Err(exceeded) = &result {
+            self.exceeded = Some(exceeded.clone());
+        }
+        result
+    }
+
+    fn push_lines(&mut self, bytes: &[u8]) -> Result<(), LimitExceeded> {
+        for &byte in bytes {
             if byte == b'\n' || self.line.len() >= MAX_LINE {
-                self.flush_line();
+                self.flush_line()?;
             }
             if byte != b'\n' {
                 self.line.push(byte);
             }
         }
-        if take < bytes.len() && !self.silenced {
-            self.silenced = true;
-            self.flush_line();
-            self.logger.emit(Level::Warn, &format!("{}: output limit reached; further output is dropped", self.name()));
-        }
+        Ok(())
     }
 
-    fn flush_line(&mut self) {
+    fn flush_line(&mut self) -> Result<(), LimitExceeded> {
         if self.line.is_empty() {
-            return;
+            return Ok(());
         }
         let text = String::from_utf8_lossy(&self.line).into_owned();
         self.line.clear();
@@ -61,7 +84,7 @@ impl Lines {
             Which::Stdout => Level::Info,
             Which::Stderr => Level::Warn,
         };
-        self.logger.emit(level, &format!("{}: {text}", self.name()));
+        self.logger.emit(level, &format!("{}: {text}", self.name()))
     }
 
     fn name(&self) -> &'static str {
@@ -74,7 +97,10 @@ impl Lines {
 
 impl Drop for Lines {
     fn drop(&mut self) {
-        self.flush_line();
+        // A last unterminated line; past a limit there is nothing to add.
+        if self.exceeded.is_none() {
+            let _ = self.flush_line();
+        }
     }
 }
 
@@ -87,12 +113,19 @@ pub struct GuestOutput {
 impl GuestOutput {
     pub fn new(logger: Arc<FlavorLogger>, which: Which, limit: usize) -> Self {
         Self {
-            lines: Arc::new(Mutex::new(Lines { logger, which, remaining: limit, line: Vec::new(), silenced: false })),
+            lines: Arc::new(Mutex::new(Lines {
+                logger,
+                which,
+                limit,
+                remaining: limit,
+                line: Vec::new(),
+                exceeded: None,
+            })),
         }
     }
 
-    fn push(&self, bytes: &[u8]) {
-        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(bytes);
+    fn push(&self, bytes: &[u8]) -> Result<(), LimitExceeded> {
+        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(bytes)
     }
 }
 
@@ -119,8 +152,8 @@ impl Pollable for GuestOutput {
 
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.push(&bytes);
-        Ok(())
+        // A trap, not a stream error: the guest cannot carry on past a limit.
+        self.push(&bytes).map_err(|exceeded| StreamError::Trap(exceeded.into()))
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -134,8 +167,7 @@ impl OutputStream for GuestOutput {
 
 impl AsyncWrite for GuestOutput {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.push(buf);
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(self.push(buf).map(|()| buf.len()).map_err(std::io::Error::other))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -9,6 +9,17 @@ use crate::host::audit::Decision;
 
 impl Host for HostState {
     async fn build(&mut self, spec: ImageSpec) -> wasmtime::Result<Result<Image, Error>> {
+        let strings = |list: &[String]| list.iter().map(String::len).sum::<usize>();
+        let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+        let bytes = spec.base.len()
+            + strings(&spec.requirements)
+            + strings(&spec.ignore)
+            + spec.env.iter().map(|var| var.name.len() + var.value.len()).sum::<usize>()
+            + optional(&spec.working_dir)
+            + optional(&spec.user)
+            + strings(&spec.entrypoint)
+            + optional(&spec.target);
+        self.logger.check_argument("an image spec", bytes)?;
         tracing::debug!("images.build(base {}) is not implemented yet", spec.base);
         let message =
             "images.build is not implemented by this stepbox yet: pass a prebuilt image to the launch instead";

@@ -21,8 +21,6 @@ pub struct JobResource {
     tracked: Arc<TrackedJob>,
 }
 
-/// Total bytes of a job spec's command, environment and working directory.
-const MAX_SPEC_BYTES: usize = 1 << 20;
 /// Most bytes `job.logs()` returns.
 const MAX_LOG_TAIL: u64 = 256 << 10;
 
@@ -31,6 +29,13 @@ impl Host for HostState {
         let Some(launch) = self.launch.clone() else {
             return Ok(Err(Error::Unsupported("jobs can only be submitted while a step is being launched".to_owned())));
         };
+        // Bounded before anything copies it (the audit, the denial message).
+        let bytes = spec_bytes(&spec);
+        if let Err(exceeded) = self.logger.check_argument("a job spec", bytes) {
+            let args = serde_json::json!({ "name": spec.name, "bytes": bytes });
+            launch.audit.record("jobs.submit", args, Decision::LimitHit(exceeded.to_string()));
+            return Err(exceeded.into());
+        }
         let mut args = audited_spec(&spec);
         let outcome = self.submit_checked(&launch, &spec).await;
         let decision = match &outcome {
@@ -60,7 +65,9 @@ impl HostState {
         let request = match check(&launch, spec) {
             Ok(request) => request,
             Err(error) => {
-                self.logger.emit(crate::bindings::log::Level::Warn, &describe(&error));
+                // Counted against `log-bytes`: a flavor looping on refused
+                // calls is stopped by it (host-call time is not guest CPU).
+                self.logger.emit(crate::bindings::log::Level::Warn, &describe(&error))?;
                 return Ok(Err(error));
             }
         };
@@ -138,6 +145,22 @@ impl HostState {
     }
 }
 
+/// Bytes of a job spec's strings: name, command, environment, working
+/// directory and the rest, as one host-call argument.
+fn spec_bytes(spec: &JobSpec) -> usize {
+    let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+    optional(&spec.name)
+        + spec.command.iter().map(String::len).sum::<usize>()
+        + spec.env.iter().map(|var| var.name.len() + var.value.len()).sum::<usize>()
+        + optional(&spec.working_dir)
+        + optional(&spec.backend)
+        + optional(&spec.resources.gpu_class)
+        + match &spec.runtime {
+            Runtime::Host => 0,
+            Runtime::Environment(text) | Runtime::Image(text) => text.len(),
+        }
+}
+
 /// A job spec as the audit record shows it: environment values redacted.
 fn audited_spec(spec: &JobSpec) -> serde_json::Value {
     serde_json::json!({
@@ -177,20 +200,14 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     if spec.command.is_empty() {
         return Err(Error::Invalid("the job's command is empty".to_owned()));
     }
-    let size = spec.command.iter().map(String::len).sum::<usize>()
-        + spec.env.iter().map(|var| var.name.len() + var.value.len()).sum::<usize>()
-        + spec.working_dir.as_ref().map_or(0, String::len);
-    if size > MAX_SPEC_BYTES {
-        return Err(Error::Invalid(format!(
-            "the job spec is {size} bytes; command, environment and working directory may hold at most {MAX_SPEC_BYTES}"
-        )));
-    }
     if let Some(var) = spec.env.iter().find(|var| !crate::units::is_env_name(&var.name)) {
         return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
     }
     let denied = |denial: crate::policy::Denial| Error::Denied(denial.to_string());
     let backend_name = launch.grants.backend(spec.backend.as_deref()).map_err(denied)?;
     launch.grants.command(&spec.command, &launch.entrypoint).map_err(denied)?;
+    let env: Vec<(String, String)> = spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect();
+    launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
     let resources = JobResources {
         cpu_count: spec.resources.cpu_count,
         gpu_count: spec.resources.gpu_count,
@@ -228,7 +245,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         backend,
         name: spec.name.clone().unwrap_or_else(|| "job".to_owned()),
         command: spec.command.clone(),
-        env: spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect(),
+        env,
         working_dir,
         resources,
         timeout: timeout.map(Duration::from_secs),

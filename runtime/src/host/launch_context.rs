@@ -39,6 +39,9 @@ pub struct LaunchContext {
     pub limits: Limits,
     /// The command a job must run unless `arbitrary-commands` is granted.
     pub entrypoint: Vec<String>,
+    /// The environment the launch gave the step; a job may repeat a guarded
+    /// variable from it (see [`crate::policy::job_env`]).
+    pub environment: Vec<(String, String)>,
     /// The step's source directory: the default working directory of jobs.
     pub source_root: PathBuf,
     pub backends: BTreeMap<&'static str, Arc<dyn JobBackend>>,

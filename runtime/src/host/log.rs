@@ -1,22 +1,28 @@
-//! The `log` capability: messages from the flavor, attributed to it, bounded
-//! in size and number, shown on the terminal and kept in the run's log.
+//! The `log` capability: messages from the flavor, attributed to it, shown
+//! on the terminal and kept in the run's log. Each message is bounded by
+//! `argument-size` and all of them together by `log-bytes`; going past either
+//! ends the call.
 
 use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::bindings::log::{Host, Level};
 use crate::host::HostState;
-use crate::limits::Limits;
+use crate::limits::{LimitExceeded, Limits};
 
 /// Where one flavor instance's messages go.
 pub struct FlavorLogger {
     flavor: String,
-    file: Mutex<Option<File>>,
-    message_bytes: usize,
-    max_messages: usize,
-    count: AtomicUsize,
+    sink: Mutex<Sink>,
+    limits: Limits,
+}
+
+/// The log file and the bytes still allowed into it.
+struct Sink {
+    file: Option<File>,
+    remaining: usize,
+    exhausted: bool,
 }
 
 impl FlavorLogger {
@@ -24,33 +30,53 @@ impl FlavorLogger {
     pub fn new(flavor: &str, file: Option<File>, limits: &Limits) -> Self {
         Self {
             flavor: flavor.to_owned(),
-            file: Mutex::new(file),
-            message_bytes: limits.log_message_bytes,
-            max_messages: limits.log_messages,
-            count: AtomicUsize::new(0),
+            sink: Mutex::new(Sink { file, remaining: limits.log_bytes, exhausted: false }),
+            limits: limits.clone(),
         }
     }
 
-    /// Record one message, truncated to the size limit; messages past the
-    /// count limit are dropped (with one note saying so).
-    pub fn emit(&self, level: Level, message: &str) {
-        let n = self.count.fetch_add(1, Ordering::Relaxed);
-        if n > self.max_messages {
-            return;
+    /// Record one message from (or caused by) the flavor. A message that
+    /// would take the log past `log-bytes` is not recorded: the error ends
+    /// the flavor's call.
+    pub fn emit(&self, level: Level, message: &str) -> Result<(), LimitExceeded> {
+        let line = format!("{} {:<5} {message}\n", crate::store::now(), level_name(level));
+        let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sink.exhausted || line.len() > sink.remaining {
+            sink.exhausted = true;
+            return Err(LimitExceeded {
+                limit: "log-bytes",
+                detail: format!("its log messages went past {}", bytesize::ByteSize::b(self.limits.log_bytes as u64)),
+            });
         }
-        if n == self.max_messages {
-            let note = format!(
-                "log limit reached: {} messages; later messages from this flavor are dropped",
-                self.max_messages
-            );
-            self.write(Level::Warn, &note);
-            return;
+        sink.remaining -= line.len();
+        self.show(level, message);
+        if let Some(file) = sink.file.as_mut()
+            && file.write_all(line.as_bytes()).is_err()
+        {
+            sink.file = None;
         }
-        let text = truncate(message, self.message_bytes);
-        self.write(level, &text);
+        Ok(())
     }
 
-    fn write(&self, level: Level, text: &str) {
+    /// Record a note from the host about the flavor (a refused call, for
+    /// example). Notes do not count against the flavor's limits.
+    pub fn note(&self, level: Level, message: &str) {
+        self.show(level, message);
+        let line = format!("{} {:<5} {message}\n", crate::store::now(), level_name(level));
+        let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(file) = sink.file.as_mut()
+            && file.write_all(line.as_bytes()).is_err()
+        {
+            sink.file = None;
+        }
+    }
+
+    /// Check a host-call argument against this instance's `argument-size`.
+    pub fn check_argument(&self, what: &str, bytes: usize) -> Result<(), LimitExceeded> {
+        self.limits.check_argument(what, bytes)
+    }
+
+    fn show(&self, level: Level, text: &str) {
         let flavor = &self.flavor;
         match level {
             Level::Trace => tracing::trace!(target: "flavor", "[{flavor}] {text}"),
@@ -58,13 +84,6 @@ impl FlavorLogger {
             Level::Info => tracing::info!(target: "flavor", "[{flavor}] {text}"),
             Level::Warn => tracing::warn!(target: "flavor", "[{flavor}] {text}"),
             Level::Error => tracing::error!(target: "flavor", "[{flavor}] {text}"),
-        }
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(f) = file.as_mut() {
-            let line = format!("{} {:<5} {text}\n", crate::store::now(), level_name(level));
-            if f.write_all(line.as_bytes()).is_err() {
-                *file = None;
-            }
         }
     }
 }
@@ -93,7 +112,8 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        self.logger.emit(level, &message);
+        self.logger.check_argument("a log message", message.len())?;
+        self.logger.emit(level, &message)?;
         Ok(())
     }
 }

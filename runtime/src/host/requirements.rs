@@ -9,6 +9,9 @@ use crate::host::audit::Decision;
 
 impl Host for HostState {
     async fn install(&mut self, spec: EnvironmentSpec) -> wasmtime::Result<Result<Environment, Error>> {
+        let bytes = spec.requirements.iter().map(String::len).sum::<usize>()
+            + spec.python_version.as_ref().map_or(0, String::len);
+        self.logger.check_argument("a requirements list", bytes)?;
         tracing::debug!("requirements.install({} requirements) is not implemented yet", spec.requirements.len());
         let message = "requirements.install is not implemented by this stepbox yet: run the job in the host \
                        environment (runtime::host) with its requirements already installed";

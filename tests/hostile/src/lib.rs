@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs};
+use stepbox_guest::{EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -19,16 +19,22 @@ enum Behavior {
     /// Look for ambient authority: environment, files, sockets. Reports what
     /// it found as the launch's failure message.
     Probe,
-    /// Write a lot to stdout and stderr, then run the entrypoint.
+    /// Write a line to stdout and one to stderr, then run the entrypoint.
     Chatter,
+    /// Submit the entrypoint, then write 12 MB to stdout.
+    FloodOutput,
     /// Submit the entrypoint 10 000 times without waiting.
     SubmitMany,
     /// Recurse until the stack runs out.
     Recurse,
-    /// Pass a 100 MB string to `log`, then run the entrypoint.
+    /// Submit the entrypoint, then pass a 100 MB string to `log`.
     HugeLog,
-    /// Call `log` a million times, then run the entrypoint.
+    /// Submit the entrypoint, then call `log` a million times.
     FloodLog,
+    /// Submit a job whose environment holds 2 MB.
+    HugeSpec,
+    /// Submit the entrypoint with `LD_PRELOAD` set.
+    InjectEnv,
     /// Submit the entrypoint, then crash.
     TrapAfterSubmit,
     /// Panic with a 10 MB message.
@@ -79,11 +85,13 @@ impl Flavor for Hostile {
             Behavior::Chatter => {
                 println!("hello from guest stdout");
                 eprintln!("hello from guest stderr");
+                jobs::run_entrypoint(&request)
+            }
+            Behavior::FloodOutput => while_the_job_runs(&request, || {
                 for i in 0..100_000 {
                     println!("chatter line {i} {}", "x".repeat(100));
                 }
-                jobs::run_entrypoint(&request)
-            }
+            }),
             Behavior::SubmitMany => {
                 let spec = jobs::entrypoint_spec(&request);
                 let mut submitted = Vec::new();
@@ -93,15 +101,21 @@ impl Flavor for Hostile {
                 Err(LaunchError::Failed(format!("submitted {} jobs", submitted.len())))
             }
             Behavior::Recurse => Err(LaunchError::Failed(format!("depth {}", recurse(0)))),
-            Behavior::HugeLog => {
-                stepbox_guest::log::info(&"x".repeat(100_000_000));
-                jobs::run_entrypoint(&request)
-            }
-            Behavior::FloodLog => {
+            Behavior::HugeLog => while_the_job_runs(&request, || stepbox_guest::log::info(&"x".repeat(100_000_000))),
+            Behavior::FloodLog => while_the_job_runs(&request, || {
                 for i in 0..1_000_000 {
                     stepbox_guest::log::info(&format!("flood {i}"));
                 }
-                jobs::run_entrypoint(&request)
+            }),
+            Behavior::HugeSpec => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                spec.env.push(EnvVar { name: "BLOB".into(), value: "x".repeat(2 << 20) });
+                jobs::run_to_completion(spec)
+            }
+            Behavior::InjectEnv => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                spec.env.push(EnvVar { name: "LD_PRELOAD".into(), value: "/tmp/evil.so".into() });
+                jobs::run_to_completion(spec)
             }
             Behavior::TrapAfterSubmit => {
                 let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
@@ -116,6 +130,14 @@ impl Flavor for Hostile {
             }
         }
     }
+}
+
+/// Submit the entrypoint, misbehave with `during`, then wait for the job.
+fn while_the_job_runs(request: &LaunchRequest, during: impl FnOnce()) -> Result<LaunchReport, LaunchError> {
+    let job = jobs::submit(&jobs::entrypoint_spec(request))?;
+    during();
+    let status = job.wait()?;
+    Ok(jobs::report(vec![job.id()], status))
 }
 
 /// Recurse without end (the arithmetic keeps the frames from being optimised away).

@@ -7,6 +7,8 @@
 //! call outside a grant gets a [`Denial`], returned to the guest as a `denied`
 //! error value naming the rule and the grant that would allow it.
 
+pub mod job_env;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
@@ -41,7 +43,7 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, job-env=NAME, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -69,6 +71,8 @@ pub struct Grants {
     pub trusted: bool,
     /// Whether confined jobs keep the network.
     pub job_network: bool,
+    /// Guarded environment variables (see [`job_env`]) the flavor may set.
+    pub job_env: Vec<String>,
     pub max_cpu: Option<f64>,
     pub max_gpu: Option<u32>,
     pub max_memory: Option<u64>,
@@ -94,6 +98,8 @@ impl Grants {
             ("job-network", None) => self.job_network = true,
             ("backend", Some(backend)) if BACKENDS.contains(&backend) => push_unique(&mut self.backends, backend),
             ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
+            ("job-env", Some(name)) if crate::units::is_env_name(name) => push_unique(&mut self.job_env, name),
+            ("job-env", Some(_)) => return Err(bad("an environment variable name")),
             ("registry", Some(registry)) if !registry.is_empty() => push_unique(&mut self.registries, registry),
             ("base-image", Some(image)) if !image.is_empty() => push_unique(&mut self.base_images, image),
             ("max-cpu", Some(v)) => {
@@ -132,6 +138,7 @@ impl Grants {
             ("trusted", None) => self.trusted = false,
             ("job-network", None) => self.job_network = false,
             ("backend", Some(v)) => self.backends.retain(|b| b != v),
+            ("job-env", Some(v)) => self.job_env.retain(|n| n != v),
             ("registry", Some(v)) => self.registries.retain(|r| r != v),
             ("base-image", Some(v)) => self.base_images.retain(|i| i != v),
             ("max-cpu", None) => self.max_cpu = None,
@@ -152,6 +159,7 @@ impl Grants {
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self.capabilities.iter().cloned().collect();
         out.extend(self.backends.iter().map(|b| format!("backend={b}")));
+        out.extend(self.job_env.iter().map(|n| format!("job-env={n}")));
         out.extend(self.registries.iter().map(|r| format!("registry={r}")));
         out.extend(self.base_images.iter().map(|i| format!("base-image={i}")));
         if self.arbitrary_commands {
@@ -213,6 +221,24 @@ impl Grants {
                  Only step operators granted `arbitrary-commands` may run other commands; grant it to trusted flavors only"
             ),
         })
+    }
+
+    /// A job may set a guarded environment variable (see [`job_env`]) only
+    /// with the value the launch's own environment gives it, or when granted
+    /// `job-env=NAME` or `arbitrary-commands`.
+    pub fn job_env(&self, env: &[(String, String)], launch_env: &[(String, String)]) -> Result<(), Denial> {
+        if self.arbitrary_commands {
+            return Ok(());
+        }
+        for (name, value) in env {
+            let Some(hazard) = job_env::hazard(name) else { continue };
+            let from_launch = launch_env.iter().any(|(n, v)| n == name && v == value);
+            let granted = self.job_env.iter().any(|n| n == name);
+            if !from_launch && !granted {
+                return Err(Denial { rule: "job-env", message: job_env::denial_message(name, hazard) });
+            }
+        }
+        Ok(())
     }
 
     /// A job's resources and timeout must stay within the ceilings. Returns
@@ -298,6 +324,7 @@ mod tests {
             ("arbitrary-commands", "arbitrary-commands"),
             ("trusted", "trusted"),
             ("job-network", "job-network"),
+            ("job-env=PYTHONPATH", "job-env=PYTHONPATH"),
             ("max-gpu=2", "max-gpu=2"),
             ("max-job-timeout=2h", "max-job-timeout=2h"),
         ];
@@ -320,6 +347,7 @@ mod tests {
             ("max-cpu=0", "is not a positive number"),
             ("max-memory=big", "is not a size"),
             ("max-job-timeout=0s", "is not a duration"),
+            ("job-env=NOT A NAME", "is not an environment variable name"),
         ];
         for (grant, message) in cases {
             let error = Grants::default().grant(grant).unwrap_err();
@@ -348,6 +376,34 @@ mod tests {
         }
         let trusted = granted(&["arbitrary-commands"]);
         assert!(trusted.command(&strings(&["rm", "-rf", "/tmp/x"]), &strings(&["true"])).is_ok());
+    }
+
+    #[test]
+    fn guarded_job_env_needs_the_launch_or_a_grant() {
+        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        };
+        let launch_env = pairs(&[("PYTHONPATH", "/srv/step"), ("ZENML_RUN", "1")]);
+        // (grants, job env, allowed)
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
+            (&[], &[("ZENML_RUN", "2"), ("PYTHONUNBUFFERED", "1")], true),
+            (&[], &[("PYTHONPATH", "/srv/step")], true),
+            (&[], &[("PYTHONPATH", "/tmp/evil")], false),
+            (&[], &[("LD_PRELOAD", "/tmp/evil.so")], false),
+            (&[], &[("PATH", "/tmp:/usr/bin")], false),
+            (&["job-env=LD_PRELOAD"], &[("LD_PRELOAD", "/opt/jemalloc.so")], true),
+            (&["job-env=LD_PRELOAD"], &[("LD_LIBRARY_PATH", "/tmp")], false),
+            (&["arbitrary-commands"], &[("LD_PRELOAD", "/tmp/evil.so")], true),
+        ];
+        for (grants, env, allowed) in cases {
+            let result = granted(grants).job_env(&pairs(env), &launch_env);
+            assert_eq!(result.is_ok(), *allowed, "{grants:?} {env:?}");
+            if let Err(denial) = result {
+                assert_eq!(denial.rule, "job-env");
+                assert!(denial.message.contains("--grant job-env="), "{}", denial.message);
+            }
+        }
     }
 
     #[test]
