@@ -57,8 +57,30 @@ fn main() -> anyhow::Result<()> {
     let register = time(|| stepbox(&["flavor", "register", flavor]))?;
     println!("flavor register (compile + cache), once: {}", ms(register));
     // The same flavor twice: jobs confined by bubblewrap (the default) and unconfined (`trusted`).
-    stepbox(&["step-operator", "register", "confined", "--flavor", "local", "--grant", "jobs"])?;
-    stepbox(&["step-operator", "register", "trusted", "--flavor", "local", "--grant", "jobs", "--grant", "trusted"])?;
+    stepbox(&[
+        "step-operator",
+        "register",
+        "confined",
+        "--flavor",
+        "local",
+        "--grant",
+        "jobs",
+        "--grant",
+        "requirements",
+    ])?;
+    stepbox(&[
+        "step-operator",
+        "register",
+        "trusted",
+        "--flavor",
+        "local",
+        "--grant",
+        "jobs",
+        "--grant",
+        "requirements",
+        "--grant",
+        "trusted",
+    ])?;
     fn launch(operator: &str) -> [&str; 11] {
         ["launch", "-s", operator, "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"]
     }

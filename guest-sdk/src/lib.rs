@@ -53,6 +53,7 @@ mod errors;
 mod flavor;
 pub mod jobs;
 pub mod log;
+pub mod requirements;
 
 #[doc(hidden)]
 #[path = "private.rs"]

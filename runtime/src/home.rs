@@ -76,6 +76,11 @@ impl Home {
         self.root.join("cache")
     }
 
+    /// Python environments made by `requirements.install`.
+    pub fn environments_dir(&self) -> PathBuf {
+        self.root.join("envs")
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }

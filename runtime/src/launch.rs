@@ -168,6 +168,7 @@ pub async fn launch(
         output,
         jobs: JobRegistry::default(),
         audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
+        environments: Default::default(),
     });
     tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
 

@@ -181,13 +181,13 @@ fn a_registered_flavor_describes_its_capabilities_and_schemas() {
 
     let described = t.run(&["flavor", "describe", "local", "-o", "json"]).json();
     assert_eq!(described["name"], "local");
-    assert_eq!(described["shape"]["capabilities"], serde_json::json!(["jobs", "log"]));
+    assert_eq!(described["shape"]["capabilities"], serde_json::json!(["jobs", "log", "requirements"]));
     assert_eq!(described["config_schema"]["properties"]["timeout_seconds"]["type"][0], "integer");
     assert!(described["settings_schema"]["properties"]["environment"].is_object());
     assert_eq!(described["status"], "ok");
 
     let table = t.run(&["flavor", "describe", "local"]);
-    assert!(table.stdout.contains("capabilities  jobs, log"), "{}", table.stdout);
+    assert!(table.stdout.contains("capabilities  jobs, log, requirements"), "{}", table.stdout);
 }
 
 #[test]
@@ -373,7 +373,12 @@ fn a_job_past_its_timeout_is_stopped_and_reported_as_timed_out() {
     t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
     let config = t.scratch().join("config.json");
     fs::write(&config, r#"{"timeout_seconds": 1, "environment": {"FROM_CONFIG": "yes"}}"#).expect("write");
-    t.register_operator("brief", "local", &["--grant", "jobs", "--config-file", path_str(&config)]).expect_code(0);
+    t.register_operator(
+        "brief",
+        "local",
+        &["--grant", "jobs", "--grant", "requirements", "--config-file", path_str(&config)],
+    )
+    .expect_code(0);
     let run = t.launch("brief", "s", &["sh", "-c", "echo FROM_CONFIG=$FROM_CONFIG; exec sleep 60"]);
     run.expect_code(124);
     assert!(run.stdout.contains("FROM_CONFIG=yes"), "config environment reached the job: {}", run.stdout);
@@ -395,12 +400,16 @@ fn a_flavor_importing_an_ungranted_capability_is_refused_before_it_runs() {
 
     let marker = t.scratch().join("ran");
     let refused = t.launch("bare", "s", &["touch", path_str(&marker)]);
-    refused.expect_error(DENIED, "imports `jobs`, which step operator `bare` is not granted");
-    assert!(refused.stderr.contains("stepbox step-operator update bare --grant jobs"), "{}", refused.stderr);
+    refused.expect_error(DENIED, "imports `jobs`, `requirements`, which step operator `bare` is not granted");
+    assert!(
+        refused.stderr.contains("stepbox step-operator update bare --grant jobs --grant requirements"),
+        "{}",
+        refused.stderr
+    );
     assert!(!marker.exists(), "nothing ran");
     assert!(t.runs().is_empty(), "a refused launch records no run");
 
-    t.run(&["step-operator", "update", "bare", "--grant", "jobs"]).expect_code(0);
+    t.run(&["step-operator", "update", "bare", "--grant", "jobs", "--grant", "requirements"]).expect_code(0);
     t.launch("bare", "s", &["touch", path_str(&marker)]).expect_code(0);
     assert!(marker.exists());
 
@@ -412,8 +421,12 @@ fn a_flavor_importing_an_ungranted_capability_is_refused_before_it_runs() {
 fn a_job_over_a_resource_ceiling_is_denied_by_rule() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
-    t.register_operator("cpu", "local", &["--grant", "jobs", "--grant", "max-gpu=0", "--grant", "max-memory=1GiB"])
-        .expect_code(0);
+    t.register_operator(
+        "cpu",
+        "local",
+        &["--grant", "jobs", "--grant", "requirements", "--grant", "max-gpu=0", "--grant", "max-memory=1GiB"],
+    )
+    .expect_code(0);
     let marker = t.scratch().join("ran");
     let gpu = t.launch_command_with("cpu", "s", &["--gpu", "1"], &["touch", path_str(&marker)]).output();
     let gpu = Run::from_output(gpu.expect("stepbox runs"));
@@ -438,7 +451,7 @@ fn inspect_describes_a_file_before_registration_without_running_it() {
     let inspected = inspected.json();
     assert_eq!(inspected["kind"], "component");
     assert_eq!(inspected["contract"], "stepbox:operator@0.1.0");
-    assert_eq!(inspected["capabilities"], serde_json::json!(["jobs", "log"]));
+    assert_eq!(inspected["capabilities"], serde_json::json!(["jobs", "log", "requirements"]));
     assert_eq!(inspected["wasi_beyond_minimal"], serde_json::json!([]));
     assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]), "inspect registers nothing");
 
@@ -448,7 +461,7 @@ fn inspect_describes_a_file_before_registration_without_running_it() {
     assert_eq!(inspected["sha256"], registered["sha256"]);
 
     let table = t.run(&["flavor", "inspect", path_str(&local)]);
-    assert!(table.stdout.contains("needs: --grant jobs"), "{}", table.stdout);
+    assert!(table.stdout.contains("needs: --grant jobs --grant requirements"), "{}", table.stdout);
 
     // WASI beyond the minimal set is listed with what stepbox does about it.
     let hostile = t.run(&["flavor", "inspect", path_str(&hostile_flavor()), "-o", "json"]).json();

@@ -99,7 +99,12 @@ fn bad_limits_are_refused_with_the_list_of_limits() {
 fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
-    t.register_operator("local", "local", &["--grant", "jobs", "--limit", "cancel-grace=1s"]).expect_code(0);
+    t.register_operator(
+        "local",
+        "local",
+        &["--grant", "jobs", "--grant", "requirements", "--limit", "cancel-grace=1s"],
+    )
+    .expect_code(0);
     let marker = unique_marker();
     let script = format!("trap '' TERM; echo ready; while true; do sleep 0.{marker}; done");
     let mut launch = t.spawn_launch("local", "stubborn", &["sh", "-c", &script]);
@@ -118,7 +123,8 @@ fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_gra
 fn a_launch_past_its_wall_clock_budget_is_stopped_with_its_jobs() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&stepbox_e2e::local_flavor())]).expect_code(0);
-    let limits = ["--grant", "jobs", "--limit", "wall-clock=2s", "--limit", "cancel-grace=1s"];
+    let limits =
+        ["--grant", "jobs", "--grant", "requirements", "--limit", "wall-clock=2s", "--limit", "cancel-grace=1s"];
     t.register_operator("budget", "local", &limits).expect_code(0);
     let marker = unique_marker();
     let sleep = format!("60.{marker}");

@@ -233,7 +233,7 @@ impl TestHome {
     pub fn with_local(&self) -> &Self {
         let flavor = local_flavor();
         self.run(&["flavor", "register", path_str(&flavor)]).expect_code(0);
-        self.register_operator("local", "local", &["--grant", "jobs"]).expect_code(0);
+        self.register_operator("local", "local", &["--grant", "jobs", "--grant", "requirements"]).expect_code(0);
         self
     }
 

@@ -1,14 +1,17 @@
 //! `local`: runs a step's entrypoint as a job on the machine stepbox runs on.
 //!
 //! The simplest useful flavor, and the reference for writing others: it
-//! decodes its configuration, merges the per-step settings, submits the
-//! entrypoint through the host's `jobs` capability and waits for it.
+//! decodes its configuration, merges the per-step settings, installs the
+//! step's Python requirements into an environment (`requirements`), submits
+//! the entrypoint to run in it (`jobs`) and waits for it.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs};
+use stepbox_guest::{
+    ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs, requirements,
+};
 
 /// Configuration of a step operator that uses the `local` flavor.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -23,6 +26,9 @@ struct Config {
     working_dir: Option<String>,
     /// The job backend to use; the step operator's default when absent.
     backend: Option<String>,
+    /// The Python version of the environment made for a step's requirements
+    /// (default: the one on the machine's PATH).
+    python_version: Option<String>,
 }
 
 /// Per-step settings (`step_operator.local` in ZenML).
@@ -78,6 +84,11 @@ impl Flavor for Local {
             if !spec.env.iter().any(|var| var.name == name) {
                 spec.env.push(EnvVar { name, value });
             }
+        }
+        if !request.requirements.is_empty() {
+            stepbox_guest::info!("installing {} requirements", request.requirements.len());
+            let environment = requirements::install(&request.requirements, config.python_version.as_deref())?;
+            requirements::run_in(&mut spec, &environment);
         }
         stepbox_guest::info!("running step {} of {}/{}", request.step_name, request.pipeline_name, request.run_name);
         jobs::run_to_completion(spec)

@@ -9,8 +9,7 @@ use super::{BackendError, Confinement};
 
 /// The bubblewrap program, looked up on the runtime's own PATH.
 pub fn bwrap() -> Result<PathBuf, BackendError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join("bwrap")).find(|candidate| candidate.is_file()).ok_or_else(|| {
+    crate::programs::on_path("bwrap").ok_or_else(|| {
         BackendError::Unsupported(
             "bubblewrap (`bwrap`) is not installed, and jobs of untrusted step operators run confined by it. \
                  Install it (Debian/Ubuntu: apt-get install bubblewrap), or grant the step operator `trusted` \
@@ -20,9 +19,11 @@ pub fn bwrap() -> Result<PathBuf, BackendError> {
     })
 }
 
-/// The bubblewrap arguments that confine a job working in `working_dir`;
-/// the job's program and arguments follow them.
-pub fn bwrap_args(confinement: Confinement, working_dir: &Path) -> Vec<String> {
+/// The bubblewrap arguments that confine a job working in `working_dir`,
+/// with `read_only` directories (a Python environment) visible at their own
+/// paths even where the private `/tmp` would hide them; the job's program and
+/// arguments follow them.
+pub fn bwrap_args(confinement: Confinement, working_dir: &Path, read_only: &[&Path]) -> Vec<String> {
     let dir = working_dir.display().to_string();
     let mut args: Vec<String> = [
         "--ro-bind",
@@ -37,6 +38,10 @@ pub fn bwrap_args(confinement: Confinement, working_dir: &Path) -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec();
+    for path in read_only {
+        let path = path.display().to_string();
+        args.extend(["--ro-bind".to_owned(), path.clone(), path]);
+    }
     args.extend(["--bind".to_owned(), dir.clone(), dir.clone()]); // the one writable place
     args.push("--unshare-all".to_owned()); // user, ipc, pid, net, uts, cgroup
     if confinement.network {
@@ -53,19 +58,24 @@ mod tests {
 
     #[test]
     fn network_is_unshared_unless_granted() {
-        let closed = bwrap_args(Confinement { network: false }, Path::new("/work/step"));
+        let closed = bwrap_args(Confinement { network: false }, Path::new("/work/step"), &[]);
         assert!(closed.contains(&"--unshare-all".to_owned()));
         assert!(!closed.contains(&"--share-net".to_owned()));
-        let open = bwrap_args(Confinement { network: true }, Path::new("/work/step"));
+        let open = bwrap_args(Confinement { network: true }, Path::new("/work/step"), &[]);
         assert!(open.contains(&"--share-net".to_owned()));
     }
 
     #[test]
     fn only_the_working_directory_is_writable() {
-        let args = bwrap_args(Confinement { network: false }, Path::new("/work/step"));
+        let env = Path::new("/tmp/home/envs/py-1");
+        let args = bwrap_args(Confinement { network: false }, Path::new("/work/step"), &[env]);
         let binds: Vec<&[String]> = args.windows(3).filter(|w| w[0] == "--bind").collect();
         assert_eq!(binds.len(), 1);
         assert_eq!(binds[0][1], "/work/step");
+        // The environment is mounted read-only, after (so over) the private /tmp.
+        let position = |flag: &str, path: &str| args.windows(2).position(|w| w[0] == flag && w[1] == path);
+        let env_bind = position("--ro-bind", "/tmp/home/envs/py-1").expect("the environment is bound");
+        assert!(env_bind > position("--tmpfs", "/tmp").expect("a private /tmp"));
         assert_eq!(args.last().map(String::as_str), Some("--"));
     }
 }

@@ -2,7 +2,8 @@
 //! group, so that cancelling it reaches every process it started.
 //!
 //! - The environment is exactly the job's, plus `PATH` from the runtime when
-//!   the job sets none.
+//!   the job sets none. A job in a Python environment gets its `bin` first on
+//!   PATH and `VIRTUAL_ENV`. Images are for container backends.
 //! - Output is read from pipes and streamed to the job's [`JobLog`].
 //! - Cancel and timeout send SIGTERM to the whole group, wait a grace period,
 //!   then SIGKILL, and return only once the group is empty.
@@ -28,7 +29,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{BackendError, JobBackend, JobLog, JobRequest, JobState, JobStatus, RunningJob, Stream};
+use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -57,6 +58,16 @@ impl JobBackend for LocalBackend {
     }
 
     async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {
+        let environment = match &request.runtime {
+            JobRuntime::Host => None,
+            JobRuntime::Environment(environment) => Some(environment),
+            JobRuntime::Image(image) => {
+                return Err(BackendError::Unsupported(format!(
+                    "the `local` backend runs commands on this machine and cannot run the image {image}; \
+                     send the job to a container backend"
+                )));
+            }
+        };
         let (program, args) = request
             .command
             .split_first()
@@ -72,7 +83,8 @@ impl JobBackend for LocalBackend {
         let mut command = match (request.confinement, &request.working_dir) {
             (Some(confinement), Some(dir)) => {
                 let mut command = Command::new(super::confine::bwrap()?);
-                command.args(super::confine::bwrap_args(confinement, dir)).arg(program);
+                let read_only: Vec<&std::path::Path> = environment.iter().map(|env| env.root.as_path()).collect();
+                command.args(super::confine::bwrap_args(confinement, dir, &read_only)).arg(program);
                 command
             }
             (Some(_), None) => {
@@ -88,9 +100,18 @@ impl JobBackend for LocalBackend {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        if !request.env.iter().any(|(name, _)| name == "PATH") {
-            let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());
-            command.env("PATH", path);
+        let path = match request.env.iter().find(|(name, _)| name == "PATH") {
+            Some((_, path)) => path.clone(),
+            None => std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned()),
+        };
+        match environment {
+            Some(environment) => {
+                command.env("PATH", format!("{}:{path}", environment.bin_dir().display()));
+                command.env("VIRTUAL_ENV", &environment.root);
+            }
+            None => {
+                command.env("PATH", path);
+            }
         }
         if let Some(dir) = &request.working_dir {
             command.current_dir(dir);

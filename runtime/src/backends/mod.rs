@@ -99,6 +99,18 @@ pub struct Confinement {
     pub network: bool,
 }
 
+/// What a job's command runs in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRuntime {
+    /// The backend's own environment.
+    Host,
+    /// A Python environment from `requirements.install`: its `bin` goes
+    /// first on PATH and `VIRTUAL_ENV` names it.
+    Environment(crate::environments::Environment),
+    /// A container image reference.
+    Image(String),
+}
+
 /// A job, checked against policy, ready for a backend.
 pub struct JobRequest {
     /// The runtime's id for the job.
@@ -110,6 +122,7 @@ pub struct JobRequest {
     pub working_dir: Option<PathBuf>,
     pub resources: JobResources,
     pub timeout: Option<Duration>,
+    pub runtime: JobRuntime,
     /// Sandbox the job (None: run it as the user, unconfined).
     pub confinement: Option<Confinement>,
     /// Where the job's output goes.

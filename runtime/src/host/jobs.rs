@@ -10,7 +10,7 @@ use wasmtime::component::Resource;
 
 use super::audit::{Decision, redacted_env};
 use super::launch_context::{LaunchContext, Refusal, TrackedJob};
-use crate::backends::{self, JobLog, JobRequest, JobResources};
+use crate::backends::{self, JobLog, JobRequest, JobResources, JobRuntime};
 use crate::bindings::jobs::{Host, HostJob, JobSpec, JobState, JobStatus, Runtime};
 use crate::bindings::types::Error;
 use crate::host::HostState;
@@ -193,6 +193,7 @@ struct CheckedSpec {
     working_dir: PathBuf,
     resources: JobResources,
     timeout: Option<Duration>,
+    runtime: JobRuntime,
 }
 
 /// Validate a spec and check it against the grants. No side effects.
@@ -221,19 +222,16 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         .find(|name| **name == backend_name.as_str())
         .copied()
         .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
-    match &spec.runtime {
-        Runtime::Host => {}
-        Runtime::Environment(_) => {
-            return Err(Error::Unsupported(
-                "Python environments from requirements.install are not supported by this stepbox yet".to_owned(),
-            ));
-        }
-        Runtime::Image(image) => {
-            return Err(Error::Unsupported(format!(
-                "the `{backend}` backend cannot run container images (asked for {image})"
-            )));
-        }
-    }
+    let runtime = match &spec.runtime {
+        Runtime::Host => JobRuntime::Host,
+        Runtime::Environment(handle) => JobRuntime::Environment(launch.environment(handle).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown environment `{handle}`: a job can run only in an environment that requirements.install \
+                 returned during this launch"
+            ))
+        })?),
+        Runtime::Image(image) => JobRuntime::Image(image.clone()),
+    };
     let working_dir = match &spec.working_dir {
         Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
         Some(dir) => {
@@ -249,6 +247,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         working_dir,
         resources,
         timeout: timeout.map(Duration::from_secs),
+        runtime,
     })
 }
 
@@ -314,6 +313,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         working_dir: Some(spec.working_dir),
         resources: spec.resources,
         timeout: spec.timeout,
+        runtime: spec.runtime,
         confinement: launch.grants.confinement(),
         log: Arc::clone(&log),
     };

@@ -50,6 +50,21 @@ pub struct LaunchContext {
     pub jobs: JobRegistry,
     /// Every host call of the launch, with its decision.
     pub audit: super::audit::Audit,
+    /// Python environments this launch installed: the ones its jobs may name.
+    pub environments: Mutex<BTreeMap<String, crate::environments::Environment>>,
+}
+
+impl LaunchContext {
+    /// Let this launch's jobs run in `environment`.
+    pub fn remember_environment(&self, environment: crate::environments::Environment) {
+        let mut known = self.environments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.insert(environment.handle.clone(), environment);
+    }
+
+    /// The environment `handle` names, if this launch installed it.
+    pub fn environment(&self, handle: &str) -> Option<crate::environments::Environment> {
+        self.environments.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(handle).cloned()
+    }
 }
 
 #[derive(Default)]

@@ -1,9 +1,11 @@
-//! The `requirements` capability. Declared by the contract; this release
-//! answers every call with an `unsupported` error value (uv-managed
-//! environments are the next milestone).
+//! The `requirements` capability: a Python environment holding exactly the
+//! requirements the flavor names, made (or reused) with uv, for jobs of this
+//! launch to run in. uv's output is shown as progress while it works.
 
+use crate::bindings::log::Level;
 use crate::bindings::requirements::{Environment, EnvironmentSpec, Host};
 use crate::bindings::types::Error;
+use crate::environments::{EnvironmentError, Environments, NormalizedSpec, Uv};
 use crate::host::HostState;
 use crate::host::audit::Decision;
 
@@ -12,13 +14,50 @@ impl Host for HostState {
         let bytes = spec.requirements.iter().map(String::len).sum::<usize>()
             + spec.python_version.as_ref().map_or(0, String::len);
         self.logger.check_argument("a requirements list", bytes)?;
-        tracing::debug!("requirements.install({} requirements) is not implemented yet", spec.requirements.len());
-        let message = "requirements.install is not implemented by this stepbox yet: run the job in the host \
-                       environment (runtime::host) with its requirements already installed";
-        if let Some(launch) = &self.launch {
-            let args = serde_json::json!({ "requirements": spec.requirements, "python_version": spec.python_version });
-            launch.audit.record("requirements.install", args, Decision::Refused(message.to_owned()));
-        }
-        Ok(Err(Error::Unsupported(message.to_owned())))
+        let Some(launch) = self.launch.clone() else {
+            return Ok(Err(Error::Unsupported(
+                "requirements can only be installed while a step is being launched".into(),
+            )));
+        };
+        let args = serde_json::json!({ "requirements": spec.requirements, "python_version": spec.python_version });
+        let result = install_checked(std::sync::Arc::clone(&self.logger), &launch, &spec).await;
+        let decision = match &result {
+            Ok(environment) => {
+                launch.remember_environment(environment.clone());
+                Decision::Allowed
+            }
+            Err(Error::Invalid(message)) => Decision::Refused(message.clone()),
+            Err(Error::Failed(message)) => Decision::Failed(message.clone()),
+            Err(other) => Decision::Refused(format!("{other:?}")),
+        };
+        launch.audit.record("requirements.install", args, decision);
+        Ok(result.map(|environment| Environment {
+            handle: environment.handle.clone(),
+            python: environment.python.display().to_string(),
+        }))
+    }
+}
+
+/// Normalize the spec, then reuse or build its environment.
+async fn install_checked(
+    logger: std::sync::Arc<crate::host::FlavorLogger>,
+    launch: &crate::host::LaunchContext,
+    spec: &EnvironmentSpec,
+) -> Result<crate::environments::Environment, Error> {
+    let normalized = NormalizedSpec::new(&spec.requirements, spec.python_version.as_deref())
+        .map_err(|error| Error::Invalid(error.to_string()))?;
+    let environments = Environments::new(launch.home.environments_dir());
+    if let Some(ready) = environments.get(&normalized.handle()) {
+        return Ok(ready);
+    }
+    let uv = Uv::locate().await.map_err(failed)?;
+    let progress = |line: &str| logger.note(Level::Info, &format!("requirements: {line}"));
+    environments.ensure(&normalized, &uv, &progress).await.map_err(failed)
+}
+
+fn failed(error: EnvironmentError) -> Error {
+    match error {
+        EnvironmentError::Spec(spec) => Error::Invalid(spec.to_string()),
+        other => Error::Failed(other.to_string()),
     }
 }

@@ -1,0 +1,137 @@
+//! What an environment holds, normalized so that equal sets of requirements
+//! get the same environment however a flavor spelled them.
+
+use std::str::FromStr;
+
+use pep508_rs::{Requirement, VerbatimUrl};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Characters of the hash kept in a handle.
+const HANDLE_HASH_LEN: usize = 20;
+const HANDLE_PREFIX: &str = "py-";
+
+/// A requirements list or Python version that cannot be used.
+#[derive(Debug, Error, PartialEq)]
+pub enum SpecError {
+    #[error("`{requirement}` is not a valid requirement (PEP 508): {message}")]
+    Requirement { requirement: String, message: String },
+    #[error("`{0}` is not a Python version; give one such as 3.11 or 3.12.4")]
+    Python(String),
+}
+
+/// Requirements parsed, normalized (names lowercased with `-`), deduplicated
+/// and sorted; a Python version checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedSpec {
+    requirements: Vec<String>,
+    python_version: Option<String>,
+}
+
+impl NormalizedSpec {
+    /// Normalize `requirements` (PEP 508 strings) and `python_version`.
+    pub fn new(requirements: &[String], python_version: Option<&str>) -> Result<Self, SpecError> {
+        let mut normalized = Vec::with_capacity(requirements.len());
+        for text in requirements.iter().map(|text| text.trim()).filter(|text| !text.is_empty()) {
+            let parsed = Requirement::<VerbatimUrl>::from_str(text).map_err(|error| SpecError::Requirement {
+                requirement: text.to_owned(),
+                message: error.message.to_string(),
+            })?;
+            normalized.push(parsed.to_string());
+        }
+        normalized.sort();
+        normalized.dedup();
+        let python_version = match python_version.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(version) if is_python_version(version) => Some(version.to_owned()),
+            Some(other) => return Err(SpecError::Python(other.to_owned())),
+            None => None,
+        };
+        Ok(Self { requirements: normalized, python_version })
+    }
+
+    pub fn requirements(&self) -> &[String] {
+        &self.requirements
+    }
+
+    pub fn python_version(&self) -> Option<&str> {
+        self.python_version.as_deref()
+    }
+
+    /// The environment's handle: `py-` and a hash of the normalized spec.
+    pub fn handle(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(format!("python={}\n", self.python_version.as_deref().unwrap_or("default")));
+        for requirement in &self.requirements {
+            hasher.update(requirement.as_bytes());
+            hasher.update(b"\n");
+        }
+        let digest = hex::encode(hasher.finalize());
+        format!("{HANDLE_PREFIX}{}", &digest[..HANDLE_HASH_LEN])
+    }
+
+    /// A short description for progress lines.
+    pub fn describe(&self) -> String {
+        let python = self.python_version.as_deref().map_or("the default Python".to_owned(), |v| format!("Python {v}"));
+        match self.requirements.len() {
+            0 => format!("{python}, no requirements"),
+            1 => format!("{python}, {}", self.requirements[0]),
+            n => format!("{python}, {n} requirements"),
+        }
+    }
+}
+
+/// Whether `text` could be a handle made by [`NormalizedSpec::handle`] (so it
+/// is safe to use as a directory name).
+pub fn is_handle(text: &str) -> bool {
+    text.strip_prefix(HANDLE_PREFIX)
+        .is_some_and(|hash| hash.len() == HANDLE_HASH_LEN && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `3`, `3.11` or `3.11.4`.
+fn is_python_version(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() <= 3 && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(requirements: &[&str], python: Option<&str>) -> Result<NormalizedSpec, SpecError> {
+        let owned: Vec<String> = requirements.iter().map(|r| r.to_string()).collect();
+        NormalizedSpec::new(&owned, python)
+    }
+
+    #[test]
+    fn equal_sets_spelled_differently_share_a_handle() {
+        let a = spec(&["Requests>=2", "six", "six"], Some("3.11")).expect("valid");
+        let b = spec(&["  six ", "requests >= 2", ""], Some("3.11")).expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.handle(), b.handle());
+        assert!(is_handle(&a.handle()), "{}", a.handle());
+    }
+
+    #[test]
+    fn different_sets_or_pythons_get_different_handles() {
+        let base = spec(&["six"], None).expect("valid").handle();
+        let cases = [spec(&["six==1.16.0"], None), spec(&["six"], Some("3.11")), spec(&[], None)];
+        for other in cases {
+            assert_ne!(other.expect("valid").handle(), base);
+        }
+    }
+
+    #[test]
+    fn bad_requirements_and_versions_name_the_problem() {
+        let bad = spec(&["six", "not a requirement!"], None).unwrap_err();
+        assert!(bad.to_string().contains("`not a requirement!` is not a valid requirement"), "{bad}");
+        assert_eq!(spec(&[], Some("latest")).unwrap_err(), SpecError::Python("latest".to_owned()));
+        assert!(spec(&[], Some("3.11.4")).is_ok());
+    }
+
+    #[test]
+    fn handles_are_checked_before_they_name_a_directory() {
+        for bad in ["", "py-", "py-../../etc", "../py-0123456789abcdef0123", "py-0123456789abcdef012g"] {
+            assert!(!is_handle(bad), "{bad:?}");
+        }
+    }
+}
