@@ -136,3 +136,20 @@ fn installing_requirements_needs_the_grant() {
     run.expect_error(DENIED, "--grant requirements");
     assert!(environments(&t).is_empty());
 }
+
+#[test]
+fn urls_and_source_builds_need_their_own_grants() {
+    let t = TestHome::new();
+    t.with_local();
+    let url = "six @ https://example.invalid/six-1.16.0-py2.py3-none-any.whl";
+    let denied = launch_with(&t, &["--requirement", url], &["true"]);
+    denied.expect_error(DENIED, "--grant requirement-urls");
+    assert!(environments(&t).is_empty(), "nothing was installed");
+
+    // docopt 0.6.2 exists only as a source distribution: building it runs its setup.py.
+    let sdist = launch_with(&t, &["--requirement", "docopt==0.6.2"], &["true"]);
+    sdist.expect_error(FLAVOR_ERROR, "--grant source-builds");
+    t.run(&["step-operator", "update", "local", "--grant", "source-builds"]).expect_code(0);
+    let built = launch_with(&t, &["--requirement", "docopt==0.6.2"], &["python", "-c", "import docopt"]);
+    built.expect_code(0);
+}

@@ -110,9 +110,10 @@ pub struct ConfigArgs {
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
     /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
-    /// arbitrary-commands, trusted (unconfined local jobs), job-network, job-env=NAME (a guarded
-    /// variable such as LD_PRELOAD), backend=NAME, registry=HOST, base-image=REF, max-cpu=N,
-    /// max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION. Nothing but logging is granted by default
+    /// arbitrary-commands, trusted (unconfined local jobs), job-network, requirement-urls,
+    /// source-builds, job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME,
+    /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,
+    /// max-job-timeout=DURATION. Nothing but logging is granted by default
     #[arg(long = "grant", value_name = "GRANT")]
     pub grants: Vec<String>,
 }

@@ -96,11 +96,13 @@ impl Environments {
 
     /// The environment for `spec`: reused when complete, otherwise built
     /// with `uv` (or awaited while another process builds it). `progress`
-    /// receives a line for each step and each line uv prints.
+    /// receives a line for each step and each line uv prints. Packages come
+    /// from wheels only unless `source_builds`.
     pub async fn ensure(
         &self,
         spec: &NormalizedSpec,
         uv: &Uv,
+        source_builds: bool,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Environment, EnvironmentError> {
         let handle = spec.handle();
@@ -135,7 +137,7 @@ impl Environments {
         if let Some(ready) = self.get(&handle) {
             return Ok(ready);
         }
-        let result = self.build(spec, &handle, uv, progress).await;
+        let result = self.build(spec, &handle, uv, source_builds, progress).await;
         if result.is_err() {
             // Nothing half-made is kept; a crash that skips this is caught
             // by the missing marker on the next build.
@@ -150,6 +152,7 @@ impl Environments {
         spec: &NormalizedSpec,
         handle: &str,
         uv: &Uv,
+        source_builds: bool,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Environment, EnvironmentError> {
         let root = self.dir.join(handle);
@@ -164,7 +167,7 @@ impl Environments {
             let requirements = root.join("requirements.txt");
             fs::write(&requirements, spec.requirements().join("\n") + "\n")
                 .map_err(io_error(format!("cannot write {}", requirements.display())))?;
-            uv.install(&root, &requirements, progress).await?;
+            uv.install(&root, &requirements, source_builds, progress).await?;
         }
         let marker = Marker {
             requirements: spec.requirements().to_vec(),

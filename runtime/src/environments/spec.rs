@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use pep508_rs::{Requirement, VerbatimUrl};
+use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -26,17 +26,23 @@ pub enum SpecError {
 pub struct NormalizedSpec {
     requirements: Vec<String>,
     python_version: Option<String>,
+    /// Requirements naming a URL or path instead of a version from the index.
+    direct_references: Vec<String>,
 }
 
 impl NormalizedSpec {
     /// Normalize `requirements` (PEP 508 strings) and `python_version`.
     pub fn new(requirements: &[String], python_version: Option<&str>) -> Result<Self, SpecError> {
         let mut normalized = Vec::with_capacity(requirements.len());
+        let mut direct_references = Vec::new();
         for text in requirements.iter().map(|text| text.trim()).filter(|text| !text.is_empty()) {
             let parsed = Requirement::<VerbatimUrl>::from_str(text).map_err(|error| SpecError::Requirement {
                 requirement: text.to_owned(),
                 message: error.message.to_string(),
             })?;
+            if matches!(parsed.version_or_url, Some(VersionOrUrl::Url(_))) {
+                direct_references.push(parsed.to_string());
+            }
             normalized.push(parsed.to_string());
         }
         normalized.sort();
@@ -46,7 +52,13 @@ impl NormalizedSpec {
             Some(other) => return Err(SpecError::Python(other.to_owned())),
             None => None,
         };
-        Ok(Self { requirements: normalized, python_version })
+        Ok(Self { requirements: normalized, python_version, direct_references })
+    }
+
+    /// Requirements that name a URL or a path (`pkg @ https://…`) rather
+    /// than a version from the package index.
+    pub fn direct_references(&self) -> &[String] {
+        &self.direct_references
     }
 
     pub fn requirements(&self) -> &[String] {
@@ -126,6 +138,14 @@ mod tests {
         assert!(bad.to_string().contains("`not a requirement!` is not a valid requirement"), "{bad}");
         assert_eq!(spec(&[], Some("latest")).unwrap_err(), SpecError::Python("latest".to_owned()));
         assert!(spec(&[], Some("3.11.4")).is_ok());
+    }
+
+    #[test]
+    fn direct_references_are_told_apart_from_index_versions() {
+        let mixed = spec(&["six==1.16.0", "evil @ https://example.invalid/evil-1.0.tar.gz"], None).expect("valid");
+        assert_eq!(mixed.direct_references().len(), 1, "{:?}", mixed.direct_references());
+        assert!(mixed.direct_references()[0].starts_with("evil @ "));
+        assert!(spec(&["six>=1", "requests[socks]"], None).expect("valid").direct_references().is_empty());
     }
 
     #[test]

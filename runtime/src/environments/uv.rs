@@ -58,16 +58,31 @@ impl Uv {
         run(command, "create the virtual environment", progress).await
     }
 
-    /// `uv pip install --python ROOT/bin/python -r REQUIREMENTS`.
+    /// `uv pip install --python ROOT/bin/python -r REQUIREMENTS`, from
+    /// wheels only (`--no-build`) unless `source_builds`: building a source
+    /// distribution runs its code on this machine.
     pub async fn install(
         &self,
         root: &Path,
         requirements: &Path,
+        source_builds: bool,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<(), EnvironmentError> {
         let mut command = self.command();
         command.args(["pip", "install", "--python"]).arg(root.join("bin").join("python")).arg("-r").arg(requirements);
-        run(command, "install the requirements", progress).await
+        if !source_builds {
+            command.arg("--no-build");
+        }
+        run(command, "install the requirements", progress).await.map_err(|error| match error {
+            EnvironmentError::Uv { action, message } if !source_builds => EnvironmentError::Uv {
+                action,
+                message: format!(
+                    "{message}\n(packages are installed from wheels only: building one from source runs its code \
+                     on this machine; a step operator trusted to do that can be granted it with --grant source-builds)"
+                ),
+            },
+            other => other,
+        })
     }
 
     fn command(&self) -> Command {

@@ -27,6 +27,7 @@ impl Host for HostState {
                 Decision::Allowed
             }
             Err(Error::Invalid(message)) => Decision::Refused(message.clone()),
+            Err(Error::Denied(message)) => Decision::Denied(message.clone()),
             Err(Error::Failed(message)) => Decision::Failed(message.clone()),
             Err(other) => Decision::Refused(format!("{other:?}")),
         };
@@ -46,13 +47,17 @@ async fn install_checked(
 ) -> Result<crate::environments::Environment, Error> {
     let normalized = NormalizedSpec::new(&spec.requirements, spec.python_version.as_deref())
         .map_err(|error| Error::Invalid(error.to_string()))?;
+    launch.grants.requirement_sources(normalized.direct_references()).map_err(|denial| {
+        logger.note(Level::Warn, &denial.to_string());
+        Error::Denied(denial.to_string())
+    })?;
     let environments = Environments::new(launch.home.environments_dir());
     if let Some(ready) = environments.get(&normalized.handle()) {
         return Ok(ready);
     }
     let uv = Uv::locate().await.map_err(failed)?;
     let progress = |line: &str| logger.note(Level::Info, &format!("requirements: {line}"));
-    environments.ensure(&normalized, &uv, &progress).await.map_err(failed)
+    environments.ensure(&normalized, &uv, launch.grants.source_builds, &progress).await.map_err(failed)
 }
 
 fn failed(error: EnvironmentError) -> Error {

@@ -43,7 +43,7 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, job-env=NAME, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, job-env=NAME, requirement-urls, source-builds, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -73,6 +73,12 @@ pub struct Grants {
     pub job_network: bool,
     /// Guarded environment variables (see [`job_env`]) the flavor may set.
     pub job_env: Vec<String>,
+    /// Whether `requirements` may name URLs or paths (`pkg @ https://…`)
+    /// instead of versions from the package index.
+    pub requirement_urls: bool,
+    /// Whether `requirements` may build source distributions, which runs
+    /// their build code on the host.
+    pub source_builds: bool,
     pub max_cpu: Option<f64>,
     pub max_gpu: Option<u32>,
     pub max_memory: Option<u64>,
@@ -96,6 +102,8 @@ impl Grants {
             ("arbitrary-commands", None) => self.arbitrary_commands = true,
             ("trusted", None) => self.trusted = true,
             ("job-network", None) => self.job_network = true,
+            ("requirement-urls", None) => self.requirement_urls = true,
+            ("source-builds", None) => self.source_builds = true,
             ("backend", Some(backend)) if BACKENDS.contains(&backend) => push_unique(&mut self.backends, backend),
             ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
             ("job-env", Some(name)) if crate::units::is_env_name(name) => push_unique(&mut self.job_env, name),
@@ -137,6 +145,8 @@ impl Grants {
             ("arbitrary-commands", None) => self.arbitrary_commands = false,
             ("trusted", None) => self.trusted = false,
             ("job-network", None) => self.job_network = false,
+            ("requirement-urls", None) => self.requirement_urls = false,
+            ("source-builds", None) => self.source_builds = false,
             ("backend", Some(v)) => self.backends.retain(|b| b != v),
             ("job-env", Some(v)) => self.job_env.retain(|n| n != v),
             ("registry", Some(v)) => self.registries.retain(|r| r != v),
@@ -170,6 +180,12 @@ impl Grants {
         }
         if self.job_network {
             out.push("job-network".to_owned());
+        }
+        if self.requirement_urls {
+            out.push("requirement-urls".to_owned());
+        }
+        if self.source_builds {
+            out.push("source-builds".to_owned());
         }
         if let Some(n) = self.max_cpu {
             out.push(format!("max-cpu={n}"));
@@ -239,6 +255,22 @@ impl Grants {
             }
         }
         Ok(())
+    }
+
+    /// Requirements must come from the package index (a name and a version
+    /// range) unless `requirement-urls` is granted: a URL or a path would let
+    /// the flavor choose the code outright.
+    pub fn requirement_sources(&self, direct_references: &[String]) -> Result<(), Denial> {
+        match direct_references.first() {
+            Some(reference) if !self.requirement_urls => Err(Denial {
+                rule: "requirement-urls",
+                message: format!(
+                    "the requirement `{reference}` names a URL or a path instead of a version from the package index; \
+                     grant it with --grant requirement-urls"
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A job's resources and timeout must stay within the ceilings. Returns
@@ -324,6 +356,8 @@ mod tests {
             ("arbitrary-commands", "arbitrary-commands"),
             ("trusted", "trusted"),
             ("job-network", "job-network"),
+            ("requirement-urls", "requirement-urls"),
+            ("source-builds", "source-builds"),
             ("job-env=PYTHONPATH", "job-env=PYTHONPATH"),
             ("max-gpu=2", "max-gpu=2"),
             ("max-job-timeout=2h", "max-job-timeout=2h"),
