@@ -51,6 +51,7 @@
 pub mod bindings;
 mod errors;
 mod flavor;
+pub mod images;
 pub mod jobs;
 pub mod log;
 pub mod requirements;

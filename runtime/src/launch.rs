@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::backends::container::ContainerBackend;
 use crate::backends::local::LocalBackend;
 use crate::backends::{JobBackend, OutputSink};
 use crate::bindings::jobs::JobState as WitJobState;
@@ -155,6 +156,7 @@ pub async fn launch(
     let logger = Arc::new(FlavorLogger::new(&flavor.name, flavor_log, &limits));
 
     let local: Arc<dyn JobBackend> = Arc::new(LocalBackend::new(limits.cancel_grace));
+    let container: Arc<dyn JobBackend> = Arc::new(ContainerBackend::new(limits.cancel_grace));
     let context = Arc::new(LaunchContext {
         run_id: run_id.clone(),
         db: stepbox.db.clone(),
@@ -164,7 +166,7 @@ pub async fn launch(
         entrypoint: args.entrypoint.clone(),
         environment: args.environment.clone(),
         source_root: args.source_root.clone(),
-        backends: BTreeMap::from([(local.name(), local)]),
+        backends: BTreeMap::from([(local.name(), local), (container.name(), container)]),
         output,
         jobs: JobRegistry::default(),
         audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),

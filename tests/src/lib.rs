@@ -68,6 +68,44 @@ pub fn component(package: &str, artifact: &str) -> PathBuf {
     path
 }
 
+/// The Rust container example flavor.
+pub fn container_flavor() -> PathBuf {
+    component("stepbox-flavor-container", "stepbox_flavor_container")
+}
+
+/// Where `scripts/services` keeps its state and configuration.
+fn services_dir() -> PathBuf {
+    std::env::var_os("STEPBOX_SERVICES_DIR").map_or_else(|| PathBuf::from("/var/tmp/stepbox-services"), PathBuf::from)
+}
+
+/// Environment every stepbox under test gets: podman's configuration for
+/// this machine, as `scripts/services` wrote it.
+fn services_env() -> Vec<(&'static str, PathBuf)> {
+    let conf = services_dir().join("containers.conf");
+    if std::env::var_os("CONTAINERS_CONF").is_none() && conf.is_file() {
+        vec![("CONTAINERS_CONF", conf)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The test registry (`host:port`), after checking that it answers; a test
+/// that needs it fails, with the way out, when it does not.
+pub fn registry() -> String {
+    let address = std::env::var("STEPBOX_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".to_owned());
+    let answered = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "--max-time", "5", &format!("http://{address}/v2/")])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(answered, "the OCI registry at {address} does not answer: start the test services with scripts/services");
+    address
+}
+
+/// podman's command for the tests, with this machine's configuration.
+pub fn podman(args: &[&str]) -> Output {
+    Command::new("podman").args(args).envs(services_env()).output().expect("podman runs (scripts/services installs it)")
+}
+
 /// The Rust local example flavor.
 pub fn local_flavor() -> PathBuf {
     component("stepbox-flavor-local", "stepbox_flavor_local")
@@ -218,6 +256,7 @@ impl TestHome {
             .args(args)
             .env("STEPBOX_HOME", self.home())
             .env_remove("STEPBOX_LOG")
+            .envs(services_env())
             .current_dir(self.scratch())
             .stdin(Stdio::null());
         command
@@ -254,8 +293,13 @@ impl TestHome {
 
     /// Start `stepbox launch` of `command` in the background.
     pub fn spawn_launch(&self, operator: &str, step: &str, command: &[&str]) -> RunningLaunch {
+        self.spawn_launch_with(operator, step, &[], command)
+    }
+
+    /// [`TestHome::spawn_launch`] with extra launch flags.
+    pub fn spawn_launch_with(&self, operator: &str, step: &str, flags: &[&str], command: &[&str]) -> RunningLaunch {
         let mut child = self
-            .launch_command(operator, step, command)
+            .launch_command_with(operator, step, flags, command)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

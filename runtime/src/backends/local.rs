@@ -179,7 +179,7 @@ impl RunningJob for LocalJob {
 }
 
 /// Copy the child's stdout and stderr into the job log.
-fn spawn_readers(child: &mut Child, log: &Arc<JobLog>) -> Vec<JoinHandle<()>> {
+pub(super) fn spawn_readers(child: &mut Child, log: &Arc<JobLog>) -> Vec<JoinHandle<()>> {
     let mut readers = Vec::new();
     if let Some(mut stdout) = child.stdout.take() {
         let log = Arc::clone(log);
@@ -276,7 +276,11 @@ impl Supervisor {
 }
 
 /// How a job ended, from its exit status and what ended it.
-fn verdict(exit: std::io::Result<ExitStatus>, ended_by: Option<JobState>, timeout: Option<Duration>) -> JobStatus {
+pub(super) fn verdict(
+    exit: std::io::Result<ExitStatus>,
+    ended_by: Option<JobState>,
+    timeout: Option<Duration>,
+) -> JobStatus {
     let exit = match exit {
         Ok(exit) => exit,
         Err(error) => {

@@ -3,6 +3,7 @@
 //! host capability translates between the contract and these types.
 
 pub mod confine;
+pub mod container;
 mod job_log;
 pub mod local;
 
@@ -125,6 +126,8 @@ pub struct JobRequest {
     pub runtime: JobRuntime,
     /// Sandbox the job (None: run it as the user, unconfined).
     pub confinement: Option<Confinement>,
+    /// Whether the job may use the network (`job-network`).
+    pub network: bool,
     /// Where the job's output goes.
     pub log: Arc<JobLog>,
 }

@@ -190,7 +190,7 @@ struct CheckedSpec {
     name: String,
     command: Vec<String>,
     env: Vec<(String, String)>,
-    working_dir: PathBuf,
+    working_dir: Option<PathBuf>,
     resources: JobResources,
     timeout: Option<Duration>,
     runtime: JobRuntime,
@@ -232,12 +232,15 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         })?),
         Runtime::Image(image) => JobRuntime::Image(image.clone()),
     };
+    // The step's source root is on this machine: the default for jobs that
+    // run here, meaningless inside an image (which keeps its own default).
     let working_dir = match &spec.working_dir {
-        Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
+        Some(dir) if dir.starts_with('/') => Some(PathBuf::from(dir)),
         Some(dir) => {
             return Err(Error::Invalid(format!("the working directory `{dir}` is not an absolute path")));
         }
-        None => launch.source_root.clone(),
+        None if matches!(runtime, JobRuntime::Image(_)) => None,
+        None => Some(launch.source_root.clone()),
     };
     Ok(CheckedSpec {
         backend,
@@ -310,11 +313,12 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         name: name.clone(),
         command: spec.command,
         env: spec.env,
-        working_dir: Some(spec.working_dir),
+        working_dir: spec.working_dir,
         resources: spec.resources,
         timeout: spec.timeout,
         runtime: spec.runtime,
         confinement: launch.grants.confinement(),
+        network: launch.grants.job_network,
         log: Arc::clone(&log),
     };
     let job = match backend.submit(request).await {

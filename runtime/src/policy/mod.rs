@@ -22,7 +22,7 @@ use crate::backends::JobResources;
 pub const CAPABILITIES: &[&str] = &["jobs", "requirements", "images"];
 
 /// The job backends this runtime has.
-pub const BACKENDS: &[&str] = &["local"];
+pub const BACKENDS: &[&str] = &["local", "container"];
 
 /// A refused host call: the rule that refused it and what would allow it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,368 @@
+//! The container backend: a job is a podman container running an image.
+//!
+//! - The image is pulled at submission, so a missing image or an unreachable
+//!   registry is an error value from `submit`, not a failed job.
+//! - Environment values are handed to podman through its own environment
+//!   (`--env NAME`), never on its command line where `ps` would show them.
+//! - Network is off (`--network none`) unless `job-network` is granted; every
+//!   capability is dropped and privileges cannot be regained, unless the
+//!   flavor is trusted.
+//! - Resources map to `--cpus`, `--memory` and, for GPUs, the CDI device
+//!   `nvidia.com/gpu=all`.
+//! - Output is streamed from the attached `podman run`; the exit code is the
+//!   container's (125–127 are podman's own failures, explained).
+//! - Cancel and timeout: `podman stop --time GRACE`, then the container is
+//!   removed. Registries on loopback are spoken to without TLS.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
+
+/// The environment variable that names the podman to use instead of PATH's.
+pub const PODMAN_VARIABLE: &str = "STEPBOX_PODMAN";
+
+/// Longest wait for podman's own housekeeping commands.
+const PODMAN_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs jobs as podman containers.
+pub struct ContainerBackend {
+    grace: Duration,
+}
+
+impl ContainerBackend {
+    /// A backend whose stopped containers get `grace` before SIGKILL.
+    pub fn new(grace: Duration) -> Self {
+        Self { grace }
+    }
+}
+
+fn podman() -> Result<PathBuf, BackendError> {
+    crate::programs::locate("podman", PODMAN_VARIABLE).map_err(|why| {
+        BackendError::Unsupported(format!(
+            "the container backend runs jobs with podman, but {why}. Install it (Debian/Ubuntu: apt-get install podman)"
+        ))
+    })
+}
+
+/// Whether `reference` names a registry on this machine's loopback.
+fn on_loopback(reference: &str) -> bool {
+    let host = reference.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    reference.contains('/') && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// The container's name: unique per job, and findable by humans.
+fn container_name(request: &JobRequest) -> String {
+    format!("stepbox-{}", request.id)
+}
+
+/// The `podman run` arguments for `request`, image and command last.
+fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), container_name(request)];
+    args.extend(["--label".into(), format!("stepbox.job={}", request.id)]);
+    args.extend(["--pull".into(), "never".into()]);
+    if !network {
+        args.extend(["--network".into(), "none".into()]);
+    }
+    if hardened {
+        args.extend(["--cap-drop".into(), "all".into(), "--security-opt".into(), "no-new-privileges".into()]);
+    }
+    if let Some(cpus) = request.resources.cpu_count {
+        args.extend(["--cpus".into(), cpus.to_string()]);
+    }
+    if let Some(memory) = request.resources.memory_bytes {
+        args.extend(["--memory".into(), memory.to_string()]);
+    }
+    if request.resources.gpu_count.is_some_and(|gpus| gpus > 0) {
+        args.extend(["--device".into(), "nvidia.com/gpu=all".into()]);
+    }
+    if let Some(dir) = &request.working_dir {
+        args.extend(["--workdir".into(), dir.display().to_string()]);
+    }
+    for (name, _) in &request.env {
+        args.extend(["--env".into(), name.clone()]);
+    }
+    args.push(image.to_owned());
+    args.extend(request.command.iter().cloned());
+    args
+}
+
+/// Run a podman housekeeping command; its stderr on failure.
+async fn podman_command(podman: &PathBuf, args: &[&str]) -> Result<(), String> {
+    let mut command = Command::new(podman);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    match tokio::time::timeout(PODMAN_COMMAND_TIMEOUT, command.output()).await {
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("`podman {}` did not finish in {PODMAN_COMMAND_TIMEOUT:?}", args.join(" "))),
+    }
+}
+
+/// Make `image` present locally: pulled unless it already is.
+async fn ensure_image(podman: &PathBuf, image: &str) -> Result<(), BackendError> {
+    if podman_command(podman, &["image", "exists", image]).await.is_ok() {
+        return Ok(());
+    }
+    let mut args = vec!["pull", "--quiet"];
+    if on_loopback(image) {
+        args.push("--tls-verify=false");
+    }
+    args.push(image);
+    podman_command(podman, &args)
+        .await
+        .map_err(|why| BackendError::Failed(format!("podman cannot pull the image {image}: {why}")))
+}
+
+#[async_trait]
+impl JobBackend for ContainerBackend {
+    fn name(&self) -> &'static str {
+        "container"
+    }
+
+    async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {
+        let image = match &request.runtime {
+            JobRuntime::Image(image) => image.clone(),
+            JobRuntime::Host | JobRuntime::Environment(_) => {
+                return Err(BackendError::Invalid(
+                    "the container backend runs images: name one in the job spec (runtime image), for example \
+                     the reference images.build returned"
+                        .to_owned(),
+                ));
+            }
+        };
+        if request.command.is_empty() {
+            return Err(BackendError::Invalid("the job's command is empty".to_owned()));
+        }
+        let podman = podman()?;
+        ensure_image(&podman, &image).await?;
+        let hardened = request.confinement.is_some();
+        let args = run_args(&request, &image, hardened, request.network);
+        let mut command = Command::new(&podman);
+        command
+            .args(&args)
+            .env_clear()
+            .envs(request.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // podman itself needs a PATH (for conmon and the OCI runtime) and its
+        // configuration; the container sees only `--env` names.
+        for inherited in ["PATH", "HOME", "CONTAINERS_CONF", "CONTAINERS_REGISTRIES_CONF", "XDG_RUNTIME_DIR"] {
+            if let Some(value) = std::env::var_os(inherited)
+                && !request.env.iter().any(|(name, _)| name == inherited)
+            {
+                command.env(inherited, value);
+            }
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|error| BackendError::Failed(format!("cannot start {}: {error}", podman.display())))?;
+        let readers = super::local::spawn_readers(&mut child, &request.log);
+        let (status_tx, status_rx) = watch::channel(JobStatus::running());
+        let (cancel_tx, cancel_rx) = watch::channel(None);
+        let name = container_name(&request);
+        let supervisor =
+            Supervisor { child, podman, name: name.clone(), grace: self.grace, readers, log: Arc::clone(&request.log) };
+        tokio::spawn(supervisor.run(request.timeout, cancel_rx, status_tx));
+        Ok(Arc::new(ContainerJob { name, status: status_rx, cancel: cancel_tx }))
+    }
+}
+
+/// A running container job, as seen from the host.
+struct ContainerJob {
+    name: String,
+    status: watch::Receiver<JobStatus>,
+    cancel: watch::Sender<Option<Duration>>,
+}
+
+#[async_trait]
+impl RunningJob for ContainerJob {
+    fn external_id(&self) -> String {
+        self.name.clone()
+    }
+
+    fn status(&self) -> JobStatus {
+        self.status.borrow().clone()
+    }
+
+    async fn wait(&self) -> JobStatus {
+        let mut status = self.status.clone();
+        match status.wait_for(|status| status.state.is_terminal()).await {
+            Ok(status) => status.clone(),
+            Err(_) => self.status.borrow().clone(),
+        }
+    }
+
+    async fn cancel(&self, grace: Duration) -> JobStatus {
+        self.cancel.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(grace);
+            }
+            first
+        });
+        self.wait().await
+    }
+}
+
+/// Owns the attached `podman run` and decides how the job ended.
+struct Supervisor {
+    child: Child,
+    podman: PathBuf,
+    name: String,
+    grace: Duration,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    log: Arc<JobLog>,
+}
+
+impl Supervisor {
+    async fn run(
+        mut self,
+        timeout: Option<Duration>,
+        mut cancel: watch::Receiver<Option<Duration>>,
+        status: watch::Sender<JobStatus>,
+    ) {
+        let deadline = async {
+            match timeout {
+                Some(timeout) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
+        };
+        enum Ending {
+            Exited(std::io::Result<ExitStatus>),
+            TimedOut,
+            Cancelled(Duration),
+        }
+        let ending = tokio::select! {
+            exit = self.child.wait() => Ending::Exited(exit),
+            () = deadline => Ending::TimedOut,
+            requested = cancel.wait_for(Option::is_some) => {
+                Ending::Cancelled(requested.ok().and_then(|grace| *grace).unwrap_or(self.grace))
+            }
+        };
+        let (exit, ended_by) = match ending {
+            Ending::Exited(exit) => (exit, None),
+            Ending::TimedOut => (self.stop(self.grace).await, Some(JobState::TimedOut)),
+            Ending::Cancelled(grace) => (self.stop(grace).await, Some(JobState::Cancelled)),
+        };
+        // `--rm` removes it on exit; make sure, whatever happened.
+        let _ = podman_command(&self.podman, &["rm", "--force", "--ignore", &self.name]).await;
+        for reader in self.readers.drain(..) {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), reader).await.is_err() {
+                abort.abort();
+            }
+        }
+        status.send_replace(self.verdict(exit, ended_by, timeout));
+    }
+
+    /// `podman stop --time GRACE`, then wait for the attached run to end.
+    async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
+        let seconds = grace.as_secs().max(1).to_string();
+        if let Err(why) = podman_command(&self.podman, &["stop", "--ignore", "--time", &seconds, &self.name]).await {
+            tracing::warn!("podman stop {}: {why}", self.name);
+        }
+        match tokio::time::timeout(grace + Duration::from_secs(10), self.child.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                let _ = self.child.start_kill();
+                self.child.wait().await
+            }
+        }
+    }
+
+    fn verdict(
+        &self,
+        exit: std::io::Result<ExitStatus>,
+        ended_by: Option<JobState>,
+        timeout: Option<Duration>,
+    ) -> JobStatus {
+        let mut status = super::local::verdict(exit, ended_by, timeout);
+        if ended_by.is_none()
+            && let Some(code @ 125..=127) = status.exit_code
+        {
+            let said = self.log.tail(2048);
+            let last = said.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").trim().to_owned();
+            let what = match code {
+                125 => "podman could not run the container",
+                126 => "the command in the image cannot be executed",
+                _ => "the command was not found in the image",
+            };
+            status.message = Some(format!("{what} (exit {code}): {last}"));
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::JobResources;
+
+    struct Discard;
+    impl super::super::OutputSink for Discard {
+        fn write(&self, _: super::super::Stream, _: &[u8]) {}
+    }
+
+    fn request() -> JobRequest {
+        let log = JobLog::create(
+            &std::env::temp_dir().join(format!("stepbox-container-test-{}.log", std::process::id())),
+            1 << 20,
+            Arc::new(Discard),
+        )
+        .expect("a job log");
+        JobRequest {
+            id: "j1".into(),
+            name: "step".into(),
+            command: vec!["python".into(), "-m".into(), "step".into()],
+            env: vec![("TOKEN".into(), "secret-value".into())],
+            working_dir: None,
+            resources: JobResources {
+                cpu_count: Some(2.0),
+                gpu_count: Some(1),
+                gpu_class: None,
+                memory_bytes: Some(1 << 30),
+            },
+            timeout: None,
+            runtime: JobRuntime::Image("localhost:5000/steps@sha256:abc".into()),
+            confinement: Some(super::super::Confinement { network: false }),
+            network: false,
+            log: Arc::new(log),
+        }
+    }
+
+    #[test]
+    fn run_arguments_map_the_spec_and_never_carry_environment_values() {
+        let args = run_args(&request(), "img", true, false);
+        let joined = args.join(" ");
+        for expected in ["--network none", "--cap-drop all", "--cpus 2", "--memory 1073741824", "--env TOKEN"] {
+            assert!(joined.contains(expected), "{expected}: {joined}");
+        }
+        assert!(joined.contains("--device nvidia.com/gpu=all"));
+        assert!(joined.ends_with("img python -m step"), "{joined}");
+        assert!(!joined.contains("secret-value"), "values stay off the command line");
+        let open = run_args(&request(), "img", false, true).join(" ");
+        assert!(!open.contains("--network") && !open.contains("--cap-drop"), "{open}");
+    }
+
+    #[test]
+    fn loopback_registries_are_recognised() {
+        for (reference, expected) in [
+            ("localhost:5000/steps@sha256:abc", true),
+            ("127.0.0.1:5000/steps:1", true),
+            ("registry.example/steps:1", false),
+            ("localhost", false),
+            ("python:3.11", false),
+        ] {
+            assert_eq!(on_loopback(reference), expected, "{reference}");
+        }
+    }
+}
