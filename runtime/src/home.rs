@@ -81,6 +81,11 @@ impl Home {
         self.root.join("envs")
     }
 
+    /// The OCI layout of built images and cached blobs.
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }

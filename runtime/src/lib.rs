@@ -28,6 +28,7 @@ pub mod exit;
 pub mod flavors;
 pub mod home;
 pub mod host;
+pub mod images;
 pub mod inspect;
 pub mod instance;
 pub mod launch;

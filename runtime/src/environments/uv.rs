@@ -85,6 +85,30 @@ impl Uv {
         })
     }
 
+    /// `uv pip install --target DIR` for another machine: wheels for
+    /// `platform` (a uv `--python-platform` such as `x86_64-manylinux_2_28`)
+    /// and `python_version`, never built from source unless `source_builds`.
+    pub async fn install_for_platform(
+        &self,
+        target: &Path,
+        requirements: &Path,
+        platform: &str,
+        python_version: Option<&str>,
+        source_builds: bool,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), EnvironmentError> {
+        let mut command = self.command();
+        command.args(["pip", "install", "--target"]).arg(target).arg("-r").arg(requirements);
+        command.args(["--python-platform", platform]);
+        if let Some(version) = python_version {
+            command.args(["--python-version", version]);
+        }
+        if !source_builds {
+            command.arg("--no-build");
+        }
+        run(command, "install the requirements for the image", progress).await
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command

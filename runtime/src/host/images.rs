@@ -1,11 +1,16 @@
-//! The `images` capability. Declared by the contract; this release answers
-//! every call with an `unsupported` error value (the daemonless OCI builder
-//! is the next milestone).
+//! The `images` capability: build an image for the step with the daemonless
+//! builder ([`crate::images`]): a granted base image, the step's requirements
+//! and its source directory, pushed to a granted registry.
+
+use std::sync::Arc;
 
 use crate::bindings::images::{Host, Image, ImageSpec};
+use crate::bindings::log::Level;
 use crate::bindings::types::Error;
-use crate::host::HostState;
+use crate::environments::NormalizedSpec;
 use crate::host::audit::Decision;
+use crate::host::{FlavorLogger, HostState, LaunchContext};
+use crate::images::{BuildRequest, Builder, ImageError};
 
 impl Host for HostState {
     async fn build(&mut self, spec: ImageSpec) -> wasmtime::Result<Result<Image, Error>> {
@@ -20,20 +25,79 @@ impl Host for HostState {
             + strings(&spec.entrypoint)
             + optional(&spec.target);
         self.logger.check_argument("an image spec", bytes)?;
-        tracing::debug!("images.build(base {}) is not implemented yet", spec.base);
-        let message =
-            "images.build is not implemented by this stepbox yet: pass a prebuilt image to the launch instead";
-        if let Some(launch) = &self.launch {
-            let args = serde_json::json!({
-                "base": spec.base,
-                "requirements": spec.requirements,
-                "include_source": spec.include_source,
-                "env": crate::host::audit::redacted_env(spec.env.iter().map(|var| var.name.as_str())),
-                "target": spec.target,
-            });
-            launch.audit.record("images.build", args, Decision::Refused(message.to_owned()));
-        }
-        Ok(Err(Error::Unsupported(message.to_owned())))
+        let Some(launch) = self.launch.clone() else {
+            return Ok(Err(Error::Unsupported("images can only be built while a step is being launched".into())));
+        };
+        let args = serde_json::json!({
+            "base": spec.base,
+            "requirements": spec.requirements,
+            "include_source": spec.include_source,
+            "ignore": spec.ignore,
+            "env": crate::host::audit::redacted_env(spec.env.iter().map(|var| var.name.as_str())),
+            "working_dir": spec.working_dir,
+            "user": spec.user,
+            "entrypoint": spec.entrypoint,
+            "target": spec.target,
+        });
+        let result = build_checked(Arc::clone(&self.logger), &launch, spec).await;
+        let decision = match &result {
+            Ok(image) => {
+                launch.audit.record("images.build", args, Decision::Allowed);
+                tracing::debug!("built {}", image.reference);
+                return Ok(result);
+            }
+            Err(Error::Denied(message)) => Decision::Denied(message.clone()),
+            Err(Error::Invalid(message)) => Decision::Refused(message.clone()),
+            Err(Error::Failed(message)) => Decision::Failed(message.clone()),
+            Err(other) => Decision::Refused(format!("{other:?}")),
+        };
+        launch.audit.record("images.build", args, decision);
+        Ok(result)
+    }
+}
+
+/// Check the spec against the grants, then build.
+async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: ImageSpec) -> Result<Image, Error> {
+    let denied = |denial: crate::policy::Denial| {
+        logger.note(Level::Warn, &denial.to_string());
+        Error::Denied(denial.to_string())
+    };
+    launch.grants.base_image(&spec.base).map_err(denied)?;
+    if let Some(target) = &spec.target {
+        let registry = crate::images::registry::parse(target)
+            .map_err(|message| Error::Invalid(format!("`{target}` is not an image repository: {message}")))?;
+        launch.grants.push_registry(registry.registry()).map_err(denied)?;
+    }
+    if let Some(var) = spec.env.iter().find(|var| !crate::units::is_env_name(&var.name)) {
+        return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
+    }
+    if spec.working_dir.as_deref().is_some_and(|dir| !dir.starts_with('/')) {
+        return Err(Error::Invalid("the image's working directory must be an absolute path".to_owned()));
+    }
+    let requirements =
+        NormalizedSpec::new(&spec.requirements, None).map_err(|error| Error::Invalid(error.to_string()))?;
+    launch.grants.requirement_sources(requirements.direct_references()).map_err(denied)?;
+    let request = BuildRequest {
+        base: spec.base,
+        requirements,
+        source: spec.include_source.then(|| (launch.source_root.clone(), spec.ignore)),
+        env: spec.env.into_iter().map(|var| (var.name, var.value)).collect(),
+        working_dir: spec.working_dir,
+        user: spec.user,
+        entrypoint: spec.entrypoint,
+        target: spec.target,
+        source_builds: launch.grants.source_builds,
+    };
+    let builder = Builder::new(&launch.home.images_dir()).map_err(failed)?;
+    let progress = |line: &str| logger.note(Level::Info, &format!("images: {line}"));
+    let built = builder.build(&request, &progress).await.map_err(failed)?;
+    Ok(Image { reference: built.reference })
+}
+
+fn failed(error: ImageError) -> Error {
+    match error {
+        ImageError::Reference { .. } => Error::Invalid(error.to_string()),
+        other => Error::Failed(other.to_string()),
     }
 }
 

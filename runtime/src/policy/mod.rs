@@ -273,6 +273,39 @@ impl Grants {
         }
     }
 
+    /// An image may be pushed only to a granted registry (`host[:port]`).
+    pub fn push_registry(&self, registry: &str) -> Result<(), Denial> {
+        if self.registries.iter().any(|granted| granted == registry) {
+            return Ok(());
+        }
+        Err(Denial {
+            rule: "registries",
+            message: format!(
+                "pushing to the registry `{registry}` is not granted to this step operator{}; grant it with --grant registry={registry}",
+                granted_list(&self.registries)
+            ),
+        })
+    }
+
+    /// An image may be built only on a granted base image: one equal to a
+    /// `base-image=` grant, or starting with one that ends in `*`.
+    pub fn base_image(&self, base: &str) -> Result<(), Denial> {
+        let allowed = self.base_images.iter().any(|granted| match granted.strip_suffix('*') {
+            Some(prefix) => base.starts_with(prefix),
+            None => granted == base,
+        });
+        if allowed {
+            return Ok(());
+        }
+        Err(Denial {
+            rule: "base-images",
+            message: format!(
+                "building on the base image `{base}` is not granted to this step operator{}; grant it with --grant base-image={base}",
+                granted_list(&self.base_images)
+            ),
+        })
+    }
+
     /// A job's resources and timeout must stay within the ceilings. Returns
     /// the timeout to apply (the ceiling when the job asks for none).
     pub fn resources(&self, resources: &JobResources, timeout: Option<u64>) -> Result<Option<u64>, Denial> {
@@ -313,6 +346,11 @@ impl Grants {
             (asked, _) => Ok(asked),
         }
     }
+}
+
+/// ` (granted: a, b)`, or nothing when none is.
+fn granted_list(items: &[String]) -> String {
+    if items.is_empty() { String::new() } else { format!(" (granted: {})", items.join(", ")) }
 }
 
 fn push_unique(list: &mut Vec<String>, item: &str) {
@@ -438,6 +476,24 @@ mod tests {
                 assert!(denial.message.contains("--grant job-env="), "{}", denial.message);
             }
         }
+    }
+
+    #[test]
+    fn images_need_granted_registries_and_base_images() {
+        let grants = granted(&[
+            "registry=127.0.0.1:5000",
+            "base-image=127.0.0.1:5000/python:3.11",
+            "base-image=oci:/srv/bases/*",
+        ]);
+        assert!(grants.push_registry("127.0.0.1:5000").is_ok());
+        let denial = grants.push_registry("registry.example").unwrap_err();
+        assert_eq!(denial.rule, "registries");
+        assert!(denial.message.contains("--grant registry=registry.example"), "{}", denial.message);
+        assert!(grants.base_image("127.0.0.1:5000/python:3.11").is_ok());
+        assert!(grants.base_image("oci:/srv/bases/python:3.12").is_ok());
+        let denial = grants.base_image("127.0.0.1:5000/python:3.12").unwrap_err();
+        assert_eq!(denial.rule, "base-images");
+        assert!(denial.message.contains("--grant base-image="), "{}", denial.message);
     }
 
     #[test]
