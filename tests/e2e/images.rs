@@ -148,3 +148,27 @@ fn registries_and_base_images_must_be_granted() {
     let audit = t.run(&["runs", "show", &id, "--audit", "-o", "json"]).json();
     assert!(audit["audit"].to_string().contains("images.build"), "the refusal is audited");
 }
+
+#[test]
+fn without_a_repository_an_image_stays_in_a_local_layout_and_can_be_a_base() {
+    let t = builder_home(false);
+    t.run(&["step-operator", "update", "builder", "--unset", "repository"]).expect_code(0);
+    write_step(&t, "from a local layout");
+    let run = launch(&t, &["six==1.16.0"]);
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim(), "from a local layout 1.16.0");
+    let local = built_reference(&run);
+    let layout = t.home().join("images");
+    assert!(local.starts_with(&format!("oci:{}:stepbox-", layout.display())), "{local}");
+
+    // That layout is a base image like any other, once granted.
+    let grant = format!("base-image=oci:{}:*", layout.display());
+    let config = format!("base_image={local}");
+    t.run(&["step-operator", "update", "builder", "--grant", &grant, "--config", &config]).expect_code(0);
+    fs::write(t.scratch().join("step.py"), "import six\nprint('on a local base', six.__version__)\n").expect("write");
+    let layered = Run::from_output(
+        t.launch_command_with("builder", "s", &[], &["python3", "step.py"]).output().expect("stepbox runs"),
+    );
+    layered.expect_code(0);
+    assert_eq!(layered.stdout.trim(), "on a local base 1.16.0", "the base's dependency layer is still there");
+}

@@ -94,9 +94,9 @@ fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool) ->
     args
 }
 
-/// Run a podman housekeeping command; its stderr on failure.
-async fn podman_command(podman: &PathBuf, args: &[&str]) -> Result<(), String> {
-    let mut command = Command::new(podman);
+/// Run a podman (or skopeo) housekeeping command; its stderr on failure.
+async fn podman_command(program: &PathBuf, args: &[&str]) -> Result<(), String> {
+    let mut command = Command::new(program);
     command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     match tokio::time::timeout(PODMAN_COMMAND_TIMEOUT, command.output()).await {
         Ok(Ok(output)) if output.status.success() => Ok(()),
@@ -106,10 +106,32 @@ async fn podman_command(podman: &PathBuf, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Make `image` present locally: pulled unless it already is.
-async fn ensure_image(podman: &PathBuf, image: &str) -> Result<(), BackendError> {
+/// Make `image` present in podman's storage; returns the name podman runs
+/// it by. A registry image is pulled unless present. An image in a local
+/// OCI layout (`oci:PATH:NAME`) is copied in with skopeo under
+/// `localhost/stepbox/NAME` (podman's own `oci:` pull names the image after
+/// the layout's path, which fails for paths with capital letters).
+async fn ensure_image(podman: &PathBuf, image: &str) -> Result<String, BackendError> {
+    if let Some(layout) = image.strip_prefix("oci:") {
+        let name = layout.rsplit_once(':').map_or("latest", |(_, name)| name);
+        let local = format!("localhost/stepbox/{}", name.to_ascii_lowercase());
+        if podman_command(podman, &["image", "exists", &local]).await.is_ok() {
+            return Ok(local);
+        }
+        let skopeo = crate::programs::on_path("skopeo").ok_or_else(|| {
+            BackendError::Unsupported(format!(
+                "the image {image} is in a local OCI layout, and running one needs skopeo to hand it to podman: \
+                 install it (Debian/Ubuntu: apt-get install skopeo), or build to a registry repository instead"
+            ))
+        })?;
+        let destination = format!("containers-storage:{local}");
+        podman_command(&skopeo, &["copy", "--quiet", image, &destination])
+            .await
+            .map_err(|why| BackendError::Failed(format!("cannot load the image {image} into podman: {why}")))?;
+        return Ok(local);
+    }
     if podman_command(podman, &["image", "exists", image]).await.is_ok() {
-        return Ok(());
+        return Ok(image.to_owned());
     }
     let mut args = vec!["pull", "--quiet"];
     if on_loopback(image) {
@@ -118,7 +140,8 @@ async fn ensure_image(podman: &PathBuf, image: &str) -> Result<(), BackendError>
     args.push(image);
     podman_command(podman, &args)
         .await
-        .map_err(|why| BackendError::Failed(format!("podman cannot pull the image {image}: {why}")))
+        .map_err(|why| BackendError::Failed(format!("podman cannot pull the image {image}: {why}")))?;
+    Ok(image.to_owned())
 }
 
 #[async_trait]
@@ -142,7 +165,7 @@ impl JobBackend for ContainerBackend {
             return Err(BackendError::Invalid("the job's command is empty".to_owned()));
         }
         let podman = podman()?;
-        ensure_image(&podman, &image).await?;
+        let image = ensure_image(&podman, &image).await?;
         let hardened = request.confinement.is_some();
         let args = run_args(&request, &image, hardened, request.network);
         let mut command = Command::new(&podman);
