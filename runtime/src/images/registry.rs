@@ -111,5 +111,5 @@ fn reqwest_header(media_type: &str) -> Result<http::HeaderValue, String> {
 
 /// `sha256:0123456789ab`, for progress lines.
 pub fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
+    digest.get(..19).unwrap_or(digest)
 }

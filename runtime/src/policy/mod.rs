@@ -290,6 +290,13 @@ impl Grants {
     /// An image may be built only on a granted base image: one equal to a
     /// `base-image=` grant, or starting with one that ends in `*`.
     pub fn base_image(&self, base: &str) -> Result<(), Denial> {
+        // A prefix grant must not be escaped with `..` (`oci:/srv/bases/../../etc`).
+        if base.split(['/', ':']).any(|part| part == "..") {
+            return Err(Denial {
+                rule: "base-images",
+                message: format!("the base image `{base}` contains `..`; name it without relative path parts"),
+            });
+        }
         let allowed = self.base_images.iter().any(|granted| match granted.strip_suffix('*') {
             Some(prefix) => base.starts_with(prefix),
             None => granted == base,
@@ -491,6 +498,7 @@ mod tests {
         assert!(denial.message.contains("--grant registry=registry.example"), "{}", denial.message);
         assert!(grants.base_image("127.0.0.1:5000/python:3.11").is_ok());
         assert!(grants.base_image("oci:/srv/bases/python:3.12").is_ok());
+        assert!(grants.base_image("oci:/srv/bases/../../etc:x").is_err(), "a prefix grant cannot be escaped");
         let denial = grants.base_image("127.0.0.1:5000/python:3.12").unwrap_err();
         assert_eq!(denial.rule, "base-images");
         assert!(denial.message.contains("--grant base-image="), "{}", denial.message);
