@@ -27,6 +27,10 @@ use layout::Layout;
 
 /// Where the dependency layer puts packages inside the image.
 pub const SITE_PACKAGES: &str = "/opt/stepbox/site-packages";
+/// Never copied into a code layer: version-control metadata (history, and
+/// often credentials in remotes) has no place in an image.
+pub const ALWAYS_IGNORED: &[&str] = &[".git/", ".hg/", ".svn/"];
+
 /// The working directory (and code location) when the spec names none.
 pub const DEFAULT_WORKDIR: &str = "/app";
 
@@ -290,10 +294,21 @@ impl Builder {
         Ok(layer)
     }
 
-    /// The step's source directory at `workdir`, minus ignored files.
+    /// The step's source directory at `workdir`, minus ignored files:
+    /// [`ALWAYS_IGNORED`], the patterns given, and those in the directory's
+    /// `.stepboxignore` if it has one.
     fn code_layer(&self, source: &Path, ignore: &[String], workdir: &str) -> Result<Layer, ImageError> {
         let mut patterns = ignore::gitignore::GitignoreBuilder::new(source);
-        for pattern in ignore {
+        let ignore_file = source.join(".stepboxignore");
+        if ignore_file.is_file()
+            && let Some(error) = patterns.add(&ignore_file)
+        {
+            return Err(ImageError::Io {
+                context: format!("cannot read {}", ignore_file.display()),
+                source: std::io::Error::other(error),
+            });
+        }
+        for pattern in ALWAYS_IGNORED.iter().copied().chain(ignore.iter().map(String::as_str)) {
             patterns.add_line(None, pattern).map_err(|error| ImageError::Io {
                 context: format!("the ignore pattern `{pattern}` is not valid"),
                 source: std::io::Error::other(error),
@@ -386,4 +401,36 @@ fn edit_config(config: &mut Value, request: &BuildRequest, workdir: &str, layers
     let mut history = config["history"].as_array().cloned().unwrap_or_default();
     history.push(json!({ "created": "1970-01-01T00:00:00Z", "created_by": "stepbox images.build" }));
     config["history"] = json!(history);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths in a layer blob.
+    fn paths_in(layout: &Layout, layer: &Layer) -> Vec<String> {
+        let blob = std::fs::File::open(layout.blob_path(&layer.digest).expect("digest")).expect("blob");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+        let entries = archive.entries().expect("a tar");
+        entries.map(|entry| entry.expect("entry").path().expect("path").display().to_string()).collect()
+    }
+
+    #[test]
+    fn the_code_layer_leaves_out_version_control_and_ignored_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("src");
+        std::fs::create_dir_all(source.join(".git")).expect("mkdir");
+        std::fs::write(source.join(".git/config"), "[remote] url = https://token@example.invalid").expect("write");
+        std::fs::write(source.join(".stepboxignore"), "secrets.env\n").expect("write");
+        std::fs::write(source.join("secrets.env"), "API_KEY=1").expect("write");
+        std::fs::write(source.join("debug.log"), "noise").expect("write");
+        std::fs::write(source.join("step.py"), "print('hi')").expect("write");
+        let builder = Builder::new(&dir.path().join("layout")).expect("builder");
+        let layer = builder.code_layer(&source, &["*.log".to_owned()], "/app").expect("code layer");
+        let paths = paths_in(&builder.layout, &layer);
+        assert!(paths.contains(&"app/step.py".to_owned()), "{paths:?}");
+        for left_out in [".git", "secrets.env", "debug.log"] {
+            assert!(!paths.iter().any(|p| p.contains(left_out)), "{left_out} is in {paths:?}");
+        }
+    }
 }
