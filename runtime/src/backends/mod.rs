@@ -6,6 +6,7 @@ pub mod confine;
 pub mod container;
 mod job_log;
 pub mod local;
+pub mod slurm;
 
 use std::fmt;
 use std::path::PathBuf;
