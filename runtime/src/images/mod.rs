@@ -416,6 +416,41 @@ mod tests {
     }
 
     #[test]
+    fn the_config_gets_the_layers_environment_user_entrypoint_and_fixed_times() {
+        let mut config = json!({
+            "architecture": "amd64",
+            "created": "2026-01-01T00:00:00Z",
+            "config": { "Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["python3"] },
+            "rootfs": { "type": "layers", "diff_ids": ["sha256:base"] },
+        });
+        let request = BuildRequest {
+            base: "base".into(),
+            requirements: NormalizedSpec::new(&["six".to_owned()], None).expect("valid"),
+            source: None,
+            env: vec![("LANG".into(), "en_GB.UTF-8".into()), ("STEP".into(), "1".into())],
+            working_dir: None,
+            user: Some("1000:1000".into()),
+            entrypoint: vec!["python3".into(), "-u".into()],
+            target: None,
+            source_builds: false,
+        };
+        let layer = |id: &str| (OciDescriptor::default(), Layer { digest: String::new(), diff_id: id.into(), size: 0 });
+        edit_config(&mut config, &request, "/app", &[layer("sha256:base"), layer("sha256:deps")]);
+        assert_eq!(config["rootfs"]["diff_ids"], json!(["sha256:base", "sha256:deps"]));
+        assert_eq!(
+            config["config"]["Env"],
+            json!(["PATH=/usr/bin:/bin", "PYTHONPATH=/opt/stepbox/site-packages", "LANG=en_GB.UTF-8", "STEP=1"])
+        );
+        assert_eq!(config["config"]["User"], "1000:1000");
+        assert_eq!(config["config"]["Entrypoint"], json!(["python3", "-u"]));
+        assert_eq!(config["config"]["WorkingDir"], "/app");
+        assert_eq!(config["config"]["Cmd"], json!(["python3"]), "the base's Cmd is kept");
+        assert_eq!(config["created"], "1970-01-01T00:00:00Z", "fixed, so equal inputs give equal digests");
+        assert_eq!(uv_platform(&config), "x86_64-manylinux_2_28");
+        assert_eq!(python_version(&json!({"config": {"Env": ["PYTHON_VERSION=3.12.4"]}})), Some("3.12".into()));
+    }
+
+    #[test]
     fn the_code_layer_leaves_out_version_control_and_ignored_files() {
         let dir = tempfile::tempdir().expect("temp dir");
         let source = dir.path().join("src");
