@@ -57,30 +57,13 @@ fn main() -> anyhow::Result<()> {
     let register = time(|| stepbox(&["flavor", "register", flavor]))?;
     println!("flavor register (compile + cache), once: {}", ms(register));
     // The same flavor twice: jobs confined by bubblewrap (the default) and unconfined (`trusted`).
-    stepbox(&[
-        "step-operator",
-        "register",
-        "confined",
-        "--flavor",
-        "local",
-        "--grant",
-        "jobs",
-        "--grant",
-        "requirements",
-    ])?;
-    stepbox(&[
-        "step-operator",
-        "register",
-        "trusted",
-        "--flavor",
-        "local",
-        "--grant",
-        "jobs",
-        "--grant",
-        "requirements",
-        "--grant",
-        "trusted",
-    ])?;
+    const LOCAL_GRANTS: [&str; 4] = ["--grant", "jobs", "--grant", "requirements"];
+    for (operator, extra) in [("confined", &[][..]), ("trusted", &["--grant", "trusted"][..])] {
+        let mut register = vec!["step-operator", "register", operator, "--flavor", "local"];
+        register.extend(LOCAL_GRANTS);
+        register.extend(extra);
+        stepbox(&register)?;
+    }
     fn launch(operator: &str) -> [&str; 11] {
         ["launch", "-s", operator, "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"]
     }

@@ -14,22 +14,24 @@
 //! - Cancel and timeout: `podman stop --time GRACE`, then the container is
 //!   removed. Registries on loopback are spoken to without TLS.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 
+use super::supervise::{self, Ending, JobHandle, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
 
 /// The environment variable that names the podman to use instead of PATH's.
 pub const PODMAN_VARIABLE: &str = "STEPBOX_PODMAN";
 
-/// Longest wait for podman's own housekeeping commands.
-const PODMAN_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for quick housekeeping (`image exists`, `stop`, `rm`).
+/// Pulls and copies have no bound of their own: they can take long for big
+/// images, and the launch's `wall-clock` limit (or Ctrl-C) ends them.
+const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs jobs as podman containers.
 pub struct ContainerBackend {
@@ -94,15 +96,22 @@ fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool) ->
     args
 }
 
-/// Run a podman (or skopeo) housekeeping command; its stderr on failure.
-async fn podman_command(program: &PathBuf, args: &[&str]) -> Result<(), String> {
+/// Run a quick housekeeping command to the end, within [`HOUSEKEEPING_TIMEOUT`].
+async fn run_quietly(program: &Path, args: &[&str]) -> Result<(), String> {
+    tokio::time::timeout(HOUSEKEEPING_TIMEOUT, run_to_end(program, args)).await.unwrap_or_else(|_| {
+        Err(format!("`{} {}` did not finish in {HOUSEKEEPING_TIMEOUT:?}", program.display(), args.join(" ")))
+    })
+}
+
+/// Run a command (podman, skopeo) to the end, output discarded; its stderr
+/// on failure. Dropping the future kills it.
+async fn run_to_end(program: &Path, args: &[&str]) -> Result<(), String> {
     let mut command = Command::new(program);
     command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-    match tokio::time::timeout(PODMAN_COMMAND_TIMEOUT, command.output()).await {
-        Ok(Ok(output)) if output.status.success() => Ok(()),
-        Ok(Ok(output)) => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("`podman {}` did not finish in {PODMAN_COMMAND_TIMEOUT:?}", args.join(" "))),
+    match command.output().await {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
+        Err(error) => Err(format!("cannot run {}: {error}", program.display())),
     }
 }
 
@@ -111,11 +120,11 @@ async fn podman_command(program: &PathBuf, args: &[&str]) -> Result<(), String> 
 /// OCI layout (`oci:PATH:NAME`) is copied in with skopeo under
 /// `localhost/stepbox/NAME` (podman's own `oci:` pull names the image after
 /// the layout's path, which fails for paths with capital letters).
-async fn ensure_image(podman: &PathBuf, image: &str) -> Result<String, BackendError> {
+async fn ensure_image(podman: &Path, image: &str) -> Result<String, BackendError> {
     if let Some(layout) = image.strip_prefix("oci:") {
         let name = layout.rsplit_once(':').map_or("latest", |(_, name)| name);
         let local = format!("localhost/stepbox/{}", name.to_ascii_lowercase());
-        if podman_command(podman, &["image", "exists", &local]).await.is_ok() {
+        if run_quietly(podman, &["image", "exists", &local]).await.is_ok() {
             return Ok(local);
         }
         let skopeo = crate::programs::on_path("skopeo").ok_or_else(|| {
@@ -125,12 +134,12 @@ async fn ensure_image(podman: &PathBuf, image: &str) -> Result<String, BackendEr
             ))
         })?;
         let destination = format!("containers-storage:{local}");
-        podman_command(&skopeo, &["copy", "--quiet", image, &destination])
+        run_to_end(&skopeo, &["copy", "--quiet", image, &destination])
             .await
             .map_err(|why| BackendError::Failed(format!("cannot load the image {image} into podman: {why}")))?;
         return Ok(local);
     }
-    if podman_command(podman, &["image", "exists", image]).await.is_ok() {
+    if run_quietly(podman, &["image", "exists", image]).await.is_ok() {
         return Ok(image.to_owned());
     }
     let mut args = vec!["pull", "--quiet"];
@@ -138,7 +147,7 @@ async fn ensure_image(podman: &PathBuf, image: &str) -> Result<String, BackendEr
         args.push("--tls-verify=false");
     }
     args.push(image);
-    podman_command(podman, &args)
+    run_to_end(podman, &args)
         .await
         .map_err(|why| BackendError::Failed(format!("podman cannot pull the image {image}: {why}")))?;
     Ok(image.to_owned())
@@ -188,22 +197,20 @@ impl JobBackend for ContainerBackend {
         let mut child = command
             .spawn()
             .map_err(|error| BackendError::Failed(format!("cannot start {}: {error}", podman.display())))?;
-        let readers = super::local::spawn_readers(&mut child, &request.log);
-        let (status_tx, status_rx) = watch::channel(JobStatus::running());
-        let (cancel_tx, cancel_rx) = watch::channel(None);
+        let readers = supervise::spawn_readers(&mut child, &request.log);
+        let (handle, link) = supervise::link();
         let name = container_name(&request);
         let supervisor =
             Supervisor { child, podman, name: name.clone(), grace: self.grace, readers, log: Arc::clone(&request.log) };
-        tokio::spawn(supervisor.run(request.timeout, cancel_rx, status_tx));
-        Ok(Arc::new(ContainerJob { name, status: status_rx, cancel: cancel_tx }))
+        tokio::spawn(supervisor.run(request.timeout, link));
+        Ok(Arc::new(ContainerJob { name, handle }))
     }
 }
 
 /// A running container job, as seen from the host.
 struct ContainerJob {
     name: String,
-    status: watch::Receiver<JobStatus>,
-    cancel: watch::Sender<Option<Duration>>,
+    handle: JobHandle,
 }
 
 #[async_trait]
@@ -213,26 +220,15 @@ impl RunningJob for ContainerJob {
     }
 
     fn status(&self) -> JobStatus {
-        self.status.borrow().clone()
+        self.handle.status()
     }
 
     async fn wait(&self) -> JobStatus {
-        let mut status = self.status.clone();
-        match status.wait_for(|status| status.state.is_terminal()).await {
-            Ok(status) => status.clone(),
-            Err(_) => self.status.borrow().clone(),
-        }
+        self.handle.wait().await
     }
 
     async fn cancel(&self, grace: Duration) -> JobStatus {
-        self.cancel.send_if_modified(|current| {
-            let first = current.is_none();
-            if first {
-                *current = Some(grace);
-            }
-            first
-        });
-        self.wait().await
+        self.handle.cancel(grace).await
     }
 }
 
@@ -247,51 +243,28 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(
-        mut self,
-        timeout: Option<Duration>,
-        mut cancel: watch::Receiver<Option<Duration>>,
-        status: watch::Sender<JobStatus>,
-    ) {
-        let deadline = async {
-            match timeout {
-                Some(timeout) => tokio::time::sleep(timeout).await,
-                None => std::future::pending().await,
-            }
-        };
-        enum Ending {
-            Exited(std::io::Result<ExitStatus>),
-            TimedOut,
-            Cancelled(Duration),
-        }
-        let ending = tokio::select! {
-            exit = self.child.wait() => Ending::Exited(exit),
-            () = deadline => Ending::TimedOut,
-            requested = cancel.wait_for(Option::is_some) => {
-                Ending::Cancelled(requested.ok().and_then(|grace| *grace).unwrap_or(self.grace))
-            }
-        };
-        let (exit, ended_by) = match ending {
+    async fn run(mut self, timeout: Option<Duration>, mut link: SupervisorLink) {
+        let (exit, ended_by) = match wait_for_ending(&mut self.child, timeout, &mut link.cancel, self.grace).await {
             Ending::Exited(exit) => (exit, None),
             Ending::TimedOut => (self.stop(self.grace).await, Some(JobState::TimedOut)),
             Ending::Cancelled(grace) => (self.stop(grace).await, Some(JobState::Cancelled)),
         };
         // `--rm` removes it on exit; make sure, whatever happened.
-        let _ = podman_command(&self.podman, &["rm", "--force", "--ignore", &self.name]).await;
-        for reader in self.readers.drain(..) {
-            let abort = reader.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), reader).await.is_err() {
-                abort.abort();
-            }
-        }
-        status.send_replace(self.verdict(exit, ended_by, timeout));
+        let _ = run_quietly(&self.podman, &["rm", "--force", "--ignore", &self.name]).await;
+        supervise::drain(std::mem::take(&mut self.readers)).await;
+        link.status.send_replace(self.verdict(exit, ended_by, timeout));
     }
 
     /// `podman stop --time GRACE`, then wait for the attached run to end.
     async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
         let seconds = grace.as_secs().max(1).to_string();
-        if let Err(why) = podman_command(&self.podman, &["stop", "--ignore", "--time", &seconds, &self.name]).await {
-            tracing::warn!("podman stop {}: {why}", self.name);
+        // `podman stop` itself waits up to the grace period.
+        let args = ["stop", "--ignore", "--time", &seconds, &self.name];
+        let stop = run_to_end(&self.podman, &args);
+        match tokio::time::timeout(grace + HOUSEKEEPING_TIMEOUT, stop).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => tracing::warn!("podman stop {}: {why}", self.name),
+            Err(_) => tracing::warn!("podman stop {} did not return; killing the attached run", self.name),
         }
         match tokio::time::timeout(grace + Duration::from_secs(10), self.child.wait()).await {
             Ok(exit) => exit,
@@ -308,7 +281,7 @@ impl Supervisor {
         ended_by: Option<JobState>,
         timeout: Option<Duration>,
     ) -> JobStatus {
-        let mut status = super::local::verdict(exit, ended_by, timeout);
+        let mut status = supervise::verdict(exit, ended_by, timeout);
         if ended_by.is_none()
             && let Some(code @ 125..=127) = status.exit_code
         {

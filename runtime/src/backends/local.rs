@@ -16,7 +16,6 @@
 //!
 //! Resource requests (CPUs, memory, GPUs) are advisory on this backend.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,17 +23,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
+use super::supervise::{self, Ending, JobHandle, SupervisorLink, wait_for_ending};
+use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// How long to wait for output pipes to drain after a job has ended.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait for a killed process group to disappear.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -129,21 +125,19 @@ impl JobBackend for LocalBackend {
         })?;
         let pid =
             child.id().ok_or_else(|| BackendError::Failed(format!("`{program}` exited before it could be tracked")))?;
-        let readers = spawn_readers(&mut child, &request.log);
-        let (status_tx, status_rx) = watch::channel(JobStatus::running());
-        let (cancel_tx, cancel_rx) = watch::channel(None);
+        let readers = supervise::spawn_readers(&mut child, &request.log);
+        let (handle, link) = supervise::link();
         let confined = request.confinement.is_some();
         let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers, confined };
-        tokio::spawn(supervisor.run(request.timeout, cancel_rx, status_tx));
-        Ok(Arc::new(LocalJob { pid, status: status_rx, cancel: cancel_tx }))
+        tokio::spawn(supervisor.run(request.timeout, link));
+        Ok(Arc::new(LocalJob { pid, handle }))
     }
 }
 
 /// A running local job, as seen from the host.
 struct LocalJob {
     pid: u32,
-    status: watch::Receiver<JobStatus>,
-    cancel: watch::Sender<Option<Duration>>,
+    handle: JobHandle,
 }
 
 #[async_trait]
@@ -153,53 +147,16 @@ impl RunningJob for LocalJob {
     }
 
     fn status(&self) -> JobStatus {
-        self.status.borrow().clone()
+        self.handle.status()
     }
 
     async fn wait(&self) -> JobStatus {
-        let mut status = self.status.clone();
-        let result = status.wait_for(|status| status.state.is_terminal()).await;
-        match result {
-            Ok(status) => status.clone(),
-            // The supervisor is gone without a verdict (the runtime is shutting down).
-            Err(_) => self.status.borrow().clone(),
-        }
+        self.handle.wait().await
     }
 
     async fn cancel(&self, grace: Duration) -> JobStatus {
-        self.cancel.send_if_modified(|current| {
-            let first = current.is_none();
-            if first {
-                *current = Some(grace);
-            }
-            first
-        });
-        self.wait().await
+        self.handle.cancel(grace).await
     }
-}
-
-/// Copy the child's stdout and stderr into the job log.
-pub(super) fn spawn_readers(child: &mut Child, log: &Arc<JobLog>) -> Vec<JoinHandle<()>> {
-    let mut readers = Vec::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let log = Arc::clone(log);
-        readers.push(tokio::spawn(async move {
-            let mut buffer = vec![0; 8192];
-            while let Ok(n @ 1..) = stdout.read(&mut buffer).await {
-                log.write(Stream::Stdout, &buffer[..n]);
-            }
-        }));
-    }
-    if let Some(mut stderr) = child.stderr.take() {
-        let log = Arc::clone(log);
-        readers.push(tokio::spawn(async move {
-            let mut buffer = vec![0; 8192];
-            while let Ok(n @ 1..) = stderr.read(&mut buffer).await {
-                log.write(Stream::Stderr, &buffer[..n]);
-            }
-        }));
-    }
-    readers
 }
 
 /// Owns the child process and decides how the job ended.
@@ -213,44 +170,16 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(
-        mut self,
-        timeout: Option<Duration>,
-        mut cancel: watch::Receiver<Option<Duration>>,
-        status: watch::Sender<JobStatus>,
-    ) {
-        let deadline = async {
-            match timeout {
-                Some(timeout) => tokio::time::sleep(timeout).await,
-                None => std::future::pending().await,
-            }
-        };
-        enum Ending {
-            Exited(std::io::Result<ExitStatus>),
-            TimedOut,
-            Cancelled(Duration),
-        }
-        let ending = tokio::select! {
-            exit = self.child.wait() => Ending::Exited(exit),
-            () = deadline => Ending::TimedOut,
-            requested = cancel.wait_for(Option::is_some) => {
-                Ending::Cancelled(requested.ok().and_then(|grace| *grace).unwrap_or(self.grace))
-            }
-        };
-        let (exit, ended_by) = match ending {
+    async fn run(mut self, timeout: Option<Duration>, mut link: SupervisorLink) {
+        let (exit, ended_by) = match wait_for_ending(&mut self.child, timeout, &mut link.cancel, self.grace).await {
             Ending::Exited(exit) => (exit, None),
             Ending::TimedOut => (self.stop(self.grace).await, Some(JobState::TimedOut)),
             Ending::Cancelled(grace) => (self.stop(grace).await, Some(JobState::Cancelled)),
         };
         // The main process is gone; end whatever it left in its group.
         stop_group(self.group, self.grace).await;
-        for reader in self.readers {
-            let abort = reader.abort_handle();
-            if tokio::time::timeout(DRAIN_TIMEOUT, reader).await.is_err() {
-                abort.abort();
-            }
-        }
-        status.send_replace(verdict(exit, ended_by, timeout));
+        supervise::drain(self.readers).await;
+        link.status.send_replace(supervise::verdict(exit, ended_by, timeout));
     }
 
     /// SIGTERM the group, wait up to `grace` for the main process, then SIGKILL.
@@ -273,44 +202,6 @@ impl Supervisor {
             }
         }
     }
-}
-
-/// How a job ended, from its exit status and what ended it.
-pub(super) fn verdict(
-    exit: std::io::Result<ExitStatus>,
-    ended_by: Option<JobState>,
-    timeout: Option<Duration>,
-) -> JobStatus {
-    let exit = match exit {
-        Ok(exit) => exit,
-        Err(error) => {
-            return JobStatus {
-                state: JobState::Failed,
-                exit_code: None,
-                message: Some(format!("lost track of the process: {error}")),
-            };
-        }
-    };
-    let exit_code = exit.code().or_else(|| exit.signal().map(|signal| 128 + signal));
-    let described = match (exit.code(), exit.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => format!("killed by signal {}", signal_name(signal)),
-        _ => "ended".to_owned(),
-    };
-    let (state, message) = match ended_by {
-        Some(JobState::TimedOut) => (
-            JobState::TimedOut,
-            Some(format!("timed out after {}; {described}", humantime::format_duration(timeout.unwrap_or_default()))),
-        ),
-        Some(JobState::Cancelled) => (JobState::Cancelled, Some(format!("cancelled; {described}"))),
-        _ if exit.success() => (JobState::Succeeded, None),
-        _ => (JobState::Failed, Some(described)),
-    };
-    JobStatus { state, exit_code, message }
-}
-
-fn signal_name(signal: i32) -> String {
-    Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned())
 }
 
 fn signal_group(group: Pid, signal: Signal) {

@@ -7,6 +7,7 @@ pub mod container;
 mod job_log;
 pub mod local;
 pub mod slurm;
+mod supervise;
 
 use std::fmt;
 use std::path::PathBuf;

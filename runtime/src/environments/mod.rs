@@ -94,14 +94,14 @@ impl Environments {
         root.join(MARKER).is_file().then(|| environment(handle, &root))
     }
 
-    /// The environment for `spec`: reused when complete, otherwise built
-    /// with `uv` (or awaited while another process builds it). `progress`
+    /// The environment for `spec`: reused when complete (without looking
+    /// for uv), otherwise built with uv (or awaited while another process
+    /// builds it). `progress`
     /// receives a line for each step and each line uv prints. Packages come
     /// from wheels only unless `source_builds`.
     pub async fn ensure(
         &self,
         spec: &NormalizedSpec,
-        uv: &Uv,
         source_builds: bool,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Environment, EnvironmentError> {
@@ -137,7 +137,10 @@ impl Environments {
         if let Some(ready) = self.get(&handle) {
             return Ok(ready);
         }
-        let result = self.build(spec, &handle, uv, source_builds, progress).await;
+        let result = match Uv::locate().await {
+            Ok(uv) => self.build(spec, &handle, &uv, source_builds, progress).await,
+            Err(error) => Err(error),
+        };
         if result.is_err() {
             // Nothing half-made is kept; a crash that skips this is caught
             // by the missing marker on the next build.

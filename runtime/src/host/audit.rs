@@ -27,6 +27,21 @@ pub enum Decision {
     LimitHit(String),
 }
 
+impl Decision {
+    /// The decision a call's result records: allowed, or why not.
+    pub fn of<T>(result: &Result<T, crate::bindings::types::Error>) -> Self {
+        use crate::bindings::types::Error;
+        match result {
+            Ok(_) => Decision::Allowed,
+            Err(Error::Denied(message)) => Decision::Denied(message.clone()),
+            Err(Error::Failed(message)) => Decision::Failed(message.clone()),
+            Err(Error::Invalid(message) | Error::Unsupported(message) | Error::Cancelled(message)) => {
+                Decision::Refused(message.clone())
+            }
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Entry<'a> {
     seq: u64,

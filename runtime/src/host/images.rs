@@ -40,18 +40,7 @@ impl Host for HostState {
             "target": spec.target,
         });
         let result = build_checked(Arc::clone(&self.logger), &launch, spec).await;
-        let decision = match &result {
-            Ok(image) => {
-                launch.audit.record("images.build", args, Decision::Allowed);
-                tracing::debug!("built {}", image.reference);
-                return Ok(result);
-            }
-            Err(Error::Denied(message)) => Decision::Denied(message.clone()),
-            Err(Error::Invalid(message)) => Decision::Refused(message.clone()),
-            Err(Error::Failed(message)) => Decision::Failed(message.clone()),
-            Err(other) => Decision::Refused(format!("{other:?}")),
-        };
-        launch.audit.record("images.build", args, decision);
+        launch.audit.record("images.build", args, Decision::of(&result));
         Ok(result)
     }
 }

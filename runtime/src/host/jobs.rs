@@ -39,15 +39,12 @@ impl Host for HostState {
         let mut args = audited_spec(&spec);
         let outcome = self.submit_checked(&launch, &spec).await;
         let decision = match &outcome {
-            Ok(Ok(handle)) => {
-                if let Ok(tracked) = self.tracked(handle) {
+            Ok(result) => {
+                if let Ok(Ok(tracked)) = result.as_ref().map(|handle| self.tracked(handle)) {
                     args["job"] = tracked.id.clone().into();
                 }
-                Decision::Allowed
+                Decision::of(result)
             }
-            Ok(Err(Error::Denied(message))) => Decision::Denied(message.clone()),
-            Ok(Err(Error::Failed(message))) => Decision::Failed(message.clone()),
-            Ok(Err(other)) => Decision::Refused(describe(other)),
             Err(trap) => Decision::LimitHit(trap.to_string()),
         };
         launch.audit.record("jobs.submit", args, decision);

@@ -25,6 +25,18 @@ struct Sink {
     exhausted: bool,
 }
 
+impl Sink {
+    /// Append a line to the log file; a file that fails once is dropped
+    /// (the terminal still shows every line).
+    fn append(&mut self, line: &str) {
+        if let Some(file) = self.file.as_mut()
+            && file.write_all(line.as_bytes()).is_err()
+        {
+            self.file = None;
+        }
+    }
+}
+
 impl FlavorLogger {
     /// A logger for `flavor`, also writing to `file` when given.
     pub fn new(flavor: &str, file: Option<File>, limits: &Limits) -> Self {
@@ -50,25 +62,16 @@ impl FlavorLogger {
         }
         sink.remaining -= line.len();
         self.show(level, message);
-        if let Some(file) = sink.file.as_mut()
-            && file.write_all(line.as_bytes()).is_err()
-        {
-            sink.file = None;
-        }
+        sink.append(&line);
         Ok(())
     }
 
-    /// Record a note from the host about the flavor (a refused call, for
-    /// example). Notes do not count against the flavor's limits.
+    /// Record a note from the host about the flavor (a refused call, uv's
+    /// progress). Notes do not count against the flavor's limits.
     pub fn note(&self, level: Level, message: &str) {
         self.show(level, message);
         let line = format!("{} {:<5} {message}\n", crate::store::now(), level_name(level));
-        let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(file) = sink.file.as_mut()
-            && file.write_all(line.as_bytes()).is_err()
-        {
-            sink.file = None;
-        }
+        self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).append(&line);
     }
 
     /// Check a host-call argument against this instance's `argument-size`.

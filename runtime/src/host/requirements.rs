@@ -5,7 +5,7 @@
 use crate::bindings::log::Level;
 use crate::bindings::requirements::{Environment, EnvironmentSpec, Host};
 use crate::bindings::types::Error;
-use crate::environments::{EnvironmentError, Environments, NormalizedSpec, Uv};
+use crate::environments::{EnvironmentError, Environments, NormalizedSpec};
 use crate::host::HostState;
 use crate::host::audit::Decision;
 
@@ -21,17 +21,10 @@ impl Host for HostState {
         };
         let args = serde_json::json!({ "requirements": spec.requirements, "python_version": spec.python_version });
         let result = install_checked(std::sync::Arc::clone(&self.logger), &launch, &spec).await;
-        let decision = match &result {
-            Ok(environment) => {
-                launch.remember_environment(environment.clone());
-                Decision::Allowed
-            }
-            Err(Error::Invalid(message)) => Decision::Refused(message.clone()),
-            Err(Error::Denied(message)) => Decision::Denied(message.clone()),
-            Err(Error::Failed(message)) => Decision::Failed(message.clone()),
-            Err(other) => Decision::Refused(format!("{other:?}")),
-        };
-        launch.audit.record("requirements.install", args, decision);
+        launch.audit.record("requirements.install", args, Decision::of(&result));
+        if let Ok(environment) = &result {
+            launch.remember_environment(environment.clone());
+        }
         Ok(result.map(|environment| Environment {
             handle: environment.handle.clone(),
             python: environment.python.display().to_string(),
@@ -52,12 +45,8 @@ async fn install_checked(
         Error::Denied(denial.to_string())
     })?;
     let environments = Environments::new(launch.home.environments_dir());
-    if let Some(ready) = environments.get(&normalized.handle()) {
-        return Ok(ready);
-    }
-    let uv = Uv::locate().await.map_err(failed)?;
     let progress = |line: &str| logger.note(Level::Info, &format!("requirements: {line}"));
-    environments.ensure(&normalized, &uv, launch.grants.source_builds, &progress).await.map_err(failed)
+    environments.ensure(&normalized, launch.grants.source_builds, &progress).await.map_err(failed)
 }
 
 fn failed(error: EnvironmentError) -> Error {
