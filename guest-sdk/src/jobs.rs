@@ -18,7 +18,35 @@ pub fn entrypoint_spec(request: &LaunchRequest) -> JobSpec {
         resources: request.resources.clone(),
         timeout_seconds: None,
         runtime: Runtime::Host,
+        backend_options: Vec::new(),
     }
+}
+
+/// Add environment variables the spec does not set already (the step's own
+/// variables win over configured defaults).
+pub fn add_default_env(spec: &mut JobSpec, vars: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in vars {
+        if !spec.env.iter().any(|var| var.name == name) {
+            spec.env.push(crate::EnvVar { name, value });
+        }
+    }
+}
+
+/// Set a backend option (`partition` for Slurm, `address` for Ray, …),
+/// replacing an earlier value for the same key. `None` leaves it unset.
+pub fn set_backend_option(spec: &mut JobSpec, key: &str, value: Option<String>) {
+    spec.backend_options.retain(|(existing, _)| existing != key);
+    if let Some(value) = value {
+        spec.backend_options.push((key.to_owned(), value));
+    }
+}
+
+/// Whether `name` is a valid environment variable name: letters, digits
+/// and `_`, not starting with a digit.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Submit a job. The host records it before this returns.

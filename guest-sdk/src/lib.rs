@@ -67,7 +67,7 @@ pub use flavor::{Flavor, FlavorInfo, NoSettings};
 pub use schemars;
 
 /// The contract version this SDK builds flavors against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Export a type that implements [`Flavor`] as the component's `operator`.
 ///

@@ -6,6 +6,7 @@
 //! flavors/<sha256>.wasm     registered components, content-addressed
 //! cache/<sha256>-<engine>.cwasm   precompiled components (trusted native code)
 //! runs/<run-id>/            job logs and the flavor's log for each run
+//! secrets/<name>            named secrets, mode 0600 (`stepbox secret set`)
 //! ```
 
 use std::fs;
@@ -84,6 +85,16 @@ impl Home {
     /// The OCI layout of built images and cached blobs.
     pub fn images_dir(&self) -> PathBuf {
         self.root.join("images")
+    }
+
+    /// Named secrets, one owner-only file each.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+
+    /// The named secrets kept here.
+    pub fn secrets(&self) -> crate::secrets::Secrets {
+        crate::secrets::Secrets::at(self.secrets_dir())
     }
 
     pub fn runs_dir(&self) -> PathBuf {

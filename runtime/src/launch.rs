@@ -3,7 +3,6 @@
 //! the launch is interrupted; then make sure no job is left running, and
 //! record how the run ended.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +11,8 @@ use thiserror::Error;
 
 use crate::backends::container::ContainerBackend;
 use crate::backends::local::LocalBackend;
+use crate::backends::ray::RayBackend;
+use crate::backends::slurm::SlurmBackend;
 use crate::backends::{JobBackend, OutputSink};
 use crate::bindings::jobs::JobState as WitJobState;
 use crate::bindings::operator::{LaunchError as WitLaunchError, LaunchReport, LaunchRequest as WitRequest};
@@ -157,6 +158,8 @@ pub async fn launch(
 
     let local: Arc<dyn JobBackend> = Arc::new(LocalBackend::new(limits.cancel_grace));
     let container: Arc<dyn JobBackend> = Arc::new(ContainerBackend::new(limits.cancel_grace));
+    let slurm: Arc<dyn JobBackend> = Arc::new(SlurmBackend::new(limits.cancel_grace, run_dir.join("slurm")));
+    let ray: Arc<dyn JobBackend> = Arc::new(RayBackend::new(limits.cancel_grace));
     let context = Arc::new(LaunchContext {
         run_id: run_id.clone(),
         db: stepbox.db.clone(),
@@ -166,7 +169,7 @@ pub async fn launch(
         entrypoint: args.entrypoint.clone(),
         environment: args.environment.clone(),
         source_root: args.source_root.clone(),
-        backends: BTreeMap::from([(local.name(), local), (container.name(), container)]),
+        backends: [local, container, slurm, ray].into_iter().map(|backend| (backend.name(), backend)).collect(),
         output,
         jobs: JobRegistry::default(),
         audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),

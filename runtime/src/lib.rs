@@ -1,7 +1,7 @@
 //! stepbox: a WebAssembly-sandboxed runtime for step-operator flavors.
 //!
 //! A flavor is a WebAssembly component implementing the
-//! `stepbox:operator@0.1.0` contract (`wit/operator.wit`). The runtime
+//! `stepbox:operator@0.2.0` contract (`wit/operator.wit`). The runtime
 //! registers flavors, configures step operators, and launches steps: it
 //! instantiates the flavor with no ambient authority and a small set of
 //! capability-limited host functions, and blocks until the step's jobs end.
@@ -14,6 +14,7 @@
 //! - [`backends`]: where jobs run (knows nothing of wasm);
 //! - [`host`]: the WIT imports, one module per capability;
 //! - [`policy`]: what one step operator's flavor may do;
+//! - [`secrets`]: named credentials the host applies for a flavor;
 //! - [`flavors`], [`step_operators`], [`launch`]: the operations the CLI offers;
 //! - [`cli`]: the `stepbox` command.
 
@@ -35,11 +36,13 @@ pub mod launch;
 pub mod limits;
 pub mod policy;
 pub mod programs;
+pub mod secrets;
+pub mod source_files;
 pub mod step_operators;
 pub mod store;
 pub mod units;
 
 /// The contract version this runtime implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The contract's WIT package name.
 pub const CONTRACT_PACKAGE: &str = "stepbox:operator";

@@ -132,7 +132,7 @@ pub fn unknown_import_component() -> PathBuf {
     component("unknown-import", "unknown_import")
 }
 
-/// A flavor built against `stepbox:operator@0.2.0`.
+/// A flavor built against `stepbox:operator@0.3.0`.
 pub fn future_contract_component() -> PathBuf {
     component("future-contract", "future_contract")
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, images, jobs};
+use stepbox_guest::{ConfigError, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, images, jobs};
 
 /// Configuration of a step operator that uses the `container` flavor.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -82,11 +82,7 @@ impl Flavor for Container {
         spec.backend = Some("container".to_owned());
         spec.working_dir = None;
         spec.timeout_seconds = settings.timeout_seconds.or(config.timeout_seconds);
-        for (name, value) in config.environment {
-            if !spec.env.iter().any(|var| var.name == name) {
-                spec.env.push(EnvVar { name, value });
-            }
-        }
+        jobs::add_default_env(&mut spec, config.environment);
         images::run_in(&mut spec, &image);
         stepbox_guest::info!("running step {} in {image}", request.step_name);
         jobs::run_to_completion(spec)

@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{
-    ConfigError, EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs, requirements,
-};
+use stepbox_guest::{ConfigError, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, jobs, requirements};
 
 /// Configuration of a step operator that uses the `local` flavor.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -57,7 +55,7 @@ impl Flavor for Local {
         if config.timeout_seconds == Some(0) {
             return Err(ConfigError::field("timeout_seconds", "must be at least 1 second"));
         }
-        if let Some(name) = config.environment.keys().find(|name| !valid_env_name(name)) {
+        if let Some(name) = config.environment.keys().find(|name| !jobs::valid_env_name(name)) {
             return Err(ConfigError::field(
                 &format!("environment.{name}"),
                 "is not a valid environment variable name (letters, digits and _, not starting with a digit)",
@@ -79,12 +77,7 @@ impl Flavor for Local {
         if let Some(dir) = config.working_dir {
             spec.working_dir = Some(dir);
         }
-        let extra = config.environment.into_iter().chain(settings.environment);
-        for (name, value) in extra {
-            if !spec.env.iter().any(|var| var.name == name) {
-                spec.env.push(EnvVar { name, value });
-            }
-        }
+        jobs::add_default_env(&mut spec, config.environment.into_iter().chain(settings.environment));
         if !request.requirements.is_empty() {
             stepbox_guest::info!("installing {} requirements", request.requirements.len());
             let environment = requirements::install(&request.requirements, config.python_version.as_deref())?;
@@ -93,12 +86,6 @@ impl Flavor for Local {
         stepbox_guest::info!("running step {} of {}/{}", request.step_name, request.pipeline_name, request.run_name);
         jobs::run_to_completion(spec)
     }
-}
-
-fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 stepbox_guest::export_flavor!(Local);

@@ -332,6 +332,7 @@ mod tests {
             confinement: Some(super::super::Confinement { network: false }),
             network: false,
             log: Arc::new(log),
+            options: Default::default(),
         }
     }
 

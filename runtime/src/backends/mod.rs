@@ -2,10 +2,13 @@
 //! follows it to the end. Backends know nothing of WebAssembly: the `jobs`
 //! host capability translates between the contract and these types.
 
+pub mod catalogue;
 pub mod confine;
 pub mod container;
 mod job_log;
 pub mod local;
+pub mod ray;
+mod remote;
 pub mod slurm;
 mod supervise;
 
@@ -132,6 +135,9 @@ pub struct JobRequest {
     pub network: bool,
     /// Where the job's output goes.
     pub log: Arc<JobLog>,
+    /// Backend options, checked against the grants (addresses granted,
+    /// secrets resolved).
+    pub options: catalogue::BackendOptions,
 }
 
 /// Why a backend could not run a job.

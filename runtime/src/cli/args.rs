@@ -51,6 +51,41 @@ pub enum Command {
     Runs(RunsCommand),
     /// List the limits a step operator can override, with their defaults
     Limits,
+    /// List the job backends, the options each takes and the grants they need
+    Backends,
+    /// Store named secrets that step operators can be granted by name
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret, read from stdin or a file (never from the command line)
+    #[command(after_help = "\
+Examples:
+  printf %s \"$RAY_TOKEN\" | stepbox secret set ray-token
+  stepbox secret set ray-token --from-file ./token.txt
+  stepbox step-operator update ray --grant secret=ray-token
+
+The value is kept in $STEPBOX_HOME/secrets/NAME with mode 0600. A flavor never sees it: the host
+applies it (as a backend credential) where the step operator's grants allow.")]
+    Set {
+        /// The secret's name: letters, digits, `-`, `_`, `.`
+        name: String,
+        /// Read the value from this file instead of stdin
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+    },
+    /// List the stored secrets' names (never their values)
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Delete a stored secret
+    Delete {
+        /// The secret's name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

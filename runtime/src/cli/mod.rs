@@ -7,6 +7,7 @@ mod flavor;
 mod launch;
 mod output;
 mod runs;
+mod secret;
 mod step_operator;
 
 use std::process::ExitCode;
@@ -53,6 +54,21 @@ async fn run(cli: Cli) -> u8 {
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
         Command::Launch(args) => launch::run(cli.home, *args).await,
         Command::Runs(command) => runs::run(cli.home, command),
+        Command::Secret(command) => secret::run(cli.home, command),
+        Command::Backends => {
+            let mut table = output::table(&["BACKEND", "OPTION", "WHAT IT IS"]);
+            for backend in crate::backends::catalogue::BACKENDS {
+                table.add_row(vec![backend.name.to_owned(), "-".to_owned(), backend.summary.to_owned()]);
+                for option in backend.options {
+                    table.add_row(vec![String::new(), option.key.to_owned(), option.help.to_owned()]);
+                }
+            }
+            println!(
+                "{table}\nGrant a backend with: stepbox step-operator update NAME --grant backend=BACKEND\n\
+                 A flavor passes options in its job spec's backend-options."
+            );
+            Ok(exit::OK)
+        }
         Command::Limits => {
             let defaults = crate::limits::Limits::default();
             let mut table = output::table(&["LIMIT", "DEFAULT", "WHAT IT BOUNDS"]);

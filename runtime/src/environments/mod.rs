@@ -40,6 +40,18 @@ impl Environment {
     pub fn bin_dir(&self) -> PathBuf {
         self.root.join("bin")
     }
+
+    /// The normalized requirements it was built from (engines that build
+    /// their own environments, such as Ray, install these).
+    pub fn requirements(&self) -> Result<Vec<String>, EnvironmentError> {
+        let path = self.root.join(MARKER);
+        let text = fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
+        let marker: Marker = serde_json::from_slice(&text).map_err(|error| EnvironmentError::Io {
+            context: format!("cannot read {}", path.display()),
+            source: std::io::Error::other(error),
+        })?;
+        Ok(marker.requirements)
+    }
 }
 
 /// What the marker records about an environment.

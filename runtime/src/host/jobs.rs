@@ -156,6 +156,7 @@ fn spec_bytes(spec: &JobSpec) -> usize {
             Runtime::Host => 0,
             Runtime::Environment(text) | Runtime::Image(text) => text.len(),
         }
+        + spec.backend_options.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>()
 }
 
 /// A job spec as the audit record shows it: environment values redacted.
@@ -178,6 +179,8 @@ fn audited_spec(spec: &JobSpec) -> serde_json::Value {
             Runtime::Environment(handle) => format!("environment:{handle}"),
             Runtime::Image(image) => format!("image:{image}"),
         },
+        // Values are addresses, names and secret *names*: never a secret.
+        "backend_options": spec.backend_options,
     })
 }
 
@@ -191,6 +194,7 @@ struct CheckedSpec {
     resources: JobResources,
     timeout: Option<Duration>,
     runtime: JobRuntime,
+    options: backends::catalogue::BackendOptions,
 }
 
 /// Validate a spec and check it against the grants. No side effects.
@@ -219,6 +223,15 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         .find(|name| **name == backend_name.as_str())
         .copied()
         .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
+    let info = backends::catalogue::backend(backend)
+        .ok_or_else(|| Error::Unsupported(format!("the `{backend}` backend takes no options")))?;
+    let options =
+        launch.grants.backend_options(info, &spec.backend_options, &launch.home.secrets()).map_err(|refusal| {
+            match refusal {
+                crate::policy::connections::OptionRefusal::Denied(denial) => denied(denial),
+                crate::policy::connections::OptionRefusal::Invalid(message) => Error::Invalid(message),
+            }
+        })?;
     let runtime = match &spec.runtime {
         Runtime::Host => JobRuntime::Host,
         Runtime::Environment(handle) => JobRuntime::Environment(launch.environment(handle).ok_or_else(|| {
@@ -248,6 +261,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         resources,
         timeout: timeout.map(Duration::from_secs),
         runtime,
+        options,
     })
 }
 
@@ -317,6 +331,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         confinement: launch.grants.confinement(),
         network: launch.grants.job_network,
         log: Arc::clone(&log),
+        options: spec.options,
     };
     let job = match backend.submit(request).await {
         Ok(job) => job,

@@ -29,7 +29,7 @@ use layout::Layout;
 pub const SITE_PACKAGES: &str = "/opt/stepbox/site-packages";
 /// Never copied into a code layer: version-control metadata (history, and
 /// often credentials in remotes) has no place in an image.
-pub const ALWAYS_IGNORED: &[&str] = &[".git/", ".hg/", ".svn/"];
+pub use crate::source_files::ALWAYS_IGNORED;
 
 /// The working directory (and code location) when the spec names none.
 pub const DEFAULT_WORKDIR: &str = "/app";
@@ -298,31 +298,14 @@ impl Builder {
     /// [`ALWAYS_IGNORED`], the patterns given, and those in the directory's
     /// `.stepboxignore` if it has one.
     fn code_layer(&self, source: &Path, ignore: &[String], workdir: &str) -> Result<Layer, ImageError> {
-        let mut patterns = ignore::gitignore::GitignoreBuilder::new(source);
-        let ignore_file = source.join(".stepboxignore");
-        if ignore_file.is_file()
-            && let Some(error) = patterns.add(&ignore_file)
-        {
-            return Err(ImageError::Io {
-                context: format!("cannot read {}", ignore_file.display()),
-                source: std::io::Error::other(error),
-            });
-        }
-        for pattern in ALWAYS_IGNORED.iter().copied().chain(ignore.iter().map(String::as_str)) {
-            patterns.add_line(None, pattern).map_err(|error| ImageError::Io {
-                context: format!("the ignore pattern `{pattern}` is not valid"),
-                source: std::io::Error::other(error),
-            })?;
-        }
-        let patterns = patterns.build().map_err(|error| ImageError::Io {
-            context: "the ignore patterns are not valid".to_owned(),
-            source: std::io::Error::other(error),
+        let rules = crate::source_files::ignore_rules(source, ignore).map_err(|message| ImageError::Io {
+            context: "cannot read the source directory's ignore rules".to_owned(),
+            source: std::io::Error::other(message),
         })?;
         let prefix = Path::new(workdir.trim_start_matches('/'));
-        let entries = layer::entries_under(source, prefix, |path, is_dir| {
-            !patterns.matched_path_or_any_parents(path, is_dir).is_ignore()
-        })
-        .map_err(io_error(format!("cannot read {}", source.display())))?;
+        let entries =
+            layer::entries_under(source, prefix, |path, is_dir| crate::source_files::ships(&rules, path, is_dir))
+                .map_err(io_error(format!("cannot read {}", source.display())))?;
         self.write_layer(&entries)
     }
 

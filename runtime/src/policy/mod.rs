@@ -7,6 +7,7 @@
 //! call outside a grant gets a [`Denial`], returned to the guest as a `denied`
 //! error value naming the rule and the grant that would allow it.
 
+pub mod connections;
 pub mod job_env;
 
 use std::collections::BTreeSet;
@@ -22,7 +23,9 @@ use crate::backends::JobResources;
 pub const CAPABILITIES: &[&str] = &["jobs", "requirements", "images"];
 
 /// The job backends this runtime has.
-pub const BACKENDS: &[&str] = &["local", "container"];
+pub fn backend_names() -> Vec<&'static str> {
+    crate::backends::catalogue::BACKENDS.iter().map(|info| info.name).collect()
+}
 
 /// A refused host call: the rule that refused it and what would allow it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +46,12 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, job-env=NAME, requirement-urls, source-builds, backend=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
     BadValue { name: String, value: String, expected: &'static str },
-    #[error("grant `backend={0}`: this stepbox has no such job backend (it has: {backends})", backends = BACKENDS.join(", "))]
+    #[error("grant `backend={0}`: this stepbox has no such job backend (it has: {backends})", backends = backend_names().join(", "))]
     UnknownBackend(String),
 }
 
@@ -61,6 +64,10 @@ pub struct Grants {
     /// Job backends; the first is the default. Empty means `local` once
     /// `jobs` is granted.
     pub backends: Vec<String>,
+    /// Ray clusters (dashboard origins, `http://host:port`) jobs may go to.
+    pub ray_addresses: Vec<String>,
+    /// Stored secrets the host may apply for the flavor, by name.
+    pub secrets: Vec<String>,
     /// Image registries the flavor may push to.
     pub registries: Vec<String>,
     /// Base images the flavor may build on.
@@ -104,10 +111,20 @@ impl Grants {
             ("job-network", None) => self.job_network = true,
             ("requirement-urls", None) => self.requirement_urls = true,
             ("source-builds", None) => self.source_builds = true,
-            ("backend", Some(backend)) if BACKENDS.contains(&backend) => push_unique(&mut self.backends, backend),
+            ("backend", Some(backend)) if backend_names().contains(&backend) => {
+                push_unique(&mut self.backends, backend)
+            }
             ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
             ("job-env", Some(name)) if crate::units::is_env_name(name) => push_unique(&mut self.job_env, name),
             ("job-env", Some(_)) => return Err(bad("an environment variable name")),
+            ("ray-address", Some(address)) => {
+                let origin = connections::origin(address).map_err(|_| bad("an address such as http://HOST:8265"))?;
+                push_unique(&mut self.ray_addresses, &origin)
+            }
+            ("secret", Some(secret)) if crate::secrets::check_name(secret).is_ok() => {
+                push_unique(&mut self.secrets, secret)
+            }
+            ("secret", Some(_)) => return Err(bad("a secret name (letters, digits, `-`, `_`, `.`)")),
             ("registry", Some(registry)) if !registry.is_empty() => push_unique(&mut self.registries, registry),
             ("base-image", Some(image)) if !image.is_empty() => push_unique(&mut self.base_images, image),
             ("max-cpu", Some(v)) => {
@@ -149,6 +166,11 @@ impl Grants {
             ("source-builds", None) => self.source_builds = false,
             ("backend", Some(v)) => self.backends.retain(|b| b != v),
             ("job-env", Some(v)) => self.job_env.retain(|n| n != v),
+            ("ray-address", Some(v)) => {
+                let origin = connections::origin(v).unwrap_or_else(|_| v.to_owned());
+                self.ray_addresses.retain(|a| *a != origin)
+            }
+            ("secret", Some(v)) => self.secrets.retain(|n| n != v),
             ("registry", Some(v)) => self.registries.retain(|r| r != v),
             ("base-image", Some(v)) => self.base_images.retain(|i| i != v),
             ("max-cpu", None) => self.max_cpu = None,
@@ -170,6 +192,8 @@ impl Grants {
         let mut out: Vec<String> = self.capabilities.iter().cloned().collect();
         out.extend(self.backends.iter().map(|b| format!("backend={b}")));
         out.extend(self.job_env.iter().map(|n| format!("job-env={n}")));
+        out.extend(self.ray_addresses.iter().map(|a| format!("ray-address={a}")));
+        out.extend(self.secrets.iter().map(|n| format!("secret={n}")));
         out.extend(self.registries.iter().map(|r| format!("registry={r}")));
         out.extend(self.base_images.iter().map(|i| format!("base-image={i}")));
         if self.arbitrary_commands {
@@ -404,6 +428,9 @@ mod tests {
             ("requirement-urls", "requirement-urls"),
             ("source-builds", "source-builds"),
             ("job-env=PYTHONPATH", "job-env=PYTHONPATH"),
+            ("backend=slurm", "backend=slurm"),
+            ("ray-address=http://127.0.0.1:8265/", "ray-address=http://127.0.0.1:8265"),
+            ("secret=ray-token", "secret=ray-token"),
             ("max-gpu=2", "max-gpu=2"),
             ("max-job-timeout=2h", "max-job-timeout=2h"),
         ];
@@ -421,7 +448,9 @@ mod tests {
     fn bad_grants_name_the_problem() {
         let cases = [
             ("network", "unknown grant `network`"),
-            ("backend=slurm", "no such job backend"),
+            ("backend=kubernetes", "no such job backend"),
+            ("ray-address=ftp://host:21", "is not an address such as http://HOST:8265"),
+            ("secret=../etc/passwd", "is not a secret name"),
             ("max-gpu=lots", "is not a whole number"),
             ("max-cpu=0", "is not a positive number"),
             ("max-memory=big", "is not a size"),

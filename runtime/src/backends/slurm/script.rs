@@ -24,10 +24,17 @@ pub fn batch_script(command: &[String]) -> Result<String, String> {
     Ok(format!("#!/bin/sh\n# Written by stepbox: run the step's entrypoint, nothing else.\nexec {quoted}\n"))
 }
 
+/// Where a batch job writes its standard output and error.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputFiles<'a> {
+    pub stdout: &'a Path,
+    pub stderr: &'a Path,
+}
+
 /// `sbatch` options for a job named `name`, writing its output to `output`.
 pub fn sbatch_args(
     name: &str,
-    output: &Path,
+    output: OutputFiles<'_>,
     working_dir: Option<&Path>,
     resources: &JobResources,
     timeout: Option<Duration>,
@@ -37,7 +44,8 @@ pub fn sbatch_args(
         "--parsable".to_owned(),
         "--export=ALL".to_owned(),
         format!("--job-name={name}"),
-        format!("--output={}", output.display()),
+        format!("--output={}", output.stdout.display()),
+        format!("--error={}", output.stderr.display()),
     ];
     if let Some(dir) = working_dir {
         args.push(format!("--chdir={}", dir.display()));
@@ -91,7 +99,7 @@ mod tests {
         let placement = Placement { partition: Some("gpu".into()), account: Some("ml".into()), qos: None };
         let args = sbatch_args(
             "stepbox-j1",
-            Path::new("/runs/r1/step.log"),
+            OutputFiles { stdout: Path::new("/runs/r1/stdout"), stderr: Path::new("/runs/r1/stderr") },
             Some(Path::new("/work")),
             &resources,
             Some(Duration::from_secs(90)),
@@ -100,7 +108,8 @@ mod tests {
         for expected in [
             "--export=ALL",
             "--job-name=stepbox-j1",
-            "--output=/runs/r1/step.log",
+            "--output=/runs/r1/stdout",
+            "--error=/runs/r1/stderr",
             "--chdir=/work",
             "--cpus-per-task=2",
             "--mem=1431M",
@@ -112,7 +121,8 @@ mod tests {
             assert!(args.contains(&expected.to_owned()), "{expected} missing from {args:?}");
         }
         assert!(!args.iter().any(|a| a.starts_with("--qos")));
-        let bare = sbatch_args("j", Path::new("/o"), None, &JobResources::default(), None, &Placement::default());
-        assert_eq!(bare.len(), 4, "{bare:?}");
+        let files = OutputFiles { stdout: Path::new("/o"), stderr: Path::new("/e") };
+        let bare = sbatch_args("j", files, None, &JobResources::default(), None, &Placement::default());
+        assert_eq!(bare.len(), 5, "{bare:?}");
     }
 }

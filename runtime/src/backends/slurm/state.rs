@@ -56,7 +56,14 @@ pub fn status_of(fields: &BTreeMap<String, String>, cancel_requested: bool) -> J
         | "POWER_UP_NODE" => JobStatus { state: JobState::Running, exit_code: None, message: None },
         _ if cancel_requested => with(JobState::Cancelled, Some(format!("cancelled; Slurm says {state}"))),
         "COMPLETED" => with(JobState::Succeeded, None),
-        "FAILED" => with(JobState::Failed, ended("failed")),
+        "FAILED" => with(
+            JobState::Failed,
+            match code {
+                Some(code) if code > 128 => ended(&format!("killed by signal {}", code - 128)),
+                Some(code) => Some(format!("exited with code {code}")),
+                None => ended("failed"),
+            },
+        ),
         "CANCELLED" | "REVOKED" => with(JobState::Cancelled, ended("cancelled in Slurm")),
         "TIMEOUT" => with(JobState::TimedOut, Some("ran past its Slurm time limit".to_owned())),
         "DEADLINE" => with(JobState::TimedOut, Some("missed its Slurm deadline".to_owned())),
