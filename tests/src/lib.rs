@@ -106,6 +106,66 @@ pub fn podman(args: &[&str]) -> Output {
     Command::new("podman").args(args).envs(services_env()).output().expect("podman runs (scripts/services installs it)")
 }
 
+/// The Rust Slurm example flavor.
+pub fn slurm_flavor() -> PathBuf {
+    component("stepbox-flavor-slurm", "stepbox_flavor_slurm")
+}
+
+/// The Rust Ray example flavor.
+pub fn ray_flavor() -> PathBuf {
+    component("stepbox-flavor-ray", "stepbox_flavor_ray")
+}
+
+/// Check that the test Slurm cluster answers; a test that needs it fails,
+/// with the way out, when it does not.
+pub fn slurm() {
+    let answered = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|output| {
+        output.status.success() && String::from_utf8_lossy(&output.stdout).lines().any(|state| state != "down")
+    });
+    assert!(answered, "the test Slurm cluster does not answer `sinfo`: start the test services with scripts/services");
+}
+
+/// One line of `scontrol show job -o ID`, as `Key=Value` fields.
+pub fn slurm_job(id: &str) -> std::collections::BTreeMap<String, String> {
+    let output = Command::new("scontrol").args(["show", "job", "-o", id]).output().expect("scontrol runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// The test Ray cluster's Jobs API address.
+pub const RAY_ADDRESS: &str = "http://127.0.0.1:8265";
+
+/// The test Ray cluster's token, after checking that the cluster answers
+/// with it; a test that needs Ray fails, with the way out, when it does not.
+pub fn ray_token() -> String {
+    let token = std::fs::read_to_string(services_dir().join("ray-token")).unwrap_or_default().trim().to_owned();
+    let answered = !token.is_empty() && ray_get("/api/jobs/", &token).is_some();
+    assert!(
+        answered,
+        "the test Ray cluster at {RAY_ADDRESS} does not answer: start the test services with scripts/services"
+    );
+    token
+}
+
+/// GET `path` from the test Ray cluster with `token`: the JSON body, if it answered 2xx.
+pub fn ray_get(path: &str, token: &str) -> Option<serde_json::Value> {
+    let output = Command::new("curl")
+        .args([
+            "-sf",
+            "--max-time",
+            "10",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{RAY_ADDRESS}{path}"),
+        ])
+        .output()
+        .ok()?;
+    output.status.success().then(|| serde_json::from_slice(&output.stdout).ok()).flatten()
+}
+
 /// The Rust local example flavor.
 pub fn local_flavor() -> PathBuf {
     component("stepbox-flavor-local", "stepbox_flavor_local")
@@ -311,6 +371,11 @@ impl TestHome {
     /// `stepbox launch` of `command` through step operator `operator`, to completion.
     pub fn launch(&self, operator: &str, step: &str, command: &[&str]) -> Run {
         Run::from_output(self.launch_command(operator, step, command).output().expect("stepbox must start"))
+    }
+
+    /// [`TestHome::launch`] with extra launch flags (`--env`, `--settings`, …).
+    pub fn launch_with(&self, operator: &str, step: &str, flags: &[&str], command: &[&str]) -> Run {
+        Run::from_output(self.launch_command_with(operator, step, flags, command).output().expect("stepbox must start"))
     }
 
     /// `stepbox step-operator register NAME --flavor FLAVOR EXTRA...`.

@@ -146,7 +146,8 @@ pub struct ConfigArgs {
     pub limits: Vec<String>,
     /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
     /// arbitrary-commands, trusted (unconfined local jobs), job-network, requirement-urls,
-    /// source-builds, job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME,
+    /// source-builds, job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME
+    /// (`stepbox backends` lists them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret),
     /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,
     /// max-job-timeout=DURATION. Nothing but logging is granted by default
     #[arg(long = "grant", value_name = "GRANT")]

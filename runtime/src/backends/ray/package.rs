@@ -87,8 +87,9 @@ mod tests {
         assert_ne!(package(dir.path()).expect("package").name, first.name);
 
         let mut archive = zip::ZipArchive::new(Cursor::new(first.zip)).expect("a zip");
-        let names: Vec<String> =
-            (0..archive.len()).map(|index| archive.by_index(index).expect("entry").name().expect("a name").into_owned()).collect();
+        let names: Vec<String> = (0..archive.len())
+            .map(|index| archive.by_index(index).expect("entry").name().expect("a name").into_owned())
+            .collect();
         assert_eq!(names, vec!["step.py"]);
     }
 }
