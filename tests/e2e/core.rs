@@ -3,6 +3,7 @@
 //! `stepbox` binary and real components built from source.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -476,4 +477,40 @@ fn inspect_describes_a_file_before_registration_without_running_it() {
     let future = t.run(&["flavor", "inspect", path_str(&stepbox_e2e::future_contract_component()), "-o", "json"]);
     future.expect_error(BAD_INPUT, "built against contract stepbox:operator@0.3.0");
     assert_eq!(future.json()["contract"], "stepbox:operator@0.3.0");
+}
+
+#[test]
+fn secrets_are_read_from_stdin_listed_by_name_and_deleted() {
+    let t = TestHome::new();
+    let set = |name: &str, value: &[u8]| {
+        let mut child = t
+            .command(&["secret", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepbox starts");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), value).expect("write the value");
+        stepbox_e2e::Run::from_output(child.wait_with_output().expect("stepbox exits"))
+    };
+    set("api-token", b"s3cr3t-value\n").expect_code(0);
+    let listed = t.run(&["secret", "list", "-o", "json"]);
+    listed.expect_code(0);
+    assert_eq!(listed.json(), serde_json::json!(["api-token"]));
+    assert!(!listed.stdout.contains("s3cr3t"), "list shows names only");
+    let stored = t.home().join("secrets/api-token");
+    assert_eq!(fs::read_to_string(&stored).expect("stored"), "s3cr3t-value");
+    assert_eq!(fs::metadata(&stored).expect("stat").permissions().mode() & 0o777, 0o600);
+
+    set("../escape", b"x").expect_error(BAD_INPUT, "is not a valid secret name");
+    set("empty", b"").expect_error(BAD_INPUT, "is empty");
+    t.run(&["secret", "delete", "api-token"]).expect_code(0);
+    t.run(&["secret", "delete", "api-token"]).expect_error(BAD_INPUT, "no secret named `api-token`");
+    assert_eq!(t.run(&["secret", "list", "-o", "json"]).json(), serde_json::json!([]));
+
+    let backends = t.run(&["backends"]);
+    backends.expect_code(0);
+    for expected in ["local", "container", "slurm", "partition", "ray", "ray-address", "token-secret"] {
+        assert!(backends.stdout.contains(expected), "`stepbox backends` lists {expected}:\n{}", backends.stdout);
+    }
 }
