@@ -212,6 +212,52 @@ mod tests {
     }
 
     #[test]
+    fn a_job_maps_onto_the_submit_request() {
+        let log = JobLog::create(
+            &std::env::temp_dir().join(format!("stepbox-ray-test-{}.log", std::process::id())),
+            1 << 20,
+            Arc::new(crate::backends::TerminalOutput),
+        )
+        .expect("a job log");
+        let request = JobRequest {
+            id: "j1".into(),
+            name: "train-1".into(),
+            command: vec!["python".into(), "train.py".into(), "--msg".into(), "it's here".into()],
+            env: vec![("MODE".into(), "eval".into())],
+            working_dir: None,
+            resources: crate::backends::JobResources {
+                cpu_count: Some(1.5),
+                gpu_count: Some(2),
+                gpu_class: Some("A100".into()),
+                memory_bytes: Some(1 << 30),
+            },
+            timeout: None,
+            runtime: JobRuntime::Host,
+            confinement: None,
+            network: false,
+            log: Arc::new(log),
+            options: Default::default(),
+        };
+        let body =
+            submit_body(&request, Some("gcs://_ray_pkg_ab.zip"), Some(vec!["six==1.16.0".into()])).expect("a body");
+        let entrypoint = body["entrypoint"].as_str().expect("a string");
+        assert_eq!(
+            shlex::split(entrypoint),
+            Some(request.command.clone()),
+            "the shell gets the exact argv: {entrypoint}"
+        );
+        assert_eq!(body["submission_id"], "stepbox-j1");
+        assert_eq!(body["runtime_env"]["env_vars"]["MODE"], "eval");
+        assert_eq!(body["runtime_env"]["working_dir"], "gcs://_ray_pkg_ab.zip");
+        assert_eq!(body["runtime_env"]["pip"]["packages"][0], "six==1.16.0");
+        assert_eq!(body["entrypoint_num_cpus"], 1.5);
+        assert_eq!(body["entrypoint_num_gpus"], 2);
+        assert_eq!(body["entrypoint_resources"]["accelerator_type:A100"], 0.001);
+        assert_eq!(body["entrypoint_memory"], 1u64 << 30);
+        assert_eq!(body["metadata"]["stepbox.job"], "j1");
+    }
+
+    #[test]
     fn every_ray_status_has_a_meaning() {
         let failed = details(
             "FAILED",
