@@ -24,6 +24,8 @@ const FIRST_POLL: Duration = Duration::from_millis(250);
 const LONGEST_POLL: Duration = Duration::from_secs(2);
 /// How long the engine gets to confirm a forced stop.
 const CONFIRM_STOP: Duration = Duration::from_secs(30);
+/// A job still pending after this long is reported, with the engine's reason.
+const PENDING_NOTICE: Duration = Duration::from_secs(5);
 
 /// Why a call to an engine failed.
 #[derive(Debug, Clone)]
@@ -149,6 +151,7 @@ async fn follow_to_end(
     let mut pause = FIRST_POLL;
     let mut last_answer = Instant::now();
     let mut stopping: Option<Stopping> = None;
+    let mut told_pending = false;
     loop {
         if stopping.is_none() {
             let cancel_grace = tokio::select! {
@@ -180,8 +183,9 @@ async fn follow_to_end(
                 stop.forced_at = Some(Instant::now());
             }
             if stop.forced_at.is_some_and(|at| at.elapsed() >= CONFIRM_STOP) {
+                let last_seen = link.status.borrow().state;
                 let message = format!(
-                    "{} did not confirm that job {} stopped; check it on the engine",
+                    "{} did not confirm that job {} stopped (last seen {last_seen}); check it on the engine",
                     job.engine(),
                     job.external_id()
                 );
@@ -198,6 +202,18 @@ async fn follow_to_end(
             }
             Ok(status) => {
                 last_answer = Instant::now();
+                if status.state == JobState::Pending && !told_pending && started.elapsed() >= PENDING_NOTICE {
+                    // A job waiting for resources the cluster may never have
+                    // (GPUs on a CPU-only cluster) must not look like a hang.
+                    told_pending = true;
+                    tracing::info!(
+                        "{} job {} is still pending after {}s: {}",
+                        job.engine(),
+                        job.external_id(),
+                        started.elapsed().as_secs(),
+                        status.message.as_deref().unwrap_or("the engine gives no reason")
+                    );
+                }
                 link.status.send_if_modified(|current| {
                     let changed = current.state != status.state;
                     *current = status;

@@ -197,9 +197,20 @@ impl EngineJob for RayJob {
         }
     }
 
-    async fn stop(&self, _force: bool) -> Result<(), EngineError> {
+    async fn stop(&self, force: bool) -> Result<(), EngineError> {
         // Ray's stop is already SIGTERM, then SIGKILL after its own wait.
-        with_retries("Ray", "stop the job", || self.api.stop(&self.id)).await
+        with_retries("Ray", "stop the job", || self.api.stop(&self.id)).await?;
+        if !force && self.api.job(&self.id).await.is_ok_and(|details| details.status == "PENDING") {
+            // Ray delivers a stop to the job's supervisor, which does not
+            // exist until the job's resources and runtime env are ready.
+            tracing::warn!(
+                "Ray job {} has not started, and Ray cannot stop a job before it starts: it stays pending \
+                 until it starts (then stops) or until Ray fails it after RAY_JOB_START_TIMEOUT_SECONDS \
+                 (15 minutes by default)",
+                self.id
+            );
+        }
+        Ok(())
     }
 }
 
