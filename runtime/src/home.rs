@@ -4,7 +4,8 @@
 //! ```text
 //! state.db                  SQLite (WAL): flavors, step operators, runs, jobs
 //! flavors/<sha256>.wasm     registered components, content-addressed
-//! cache/<sha256>-<engine>.cwasm   precompiled components (trusted native code)
+//! cache/<sha256>-<engine>.cwasm   precompiled components (trusted native code;
+//!                           STEPBOX_CACHE_DIR moves them, to share one cache)
 //! runs/<run-id>/            job logs and the flavor's log for each run
 //! secrets/<name>            named secrets, mode 0600 (`stepbox secret set`)
 //! ```
@@ -28,6 +29,8 @@ pub enum HomeError {
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    /// Precompiled components: `$STEPBOX_CACHE_DIR`, else `cache/` in the root.
+    cache: PathBuf,
 }
 
 impl Home {
@@ -45,7 +48,10 @@ impl Home {
 
     /// A state directory at `root`; nothing is created until [`Home::ensure`].
     pub fn at(root: PathBuf) -> Self {
-        Self { root }
+        let cache = std::env::var_os("STEPBOX_CACHE_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(|| root.join("cache"), PathBuf::from);
+        Self { root, cache }
     }
 
     /// Create the directory tree, readable by its owner only.
@@ -73,8 +79,11 @@ impl Home {
         self.flavors_dir().join(format!("{sha256}.wasm"))
     }
 
+    /// Precompiled components. `STEPBOX_CACHE_DIR` lets several homes share
+    /// one (entries are keyed by the component's digest and the engine's
+    /// settings, and written atomically); it is made private like the rest.
     pub fn cache_dir(&self) -> PathBuf {
-        self.root.join("cache")
+        self.cache.clone()
     }
 
     /// Python environments made by `requirements.install`.

@@ -166,6 +166,33 @@ pub fn ray_get(path: &str, token: &str) -> Option<serde_json::Value> {
     output.status.success().then(|| serde_json::from_slice(&output.stdout).ok()).flatten()
 }
 
+/// An example flavor written in another language (`python` or `js`), built
+/// by `scripts/build-flavors` (which installs the pinned toolchain and
+/// rebuilds only when the sources change).
+pub fn foreign_flavor(lang: &str) -> PathBuf {
+    static BUILD_LOCK: Mutex<()> = Mutex::new(());
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let output = Command::new(workspace().join("scripts/build-flavors"))
+        .arg(lang)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/build-flavors runs");
+    assert!(
+        output.status.success(),
+        "scripts/build-flavors {lang} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target_dir().join("flavors").join(format!("{lang}_local.wasm"))
+}
+
+/// A precompiled-component cache shared by the tests' homes
+/// (`STEPBOX_CACHE_DIR`), so an 18 MB component is compiled once per run.
+pub fn shared_cache_dir() -> PathBuf {
+    target_dir().join("test-component-cache")
+}
+
 /// The Rust local example flavor.
 pub fn local_flavor() -> PathBuf {
     component("stepbox-flavor-local", "stepbox_flavor_local")
@@ -284,6 +311,8 @@ impl RunningLaunch {
 pub struct TestHome {
     home: tempfile::TempDir,
     scratch: tempfile::TempDir,
+    /// `STEPBOX_CACHE_DIR` for every command, when set.
+    cache: Option<PathBuf>,
 }
 
 impl Default for TestHome {
@@ -297,7 +326,13 @@ impl TestHome {
         Self {
             home: tempfile::tempdir().expect("a temporary directory"),
             scratch: tempfile::tempdir().expect("a temporary directory"),
+            cache: None,
         }
+    }
+
+    /// A home whose precompiled components live in [`shared_cache_dir`].
+    pub fn sharing_cache() -> Self {
+        Self { cache: Some(shared_cache_dir()), ..Self::new() }
     }
 
     pub fn home(&self) -> &Path {
@@ -319,6 +354,10 @@ impl TestHome {
             .envs(services_env())
             .current_dir(self.scratch())
             .stdin(Stdio::null());
+        match &self.cache {
+            Some(cache) => command.env("STEPBOX_CACHE_DIR", cache),
+            None => command.env_remove("STEPBOX_CACHE_DIR"),
+        };
         command
     }
 
