@@ -54,6 +54,12 @@ impl Home {
         Self { root, cache }
     }
 
+    /// This home with its precompiled components kept in `cache` instead.
+    pub fn with_cache(mut self, cache: PathBuf) -> Self {
+        self.cache = cache;
+        self
+    }
+
     /// Create the directory tree, readable by its owner only.
     pub fn ensure(&self) -> Result<(), HomeError> {
         for dir in [self.root.clone(), self.flavors_dir(), self.cache_dir(), self.runs_dir()] {

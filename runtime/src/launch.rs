@@ -10,6 +10,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::backends::container::ContainerBackend;
+use crate::backends::dry_run::DryRunBackend;
 use crate::backends::local::LocalBackend;
 use crate::backends::ray::RayBackend;
 use crate::backends::slurm::SlurmBackend;
@@ -47,6 +48,9 @@ pub struct LaunchArgs {
     pub settings: Option<serde_json::Value>,
     pub source_root: PathBuf,
     pub image: Option<String>,
+    /// Run nothing: every backend records the jobs it is given here
+    /// (`stepbox flavor test`).
+    pub dry_run: Option<crate::backends::dry_run::Recorder>,
 }
 
 /// Why a launch was interrupted.
@@ -169,11 +173,21 @@ pub async fn launch(
         entrypoint: args.entrypoint.clone(),
         environment: args.environment.clone(),
         source_root: args.source_root.clone(),
-        backends: [local, container, slurm, ray].into_iter().map(|backend| (backend.name(), backend)).collect(),
+        backends: match &args.dry_run {
+            Some(recorder) => crate::backends::catalogue::BACKENDS
+                .iter()
+                .map(|info| {
+                    let backend: Arc<dyn JobBackend> = Arc::new(DryRunBackend::new(info.name, recorder.clone()));
+                    (info.name, backend)
+                })
+                .collect(),
+            None => [local, container, slurm, ray].into_iter().map(|backend| (backend.name(), backend)).collect(),
+        },
         output,
         jobs: JobRegistry::default(),
         audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
         environments: Default::default(),
+        dry_run: args.dry_run.is_some(),
     });
     tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
 

@@ -86,7 +86,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Ask the flavor whether it accepts `config`.
-async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Value) -> Result<(), StepOperatorError> {
+pub async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Value) -> Result<(), StepOperatorError> {
     if !config.is_object() {
         return Err(StepOperatorError::NotAnObject(config.to_string()));
     }

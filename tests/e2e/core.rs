@@ -514,3 +514,51 @@ fn secrets_are_read_from_stdin_listed_by_name_and_deleted() {
         assert!(backends.stdout.contains(expected), "`stepbox backends` lists {expected}:\n{}", backends.stdout);
     }
 }
+
+#[test]
+fn flavor_test_reports_each_conformance_check() {
+    let t = TestHome::new();
+    let passed = t.run(&["flavor", "test", path_str(&local_flavor()), "-o", "json"]);
+    passed.expect_code(0);
+    let report = passed.json();
+    let results: Vec<(&str, &str)> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| (check["name"].as_str().unwrap_or(""), check["result"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("component", "pass"),
+            ("metadata", "pass"),
+            ("accepts-sample", "pass"),
+            ("rejects-garbage", "pass"),
+            ("launch", "pass")
+        ]
+    );
+    let job = &report["jobs"][0];
+    assert_eq!(job["command"], serde_json::json!(["python", "-m", "stepbox_conformance_step"]));
+    assert_eq!(job["backend"], "local");
+    assert!(job["runtime"].as_str().is_some_and(|runtime| runtime.starts_with("environment:py-")), "{job}");
+    // Nothing was registered in the user's state, and nothing ran.
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
+
+    // A flavor whose jobs run another command fails the launch check, and says so.
+    let hostile = stepbox_e2e::hostile_flavor();
+    let failed = t.run(&["flavor", "test", path_str(&hostile), "--config", "behavior=other-command"]);
+    failed.expect_code(1);
+    assert!(failed.stdout.contains("FAIL: hostile"), "{}", failed.stdout);
+    assert!(failed.stdout.contains("launch") && failed.stdout.contains("entrypoint-only"), "{}", failed.stdout);
+    // A sample the flavor refuses fails accepts-sample; later checks are not run.
+    let refused = t.run(&["flavor", "test", path_str(&hostile), "-o", "json"]);
+    refused.expect_code(1);
+    assert_eq!(refused.json()["checks"][2]["result"], "fail");
+    assert_eq!(refused.json()["checks"][4]["result"], "not-run");
+    // Not a component at all.
+    let not_wasm = t.scratch().join("not.wasm");
+    fs::write(&not_wasm, b"hello").expect("write");
+    let bad = t.run(&["flavor", "test", path_str(&not_wasm), "-o", "json"]);
+    bad.expect_code(1);
+    assert_eq!(bad.json()["checks"][0]["result"], "fail");
+}

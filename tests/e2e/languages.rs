@@ -115,6 +115,14 @@ fn ctrl_c_cancels_the_step(lang: &'static str) {
     assert!(wait_until(Duration::from_secs(5), || live_processes_with(&marker).is_empty()), "the job is gone");
 }
 
+fn the_flavor_passes_the_conformance_check(lang: &'static str) {
+    let flavor = flavor(lang);
+    let t = TestHome::sharing_cache();
+    let run = t.run(&["flavor", "test", path_str(&flavor.path)]);
+    run.expect_code(0);
+    assert!(run.stdout.contains(&format!("PASS: {}", flavor.name)), "{}", run.stdout);
+}
+
 /// One test per (language, scenario).
 macro_rules! matrix {
     ($($scenario:ident),* $(,)?) => {
@@ -137,4 +145,5 @@ matrix!(
     a_step_gets_its_python_requirements,
     an_ungranted_backend_is_denied,
     ctrl_c_cancels_the_step,
+    the_flavor_passes_the_conformance_check,
 );

@@ -128,4 +128,10 @@ impl BackendOptions {
     pub fn secret(&self, key: &str) -> Option<&SecretValue> {
         self.secrets.get(key)
     }
+
+    /// Every option set, as `key=value` (secrets as `key=<secret>`).
+    pub fn keys(&self) -> Vec<String> {
+        let values = self.values.iter().map(|(key, value)| format!("{key}={value}"));
+        values.chain(self.secrets.keys().map(|key| format!("{key}=<secret>"))).collect()
+    }
 }

@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod confine;
 pub mod container;
+pub mod dry_run;
 mod job_log;
 pub mod local;
 pub mod ray;

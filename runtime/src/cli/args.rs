@@ -117,6 +117,34 @@ Example:
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Check that a .wasm file behaves as a flavor must: a conformance test
+    #[command(after_help = "\
+Checks, each reported pass or fail:
+  component        the file is a component of this contract, and registers
+  metadata         name, version, description set; both schemas valid JSON Schema
+  accepts-sample   validate-config accepts the sample configuration (--config, or {})
+  rejects-garbage  validate-config refuses a wrongly typed value, with a message
+  launch           a dry-run launch succeeds, and every job it submits runs the entrypoint
+
+Nothing is run and nothing is registered: the checks use a throwaway state directory (sharing
+the precompiled-component cache), and every job backend only records what it is given. Exits 0
+when every check passes, 1 when one fails.
+
+Examples:
+  stepbox flavor test ./my_flavor.wasm
+  stepbox flavor test ./container.wasm --config base_image=python:3.12-slim -o json")]
+    Test {
+        /// The component file
+        path: PathBuf,
+        /// A key and value of the sample configuration, typed by the flavor's schema (repeatable)
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Per-step settings for the dry-run launch, a JSON object
+        #[arg(long, value_name = "JSON")]
+        settings: Option<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// List registered flavors
     List {
         #[arg(short, long, value_enum, default_value_t)]

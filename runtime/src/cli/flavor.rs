@@ -36,6 +36,35 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                 return Err(Failure::input(format!("not a flavor stepbox can register: {problem}")));
             }
         }
+        FlavorCommand::Test { path, config, settings, output } => {
+            let sample = config
+                .iter()
+                .map(|pair| crate::units::parse_key_value(pair))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure::input(format!("--config {e}")))?;
+            let settings = match settings {
+                Some(text) => Some(
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .filter(serde_json::Value::is_object)
+                        .ok_or_else(|| Failure::input(format!("--settings must be a JSON object, got: {text}")))?,
+                ),
+                None => None,
+            };
+            if !path.is_file() {
+                return Err(Failure::input(format!("{} is not a file", path.display())));
+            }
+            let report = crate::conformance::check(&path, &stepbox.home.cache_dir(), &sample, settings)
+                .await
+                .map_err(|e| Failure::new(exit::INTERNAL, format!("the conformance check could not run: {e:#}")))?;
+            match output {
+                Format::Json => output::json(&report)?,
+                Format::Table => print_conformance(&report),
+            }
+            if !report.passed() {
+                return Ok(1);
+            }
+        }
         FlavorCommand::List { output } => {
             let (listings, broken) = flavors::list(&stepbox)?;
             match output {
@@ -130,4 +159,29 @@ fn describe(listing: &FlavorListing) {
 
 fn pretty(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+fn print_conformance(report: &crate::conformance::Report) {
+    let mut table = output::table(&["CHECK", "RESULT", "DETAIL"]);
+    for check in &report.checks {
+        table.add_row(vec![check.name.to_owned(), check.result.to_uppercase(), check.detail.clone()]);
+    }
+    println!("{table}");
+    if !report.jobs.is_empty() {
+        let mut jobs = output::table(&["JOB", "BACKEND", "COMMAND", "RUNTIME", "ENV", "OPTIONS"]);
+        for job in &report.jobs {
+            jobs.add_row(vec![
+                job.name.clone(),
+                job.backend.to_owned(),
+                job.command.join(" "),
+                job.runtime.clone(),
+                job.env_names.join(" "),
+                job.backend_options.join(" "),
+            ]);
+        }
+        println!("Jobs the dry-run launch submitted (none was run):\n{jobs}");
+    }
+    let verdict = if report.passed() { "PASS" } else { "FAIL" };
+    let name = report.flavor.as_deref().unwrap_or(&report.file);
+    println!("{verdict}: {name}");
 }

@@ -92,5 +92,6 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
         settings,
         source_root,
         image: args.image,
+        dry_run: None,
     })
 }

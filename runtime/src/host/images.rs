@@ -51,11 +51,15 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
         logger.note(Level::Warn, &denial.to_string());
         Error::Denied(denial.to_string())
     };
-    launch.grants.base_image(&spec.base).map_err(denied)?;
+    if !launch.dry_run {
+        launch.grants.base_image(&spec.base).map_err(denied)?;
+    }
     if let Some(target) = &spec.target {
         let registry = crate::images::registry::parse(target)
             .map_err(|message| Error::Invalid(format!("`{target}` is not an image repository: {message}")))?;
-        launch.grants.push_registry(registry.registry()).map_err(denied)?;
+        if !launch.dry_run {
+            launch.grants.push_registry(registry.registry()).map_err(denied)?;
+        }
     }
     if let Some(var) = spec.env.iter().find(|var| !crate::units::is_env_name(&var.name)) {
         return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
@@ -66,6 +70,10 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
     let requirements =
         NormalizedSpec::new(&spec.requirements, None).map_err(|error| Error::Invalid(error.to_string()))?;
     launch.grants.requirement_sources(requirements.direct_references()).map_err(denied)?;
+    if launch.dry_run {
+        let repository = spec.target.as_deref().unwrap_or("dry-run.invalid/stepbox");
+        return Ok(Image { reference: format!("{repository}@sha256:{}", "0".repeat(64)) });
+    }
     let request = BuildRequest {
         base: spec.base,
         requirements,

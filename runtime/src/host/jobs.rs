@@ -225,13 +225,15 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
     let info = backends::catalogue::backend(backend)
         .ok_or_else(|| Error::Unsupported(format!("the `{backend}` backend takes no options")))?;
-    let options =
-        launch.grants.backend_options(info, &spec.backend_options, &launch.home.secrets()).map_err(|refusal| {
-            match refusal {
-                crate::policy::connections::OptionRefusal::Denied(denial) => denied(denial),
-                crate::policy::connections::OptionRefusal::Invalid(message) => Error::Invalid(message),
-            }
-        })?;
+    let options = if launch.dry_run {
+        crate::policy::connections::unresolved_options(info, &spec.backend_options)
+    } else {
+        launch.grants.backend_options(info, &spec.backend_options, &launch.home.secrets())
+    }
+    .map_err(|refusal| match refusal {
+        crate::policy::connections::OptionRefusal::Denied(denial) => denied(denial),
+        crate::policy::connections::OptionRefusal::Invalid(message) => Error::Invalid(message),
+    })?;
     let runtime = match &spec.runtime {
         Runtime::Host => JobRuntime::Host,
         Runtime::Environment(handle) => JobRuntime::Environment(launch.environment(handle).ok_or_else(|| {

@@ -52,6 +52,10 @@ pub struct LaunchContext {
     pub audit: super::audit::Audit,
     /// Python environments this launch installed: the ones its jobs may name.
     pub environments: Mutex<BTreeMap<String, crate::environments::Environment>>,
+    /// A dry run (`stepbox flavor test`): environments and images are not
+    /// made, backend options are recorded unresolved, and every backend is
+    /// a [`crate::backends::dry_run::DryRunBackend`].
+    pub dry_run: bool,
 }
 
 impl LaunchContext {

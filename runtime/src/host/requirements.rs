@@ -44,6 +44,13 @@ async fn install_checked(
         logger.note(Level::Warn, &denial.to_string());
         Error::Denied(denial.to_string())
     })?;
+    if launch.dry_run {
+        // The handle a real install would give, without installing.
+        let handle = normalized.handle();
+        let root = launch.home.environments_dir().join(&handle);
+        let python = root.join("bin").join("python");
+        return Ok(crate::environments::Environment { handle, root, python });
+    }
     let environments = Environments::new(launch.home.environments_dir());
     let progress = |line: &str| logger.note(Level::Info, &format!("requirements: {line}"));
     environments.ensure(&normalized, launch.grants.source_builds, &progress).await.map_err(failed)

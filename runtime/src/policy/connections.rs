@@ -34,6 +34,33 @@ pub fn origin(address: &str) -> Result<String, String> {
     Ok(format!("{}://{host}:{port}", url.scheme()))
 }
 
+/// Check `requested` options' keys for `backend` without resolving
+/// addresses or secrets: what a dry run records.
+pub fn unresolved_options(
+    backend: &BackendInfo,
+    requested: &[(String, String)],
+) -> Result<BackendOptions, OptionRefusal> {
+    let mut options = BackendOptions::default();
+    for (key, value) in requested {
+        let option = known_option(backend, key)?;
+        options.set(option.key, value.clone());
+    }
+    Ok(options)
+}
+
+fn known_option(
+    backend: &BackendInfo,
+    key: &str,
+) -> Result<&'static crate::backends::catalogue::BackendOption, OptionRefusal> {
+    backend.option(key).ok_or_else(|| {
+        OptionRefusal::Invalid(format!(
+            "the `{}` backend has no option `{key}` (its options: {}); `stepbox backends` lists every backend's options",
+            backend.name,
+            backend.keys()
+        ))
+    })
+}
+
 impl Grants {
     /// Check `requested` options for `backend` and resolve addresses and
     /// secrets. An address option left out defaults to the only granted one.
@@ -46,13 +73,7 @@ impl Grants {
         let mut options = BackendOptions::default();
         let mut seen = BTreeSet::new();
         for (key, value) in requested {
-            let option = backend.option(key).ok_or_else(|| {
-                OptionRefusal::Invalid(format!(
-                    "the `{}` backend has no option `{key}` (its options: {}); `stepbox backends` lists every backend's options",
-                    backend.name,
-                    backend.keys()
-                ))
-            })?;
+            let option = known_option(backend, key)?;
             if !seen.insert(option.key) {
                 return Err(OptionRefusal::Invalid(format!("the backend option `{key}` is given twice")));
             }
