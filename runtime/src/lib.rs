@@ -37,6 +37,7 @@ pub mod launch;
 pub mod limits;
 pub mod policy;
 pub mod programs;
+pub mod scaffold;
 pub mod secrets;
 pub mod source_files;
 pub mod step_operators;

@@ -123,6 +123,47 @@ fn the_flavor_passes_the_conformance_check(lang: &'static str) {
     assert!(run.stdout.contains(&format!("PASS: {}", flavor.name)), "{}", run.stdout);
 }
 
+fn a_new_project_builds_registers_and_passes_the_conformance_check(lang: &'static str) {
+    let t = TestHome::sharing_cache();
+    let name = format!("new-{lang}-flavor");
+    let project = t.scratch().join(&name);
+    t.run(&["new", &name, "--lang", lang, "--dir", path_str(&project)]).expect_code(0);
+    // Build with the command the project's README gives.
+    let build = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", stepbox_e2e::target_dir().join("scaffold-target"))
+            .output()
+            .expect("the build command runs");
+        assert!(output.status.success(), "{program} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    };
+    let wasm = match lang {
+        "rust" => {
+            build("cargo", &["build", "--target", "wasm32-wasip2", "--release"]);
+            let file = format!("wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+            stepbox_e2e::target_dir().join("scaffold-target").join(file)
+        }
+        "python" => {
+            build("./build.sh", &[]);
+            project.join(format!("{name}.wasm"))
+        }
+        _ => {
+            build("npm", &["install", "--no-audit", "--no-fund", "--loglevel=error"]);
+            build("npm", &["run", "build"]);
+            project.join(format!("{name}.wasm"))
+        }
+    };
+    t.run(&["flavor", "test", path_str(&wasm)]).expect_code(0);
+    t.run(&["flavor", "register", path_str(&wasm)]).expect_code(0);
+    t.register_operator("fresh", &name, &["--grant", "jobs"]).expect_code(0);
+    let run = t.launch("fresh", "s", &["sh", "-c", "echo hello from a new flavor"]);
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim(), "hello from a new flavor");
+    // An existing directory is not overwritten.
+    t.run(&["new", &name, "--lang", lang, "--dir", path_str(&project)]).expect_error(BAD_INPUT, "already exists");
+}
+
 /// One test per (language, scenario).
 macro_rules! matrix {
     ($($scenario:ident),* $(,)?) => {
@@ -146,4 +187,5 @@ matrix!(
     an_ungranted_backend_is_denied,
     ctrl_c_cancels_the_step,
     the_flavor_passes_the_conformance_check,
+    a_new_project_builds_registers_and_passes_the_conformance_check,
 );

@@ -53,6 +53,25 @@ pub enum Command {
     Limits,
     /// List the job backends, the options each takes and the grants they need
     Backends,
+    /// Start a new flavor project (Rust, Python or JavaScript) that builds and registers as it comes
+    #[command(after_help = "\
+Examples:
+  stepbox new my-flavor --lang rust     # cargo build --target wasm32-wasip2 --release
+  stepbox new my-flavor --lang python   # ./build.sh (componentize-py)
+  stepbox new my-flavor --lang js       # npm install && npm run build (componentize-js)
+
+The project includes the contract this stepbox implements (wit/), a build command and a README
+that goes on to `stepbox flavor test`, `flavor register` and a first launch.")]
+    New {
+        /// The flavor's name: lowercase letters, digits, `-` and `_`
+        name: String,
+        /// The language to write it in
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create it [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Store named secrets that step operators can be granted by name
     #[command(subcommand)]
     Secret(SecretCommand),

@@ -55,6 +55,17 @@ async fn run(cli: Cli) -> u8 {
         Command::Launch(args) => launch::run(cli.home, *args).await,
         Command::Runs(command) => runs::run(cli.home, command),
         Command::Secret(command) => secret::run(cli.home, command),
+        Command::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
+            match crate::scaffold::create(&name, lang, &dir) {
+                Ok(files) => {
+                    println!("created {} ({lang:?}): {}", dir.display(), files.join(", "));
+                    println!("next: see {}/README.md to build, test and register it", dir.display());
+                    Ok(exit::OK)
+                }
+                Err(error) => Err(Failure::input(error)),
+            }
+        }
         Command::Backends => {
             let mut table = output::table(&["BACKEND", "OPTION", "WHAT IT IS"]);
             for backend in crate::backends::catalogue::BACKENDS {
