@@ -188,7 +188,9 @@ pub fn prepare(stepbox: &Stepbox, record: &FlavorRecord) -> Result<Prepared, Fla
         return Err(FlavorError::MissingFile { name: record.name.clone(), path: blob.display().to_string() });
     }
     let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let started = std::time::Instant::now();
     let component = cache.load(&blob, &record.sha256)?;
+    tracing::debug!(micros = started.elapsed().as_micros() as u64, "loaded the precompiled flavor");
     let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     Prepared::new(engine, component).map_err(|e| FlavorError::Internal(format!("{e:#}")))
 }

@@ -132,6 +132,7 @@ impl Prepared {
         logger: Arc<FlavorLogger>,
         launch: Option<Arc<LaunchContext>>,
     ) -> Result<(Store<HostState>, Flavor), GuestFailure> {
+        let started = std::time::Instant::now();
         let linker = self.linker(launch.as_deref())?;
         let mut store = new_store(&self.engine, HostState::new(limits, logger, launch));
         let flavor = Flavor::instantiate_async(&mut store, &self.component, &linker).await.map_err(|error| {
@@ -140,6 +141,7 @@ impl Prepared {
                 other => other,
             }
         })?;
+        tracing::debug!(micros = started.elapsed().as_micros() as u64, "instantiated the flavor");
         Ok((store, flavor))
     }
 
