@@ -51,6 +51,9 @@ pub struct LaunchArgs {
     /// Run nothing: every backend records the jobs it is given here
     /// (`stepbox flavor test`).
     pub dry_run: Option<crate::backends::dry_run::Recorder>,
+    /// The run's id, chosen by the caller (`stepbox submit` prints it before
+    /// the launch starts); a new one when absent.
+    pub record_id: Option<String>,
 }
 
 /// Why a launch was interrupted.
@@ -137,7 +140,7 @@ pub async fn launch(
         .map_err(|e| LaunchError::Internal(format!("step operator {}: {e}", operator.name)))?;
     let grants = operator.grants.clone();
 
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = args.record_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let request = wit_request(&args, &run_id);
     let run = RunRecord {
         id: run_id.clone(),
@@ -154,6 +157,7 @@ pub async fn launch(
         request: recorded_request(&request),
         started_at: crate::store::now(),
         ended_at: None,
+        outcome_code: None,
     };
     stepbox.db.insert_run(&run)?;
     let run_dir = stepbox.home.run_dir(&run_id).map_err(|e| LaunchError::Internal(e.to_string()))?;
@@ -212,7 +216,13 @@ pub async fn launch(
     let mut outcome = outcome(run_id, result);
     // The message may come from the flavor: keep the run record bounded.
     outcome.message = outcome.message.map(|message| crate::host::log::truncate(&message, limits.argument_bytes));
-    stepbox.db.finish_run(&outcome.run_id, outcome.state, outcome.job_exit_code, outcome.message.as_deref())?;
+    stepbox.db.finish_run(
+        &outcome.run_id,
+        outcome.state,
+        outcome.job_exit_code,
+        outcome.message.as_deref(),
+        outcome.exit_code,
+    )?;
     Ok(outcome)
 }
 

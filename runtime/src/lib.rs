@@ -42,6 +42,7 @@ pub mod secrets;
 pub mod source_files;
 pub mod step_operators;
 pub mod store;
+pub mod supervisor;
 pub mod units;
 
 /// The contract version this runtime implements.

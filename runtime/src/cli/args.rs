@@ -46,6 +46,33 @@ pub enum Command {
     StepOperator(StepOperatorCommand),
     /// Run one step through a step operator and wait for it to finish
     Launch(Box<LaunchArgs>),
+    /// Start a launch detached under a supervisor and print its run id at once
+    #[command(after_help = "\
+Takes the same arguments as `stepbox launch`. The launch runs in its own session, with its output
+in $STEPBOX_HOME/runs/RUN/supervisor.log; follow it from any process with `stepbox status`,
+`stepbox wait` and `stepbox cancel`.
+
+Example:
+  run=$(stepbox submit --step-operator local --pipeline p --run r1 --step s -- python step.py)
+  stepbox wait \"$run\"")]
+    Submit(Box<LaunchArgs>),
+    /// Show a run's state (running, succeeded, failed, cancelled) and exit code
+    Status {
+        /// The run id (or an unambiguous prefix)
+        run: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Wait for a run to end; exit with the code `stepbox launch` would have
+    Wait {
+        /// The run id (or an unambiguous prefix)
+        run: String,
+    },
+    /// Cancel a run: stop its jobs, and wait until they have stopped
+    Cancel {
+        /// The run id (or an unambiguous prefix)
+        run: String,
+    },
     /// Inspect past and running launches
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -321,6 +348,9 @@ pub struct LaunchArgs {
     /// An image already built for the step
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
+    /// The run's id, chosen by `stepbox submit` for the launch it starts
+    #[arg(long, hide = true, value_name = "ID")]
+    pub record_id: Option<String>,
     /// The step's entrypoint command
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -93,5 +93,6 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
         source_root,
         image: args.image,
         dry_run: None,
+        record_id: args.record_id,
     })
 }

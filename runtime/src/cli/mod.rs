@@ -9,6 +9,7 @@ mod output;
 mod runs;
 mod secret;
 mod step_operator;
+mod submit;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,10 @@ async fn run(cli: Cli) -> u8 {
         Command::Flavor(command) => flavor::run(cli.home, command).await,
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
         Command::Launch(args) => launch::run(cli.home, *args).await,
+        Command::Submit(_) => submit::submit(cli.home),
+        Command::Status { run, output } => submit::status(cli.home, &run, output),
+        Command::Wait { run } => submit::wait(cli.home, &run),
+        Command::Cancel { run } => submit::cancel(cli.home, &run),
         Command::Runs(command) => runs::run(cli.home, command),
         Command::Secret(command) => secret::run(cli.home, command),
         Command::New { name, lang, dir } => {

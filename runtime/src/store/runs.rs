@@ -71,6 +71,9 @@ pub struct RunRecord {
     pub request: serde_json::Value,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// The exit code of the launch itself, once it has ended (what
+    /// `stepbox wait` exits with).
+    pub outcome_code: Option<u8>,
 }
 
 /// One job a run submitted.
@@ -93,7 +96,7 @@ pub struct JobRecord {
 }
 
 const RUN_COLUMNS: &str = "id, step_operator, flavor, flavor_sha256, pipeline, run_name, step, state, \
-                           exit_code, message, pid, request, started_at, ended_at";
+                           exit_code, message, pid, request, started_at, ended_at, outcome_code";
 const JOB_COLUMNS: &str = "id, run_id, seq, name, backend, external_id, command, state, exit_code, \
                            message, log_path, submitted_at, ended_at";
 
@@ -118,6 +121,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, String, String)> 
             request: serde_json::Value::Null,
             started_at: row.get(12)?,
             ended_at: row.get(13)?,
+            outcome_code: row.get::<_, Option<i64>>(14)?.and_then(|code| u8::try_from(code).ok()),
         },
         row.get(7)?,
         row.get(11)?,
@@ -173,7 +177,7 @@ impl Db {
         let run = run.clone();
         self.write(move |tx| {
             tx.execute(
-                &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 params![
                     run.id,
                     run.step_operator,
@@ -189,6 +193,7 @@ impl Db {
                     run.request.to_string(),
                     run.started_at,
                     run.ended_at,
+                    run.outcome_code,
                 ],
             )?;
             Ok(())
@@ -202,11 +207,13 @@ impl Db {
         state: RunState,
         exit_code: Option<i32>,
         message: Option<&str>,
+        outcome_code: u8,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE runs SET state = ?2, exit_code = ?3, message = ?4, ended_at = ?5 WHERE id = ?1",
-                params![id, state.as_str(), exit_code, message, super::now()],
+                "UPDATE runs SET state = ?2, exit_code = ?3, message = ?4, ended_at = ?5, outcome_code = ?6 \
+                 WHERE id = ?1 AND state = 'running'",
+                params![id, state.as_str(), exit_code, message, super::now(), outcome_code],
             )?;
             Ok(())
         })

@@ -66,6 +66,11 @@ CREATE INDEX jobs_by_run ON jobs(run_id, seq);
     r#"
 ALTER TABLE step_operators ADD COLUMN grants TEXT NOT NULL DEFAULT '{}';
 "#,
+    // The exit code `stepbox launch` gave (or would give) the run: what
+    // `stepbox wait` exits with for a run launched elsewhere.
+    r#"
+ALTER TABLE runs ADD COLUMN outcome_code INTEGER;
+"#,
 ];
 
 /// Whether the schema is behind this stepbox (a cheap read, no lock).

@@ -1,0 +1,76 @@
+//! `stepbox submit`, `status`, `wait` and `cancel`: a launch detached under a
+//! supervisor, followed from any process through the store.
+
+use std::path::PathBuf;
+
+use super::output::{self, Format};
+use super::{Failure, open};
+use crate::exit;
+use crate::store::{RunRecord, RunState};
+use crate::supervisor;
+
+/// Start the launch detached; print its run id once it is recorded.
+pub fn submit(home: Option<PathBuf>) -> Result<u8, Failure> {
+    let stepbox = open(home)?;
+    let argv: Vec<String> = std::env::args().collect();
+    let args = supervisor::arguments_after_subcommand(&argv);
+    let run_id = uuid::Uuid::new_v4().to_string();
+    supervisor::spawn(&stepbox, &args, &run_id).map_err(Failure::input)?;
+    println!("{run_id}");
+    Ok(exit::OK)
+}
+
+pub fn status(home: Option<PathBuf>, id: &str, format: Format) -> Result<u8, Failure> {
+    let stepbox = open(home)?;
+    let run = supervisor::reconcile(&stepbox, id).map_err(Failure::input)?;
+    match format {
+        Format::Json => output::json(&run)?,
+        Format::Table => {
+            let mut table = output::table(&["RUN", "STATE", "EXIT", "JOB EXIT", "MESSAGE"]);
+            table.add_row(vec![
+                run.id.clone(),
+                run.state.to_string(),
+                run.outcome_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
+                run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
+                run.message.clone().unwrap_or_default(),
+            ]);
+            println!("{table}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Exit with the code `stepbox launch` gave the run.
+pub fn wait(home: Option<PathBuf>, id: &str) -> Result<u8, Failure> {
+    let stepbox = open(home)?;
+    let run = supervisor::wait(&stepbox, id).map_err(Failure::input)?;
+    Ok(ended(&run))
+}
+
+pub fn cancel(home: Option<PathBuf>, id: &str) -> Result<u8, Failure> {
+    let stepbox = open(home)?;
+    let run = supervisor::reconcile(&stepbox, id).map_err(Failure::input)?;
+    if run.state != RunState::Running {
+        eprintln!("run {} already ended: {}", output::short(&run.id), run.state);
+        return Ok(exit::OK);
+    }
+    supervisor::request_cancel(&run).map_err(Failure::input)?;
+    let run = supervisor::wait(&stepbox, &run.id).map_err(Failure::input)?;
+    eprintln!("run {} {}", output::short(&run.id), run.state);
+    Ok(exit::OK)
+}
+
+fn ended(run: &RunRecord) -> u8 {
+    if run.state != RunState::Succeeded {
+        let id = output::short(&run.id);
+        eprintln!(
+            "stepbox: run {id} {}: {} (details: stepbox runs show {id})",
+            run.state,
+            run.message.as_deref().unwrap_or("")
+        );
+    }
+    run.outcome_code.unwrap_or(match run.state {
+        RunState::Succeeded => exit::OK,
+        _ => exit::FLAVOR_ERROR,
+    })
+}

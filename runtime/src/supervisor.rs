@@ -1,0 +1,203 @@
+//! Detached launches (`stepbox submit`) and following them from any process
+//! (`status`, `wait`, `cancel`). The supervisor of a detached run is an
+//! ordinary `stepbox launch` in a session of its own, started with the run id
+//! chosen here; everything else reads the run's record in the store.
+//!
+//! A run whose supervisor is gone without recording an outcome (killed,
+//! machine reboot) is found by [`reconcile`]: it is marked failed with the
+//! reason, and the process groups of its local jobs are killed, so a run never
+//! stays "running" forever.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::context::Stepbox;
+use crate::store::{RunLookup, RunRecord, RunState, StoreError};
+
+/// How long `submit` waits for the detached launch to record its run.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Start `stepbox launch ARGS --record-id ID` detached; returns once the run
+/// is recorded (so `status` finds it), or with the launch's own error.
+pub fn spawn(stepbox: &Stepbox, launch_args: &[String], run_id: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|error| format!("cannot find the stepbox binary: {error}"))?;
+    let log_path = stepbox.home.runs_dir().join(format!("{run_id}.supervisor.log"));
+    let log =
+        std::fs::File::create(&log_path).map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
+    let err = log.try_clone().map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--home")
+        .arg(stepbox.home.root())
+        .arg("launch")
+        .arg("--record-id")
+        .arg(run_id)
+        .args(launch_args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    // A session of its own: the caller's Ctrl-C or exit does not reach it.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+    let mut child = command.spawn().map_err(|error| format!("cannot start the supervisor: {error}"))?;
+    let started = Instant::now();
+    loop {
+        if matches!(stepbox.db.find_run(run_id), Ok(RunLookup::Found(_))) {
+            // Reap it in the background, or it would linger as a zombie while we live.
+            std::thread::spawn(move || child.wait());
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("the launch did not start ({status}): {}", said.trim()));
+        }
+        if started.elapsed() > START_TIMEOUT {
+            return Err(format!(
+                "the launch did not record its run within {}s; see {}",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The arguments after the subcommand in `argv` (global flags before it are
+/// dropped: the supervisor gets `--home` explicitly).
+pub fn arguments_after_subcommand(argv: &[String]) -> Vec<String> {
+    let mut index = 1;
+    while let Some(arg) = argv.get(index) {
+        match arg.as_str() {
+            "--home" => index += 2,
+            flag if flag.starts_with('-') => index += 1,
+            _ => return without_home(&argv[index + 1..]),
+        }
+    }
+    Vec::new()
+}
+
+/// `--home DIR` / `--home=DIR` given after the subcommand, dropped (up to
+/// the `--` before the entrypoint).
+fn without_home(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--" => {
+                out.push(arg.clone());
+                out.extend(iter.cloned());
+                break;
+            }
+            "--home" => {
+                iter.next();
+            }
+            home if home.starts_with("--home=") => {}
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+/// Whether `pid` is the supervisor of `run` (or, for a run launched in the
+/// foreground, a live `stepbox`).
+pub fn supervisor_alive(run: &RunRecord) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", run.pid)) else { return false };
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    if !is_running_process(run.pid) {
+        return false;
+    }
+    cmdline.contains(&run.id) || (cmdline.contains("stepbox") && cmdline.contains("launch"))
+}
+
+/// Not a zombie.
+fn is_running_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
+/// Look a run up, reconciling it first: a "running" run whose supervisor is
+/// gone is marked failed, and its local jobs' process groups are killed.
+pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
+    let run = find(stepbox, id)?;
+    if run.state != RunState::Running || supervisor_alive(&run) {
+        return Ok(run);
+    }
+    // The supervisor may have just finished: read again before judging.
+    std::thread::sleep(Duration::from_millis(100));
+    let run = find(stepbox, &run.id)?;
+    if run.state != RunState::Running {
+        return Ok(run);
+    }
+    let mut cancelled = Vec::new();
+    for job in stepbox.db.jobs_of(&run.id).map_err(store)? {
+        if job.state.is_terminal() || job.backend != "local" {
+            continue;
+        }
+        if let Some(group) = job.external_id.as_deref().and_then(|pid| pid.parse::<i32>().ok()).filter(|pid| *pid > 1) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+            cancelled.push(job.name.clone());
+        }
+        let _ = stepbox.db.finish_job(&job.id, crate::backends::JobState::Cancelled, None, Some("its supervisor died"));
+    }
+    let message = format!(
+        "the supervisor (pid {}) ended without recording an outcome{}",
+        run.pid,
+        if cancelled.is_empty() { String::new() } else { format!("; its jobs were killed: {}", cancelled.join(", ")) }
+    );
+    stepbox.db.finish_run(&run.id, RunState::Failed, None, Some(&message), crate::exit::INTERNAL).map_err(store)?;
+    find(stepbox, &run.id)
+}
+
+fn find(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
+    match stepbox.db.find_run(id).map_err(store)? {
+        RunLookup::Found(run) => Ok(*run),
+        RunLookup::Missing => Err(format!("no run `{id}`; `stepbox runs list` shows them")),
+        RunLookup::Ambiguous(ids) => Err(format!("`{id}` matches several runs: {}", ids.join(", "))),
+    }
+}
+
+fn store(error: StoreError) -> String {
+    error.to_string()
+}
+
+/// Ask the supervisor of `run` to cancel (SIGTERM: it stops every job with
+/// its grace period and records the run cancelled).
+pub fn request_cancel(run: &RunRecord) -> Result<(), String> {
+    if !supervisor_alive(run) {
+        return Err(format!("the supervisor of run {} (pid {}) is not running", run.id, run.pid));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), nix::sys::signal::Signal::SIGTERM)
+        .map_err(|error| format!("cannot signal the supervisor (pid {}): {error}", run.pid))
+}
+
+/// Poll `id` until it has ended, reconciling as it goes.
+pub fn wait(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let run = reconcile(stepbox, id)?;
+        if run.state != RunState::Running {
+            return Ok(run);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launch_arguments_follow_the_subcommand() {
+        let argv: Vec<String> =
+            ["stepbox", "--home", "/h", "-v", "submit", "-s", "op", "--", "echo", "submit"].map(str::to_owned).to_vec();
+        assert_eq!(arguments_after_subcommand(&argv), ["-s", "op", "--", "echo", "submit"].map(str::to_owned).to_vec());
+        let late: Vec<String> =
+            ["stepbox", "submit", "--home", "/h", "-s", "op", "--", "echo", "--home"].map(str::to_owned).to_vec();
+        assert_eq!(arguments_after_subcommand(&late), ["-s", "op", "--", "echo", "--home"].map(str::to_owned).to_vec());
+    }
+}

@@ -1,0 +1,85 @@
+//! `stepbox submit`, `status`, `wait` and `cancel`: a launch detached under a
+//! supervisor, followed from other processes through the store; and a run
+//! whose supervisor dies is reported failed, with its jobs gone.
+
+use std::time::Duration;
+
+use stepbox_e2e::{TestHome, live_processes_with, unique_marker, wait_until};
+
+const FLAVOR_ERROR_OR_INTERNAL: [i32; 2] = [70, 1];
+
+fn submit(t: &TestHome, command: &[&str]) -> String {
+    let mut args = vec!["submit", "-s", "local", "--pipeline", "p", "--run", "r1", "--step", "s", "--"];
+    args.extend_from_slice(command);
+    let submitted = t.run(&args);
+    submitted.expect_code(0);
+    let id = submitted.stdout.trim().to_owned();
+    assert_eq!(id.len(), 36, "submit prints the run id: {:?}", submitted.stdout);
+    id
+}
+
+fn status(t: &TestHome, id: &str) -> serde_json::Value {
+    let shown = t.run(&["status", id, "-o", "json"]);
+    shown.expect_code(0);
+    shown.json()
+}
+
+#[test]
+fn a_submitted_run_is_followed_to_its_exit_code_from_other_processes() {
+    let t = TestHome::new();
+    t.with_local();
+    let id = submit(&t, &["sh", "-c", "sleep 1; echo finished; exit 5"]);
+    assert_eq!(status(&t, &id)["state"], "running", "submit returns before the step ends");
+    let waited = t.run(&["wait", &id]);
+    waited.expect_code(5);
+    let ended = status(&t, &id);
+    assert_eq!((ended["state"].as_str(), ended["exit_code"].as_i64()), (Some("failed"), Some(5)));
+    let log = std::fs::read_to_string(t.home().join(format!("runs/{id}.supervisor.log"))).expect("the supervisor log");
+    assert!(log.contains("finished"), "the job's output is in the supervisor log: {log}");
+
+    let ok = submit(&t, &["true"]);
+    t.run(&["wait", &ok]).expect_code(0);
+    assert_eq!(status(&t, &ok)["state"], "succeeded");
+}
+
+#[test]
+fn cancel_stops_the_runs_jobs_and_records_it_cancelled() {
+    let t = TestHome::new();
+    t.with_local();
+    let marker = unique_marker();
+    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
+    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    t.run(&["cancel", &id]).expect_code(0);
+    assert!(live_processes_with(&marker).is_empty(), "cancel returns once the job is gone");
+    assert_eq!(status(&t, &id)["state"], "cancelled");
+    t.run(&["wait", &id]).expect_code(143);
+    t.run(&["cancel", &id]).expect_code(0);
+}
+
+#[test]
+fn a_run_whose_supervisor_died_is_reported_failed_and_its_jobs_are_gone() {
+    let t = TestHome::new();
+    t.with_local();
+    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+    let marker = unique_marker();
+    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
+    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    let pid = status(&t, &id)["pid"].as_i64().expect("the supervisor's pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill it");
+    assert!(wait_until(Duration::from_secs(5), || status(&t, &id)["state"] == "failed"), "never stays running");
+    let ended = status(&t, &id);
+    let message = ended["message"].as_str().unwrap_or("");
+    assert!(message.contains("supervisor") && message.contains("ended without recording"), "{message}");
+    assert!(wait_until(Duration::from_secs(5), || live_processes_with(&marker).is_empty()), "its job is gone");
+    let waited = t.run(&["wait", &id]);
+    assert!(FLAVOR_ERROR_OR_INTERNAL.contains(&waited.code), "wait reports the failure: {}", waited.code);
+}
+
+#[test]
+fn submit_reports_a_launch_that_cannot_start_and_status_an_unknown_run() {
+    let t = TestHome::new();
+    t.with_local();
+    let refused = t.run(&["submit", "-s", "nobody", "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"]);
+    refused.expect_error(64, "no step operator named `nobody`");
+    t.run(&["status", "not-a-run"]).expect_error(64, "no run `not-a-run`");
+}
