@@ -133,23 +133,73 @@ pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
         return Ok(run);
     }
     let mut cancelled = Vec::new();
+    let mut left = Vec::new();
     for job in stepbox.db.jobs_of(&run.id).map_err(store)? {
-        if job.state.is_terminal() || job.backend != "local" {
+        if job.state.is_terminal() {
             continue;
         }
-        if let Some(group) = job.external_id.as_deref().and_then(|pid| pid.parse::<i32>().ok()).filter(|pid| *pid > 1) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
-            cancelled.push(job.name.clone());
+        match stop_orphan(&job) {
+            Ok(()) => cancelled.push(job.name.clone()),
+            Err(why) => left.push(format!("{} ({why})", job.name)),
         }
         let _ = stepbox.db.finish_job(&job.id, crate::backends::JobState::Cancelled, None, Some("its supervisor died"));
     }
-    let message = format!(
-        "the supervisor (pid {}) ended without recording an outcome{}",
-        run.pid,
-        if cancelled.is_empty() { String::new() } else { format!("; its jobs were killed: {}", cancelled.join(", ")) }
-    );
+    let mut message = format!("the supervisor (pid {}) ended without recording an outcome", run.pid);
+    if !cancelled.is_empty() {
+        message.push_str(&format!("; its jobs were stopped: {}", cancelled.join(", ")));
+    }
+    if !left.is_empty() {
+        message.push_str(&format!("; could not stop: {}", left.join(", ")));
+    }
     stepbox.db.finish_run(&run.id, RunState::Failed, None, Some(&message), crate::exit::INTERNAL).map_err(store)?;
     find(stepbox, &run.id)
+}
+
+/// Stop a job whose supervisor is gone, by what its backend recorded:
+/// local process groups are killed, containers removed by label, Slurm jobs
+/// cancelled. A Ray job cannot be (its cluster's address and token are the
+/// launch's, not recorded), and the message says so.
+fn stop_orphan(job: &crate::store::JobRecord) -> Result<(), String> {
+    let external = job.external_id.as_deref().unwrap_or_default();
+    let run = |program: std::path::PathBuf, args: &[&str]| {
+        Command::new(&program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| format!("cannot run {}: {error}", program.display()))
+            .and_then(|out| {
+                if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
+            })
+    };
+    match job.backend.as_str() {
+        "local" => {
+            let group = external.parse::<i32>().ok().filter(|pid| *pid > 1).ok_or("no process group recorded")?;
+            // Gone already is fine: a confined job dies with its supervisor.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+            Ok(())
+        }
+        "container" => {
+            let podman = crate::programs::locate("podman", "STEPBOX_PODMAN")?;
+            let label = format!("label=stepbox.job={}", job.id);
+            let listed = Command::new(&podman)
+                .args(["ps", "--all", "--quiet", "--filter", &label])
+                .output()
+                .map_err(|error| format!("cannot run podman: {error}"))?;
+            for container in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+                run(podman.clone(), &["rm", "--force", container])?;
+            }
+            Ok(())
+        }
+        "slurm" if !external.is_empty() => {
+            let scancel = match std::env::var_os("STEPBOX_SLURM_BIN") {
+                Some(dir) => std::path::PathBuf::from(dir).join("scancel"),
+                None => crate::programs::on_path("scancel").ok_or("scancel is not on PATH")?,
+            };
+            run(scancel, &[external])
+        }
+        "ray" => Err(format!("Ray job {external} may still be running; stop it on its cluster")),
+        other => Err(format!("the {other} backend cannot stop a job without its launch")),
+    }
 }
 
 fn find(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {

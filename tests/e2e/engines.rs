@@ -300,3 +300,30 @@ fn ray_addresses_and_tokens_come_only_from_grants_and_secrets() {
         assert!(!details.contains(token.trim()), "the token is in a run record: {details}");
     }
 }
+
+#[test]
+fn a_detached_slurm_run_whose_supervisor_dies_has_its_slurm_job_cancelled() {
+    let t = slurm_home();
+    let submitted =
+        t.run(&["submit", "-s", "hpc", "--pipeline", "p", "--run", "r", "--step", "s", "--", "sh", "-c", "sleep 300"]);
+    submitted.expect_code(0);
+    let run = submitted.stdout.trim().to_owned();
+    let job_id = || {
+        let details = t.run_details(&run);
+        details["jobs"][0]["external_id"].as_str().map(str::to_owned)
+    };
+    assert!(wait_until(Duration::from_secs(20), || job_id().is_some()), "the Slurm job was submitted");
+    let slurm_id = job_id().expect("a Slurm job id");
+    assert!(wait_until(Duration::from_secs(20), || slurm_job(&slurm_id)["JobState"] == "RUNNING"), "it runs");
+    let pid = t.run(&["status", &run, "-o", "json"]).json()["pid"].as_i64().expect("a pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill the supervisor");
+    std::thread::sleep(Duration::from_millis(300));
+    let status = t.run(&["status", &run, "-o", "json"]).json();
+    assert_eq!(status["state"], "failed");
+    assert!(status["message"].as_str().is_some_and(|m| m.contains("its jobs were stopped")), "{status}");
+    assert!(
+        wait_until(Duration::from_secs(20), || slurm_job(&slurm_id)["JobState"] == "CANCELLED"),
+        "Slurm shows the orphaned job cancelled: {:?}",
+        slurm_job(&slurm_id)
+    );
+}
