@@ -83,3 +83,51 @@ fn submit_reports_a_launch_that_cannot_start_and_status_an_unknown_run() {
     refused.expect_error(64, "no step operator named `nobody`");
     t.run(&["status", "not-a-run"]).expect_error(64, "no run `not-a-run`");
 }
+
+#[test]
+fn environment_from_stdin_reaches_the_job_and_never_the_command_line_or_the_disk() {
+    let t = TestHome::new();
+    t.with_local();
+    let secret = format!("s3cret-{}", unique_marker());
+    let mut command = t.command(&[
+        "submit",
+        "--env-stdin",
+        "-s",
+        "local",
+        "--pipeline",
+        "p",
+        "--run",
+        "r",
+        "--step",
+        "s",
+        "--",
+        "sh",
+        "-c",
+        "test \"$TOKEN\" = \"$EXPECTED\" && sleep 2",
+    ]);
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("stepbox starts");
+    let input = serde_json::json!({ "TOKEN": secret, "EXPECTED": secret }).to_string();
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes()).expect("write");
+    let output = child.wait_with_output().expect("stepbox exits");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let pid = status(&t, &id)["pid"].as_i64().expect("a pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&secret), "the value is not on the supervisor's command line");
+    t.run(&["wait", &id]).expect_code(0);
+    // Nothing under STEPBOX_HOME holds it: not the hand-over file, not the records.
+    for entry in walk(t.home()) {
+        let text = std::fs::read(&entry).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&text).contains(&secret), "{} holds the value", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}

@@ -327,6 +327,14 @@ pub struct LaunchArgs {
     /// An environment variable for the step (repeatable)
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Read more environment variables from stdin, as one JSON object of
+    /// strings: values that must not appear in a process list (credentials)
+    #[arg(long)]
+    pub env_stdin: bool,
+    /// Read environment variables from this JSON file, then delete it (how
+    /// `stepbox submit` hands --env-stdin to its supervisor)
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub env_file_consume: Option<PathBuf>,
     /// CPUs the step needs (may be fractional)
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub cpu: Option<f64>,

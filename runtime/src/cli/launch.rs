@@ -41,12 +41,25 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
 }
 
 fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
-    let environment = args
+    let mut environment = args
         .env
         .iter()
         .map(|pair| parse_env_var(pair))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::input(format!("--env {e}")))?;
+    if args.env_stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::input(format!("--env-stdin: cannot read stdin: {e}")))?;
+        environment.extend(env_json(&text, "--env-stdin")?);
+    }
+    if let Some(path) = &args.env_file_consume {
+        let text = std::fs::read_to_string(path);
+        // Gone before anything else happens, whatever it held.
+        let _ = std::fs::remove_file(path);
+        let text = text.map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))?;
+        environment.extend(env_json(&text, "the environment file")?);
+    }
     let memory_bytes =
         args.memory.as_deref().map(parse_memory).transpose().map_err(|e| Failure::input(format!("--memory {e}")))?;
     if let Some(cpu) = args.cpu
@@ -95,4 +108,15 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
         dry_run: None,
         record_id: args.record_id,
     })
+}
+
+/// A JSON object of string values as environment variables.
+pub fn env_json(text: &str, what: &str) -> Result<Vec<(String, String)>, Failure> {
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        Failure::input(format!("{what} must be a JSON object of strings, like {{\"TOKEN\": \"…\"}}: {e}"))
+    })?;
+    if let Some(name) = map.keys().find(|name| !crate::units::is_env_name(name)) {
+        return Err(Failure::input(format!("{what}: `{name}` is not a valid environment variable name")));
+    }
+    Ok(map.into_iter().collect())
 }

@@ -54,7 +54,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Flavor(command) => flavor::run(cli.home, command).await,
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
         Command::Launch(args) => launch::run(cli.home, *args).await,
-        Command::Submit(_) => submit::submit(cli.home),
+        Command::Submit(args) => submit::submit(cli.home, args.env_stdin),
         Command::Status { run, output } => submit::status(cli.home, &run, output),
         Command::Wait { run } => submit::wait(cli.home, &run),
         Command::Cancel { run } => submit::cancel(cli.home, &run),

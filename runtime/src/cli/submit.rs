@@ -10,14 +10,39 @@ use crate::store::{RunRecord, RunState};
 use crate::supervisor;
 
 /// Start the launch detached; print its run id once it is recorded.
-pub fn submit(home: Option<PathBuf>) -> Result<u8, Failure> {
+pub fn submit(home: Option<PathBuf>, env_stdin: bool) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     let argv: Vec<String> = std::env::args().collect();
-    let args = supervisor::arguments_after_subcommand(&argv);
+    let mut args: Vec<String> =
+        supervisor::arguments_after_subcommand(&argv).into_iter().filter(|arg| arg != "--env-stdin").collect();
     let run_id = uuid::Uuid::new_v4().to_string();
+    if env_stdin {
+        // The supervisor has no stdin: hand the variables over in an
+        // owner-only file it deletes as soon as it has read it.
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::input(format!("--env-stdin: cannot read stdin: {e}")))?;
+        super::launch::env_json(&text, "--env-stdin")?;
+        let path = stepbox.home.runs_dir().join(format!("{run_id}.env.json"));
+        write_private(&path, text.as_bytes()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+        args.insert(0, path.display().to_string());
+        args.insert(0, "--env-file-consume".to_owned());
+    }
     supervisor::spawn(&stepbox, &args, &run_id).map_err(Failure::input)?;
     println!("{run_id}");
     Ok(exit::OK)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 pub fn status(home: Option<PathBuf>, id: &str, format: Format) -> Result<u8, Failure> {
