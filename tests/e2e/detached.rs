@@ -76,6 +76,22 @@ fn a_run_whose_supervisor_died_is_reported_failed_and_its_jobs_are_gone() {
 }
 
 #[test]
+fn a_run_is_found_by_the_callers_step_run_id() {
+    let t = TestHome::new();
+    t.with_local();
+    let args =
+        ["submit", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--step-run-id", "zenml-step-42"];
+    let submitted = t.run(&[&args[..], &["--", "sh", "-c", "exit 3"]].concat());
+    submitted.expect_code(0);
+    t.run(&["wait", "--step-run-id", "zenml-step-42"]).expect_code(3);
+    let shown = t.run(&["status", "--step-run-id", "zenml-step-42", "-o", "json"]);
+    shown.expect_code(0);
+    assert_eq!(shown.json()["id"].as_str(), Some(submitted.stdout.trim()));
+    t.run(&["status", "--step-run-id", "nope"]).expect_error(64, "no run was launched with --step-run-id nope");
+    t.run(&["status"]).expect_code(64);
+}
+
+#[test]
 fn submit_reports_a_launch_that_cannot_start_and_status_an_unknown_run() {
     let t = TestHome::new();
     t.with_local();

@@ -59,19 +59,31 @@ Example:
     /// Show a run's state (running, succeeded, failed, cancelled) and exit code
     Status {
         /// The run id (or an unambiguous prefix)
-        run: String,
+        #[arg(required_unless_present = "step_run_id")]
+        run: Option<String>,
+        /// Find the run by the caller's step-run id instead (the --step-run-id it was launched with)
+        #[arg(long, conflicts_with = "run", value_name = "ID")]
+        step_run_id: Option<String>,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
     /// Wait for a run to end; exit with the code `stepbox launch` would have
     Wait {
         /// The run id (or an unambiguous prefix)
-        run: String,
+        #[arg(required_unless_present = "step_run_id")]
+        run: Option<String>,
+        /// Find the run by the caller's step-run id instead (the --step-run-id it was launched with)
+        #[arg(long, conflicts_with = "run", value_name = "ID")]
+        step_run_id: Option<String>,
     },
     /// Cancel a run: stop its jobs, and wait until they have stopped
     Cancel {
         /// The run id (or an unambiguous prefix)
-        run: String,
+        #[arg(required_unless_present = "step_run_id")]
+        run: Option<String>,
+        /// Find the run by the caller's step-run id instead (the --step-run-id it was launched with)
+        #[arg(long, conflicts_with = "run", value_name = "ID")]
+        step_run_id: Option<String>,
     },
     /// Inspect past and running launches
     #[command(subcommand)]

@@ -55,9 +55,11 @@ async fn run(cli: Cli) -> u8 {
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
         Command::Launch(args) => launch::run(cli.home, *args).await,
         Command::Submit(args) => submit::submit(cli.home, args.env_stdin),
-        Command::Status { run, output } => submit::status(cli.home, &run, output),
-        Command::Wait { run } => submit::wait(cli.home, &run),
-        Command::Cancel { run } => submit::cancel(cli.home, &run),
+        Command::Status { run, step_run_id, output } => {
+            submit::status(cli.home, submit::Which::of(run, step_run_id), output)
+        }
+        Command::Wait { run, step_run_id } => submit::wait(cli.home, submit::Which::of(run, step_run_id)),
+        Command::Cancel { run, step_run_id } => submit::cancel(cli.home, submit::Which::of(run, step_run_id)),
         Command::Runs(command) => runs::run(cli.home, command),
         Command::Secret(command) => secret::run(cli.home, command),
         Command::New { name, lang, dir } => {

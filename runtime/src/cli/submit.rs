@@ -45,9 +45,36 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
     file.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-pub fn status(home: Option<PathBuf>, id: &str, format: Format) -> Result<u8, Failure> {
+/// How the user named a run.
+pub enum Which {
+    Run(String),
+    StepRun(String),
+}
+
+impl Which {
+    pub fn of(run: Option<String>, step_run_id: Option<String>) -> Self {
+        match (run, step_run_id) {
+            (_, Some(step_run)) => Which::StepRun(step_run),
+            (run, None) => Which::Run(run.unwrap_or_default()),
+        }
+    }
+
+    /// The run id.
+    fn resolve(self, stepbox: &crate::context::Stepbox) -> Result<String, Failure> {
+        match self {
+            Which::Run(id) => Ok(id),
+            Which::StepRun(step_run) => stepbox
+                .db
+                .run_for_step_run(&step_run)?
+                .ok_or_else(|| Failure::input(format!("no run was launched with --step-run-id {step_run}"))),
+        }
+    }
+}
+
+pub fn status(home: Option<PathBuf>, which: Which, format: Format) -> Result<u8, Failure> {
     let stepbox = open(home)?;
-    let run = supervisor::reconcile(&stepbox, id).map_err(Failure::input)?;
+    let id = which.resolve(&stepbox)?;
+    let run = supervisor::reconcile(&stepbox, &id).map_err(Failure::input)?;
     match format {
         Format::Json => output::json(&run)?,
         Format::Table => {
@@ -66,15 +93,17 @@ pub fn status(home: Option<PathBuf>, id: &str, format: Format) -> Result<u8, Fai
 }
 
 /// Exit with the code `stepbox launch` gave the run.
-pub fn wait(home: Option<PathBuf>, id: &str) -> Result<u8, Failure> {
+pub fn wait(home: Option<PathBuf>, which: Which) -> Result<u8, Failure> {
     let stepbox = open(home)?;
-    let run = supervisor::wait(&stepbox, id).map_err(Failure::input)?;
+    let id = which.resolve(&stepbox)?;
+    let run = supervisor::wait(&stepbox, &id).map_err(Failure::input)?;
     Ok(ended(&run))
 }
 
-pub fn cancel(home: Option<PathBuf>, id: &str) -> Result<u8, Failure> {
+pub fn cancel(home: Option<PathBuf>, which: Which) -> Result<u8, Failure> {
     let stepbox = open(home)?;
-    let run = supervisor::reconcile(&stepbox, id).map_err(Failure::input)?;
+    let id = which.resolve(&stepbox)?;
+    let run = supervisor::reconcile(&stepbox, &id).map_err(Failure::input)?;
     if run.state != RunState::Running {
         eprintln!("run {} already ended: {}", output::short(&run.id), run.state);
         return Ok(exit::OK);

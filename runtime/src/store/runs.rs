@@ -240,6 +240,19 @@ impl Db {
         })
     }
 
+    /// The newest run launched for the caller's step-run id (`--step-run-id`,
+    /// ZenML's), if any.
+    pub fn run_for_step_run(&self, step_run_id: &str) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT id FROM runs WHERE json_extract(request, '$.step_run_id') = ?1 \
+                 ORDER BY started_at DESC LIMIT 1",
+            )?;
+            let mut rows = statement.query_map([step_run_id], |row| row.get::<_, String>(0))?;
+            Ok(rows.next().transpose()?)
+        })
+    }
+
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         self.read(|conn| {
