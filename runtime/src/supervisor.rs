@@ -37,7 +37,9 @@ pub fn spawn(stepbox: &Stepbox, launch_args: &[String], run_id: &str) -> Result<
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err);
-    // A session of its own: the caller's Ctrl-C or exit does not reach it.
+    // A session of its own: the caller's Ctrl-C, or its terminal closing, does not reach it.
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which
+    // is async-signal-safe and neither allocates nor touches state shared with the parent.
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
