@@ -1,6 +1,7 @@
 //! `stepbox new`: a flavor project in Rust, Python or JavaScript that builds
 //! and registers as it comes. The templates live in `runtime/templates/` and
-//! are compiled into the binary, with the contract (`wit/operator.wit`) this
+//! are compiled into the binary (the JavaScript build script is the js-local
+//! example's own `build.mjs`), with the contract (`wit/operator.wit`) this
 //! stepbox implements, so a new project always matches its runtime.
 
 use std::fs;
@@ -54,7 +55,7 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::Js => vec![
             ("flavor.js", include_str!("../templates/js/flavor.js")),
-            ("build.mjs", include_str!("../templates/js/build.mjs")),
+            ("build.mjs", include_str!("../../example-flavors/js-local/build.mjs")),
             ("package.json", include_str!("../templates/js/package.json")),
             ("README.md", include_str!("../templates/js/README.md")),
             ("wit/world.wit", include_str!("../templates/js/world.wit")),

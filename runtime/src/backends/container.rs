@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::{Child, Command};
 
-use super::supervise::{self, Ending, JobHandle, SupervisorLink, wait_for_ending};
+use super::supervise::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
 
 /// The environment variable that names the podman to use instead of PATH's.
@@ -203,32 +203,7 @@ impl JobBackend for ContainerBackend {
         let supervisor =
             Supervisor { child, podman, name: name.clone(), grace: self.grace, readers, log: Arc::clone(&request.log) };
         tokio::spawn(supervisor.run(request.timeout, link));
-        Ok(Arc::new(ContainerJob { name, handle }))
-    }
-}
-
-/// A running container job, as seen from the host.
-struct ContainerJob {
-    name: String,
-    handle: JobHandle,
-}
-
-#[async_trait]
-impl RunningJob for ContainerJob {
-    fn external_id(&self) -> String {
-        self.name.clone()
-    }
-
-    fn status(&self) -> JobStatus {
-        self.handle.status()
-    }
-
-    async fn wait(&self) -> JobStatus {
-        self.handle.wait().await
-    }
-
-    async fn cancel(&self, grace: Duration) -> JobStatus {
-        self.handle.cancel(grace).await
+        Ok(Arc::new(SupervisedJob::new(name, handle)))
     }
 }
 

@@ -26,8 +26,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use super::supervise::{self, Ending, JobHandle, SupervisorLink, wait_for_ending};
-use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
+use super::supervise::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
+use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, RunningJob};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -130,32 +130,7 @@ impl JobBackend for LocalBackend {
         let confined = request.confinement.is_some();
         let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers, confined };
         tokio::spawn(supervisor.run(request.timeout, link));
-        Ok(Arc::new(LocalJob { pid, handle }))
-    }
-}
-
-/// A running local job, as seen from the host.
-struct LocalJob {
-    pid: u32,
-    handle: JobHandle,
-}
-
-#[async_trait]
-impl RunningJob for LocalJob {
-    fn external_id(&self) -> String {
-        self.pid.to_string()
-    }
-
-    fn status(&self) -> JobStatus {
-        self.handle.status()
-    }
-
-    async fn wait(&self) -> JobStatus {
-        self.handle.wait().await
-    }
-
-    async fn cancel(&self, grace: Duration) -> JobStatus {
-        self.handle.cancel(grace).await
+        Ok(Arc::new(SupervisedJob::new(pid.to_string(), handle)))
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::supervise::{JobHandle, SupervisorLink};
+use super::supervise::{SupervisedJob, SupervisorLink};
 use super::{JobLog, JobState, JobStatus, RunningJob};
 
 /// Attempts at a call an engine did not answer, before giving up.
@@ -93,31 +93,6 @@ pub trait EngineJob: Send + Sync + 'static {
     async fn stop(&self, force: bool) -> Result<(), EngineError>;
 }
 
-/// A remote job followed by a task of its own.
-pub struct FollowedJob {
-    external_id: String,
-    handle: JobHandle,
-}
-
-#[async_trait]
-impl RunningJob for FollowedJob {
-    fn external_id(&self) -> String {
-        self.external_id.clone()
-    }
-
-    fn status(&self) -> JobStatus {
-        self.handle.status()
-    }
-
-    async fn wait(&self) -> JobStatus {
-        self.handle.wait().await
-    }
-
-    async fn cancel(&self, grace: Duration) -> JobStatus {
-        self.handle.cancel(grace).await
-    }
-}
-
 /// Start following `job` until it ends: poll, copy output, enforce
 /// `timeout`, stop on cancel with the grace asked for (`default_grace` on
 /// timeout).
@@ -130,7 +105,7 @@ pub fn follow(
     let (handle, link) = super::supervise::link();
     let external_id = job.external_id();
     tokio::spawn(follow_to_end(job, log, timeout, default_grace, link));
-    Arc::new(FollowedJob { external_id, handle })
+    Arc::new(SupervisedJob::new(external_id, handle))
 }
 
 /// A stop stepbox asked for: why, and when to force it.

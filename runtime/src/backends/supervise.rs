@@ -14,7 +14,9 @@ use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{JobLog, JobState, JobStatus, Stream};
+use async_trait::async_trait;
+
+use super::{JobLog, JobState, JobStatus, RunningJob, Stream};
 
 /// How long the output readers get to drain once the job has ended.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,6 +67,40 @@ impl JobHandle {
             first
         });
         self.wait().await
+    }
+}
+
+/// A job the host follows through its [`JobHandle`], whatever runs it (a
+/// local process group, a container, a Slurm or Ray job): what every
+/// backend's `submit` returns.
+pub struct SupervisedJob {
+    external_id: String,
+    handle: JobHandle,
+}
+
+impl SupervisedJob {
+    /// A job known to its backend as `external_id`.
+    pub fn new(external_id: String, handle: JobHandle) -> Self {
+        Self { external_id, handle }
+    }
+}
+
+#[async_trait]
+impl RunningJob for SupervisedJob {
+    fn external_id(&self) -> String {
+        self.external_id.clone()
+    }
+
+    fn status(&self) -> JobStatus {
+        self.handle.status()
+    }
+
+    async fn wait(&self) -> JobStatus {
+        self.handle.wait().await
+    }
+
+    async fn cancel(&self, grace: Duration) -> JobStatus {
+        self.handle.cancel(grace).await
     }
 }
 
