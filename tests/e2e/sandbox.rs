@@ -210,6 +210,35 @@ fn confined_jobs_write_only_their_working_directory_and_have_no_network_unless_g
 }
 
 #[test]
+fn a_granted_writable_directory_is_writable_by_confined_jobs_even_under_tmp() {
+    let t = TestHome::new();
+    t.with_local();
+    // A directory under /tmp, which confined jobs otherwise see as a private, empty tmpfs.
+    let shared = tempfile::Builder::new().prefix("stepbox-writable-").tempdir().expect("a temporary directory");
+    let dir = path_str(shared.path()).to_owned();
+    let script = format!("echo from-the-job > {dir}/out.txt && echo wrote");
+    let refused = t.launch("local", "s", &["sh", "-c", &script]);
+    assert_ne!(refused.code, 0, "not granted yet: {}", refused.stdout);
+    assert!(!shared.path().join("out.txt").exists());
+
+    t.run(&["step-operator", "update", "local", "--grant", &format!("writable-dir={dir}")]).expect_code(0);
+    let described = t.run(&["step-operator", "describe", "local", "-o", "json"]);
+    assert!(described.stdout.contains(&format!("\"{dir}\"")), "{}", described.stdout);
+    t.launch("local", "s", &["sh", "-c", &script]).expect_code(0);
+    assert_eq!(fs::read_to_string(shared.path().join("out.txt")).expect("the job wrote it"), "from-the-job\n");
+
+    let missing = format!("{dir}/not-there");
+    t.run(&["step-operator", "update", "local", "--grant", &format!("writable-dir={missing}")]).expect_code(0);
+    let launch = t.launch("local", "s", &["true"]);
+    assert_ne!(launch.code, 0);
+    assert!(
+        launch.stderr.contains(&format!("`writable-dir={missing}` names a directory that does not exist")),
+        "{}",
+        launch.stderr
+    );
+}
+
+#[test]
 fn a_confined_job_that_escapes_its_process_group_is_still_cancelled() {
     let t = TestHome::new();
     t.with_local();

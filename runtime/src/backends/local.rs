@@ -76,9 +76,10 @@ impl JobBackend for LocalBackend {
                 dir.display()
             )));
         }
-        let mut command = match (request.confinement, &request.working_dir) {
+        let mut command = match (&request.confinement, &request.working_dir) {
             (Some(confinement), Some(dir)) => {
                 let mut command = Command::new(super::confine::bwrap()?);
+                super::confine::check_writable(confinement)?;
                 let read_only: Vec<&std::path::Path> = environment.iter().map(|env| env.root.as_path()).collect();
                 command.args(super::confine::bwrap_args(confinement, dir, &read_only)).arg(program);
                 command

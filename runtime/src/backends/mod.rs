@@ -100,10 +100,12 @@ pub struct JobResources {
 }
 
 /// How a job is sandboxed on the machine that runs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Confinement {
     /// Whether the job keeps the network.
     pub network: bool,
+    /// Directories the job may write besides its working directory.
+    pub writable: Vec<std::path::PathBuf>,
 }
 
 /// What a job's command runs in.

@@ -46,7 +46,7 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -78,6 +78,9 @@ pub struct Grants {
     pub trusted: bool,
     /// Whether confined jobs keep the network.
     pub job_network: bool,
+    /// Directories confined local jobs may write, besides their working
+    /// directory (a local ZenML store, a shared cache).
+    pub writable_dirs: Vec<String>,
     /// Guarded environment variables (see [`job_env`]) the flavor may set.
     pub job_env: Vec<String>,
     /// Whether `requirements` may name URLs or paths (`pkg @ https://…`)
@@ -117,6 +120,10 @@ impl Grants {
             ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
             ("job-env", Some(name)) if crate::units::is_env_name(name) => push_unique(&mut self.job_env, name),
             ("job-env", Some(_)) => return Err(bad("an environment variable name")),
+            ("writable-dir", Some(dir)) => {
+                let dir = writable_dir(dir).ok_or_else(|| bad("an absolute directory path without `..`"))?;
+                push_unique(&mut self.writable_dirs, &dir)
+            }
             ("ray-address", Some(address)) => {
                 let origin = connections::origin(address).map_err(|_| bad("an address such as http://HOST:8265"))?;
                 push_unique(&mut self.ray_addresses, &origin)
@@ -166,6 +173,10 @@ impl Grants {
             ("source-builds", None) => self.source_builds = false,
             ("backend", Some(v)) => self.backends.retain(|b| b != v),
             ("job-env", Some(v)) => self.job_env.retain(|n| n != v),
+            ("writable-dir", Some(v)) => {
+                let dir = writable_dir(v).unwrap_or_else(|| v.to_owned());
+                self.writable_dirs.retain(|d| *d != dir)
+            }
             ("ray-address", Some(v)) => {
                 let origin = connections::origin(v).unwrap_or_else(|_| v.to_owned());
                 self.ray_addresses.retain(|a| *a != origin)
@@ -192,6 +203,7 @@ impl Grants {
         let mut out: Vec<String> = self.capabilities.iter().cloned().collect();
         out.extend(self.backends.iter().map(|b| format!("backend={b}")));
         out.extend(self.job_env.iter().map(|n| format!("job-env={n}")));
+        out.extend(self.writable_dirs.iter().map(|d| format!("writable-dir={d}")));
         out.extend(self.ray_addresses.iter().map(|a| format!("ray-address={a}")));
         out.extend(self.secrets.iter().map(|n| format!("secret={n}")));
         out.extend(self.registries.iter().map(|r| format!("registry={r}")));
@@ -228,7 +240,10 @@ impl Grants {
 
     /// How a local job is confined: None for trusted flavors.
     pub fn confinement(&self) -> Option<crate::backends::Confinement> {
-        (!self.trusted).then_some(crate::backends::Confinement { network: self.job_network })
+        (!self.trusted).then(|| crate::backends::Confinement {
+            network: self.job_network,
+            writable: self.writable_dirs.iter().map(std::path::PathBuf::from).collect(),
+        })
     }
 
     /// The backend a job goes to: the one it names, if granted, or the default.
@@ -384,6 +399,16 @@ fn granted_list(items: &[String]) -> String {
     if items.is_empty() { String::new() } else { format!(" (granted: {})", items.join(", ")) }
 }
 
+/// A `writable-dir` grant's path, normalised: absolute, no `..`, no trailing
+/// slash, and not `/` itself (which would make confinement pointless).
+fn writable_dir(text: &str) -> Option<String> {
+    let path = std::path::Path::new(text);
+    let components_ok =
+        path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+    let normal: std::path::PathBuf = path.components().collect();
+    (path.is_absolute() && components_ok && normal.parent().is_some()).then(|| normal.display().to_string())
+}
+
 fn push_unique(list: &mut Vec<String>, item: &str) {
     if !list.iter().any(|existing| existing == item) {
         list.push(item.to_owned());
@@ -428,6 +453,7 @@ mod tests {
             ("requirement-urls", "requirement-urls"),
             ("source-builds", "source-builds"),
             ("job-env=PYTHONPATH", "job-env=PYTHONPATH"),
+            ("writable-dir=/home/me/.config/zenml/", "writable-dir=/home/me/.config/zenml"),
             ("backend=slurm", "backend=slurm"),
             ("ray-address=http://127.0.0.1:8265/", "ray-address=http://127.0.0.1:8265"),
             ("secret=ray-token", "secret=ray-token"),
@@ -456,6 +482,9 @@ mod tests {
             ("max-memory=big", "is not a size"),
             ("max-job-timeout=0s", "is not a duration"),
             ("job-env=NOT A NAME", "is not an environment variable name"),
+            ("writable-dir=relative/dir", "is not an absolute directory path"),
+            ("writable-dir=/home/me/../../etc", "is not an absolute directory path"),
+            ("writable-dir=/", "is not an absolute directory path"),
         ];
         for (grant, message) in cases {
             let error = Grants::default().grant(grant).unwrap_err();

@@ -1,0 +1,208 @@
+"""The ZenML step operator that hands each step to stepbox.
+
+ZenML ≥ 0.94 calls `submit`, then polls `get_status` (through `wait`) and may
+call `cancel`; it calls `cleanup_step_submission` when it is done with a step,
+including when the pipeline process was interrupted while waiting. Older ZenML
+calls the blocking `launch`. Each is one `stepbox` command; stepbox finds the
+run again by ZenML's step-run id, so nothing is kept in this process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, cast
+
+import zenml
+from zenml.constants import ENV_ZENML_CONFIG_PATH
+from zenml.enums import ExecutionStatus
+from zenml.logger import get_logger
+from zenml.step_operators import BaseStepOperator
+from zenml.utils import source_utils
+from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
+
+from stepbox_zenml.cli import RunState, RunStatus, StepboxCli, StepboxError
+from stepbox_zenml.flavor import StepboxStepOperatorConfig, StepboxStepOperatorSettings
+from stepbox_zenml.request import LaunchRequest, Resources
+from stepbox_zenml.requirements import parse_requirements_files, with_zenml
+
+if TYPE_CHECKING:
+    from zenml.config.base_settings import BaseSettings
+    from zenml.config.step_run_info import StepRunInfo
+    from zenml.models import StepRunResponse
+
+logger = get_logger(__name__)
+
+# Docker settings that describe an image; stepbox's flavor decides what a job runs in.
+_IMAGE_ONLY_DOCKER_SETTINGS = ("parent_image", "dockerfile", "apt_packages")
+
+STATUS_FOR_STATE = {
+    RunState.RUNNING: ExecutionStatus.RUNNING,
+    RunState.SUCCEEDED: ExecutionStatus.COMPLETED,
+    RunState.FAILED: ExecutionStatus.FAILED,
+    # stepbox cancels a run when asked to stop it: ZenML's word for that is "stopped".
+    RunState.CANCELLED: ExecutionStatus.STOPPED,
+}
+
+
+class StepboxStepOperator(BaseStepOperator):
+    """Runs each step as a launch of a stepbox step operator: a sandboxed Wasm flavor."""
+
+    @property
+    def config(self) -> StepboxStepOperatorConfig:
+        """The step operator's config."""
+        return cast(StepboxStepOperatorConfig, self._config)
+
+    @property
+    def settings_class(self) -> type[BaseSettings] | None:
+        """Per-step settings: the flavor's own settings and an image."""
+        return StepboxStepOperatorSettings
+
+    def submit(
+        self,
+        info: StepRunInfo,
+        entrypoint_command: list[str],
+        environment: dict[str, str],
+    ) -> None:
+        """Start the step detached under a stepbox supervisor and return at once."""
+        request = self._request(info, entrypoint_command)
+        run_id = self._cli().submit(request, _job_environment(environment))
+        logger.info(
+            "Step `%s` runs as stepbox run %s on step operator `%s` (follow it with "
+            "`stepbox status %s`, its log with `stepbox runs show %s`).",
+            info.pipeline_step_name,
+            run_id,
+            request.step_operator,
+            run_id[:8],
+            run_id[:8],
+        )
+
+    def launch(
+        self,
+        info: StepRunInfo,
+        entrypoint_command: list[str],
+        environment: dict[str, str],
+    ) -> None:
+        """Run the step and return when it has ended (ZenML before 0.94 calls this)."""
+        self._cli().launch(self._request(info, entrypoint_command), _job_environment(environment))
+
+    def get_status(self, step_run: StepRunResponse) -> ExecutionStatus:
+        """The step's state, as stepbox's store has it."""
+        status = self._cli().status(str(step_run.id))
+        if status.state in (RunState.FAILED, RunState.CANCELLED):
+            logger.error(
+                "stepbox run %s %s: %s (details: `stepbox runs show %s`)",
+                status.run_id[:8],
+                status.state.value,
+                _outcome(status),
+                status.run_id[:8],
+            )
+        return STATUS_FOR_STATE[status.state]
+
+    def wait(self, step_run: StepRunResponse) -> ExecutionStatus:
+        """Block until the step's run has ended, and return how it ended.
+
+        `stepbox wait` notices the end within half a second; ZenML's own
+        `wait` polls `get_status` at 1, 2, 4, 8 and then every 16 seconds,
+        so a step would end up to 16 seconds before ZenML saw it.
+        """
+        cli = self._cli()
+        try:
+            cli.wait(str(step_run.id))
+            return self.get_status(step_run)
+        except StepboxError as error:
+            logger.error("Waiting for step `%s` in stepbox failed: %s", step_run.name, error)
+            return super().wait(step_run)
+
+    def cancel(self, step_run: StepRunResponse) -> None:
+        """Cancel the step's stepbox run and wait until its jobs have stopped."""
+        logger.info("Cancelling step `%s` in stepbox...", step_run.name)
+        self._cli().cancel(str(step_run.id))
+
+    def cleanup_step_submission(self, step_run: StepRunResponse) -> None:
+        """Cancel the step's run if it is still running: ZenML stopped waiting (Ctrl-C, an error).
+
+        ZenML calls this after `wait` returns or raises. A static pipeline
+        interrupted while waiting never calls `cancel`, so without this its
+        job would run on after the pipeline process ended.
+        """
+        cli = self._cli()
+        if cli.status(str(step_run.id)).state is RunState.RUNNING:
+            logger.warning(
+                "Step `%s` is still running in stepbox after ZenML stopped waiting for it: "
+                "cancelling it.",
+                step_run.name,
+            )
+            cli.cancel(str(step_run.id))
+
+    def _cli(self) -> StepboxCli:
+        return StepboxCli.find(self.config.binary, self.config.home)
+
+    def _request(self, info: StepRunInfo, entrypoint_command: list[str]) -> LaunchRequest:
+        settings = cast(StepboxStepOperatorSettings, self.get_settings(info))
+        resources = info.config.resource_settings
+        return LaunchRequest(
+            step_operator=self.config.step_operator,
+            pipeline=info.pipeline.name,
+            run_name=info.run_name,
+            step=info.pipeline_step_name,
+            run_id=str(info.run_id),
+            step_run_id=str(info.step_run_id),
+            command=entrypoint_command,
+            requirements=self._requirements(info),
+            resources=Resources(
+                cpu_count=resources.cpu_count,
+                gpu_count=resources.gpu_count,
+                gpu_class=resources.gpu_class,
+                memory=resources.memory,
+            ),
+            flavor_settings=settings.flavor_settings,
+            source_root=source_utils.get_source_root(),
+            image=settings.image,
+        )
+
+    def _requirements(self, info: StepRunInfo) -> list[str]:
+        """The step's requirements (Docker settings), plus ZenML itself when there are any."""
+        docker_settings = info.config.docker_settings
+        ignored = [name for name in _IMAGE_ONLY_DOCKER_SETTINGS if getattr(docker_settings, name)]
+        if ignored:
+            logger.warning(
+                "Step `%s`: the Docker settings %s describe an image, and the stepbox step "
+                "operator `%s` does not build ZenML's images; set the image in its flavor's "
+                "config or settings instead.",
+                info.pipeline_step_name,
+                ", ".join(f"`{name}`" for name in ignored),
+                self.config.step_operator,
+            )
+        files = PipelineDockerImageBuilder.gather_requirements_files(
+            docker_settings=docker_settings,
+            stack=self._active_stack(),
+            log=False,
+        )
+        return with_zenml(parse_requirements_files(files), zenml.__version__)
+
+    @staticmethod
+    def _active_stack() -> zenml.stack.Stack:
+        from zenml.client import Client
+
+        return Client().active_stack
+
+
+def _job_environment(environment: dict[str, str]) -> dict[str, str]:
+    """ZenML's environment for the step, plus where this process keeps ZenML's config.
+
+    stepbox starts jobs with only the variables they are given. A job on this
+    machine reads the same local store and artifact store as the pipeline only
+    if it finds the same global config, which `ZENML_CONFIG_PATH` may have moved.
+    """
+    job_environment = dict(environment)
+    config_path = os.environ.get(ENV_ZENML_CONFIG_PATH)
+    if config_path and ENV_ZENML_CONFIG_PATH not in job_environment:
+        job_environment[ENV_ZENML_CONFIG_PATH] = config_path
+    return job_environment
+
+
+def _outcome(status: RunStatus) -> str:
+    parts = [status.message or "no message"]
+    if status.exit_code is not None:
+        parts.append(f"job exit code {status.exit_code}")
+    return "; ".join(parts)
