@@ -81,9 +81,7 @@ class RunStatus:
                 message=record.get("message"),
             )
         except (ValueError, KeyError, TypeError) as error:
-            raise StepboxError(
-                "status", 0, f"unexpected output ({error}); is the stepbox binary too old?"
-            ) from error
+            raise StepboxError("status", 0, f"unexpected output ({error}); is the stepbox binary too old?") from error
 
 
 @dataclass(frozen=True)
@@ -182,9 +180,7 @@ class StepboxCli:
     def _home_args(self) -> list[str]:
         return ["--home", self.home] if self.home else []
 
-    def _run(
-        self, args: Sequence[str], stdin: str | None, timeout: float | None
-    ) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: Sequence[str], stdin: str | None, timeout: float | None) -> subprocess.CompletedProcess[str]:
         command = [self.binary, *self._home_args(), *args]
         try:
             completed = subprocess.run(

@@ -50,16 +50,16 @@ def parse_requirements_files(files: Iterable[tuple[str, str, Sequence[str]]]) ->
     return requirements
 
 
-def with_zenml(requirements: Sequence[str], zenml_version: str) -> list[str]:
-    """The requirements, plus `zenml==VERSION` when they install anything and name no zenml.
+def with_runtime(requirements: Sequence[str], runtime: Sequence[str]) -> list[str]:
+    """The requirements, plus each `runtime` requirement whose project they do not name.
 
-    A step that installs requirements runs in a fresh environment, which must
-    also have ZenML for the step's entrypoint (`python -m zenml.entrypoints…`)
-    to start: the same version as the process that launched it.
+    Only when they install anything: a step without requirements runs in the
+    Python that launched it, which has everything already.
     """
-    if not requirements or any(requirement_name(r) == "zenml" for r in requirements):
+    if not requirements:
         return list(requirements)
-    return [*requirements, f"zenml=={zenml_version}"]
+    named = {requirement_name(r) for r in requirements}
+    return [*requirements, *(r for r in runtime if requirement_name(r) not in named)]
 
 
 def requirement_name(requirement: str) -> str | None:

@@ -13,8 +13,9 @@ import os
 from typing import TYPE_CHECKING, cast
 
 import zenml
+from zenml.client import Client
 from zenml.constants import ENV_ZENML_CONFIG_PATH
-from zenml.enums import ExecutionStatus
+from zenml.enums import ExecutionStatus, StoreType
 from zenml.logger import get_logger
 from zenml.step_operators import BaseStepOperator
 from zenml.utils import source_utils
@@ -23,7 +24,8 @@ from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
 from stepbox_zenml.cli import RunState, RunStatus, StepboxCli, StepboxError
 from stepbox_zenml.flavor import StepboxStepOperatorConfig, StepboxStepOperatorSettings
 from stepbox_zenml.request import LaunchRequest, Resources
-from stepbox_zenml.requirements import parse_requirements_files, with_zenml
+from stepbox_zenml.requirements import parse_requirements_files, with_runtime
+from stepbox_zenml.runtime_requirements import integration_requirement, zenml_requirement
 
 if TYPE_CHECKING:
     from zenml.config.base_settings import BaseSettings
@@ -128,8 +130,7 @@ class StepboxStepOperator(BaseStepOperator):
         cli = self._cli()
         if cli.status(str(step_run.id)).state is RunState.RUNNING:
             logger.warning(
-                "Step `%s` is still running in stepbox after ZenML stopped waiting for it: "
-                "cancelling it.",
+                "Step `%s` is still running in stepbox after ZenML stopped waiting for it: cancelling it.",
                 step_run.name,
             )
             cli.cancel(str(step_run.id))
@@ -161,7 +162,7 @@ class StepboxStepOperator(BaseStepOperator):
         )
 
     def _requirements(self, info: StepRunInfo) -> list[str]:
-        """The step's requirements (Docker settings), plus ZenML itself when there are any."""
+        """The step's requirements (Docker settings), plus what its entrypoint needs when any."""
         docker_settings = info.config.docker_settings
         ignored = [name for name in _IMAGE_ONLY_DOCKER_SETTINGS if getattr(docker_settings, name)]
         if ignored:
@@ -173,18 +174,17 @@ class StepboxStepOperator(BaseStepOperator):
                 ", ".join(f"`{name}`" for name in ignored),
                 self.config.step_operator,
             )
+        client = Client()
         files = PipelineDockerImageBuilder.gather_requirements_files(
             docker_settings=docker_settings,
-            stack=self._active_stack(),
+            stack=client.active_stack,
             log=False,
         )
-        return with_zenml(parse_requirements_files(files), zenml.__version__)
-
-    @staticmethod
-    def _active_stack() -> zenml.stack.Stack:
-        from zenml.client import Client
-
-        return Client().active_stack
+        runtime = [
+            zenml_requirement(zenml.__version__, sql_store=client.zen_store.type == StoreType.SQL),
+            integration_requirement(),
+        ]
+        return with_runtime(parse_requirements_files(files), runtime)
 
 
 def _job_environment(environment: dict[str, str]) -> dict[str, str]:

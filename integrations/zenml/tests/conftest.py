@@ -1,0 +1,173 @@
+"""Fixtures: a real stepbox (binary and home) and a real ZenML (local store) to run steps through.
+
+The tests need the stepbox binary and the `local` example flavor built from
+source; scripts/test builds both and names them in STEPBOX_BIN and
+STEPBOX_LOCAL_FLAVOR. Without them the tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).parent / "project"
+
+
+def required_path(variable: str, what: str) -> Path:
+    value = os.environ.get(variable)
+    if not value or not Path(value).exists():
+        pytest.fail(
+            f"{variable} must name {what} (scripts/test sets it): got {value!r}",
+            pytrace=False,
+        )
+    return Path(value)
+
+
+@dataclass
+class Stepbox:
+    """A stepbox binary and a home with the `local` flavor and a step operator for it."""
+
+    binary: Path
+    home: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            [str(self.binary), "--home", str(self.home), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and completed.returncode != 0:
+            raise AssertionError(f"stepbox {' '.join(args)} exited {completed.returncode}: {completed.stderr}")
+        return completed
+
+    def status(self, step_run_id: str) -> dict:
+        return json.loads(self.run("status", "--step-run-id", step_run_id, "-o", "json").stdout)
+
+    def runs(self) -> list[dict]:
+        return json.loads(self.run("runs", "list", "-o", "json").stdout)
+
+
+def make_stepbox(home: Path, writable: list[Path], more_grants: list[str] = ()) -> Stepbox:
+    binary = required_path("STEPBOX_BIN", "the stepbox binary")
+    flavor = required_path("STEPBOX_LOCAL_FLAVOR", "the local example flavor (.wasm)")
+    stepbox = Stepbox(binary=binary, home=home)
+    stepbox.run("flavor", "register", str(flavor))
+    grants = ["--grant", "jobs", "--grant", "requirements"]
+    for directory in writable:
+        grants += ["--grant", f"writable-dir={directory}"]
+    for grant in more_grants:
+        grants += ["--grant", grant]
+    stepbox.run("step-operator", "register", "local", "--flavor", "local", *grants)
+    return stepbox
+
+
+@pytest.fixture
+def stepbox(tmp_path: Path) -> Stepbox:
+    """A fresh stepbox home of the test's own, whose jobs may write `tmp_path/shared`."""
+    (tmp_path / "shared").mkdir()
+    return make_stepbox(tmp_path / "stepbox-home", [tmp_path / "shared"])
+
+
+@dataclass
+class ZenML:
+    """A ZenML project with a local store whose stack sends steps to stepbox."""
+
+    project: Path
+    environment: dict[str, str]
+    stepbox: Stepbox
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    misconfigured_stack_id: str = ""
+    """A stack whose step operator names a stepbox step operator that does not exist."""
+
+    def zenml(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "zenml"), *args],
+            cwd=self.project,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def start(self, pipeline: str, **extra_env: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "run.py", pipeline],
+            cwd=self.project,
+            env={**self.environment, **extra_env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def run(self, pipeline: str, **extra_env: str) -> tuple[int, dict, str]:
+        """Run a pipeline to its end: exit code, its report (run.py), and its log (ZenML's
+        own lines go to stdout, the pipeline's exception to stderr)."""
+        process = self.start(pipeline, **extra_env)
+        stdout, stderr = process.communicate(timeout=600)
+        return process.returncode, report(stdout, stderr), stdout + stderr
+
+
+def report(stdout: str, stderr: str) -> dict:
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise AssertionError(f"run.py printed no report; stderr:\n{stderr}")
+    return json.loads(lines[-1])
+
+
+@pytest.fixture(scope="session")
+def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
+    """ZenML with a local store, the stepbox flavor registered, and a stack using it.
+
+    Registration goes through ZenML's own CLI, as a user would do it.
+    """
+    root = tmp_path_factory.mktemp("zenml")
+    config = root / "zenml-config"
+    config.mkdir()
+    project = root / "project"
+    shutil.copytree(PROJECT, project)
+    # A step with requirements installs this package as the test venv has it: from the checkout.
+    stepbox = make_stepbox(root / "stepbox-home", [config], ["requirement-urls", "source-builds"])
+    environment = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(config),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_COLORS_DISABLED": "true",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false",
+        "STEPBOX_HOME": str(stepbox.home),
+        "PATH": os.pathsep.join([str(stepbox.binary.parent), os.environ.get("PATH", "")]),
+    }
+    zenml = ZenML(project=project, environment=environment, stepbox=stepbox)
+    for command in (
+        ["init"],
+        ["step-operator", "flavor", "register", "stepbox_zenml.flavor.StepboxStepOperatorFlavor"],
+        ["step-operator", "register", "sandboxed", "--flavor=stepbox", "--step_operator=local"],
+        ["step-operator", "register", "misconfigured", "--flavor=stepbox", "--step_operator=nope"],
+        ["stack", "register", "sandboxed", "-o", "default", "-a", "default", "-s", "sandboxed", "--set"],
+        ["stack", "register", "misconfigured", "-o", "default", "-a", "default", "-s", "misconfigured"],
+    ):
+        completed = zenml.zenml(*command)
+        assert completed.returncode == 0, f"zenml {' '.join(command)}: {completed.stderr}"
+    stack_id = subprocess.run(
+        [sys.executable, "-c", "from zenml.client import Client; print(Client().get_stack('misconfigured').id)"],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    zenml.misconfigured_stack_id = stack_id.stdout.strip().splitlines()[-1]
+    yield zenml
+    for process in zenml.processes:
+        if process.poll() is None:
+            process.kill()
