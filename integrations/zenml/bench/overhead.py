@@ -29,13 +29,15 @@ from zenml.step_operators import BaseStepOperator
 from stepbox_zenml.step_operator import StepboxStepOperator
 
 sys.path.insert(0, os.getcwd())
-import pipelines  # noqa: E402  (the tests' project, the current directory)
+import pipelines  # the tests' project: the current directory
 
 samples: dict[str, list[float]] = defaultdict(list)
 STEPBOX = os.environ["STEPBOX_BIN"]
 
 
 def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, recording how long each call takes under `name`."""
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
@@ -46,16 +48,20 @@ def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def seconds_between(start: str, end: str) -> float:
+def millis_between(start: str, end: str) -> float:
+    """Milliseconds between two ISO timestamps."""
     parse = datetime.fromisoformat
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds() * 1000
 
 
 def stepbox_json(*args: str) -> Any:
-    return json.loads(subprocess.run([STEPBOX, *args, "-o", "json"], capture_output=True, text=True, check=True).stdout)
+    """A stepbox command's JSON output."""
+    completed = subprocess.run([STEPBOX, *args, "-o", "json"], capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout)
 
 
 def run_once(mode: str) -> None:
+    """One pipeline run with `mode`'s wait, and its times."""
     StepboxStepOperator.wait = (  # type: ignore[method-assign]
         timed(f"{mode}: wait()", OUR_WAIT) if mode == "stepbox wait" else BaseStepOperator.wait
     )
@@ -63,12 +69,14 @@ def run_once(mode: str) -> None:
     run = pipelines.adder()
     samples[f"{mode}: pipeline, end to end"].append((time.perf_counter() - start) * 1000)
     step = Client().get_pipeline_run(run.id).steps["total"]
-    samples[f"{mode}: step, as ZenML saw it (start to end)"].append(seconds_between(str(step.start_time), str(step.end_time)))
+    as_zenml_saw_it = millis_between(str(step.start_time), str(step.end_time))
+    samples[f"{mode}: step, as ZenML saw it (start to end)"].append(as_zenml_saw_it)
     record = stepbox_json("status", "--step-run-id", str(step.id))
-    samples[f"{mode}: stepbox run (launch start to end)"].append(seconds_between(record["started_at"], record["ended_at"]))
+    run_time = millis_between(record["started_at"], record["ended_at"])
+    samples[f"{mode}: stepbox run (launch start to end)"].append(run_time)
     jobs = stepbox_json("runs", "show", record["id"])["jobs"]
     samples[f"{mode}: the job itself (python -m zenml.entrypoints…)"].append(
-        seconds_between(jobs[0]["submitted_at"], jobs[0]["ended_at"])
+        millis_between(jobs[0]["submitted_at"], jobs[0]["ended_at"])
     )
 
 
@@ -95,6 +103,7 @@ StepboxStepOperator.cleanup_step_submission = timed(  # type: ignore[method-assi
 
 
 def main() -> None:
+    """Warm up, measure, print the medians."""
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     pipelines.adder()  # warm up: first-run registrations, caches
     samples.clear()

@@ -87,6 +87,8 @@ class ZenML:
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
     misconfigured_stack_id: str = ""
     """A stack whose step operator names a stepbox step operator that does not exist."""
+    legacy_stack_id: str = ""
+    """A stack whose step operator has only the legacy blocking `launch` (ZenML < 0.94)."""
 
     def zenml(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -155,18 +157,26 @@ def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
         ["step-operator", "register", "misconfigured", "--flavor=stepbox", "--step_operator=nope"],
         ["stack", "register", "sandboxed", "-o", "default", "-a", "default", "-s", "sandboxed", "--set"],
         ["stack", "register", "misconfigured", "-o", "default", "-a", "default", "-s", "misconfigured"],
+        ["step-operator", "flavor", "register", "legacy.LegacyStepboxStepOperatorFlavor"],
+        ["step-operator", "register", "legacy", "--flavor=stepbox-legacy", "--step_operator=local"],
+        ["stack", "register", "legacy", "-o", "default", "-a", "default", "-s", "legacy"],
     ):
         completed = zenml.zenml(*command)
         assert completed.returncode == 0, f"zenml {' '.join(command)}: {completed.stderr}"
-    stack_id = subprocess.run(
-        [sys.executable, "-c", "from zenml.client import Client; print(Client().get_stack('misconfigured').id)"],
+    stack_ids = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from zenml.client import Client; c = Client(); "
+            "print(c.get_stack('misconfigured').id, c.get_stack('legacy').id)",
+        ],
         cwd=project,
         env=environment,
         capture_output=True,
         text=True,
         check=True,
     )
-    zenml.misconfigured_stack_id = stack_id.stdout.strip().splitlines()[-1]
+    zenml.misconfigured_stack_id, zenml.legacy_stack_id = stack_ids.stdout.strip().splitlines()[-1].split()
     yield zenml
     for process in zenml.processes:
         if process.poll() is None:

@@ -117,3 +117,13 @@ def test_a_step_operator_naming_no_stepbox_step_operator_fails_the_run_saying_so
     assert run["status"] == "failed"
     assert "`stepbox submit` exited with 64" in log, log
     assert "nope" in log, log
+
+
+def test_the_legacy_blocking_launch_runs_the_step_too(zenml_project: ZenML) -> None:
+    code, run, log = zenml_project.run("legacy_adder", ZENML_ACTIVE_STACK_ID=zenml_project.legacy_stack_id)
+    assert code == 0, log
+    assert run["outputs"]["sum"] == 10
+    assert run["outputs"]["pid"] < 100, "confined, as with submit"
+    status = zenml_project.stepbox.status(run["steps"]["legacy_total"]["id"])
+    assert status["state"] == "succeeded"
+    assert status["outcome_code"] == 0

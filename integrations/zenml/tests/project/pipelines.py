@@ -84,3 +84,13 @@ def nowhere(values: list[int]) -> int:
 @pipeline(enable_cache=False)
 def unknown_operator() -> None:
     nowhere(numbers())
+
+
+@step(step_operator="legacy")
+def legacy_total(values: list[int]) -> dict:
+    return {"sum": sum(values), "pid": os.getpid()}
+
+
+@pipeline(enable_cache=False)
+def legacy_adder() -> None:
+    legacy_total(numbers())
