@@ -8,6 +8,7 @@
 //! error value naming the rule and the grant that would allow it.
 
 pub mod connections;
+pub mod egress;
 pub mod job_env;
 
 use std::collections::BTreeSet;
