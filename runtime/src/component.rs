@@ -49,7 +49,7 @@ pub enum ComponentError {
     )]
     NotAFlavor { path: String, exports: String },
     #[error(
-        "{path} imports `{import}`, which stepbox does not provide. A flavor may import the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} capabilities (log, jobs, requirements, images) and WASI 0.2 interfaces"
+        "{path} imports `{import}`, which stepbox does not provide. A flavor may import the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} capabilities (log, jobs, requirements, images), WASI 0.2 interfaces, and wasi:http (the `http` capability)"
     )]
     UnknownImport { path: String, import: String },
     #[error("cannot compile {path}: {message}")]
@@ -145,8 +145,15 @@ fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result
         }
         return Ok(());
     }
-    // Outgoing HTTP is not provided (yet): a flavor importing it cannot be linked.
-    if name.starts_with("wasi:") && name.contains("@0.2.") && !name.starts_with("wasi:http/") {
+    // Outgoing HTTP is the `http` capability: granted, and checked per request.
+    if name.starts_with("wasi:http/") && name.contains("@0.2.") {
+        if !shape.capabilities.iter().any(|c| c == "http") {
+            shape.capabilities.push("http".to_owned());
+        }
+        shape.wasi.push(name.to_owned());
+        return Ok(());
+    }
+    if name.starts_with("wasi:") && name.contains("@0.2.") {
         shape.wasi.push(name.to_owned());
         return Ok(());
     }

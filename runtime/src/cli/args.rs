@@ -232,7 +232,8 @@ pub struct ConfigArgs {
     pub limits: Vec<String>,
     /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
     /// arbitrary-commands, trusted (unconfined local jobs), job-network, writable-dir=PATH (one more
-    /// directory confined local jobs may write, e.g. a local ZenML store), requirement-urls,
+    /// directory confined local jobs may write, e.g. a local ZenML store), http (wasi:http) with
+    /// http-origin=ORIGIN (repeatable, e.g. https://*.amazonaws.com) and http-private, requirement-urls,
     /// source-builds, job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME
     /// (`stepbox backends` lists them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret),
     /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,

@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod guest_output;
+pub mod http;
 pub mod images;
 pub mod jobs;
 pub mod launch_context;
@@ -32,6 +33,8 @@ pub use log::FlavorLogger;
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    egress: http::EgressHooks,
     pub(crate) limits: StoreLimits,
     pub(crate) logger: Arc<FlavorLogger>,
     /// Present only while `launch` runs; `metadata` and `validate-config`
@@ -59,6 +62,8 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            egress: http::EgressHooks::new(launch.clone(), Arc::clone(&logger)),
             limits: StoreLimitsBuilder::new().memory_size(limits.guest_memory_bytes).trap_on_grow_failure(true).build(),
             logger,
             launch,
@@ -71,6 +76,12 @@ impl HostState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.egress }
     }
 }
 
@@ -89,6 +100,9 @@ pub fn linker(engine: &wasmtime::Engine, allowed: impl Fn(&str) -> bool) -> anyh
     }
     if allowed("images") {
         bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    }
+    if allowed("http") {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
     Ok(linker)
 }

@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::backends::JobResources;
 
 /// The capabilities a step operator can grant (`log` is always granted).
-pub const CAPABILITIES: &[&str] = &["jobs", "requirements", "images"];
+pub const CAPABILITIES: &[&str] = &["jobs", "requirements", "images", "http"];
 
 /// The job backends this runtime has.
 pub fn backend_names() -> Vec<&'static str> {
@@ -47,7 +47,7 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -82,6 +82,11 @@ pub struct Grants {
     /// Directories confined local jobs may write, besides their working
     /// directory (a local ZenML store, a shared cache).
     pub writable_dirs: Vec<String>,
+    /// Origins outgoing HTTP may reach (`scheme://host:port`, host may be
+    /// `*.suffix`); see [`egress`].
+    pub http_origins: Vec<String>,
+    /// Whether outgoing HTTP may reach names that resolve to private ranges.
+    pub http_private: bool,
     /// Guarded environment variables (see [`job_env`]) the flavor may set.
     pub job_env: Vec<String>,
     /// Whether `requirements` may name URLs or paths (`pkg @ https://…`)
@@ -125,6 +130,12 @@ impl Grants {
                 let dir = writable_dir(dir).ok_or_else(|| bad("an absolute directory path without `..`"))?;
                 push_unique(&mut self.writable_dirs, &dir)
             }
+            ("http-origin", Some(pattern)) => {
+                let pattern = egress::OriginPattern::parse(pattern)
+                    .map_err(|_| bad("an origin such as https://api.example.com or https://*.example.com"))?;
+                push_unique(&mut self.http_origins, &pattern.to_string())
+            }
+            ("http-private", None) => self.http_private = true,
             ("ray-address", Some(address)) => {
                 let origin = connections::origin(address).map_err(|_| bad("an address such as http://HOST:8265"))?;
                 push_unique(&mut self.ray_addresses, &origin)
@@ -178,6 +189,11 @@ impl Grants {
                 let dir = writable_dir(v).unwrap_or_else(|| v.to_owned());
                 self.writable_dirs.retain(|d| *d != dir)
             }
+            ("http-origin", Some(v)) => {
+                let pattern = egress::OriginPattern::parse(v).map_or_else(|_| v.to_owned(), |p| p.to_string());
+                self.http_origins.retain(|o| *o != pattern)
+            }
+            ("http-private", None) => self.http_private = false,
             ("ray-address", Some(v)) => {
                 let origin = connections::origin(v).unwrap_or_else(|_| v.to_owned());
                 self.ray_addresses.retain(|a| *a != origin)
@@ -205,6 +221,10 @@ impl Grants {
         out.extend(self.backends.iter().map(|b| format!("backend={b}")));
         out.extend(self.job_env.iter().map(|n| format!("job-env={n}")));
         out.extend(self.writable_dirs.iter().map(|d| format!("writable-dir={d}")));
+        out.extend(self.http_origins.iter().map(|o| format!("http-origin={o}")));
+        if self.http_private {
+            out.push("http-private".to_owned());
+        }
         out.extend(self.ray_addresses.iter().map(|a| format!("ray-address={a}")));
         out.extend(self.secrets.iter().map(|n| format!("secret={n}")));
         out.extend(self.registries.iter().map(|r| format!("registry={r}")));
@@ -237,6 +257,15 @@ impl Grants {
             out.push(format!("max-job-timeout={}", humantime::format_duration(Duration::from_secs(n))));
         }
         out
+    }
+
+    /// The rules outgoing HTTP is checked against. Origins were checked when
+    /// granted; one that no longer parses (a hand-edited store) is dropped.
+    pub fn egress_rules(&self) -> egress::EgressRules {
+        egress::EgressRules {
+            origins: self.http_origins.iter().filter_map(|o| egress::OriginPattern::parse(o).ok()).collect(),
+            private_ranges: self.http_private,
+        }
     }
 
     /// How a local job is confined: None for trusted flavors.
@@ -455,6 +484,9 @@ mod tests {
             ("source-builds", "source-builds"),
             ("job-env=PYTHONPATH", "job-env=PYTHONPATH"),
             ("writable-dir=/home/me/.config/zenml/", "writable-dir=/home/me/.config/zenml"),
+            ("http", "http"),
+            ("http-origin=https://*.AmazonAWS.com", "http-origin=https://*.amazonaws.com:443"),
+            ("http-private", "http-private"),
             ("backend=slurm", "backend=slurm"),
             ("ray-address=http://127.0.0.1:8265/", "ray-address=http://127.0.0.1:8265"),
             ("secret=ray-token", "secret=ray-token"),
@@ -486,6 +518,7 @@ mod tests {
             ("writable-dir=relative/dir", "is not an absolute directory path"),
             ("writable-dir=/home/me/../../etc", "is not an absolute directory path"),
             ("writable-dir=/", "is not an absolute directory path"),
+            ("http-origin=ftp://example.com", "is not an origin such as https://api.example.com"),
         ];
         for (grant, message) in cases {
             let error = Grants::default().grant(grant).unwrap_err();

@@ -1,0 +1,253 @@
+//! Outgoing HTTP for flavors: the standard `wasi:http/outgoing-handler`, so
+//! guests in every language use their usual HTTP client, with every request
+//! sent by the host under the step operator's egress rules.
+//!
+//! For each request: the origin must be allowed (`http-origin` grants, see
+//! [`crate::policy::egress`]); the name is resolved here and every address
+//! checked (no loopback, link-local or metadata address, private ranges only
+//! with `http-private`); the connection goes to the address that was checked,
+//! so a second DNS answer cannot redirect it; request and response bodies are
+//! bounded, and so are connecting and waiting for the response. Redirects are
+//! not followed: the guest gets the 3xx, and a request to where it points is
+//! checked like any other. Every request is in the audit record, with the
+//! query string's values and all header values left out.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::bindings::log::Level;
+use crate::host::audit::Decision;
+use crate::host::{FlavorLogger, LaunchContext};
+use crate::policy::egress::EgressError;
+
+/// Largest request body a flavor may send.
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Largest response body a flavor may read.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Time to resolve and connect, and (separately) to wait for the response's
+/// headers, unless the guest asks for less.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `wasi:http` hooks of one flavor instance: requests go out only during
+/// a launch, under its step operator's rules.
+pub struct EgressHooks {
+    launch: Option<Arc<LaunchContext>>,
+    logger: Arc<FlavorLogger>,
+}
+
+impl EgressHooks {
+    /// Hooks for an instance; without a launch (`metadata`, `validate-config`) every request is denied.
+    pub fn new(launch: Option<Arc<LaunchContext>>, logger: Arc<FlavorLogger>) -> Self {
+        Self { launch, logger }
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _body_written: IoFuture,
+    ) -> SendFuture {
+        let launch = self.launch.clone();
+        let logger = Arc::clone(&self.logger);
+        Box::new(async move {
+            let Some(launch) = launch else {
+                logger.note(Level::Warn, "outgoing HTTP is only available while a step is being launched");
+                return Err(Error::HttpRequestDenied);
+            };
+            let summary = RequestSummary::of(&request);
+            let record = |status, decision| launch.audit.record("http.request", summary.json(status), decision);
+            match send_checked(&launch, request, options).await {
+                Ok((response, io)) => {
+                    record(Some(response.status().as_u16()), Decision::Allowed);
+                    Ok((response, io))
+                }
+                Err(Refusal::Denied(error)) => {
+                    record(None, Decision::Denied(error.to_string()));
+                    logger.note(Level::Warn, &format!("http: {} {}: denied: {error}", summary.method, summary.url));
+                    Err(match error {
+                        EgressError::AddressRefused { .. } => Error::DestinationIpProhibited,
+                        EgressError::NoAddress { .. } => Error::DestinationNotFound,
+                        _ => Error::HttpRequestDenied,
+                    })
+                }
+                Err(Refusal::Failed(error, message)) => {
+                    record(None, Decision::Failed(message.clone()));
+                    logger.note(Level::Warn, &format!("http: {} {}: {message}", summary.method, summary.url));
+                    Err(error)
+                }
+            }
+        })
+    }
+}
+
+/// Why a request did not get a response.
+enum Refusal {
+    /// The egress rules said no.
+    Denied(EgressError),
+    /// It was allowed but did not work; the message is for the log and audit.
+    Failed(Error, String),
+}
+
+/// What the audit record keeps of a request: method, and the URL with the
+/// query's values removed (they may be signatures or SAS tokens).
+struct RequestSummary {
+    method: String,
+    url: String,
+}
+
+impl RequestSummary {
+    fn of(request: &http::Request<WasiBody>) -> Self {
+        let uri = request.uri();
+        let mut url = format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("?", |a| a.as_str()),
+            uri.path()
+        );
+        if let Some(query) = uri.query() {
+            let keys: Vec<&str> = query.split('&').map(|pair| pair.split('=').next().unwrap_or("")).collect();
+            url.push('?');
+            url.push_str(&keys.iter().map(|key| format!("{key}=…")).collect::<Vec<_>>().join("&"));
+        }
+        Self { method: request.method().as_str().to_owned(), url }
+    }
+
+    fn json(&self, status: Option<u16>) -> serde_json::Value {
+        serde_json::json!({ "method": self.method, "url": self.url, "status": status })
+    }
+}
+
+async fn send_checked(
+    launch: &LaunchContext,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
+    let failed = |error: Error, message: String| Refusal::Failed(error, message);
+    let url = url::Url::parse(&request.uri().to_string())
+        .map_err(|_| Refusal::Denied(EgressError::BadUrl(request.uri().to_string())))?;
+    let rules = launch.grants.egress_rules();
+    let pattern = rules.check_origin(&url).map_err(Refusal::Denied)?.clone();
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(TIMEOUT).min(TIMEOUT);
+    let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(TIMEOUT).min(TIMEOUT);
+
+    let addresses = resolve(&url, port, connect_timeout).await.map_err(|message| failed(Error::DnsTimeout, message))?;
+    rules.check_addresses(&pattern, &host, &addresses).map_err(Refusal::Denied)?;
+
+    let (mut parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
+        failed(
+            Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)),
+            format!("the request body is over the {} MiB limit, or could not be read", MAX_REQUEST_BYTES >> 20),
+        )
+    })?;
+    let address = SocketAddr::new(addresses[0], port);
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| failed(Error::ConnectionTimeout, format!("connecting to {address} timed out")))?
+        .map_err(|e| failed(Error::ConnectionRefused, format!("cannot connect to {address}: {e}")))?;
+    let io: Box<dyn Stream> = if url.scheme() == "https" {
+        Box::new(tls(&host, stream).await.map_err(|message| failed(Error::TlsProtocolError, message))?)
+    } else {
+        Box::new(stream)
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| failed(Error::HttpProtocolError, format!("HTTP handshake with {host}: {e}")))?;
+    let worker = tokio::spawn(connection);
+
+    // On the wire the request line carries the path only (no proxy here).
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+        .parse()
+        .map_err(|_| failed(Error::HttpRequestUriInvalid, "the request's path is not valid".to_owned()))?;
+    let request = http::Request::from_parts(parts, Full::new(body.to_bytes()));
+    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| failed(Error::HttpResponseTimeout, format!("{host} sent no response in time")))?
+        .map_err(|e| failed(Error::HttpProtocolError, format!("{host}: {e}")))?;
+    let response = response.map(|incoming| {
+        Limited::new(incoming, MAX_RESPONSE_BYTES)
+            .map_err(|error| match error.downcast::<hyper::Error>() {
+                Ok(hyper) => Error::Hyper(*hyper),
+                Err(_) => Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
+            })
+            .boxed_unsync()
+    });
+    let io: IoFuture = Box::new(async move {
+        match worker.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Error::Hyper(error)),
+            Err(_) => Err(Error::ConnectionTerminated),
+        }
+    });
+    Ok((response, io))
+}
+
+/// The addresses of the URL's host: the literal itself, or what DNS says.
+async fn resolve(url: &url::Url, port: u16, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),
+        Some(url::Host::Ipv6(ip)) => Ok(vec![IpAddr::V6(ip)]),
+        Some(url::Host::Domain(name)) => {
+            let lookup = tokio::net::lookup_host((name, port));
+            let found = tokio::time::timeout(timeout, lookup)
+                .await
+                .map_err(|_| format!("resolving {name} timed out"))?
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+            Ok(found.map(|address| address.ip()).collect())
+        }
+        None => Err("the URL has no host".to_owned()),
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// TLS to `host` over `stream`, verified with the platform's trust store.
+async fn tls(host: &str, stream: TcpStream) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_platform_verifier())
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS with {host}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn the_audit_summary_keeps_query_keys_but_not_values() {
+        let request = http::Request::builder()
+            .method("GET")
+            .uri("https://acct.blob.core.windows.net/logs/std_log.txt?sv=2021&sig=SECRET&se=2030")
+            .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync())
+            .expect("a request");
+        let summary = RequestSummary::of(&request);
+        assert_eq!(summary.url, "https://acct.blob.core.windows.net/logs/std_log.txt?sv=…&sig=…&se=…");
+        assert!(!summary.json(Some(200)).to_string().contains("SECRET"));
+    }
+}
