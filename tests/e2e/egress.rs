@@ -35,6 +35,7 @@ impl Server {
                 }
                 let mut length = 0usize;
                 let mut host = String::new();
+                let mut auth = String::new();
                 loop {
                     let mut header = String::new();
                     if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
@@ -47,10 +48,13 @@ impl Server {
                     if let Some(value) = lower.strip_prefix("host:") {
                         host = value.trim().to_owned();
                     }
+                    if lower.starts_with("authorization:") {
+                        auth = format!(" auth={}", header["authorization:".len()..].trim());
+                    }
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
-                let line = format!("{} host={host} body={}", request_line.trim(), String::from_utf8_lossy(&body));
+                let line = format!("{} host={host}{auth} body={}", request_line.trim(), String::from_utf8_lossy(&body));
                 record.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                 let response = match (&location, request_line.contains(" /redirect ")) {
                     (Some(location), true) => {
@@ -181,4 +185,48 @@ fn a_flavor_importing_wasi_http_is_refused_until_http_is_granted() {
     t.register_operator("probe", "http-probe", &["--grant", "jobs"]).expect_code(0);
     t.launch("probe", "s", &["true"])
         .expect_error(DENIED, "imports `http`, which step operator `probe` is not granted");
+}
+
+#[test]
+fn the_host_adds_the_origins_credential_and_the_flavor_never_sees_it() {
+    let server = Server::start(None);
+    let token = format!("tok-{}", stepbox_e2e::unique_marker());
+    let t = probe_home(&[
+        format!("http-origin={}", server.origin()),
+        format!("http-credential={}=bearer:api-token", server.origin()),
+    ]);
+    let mut set = t.command(&["secret", "set", "api-token"]);
+    set.stdin(std::process::Stdio::piped());
+    let mut child = set.spawn().expect("stepbox starts");
+    child.stdin.take().expect("stdin").write_all(token.as_bytes()).expect("write the token");
+    assert!(child.wait().expect("stepbox ends").success());
+
+    let (lines, audit) = probe(&t, serde_json::json!([{ "method": "GET", "url": server.url("/ok") }]));
+    assert!(lines[0].ends_with("-> 200 (5 bytes)"), "{lines:?}");
+    assert_eq!(server.seen(), [format!("GET /ok HTTP/1.1 host=127.0.0.1:{} auth=Bearer {token} body=", server.port)]);
+    assert!(!audit.contains(&token), "not in the audit record");
+    let runs = t.home().join("runs");
+    let leaked: Vec<_> =
+        walk(&runs).into_iter().filter(|p| fs::read(p).is_ok_and(|b| contains(&b, token.as_bytes()))).collect();
+    assert!(leaked.is_empty(), "the token is in no run file: {leaked:?}");
+
+    // A credential whose secret is missing stops the request, saying which secret.
+    t.run(&["secret", "delete", "api-token"]).expect_code(0);
+    let (lines, audit) = probe(&t, serde_json::json!([{ "method": "GET", "url": server.url("/ok") }]));
+    assert!(lines[0].ends_with("-> error ErrorCode::HttpRequestDenied"), "{lines:?}");
+    assert!(audit.contains("the secret `api-token`"), "{audit}");
+    assert_eq!(server.seen().len(), 1, "the second request never left");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }

@@ -9,8 +9,10 @@
 //! so a second DNS answer cannot redirect it; request and response bodies are
 //! bounded, and so are connecting and waiting for the response. Redirects are
 //! not followed: the guest gets the 3xx, and a request to where it points is
-//! checked like any other. Every request is in the audit record, with the
-//! query string's values and all header values left out.
+//! checked like any other. A credential the step operator configured for the
+//! origin (`http-credential`) is added here, after the guest built the
+//! request, so the guest never holds it. Every request is in the audit
+//! record, with the query string's values and all header values left out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -147,6 +149,23 @@ async fn send_checked(
     rules.check_addresses(&pattern, &host, &addresses).map_err(Refusal::Denied)?;
 
     let (mut parts, body) = request.into_parts();
+    if let Some(credential) = rules.credential_for(&pattern) {
+        let value = launch.home.secrets().get(&credential.secret).map_err(|error| {
+            failed(
+                Error::HttpRequestDenied,
+                format!(
+                    "the credential for {pattern} is the secret `{}`, which cannot be read: {error}",
+                    credential.secret
+                ),
+            )
+        })?;
+        // The host's credential replaces whatever the guest put there.
+        let mut header = http::HeaderValue::from_str(&format!("Bearer {}", value.expose())).map_err(|_| {
+            failed(Error::HttpRequestDenied, format!("the secret `{}` is not a valid header value", credential.secret))
+        })?;
+        header.set_sensitive(true);
+        parts.headers.insert(http::header::AUTHORIZATION, header);
+    }
     let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
         failed(
             Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)),

@@ -197,6 +197,56 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     }
 }
 
+/// How the host authenticates requests to one origin. The flavor never sees
+/// the credential: the host adds it after the guest has built the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialGrant {
+    /// The origin pattern (as granted with `http-origin`) it applies to.
+    pub origin: OriginPattern,
+    pub scheme: CredentialScheme,
+    /// The stored secret holding the credential.
+    pub secret: String,
+}
+
+/// The ways the host can authenticate a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialScheme {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+}
+
+impl CredentialGrant {
+    /// Parse `ORIGIN=SCHEME:SECRET`, e.g. `https://api.example.com=bearer:example-token`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (origin, credential) =
+            text.rsplit_once('=').ok_or_else(|| format!("`{text}` is not ORIGIN=SCHEME:SECRET"))?;
+        let origin = OriginPattern::parse(origin).map_err(|error| error.to_string())?;
+        let (scheme, secret) = credential
+            .split_once(':')
+            .ok_or_else(|| format!("`{credential}` is not SCHEME:SECRET, e.g. bearer:my-token"))?;
+        let scheme = match scheme {
+            "bearer" => CredentialScheme::Bearer,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a credential scheme this stepbox applies (it has: bearer; AWS SigV4, \
+                     Google service accounts and Azure client credentials are planned)"
+                ));
+            }
+        };
+        crate::secrets::check_name(secret).map_err(|error| error.to_string())?;
+        Ok(Self { origin, scheme, secret: secret.to_owned() })
+    }
+}
+
+impl std::fmt::Display for CredentialGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.scheme {
+            CredentialScheme::Bearer => "bearer",
+        };
+        write!(f, "{}={scheme}:{}", self.origin, self.secret)
+    }
+}
+
 /// A step operator's outgoing HTTP rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EgressRules {
@@ -204,6 +254,8 @@ pub struct EgressRules {
     pub origins: Vec<OriginPattern>,
     /// Whether names may resolve to private ranges (`http-private`).
     pub private_ranges: bool,
+    /// Credentials the host applies, per origin pattern.
+    pub credentials: Vec<CredentialGrant>,
 }
 
 impl EgressRules {
@@ -220,6 +272,11 @@ impl EgressRules {
                 self.origins.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             },
         })
+    }
+
+    /// The credential the host applies to requests allowed by `pattern`.
+    pub fn credential_for(&self, pattern: &OriginPattern) -> Option<&CredentialGrant> {
+        self.credentials.iter().find(|credential| credential.origin == *pattern)
     }
 
     /// The second check, after DNS: every address `host` resolved to must be
@@ -271,6 +328,7 @@ mod tests {
         EgressRules {
             origins: patterns.iter().map(|p| OriginPattern::parse(p).expect(p)).collect(),
             private_ranges: false,
+            credentials: Vec::new(),
         }
     }
 
@@ -326,6 +384,22 @@ mod tests {
         let refused = rules(&[]).check_origin(&url("https://example.com/")).unwrap_err().to_string();
         assert!(refused.contains("allowed: none"), "{refused}");
         assert!(refused.contains("--grant http-origin=https://example.com:443"), "{refused}");
+    }
+
+    #[test]
+    fn credentials_parse_and_name_what_is_wrong() {
+        let grant = CredentialGrant::parse("https://API.example.com=bearer:api-token").expect("parses");
+        assert_eq!(grant.to_string(), "https://api.example.com:443=bearer:api-token");
+        for (text, message) in [
+            ("https://api.example.com", "is not ORIGIN=SCHEME:SECRET"),
+            ("https://api.example.com=api-token", "is not SCHEME:SECRET"),
+            ("https://api.example.com=aws-sigv4:keys", "planned"),
+            ("https://api.example.com=bearer:../x", "secret"),
+            ("ftp://x=bearer:t", "origin pattern"),
+        ] {
+            let error = CredentialGrant::parse(text).expect_err(text);
+            assert!(error.contains(message), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=bearer:SECRET, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -87,6 +87,8 @@ pub struct Grants {
     pub http_origins: Vec<String>,
     /// Whether outgoing HTTP may reach names that resolve to private ranges.
     pub http_private: bool,
+    /// Credentials the host adds to outgoing requests, `ORIGIN=SCHEME:SECRET`.
+    pub http_credentials: Vec<String>,
     /// Guarded environment variables (see [`job_env`]) the flavor may set.
     pub job_env: Vec<String>,
     /// Whether `requirements` may name URLs or paths (`pkg @ https://…`)
@@ -136,6 +138,13 @@ impl Grants {
                 push_unique(&mut self.http_origins, &pattern.to_string())
             }
             ("http-private", None) => self.http_private = true,
+            ("http-credential", Some(value)) => {
+                let credential = egress::CredentialGrant::parse(value)
+                    .map_err(|_| bad("ORIGIN=bearer:SECRET, e.g. https://api.example.com=bearer:api-token"))?;
+                let origin = credential.origin.to_string();
+                self.http_credentials.retain(|c| !c.starts_with(&format!("{origin}=")));
+                self.http_credentials.push(credential.to_string());
+            }
             ("ray-address", Some(address)) => {
                 let origin = connections::origin(address).map_err(|_| bad("an address such as http://HOST:8265"))?;
                 push_unique(&mut self.ray_addresses, &origin)
@@ -194,6 +203,11 @@ impl Grants {
                 self.http_origins.retain(|o| *o != pattern)
             }
             ("http-private", None) => self.http_private = false,
+            ("http-credential", Some(v)) => {
+                let origin = egress::OriginPattern::parse(v.rsplit_once('=').map_or(v, |(o, _)| o))
+                    .map_or_else(|_| v.to_owned(), |p| p.to_string());
+                self.http_credentials.retain(|c| !c.starts_with(&format!("{origin}=")))
+            }
             ("ray-address", Some(v)) => {
                 let origin = connections::origin(v).unwrap_or_else(|_| v.to_owned());
                 self.ray_addresses.retain(|a| *a != origin)
@@ -225,6 +239,7 @@ impl Grants {
         if self.http_private {
             out.push("http-private".to_owned());
         }
+        out.extend(self.http_credentials.iter().map(|c| format!("http-credential={c}")));
         out.extend(self.ray_addresses.iter().map(|a| format!("ray-address={a}")));
         out.extend(self.secrets.iter().map(|n| format!("secret={n}")));
         out.extend(self.registries.iter().map(|r| format!("registry={r}")));
@@ -265,6 +280,7 @@ impl Grants {
         egress::EgressRules {
             origins: self.http_origins.iter().filter_map(|o| egress::OriginPattern::parse(o).ok()).collect(),
             private_ranges: self.http_private,
+            credentials: self.http_credentials.iter().filter_map(|c| egress::CredentialGrant::parse(c).ok()).collect(),
         }
     }
 
@@ -487,6 +503,10 @@ mod tests {
             ("http", "http"),
             ("http-origin=https://*.AmazonAWS.com", "http-origin=https://*.amazonaws.com:443"),
             ("http-private", "http-private"),
+            (
+                "http-credential=https://api.example.com=bearer:api-token",
+                "http-credential=https://api.example.com:443=bearer:api-token",
+            ),
             ("backend=slurm", "backend=slurm"),
             ("ray-address=http://127.0.0.1:8265/", "ray-address=http://127.0.0.1:8265"),
             ("secret=ray-token", "secret=ray-token"),
