@@ -149,7 +149,7 @@ async fn send_checked(
     rules.check_addresses(&pattern, &host, &addresses).map_err(Refusal::Denied)?;
 
     let (mut parts, body) = request.into_parts();
-    if let Some(credential) = rules.credential_for(&pattern) {
+    if let Some(credential) = rules.credential_for(&url) {
         let value = launch.home.secrets().get(&credential.secret).map_err(|error| {
             failed(
                 Error::HttpRequestDenied,

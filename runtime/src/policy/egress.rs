@@ -274,9 +274,12 @@ impl EgressRules {
         })
     }
 
-    /// The credential the host applies to requests allowed by `pattern`.
-    pub fn credential_for(&self, pattern: &OriginPattern) -> Option<&CredentialGrant> {
-        self.credentials.iter().find(|credential| credential.origin == *pattern)
+    /// The credential the host applies to a request for `url` (whose origin
+    /// was allowed): the first whose origin pattern matches it, so a
+    /// credential for `https://api.example.com` applies under an allowed
+    /// `https://*.example.com` too.
+    pub fn credential_for(&self, url: &url::Url) -> Option<&CredentialGrant> {
+        self.credentials.iter().find(|credential| credential.origin.matches(url))
     }
 
     /// The second check, after DNS: every address `host` resolved to must be
@@ -400,6 +403,16 @@ mod tests {
             let error = CredentialGrant::parse(text).expect_err(text);
             assert!(error.contains(message), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_credential_applies_to_the_requests_its_origin_matches() {
+        let mut allowed = rules(&["https://*.example.com"]);
+        allowed.credentials.push(CredentialGrant::parse("https://api.example.com=bearer:api-token").expect("parses"));
+        let credential = |text: &str| allowed.credential_for(&url(text)).map(|c| c.secret.clone());
+        assert_eq!(credential("https://api.example.com/v1/jobs"), Some("api-token".to_owned()));
+        assert_eq!(credential("https://logs.example.com/v1"), None);
+        assert_eq!(credential("http://api.example.com/v1"), None, "not over plain http");
     }
 
     #[test]
