@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -122,19 +123,31 @@ class StepboxCli:
     def launch(self, request: LaunchRequest, environment: Mapping[str, str]) -> None:
         """Run the launch in the foreground until its job ends; raise if it did not succeed.
 
-        The job's output goes to this process's stdout and stderr as it runs.
+        The job's output goes to this process's stdout and stderr as it runs;
+        the error carries the last lines of stderr.
         """
         args = ["launch", *request.arguments(), "--env-stdin", "--", *request.command]
-        process = subprocess.run(
+        process = subprocess.Popen(
             [self.binary, *self._home_args(), *args],
-            input=json.dumps(dict(environment)),
-            text=True,
+            stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            check=False,
+            text=True,
             env=self._environment(),
         )
-        if process.returncode != 0:
-            raise StepboxError("launch", process.returncode, _tail(process.stderr))
+        stdin, stderr = process.stdin, process.stderr
+        if stdin is None or stderr is None:  # both are piped above
+            process.kill()
+            raise StepboxError("launch", 1, "could not open pipes to stepbox")
+        stdin.write(json.dumps(dict(environment)))
+        stdin.close()
+        # The job's stderr and stepbox's progress show as they come; the end is kept for the error.
+        last_lines: deque[str] = deque(maxlen=20)
+        for line in stderr:
+            sys.stderr.write(line)
+            last_lines.append(line.rstrip("\n"))
+        code = process.wait()
+        if code != 0:
+            raise StepboxError("launch", code, "\n".join(last_lines))
 
     def status(self, step_run_id: str) -> RunStatus:
         """The run launched with this ZenML step-run id."""
