@@ -205,9 +205,7 @@ fn the_host_adds_the_origins_credential_and_the_flavor_never_sees_it() {
     assert!(lines[0].ends_with("-> 200 (5 bytes)"), "{lines:?}");
     assert_eq!(server.seen(), [format!("GET /ok HTTP/1.1 host=127.0.0.1:{} auth=Bearer {token} body=", server.port)]);
     assert!(!audit.contains(&token), "not in the audit record");
-    let runs = t.home().join("runs");
-    let leaked: Vec<_> =
-        walk(&runs).into_iter().filter(|p| fs::read(p).is_ok_and(|b| contains(&b, token.as_bytes()))).collect();
+    let leaked = stepbox_e2e::files_containing(&t.home().join("runs"), &token);
     assert!(leaked.is_empty(), "the token is in no run file: {leaked:?}");
 
     // A credential whose secret is missing stops the request, saying which secret.
@@ -216,17 +214,4 @@ fn the_host_adds_the_origins_credential_and_the_flavor_never_sees_it() {
     assert!(lines[0].ends_with("-> error ErrorCode::HttpRequestDenied"), "{lines:?}");
     assert!(audit.contains("the secret `api-token`"), "{audit}");
     assert_eq!(server.seen().len(), 1, "the second request never left");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
 }

@@ -5,7 +5,7 @@
 use std::fs;
 
 use nix::sys::signal::Signal;
-use stepbox_e2e::{Run, TestHome, hostile_flavor, live_processes_with, path_str, unique_marker};
+use stepbox_e2e::{Run, TestHome, files_containing, hostile_flavor, live_processes_with, path_str, unique_marker};
 
 const BAD_INPUT: i32 = 64;
 const FLAVOR_ERROR: i32 = 70;
@@ -136,16 +136,6 @@ fn a_launch_past_its_wall_clock_budget_is_stopped_with_its_jobs() {
     assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the job's process is gone");
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
-    }
-    files
-}
-
 #[test]
 fn every_host_call_is_audited_with_its_decision_and_no_secret_values() {
     let t = TestHome::new();
@@ -177,11 +167,7 @@ fn every_host_call_is_audited_with_its_decision_and_no_secret_values() {
     assert_eq!(hostile[0]["decision"], "denied");
     assert!(hostile[0]["reason"].as_str().is_some_and(|reason| reason.contains("entrypoint-only")));
 
-    for file in files_under(t.home()) {
-        let bytes = fs::read(&file).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(secret), "{} holds the secret value", file.display());
-    }
+    assert_eq!(files_containing(t.home(), secret), Vec::<std::path::PathBuf>::new(), "these hold the secret value");
 }
 
 #[test]

@@ -439,6 +439,24 @@ impl TestHome {
     }
 }
 
+/// Every file under `root`, recursively, whose bytes contain `needle`: where
+/// a value that must never be stored (a secret, a token) was stored.
+pub fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
+    fn files_under(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { files_under(&path, files) } else { files.push(path) }
+        }
+    }
+    let mut files = Vec::new();
+    files_under(root, &mut files);
+    let needle = needle.as_bytes();
+    files
+        .into_iter()
+        .filter(|file| std::fs::read(file).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)))
+        .collect()
+}
+
 /// A path as UTF-8 text (test paths always are).
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")

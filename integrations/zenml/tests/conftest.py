@@ -21,6 +21,12 @@ import pytest
 PROJECT = Path(__file__).parent / "project"
 
 
+def files_containing(root: Path, text: str) -> list[Path]:
+    """Files under `root` holding `text`: where a value that must never be stored was stored."""
+    needle = text.encode()
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
 def required_path(variable: str, what: str) -> Path:
     value = os.environ.get(variable)
     if not value or not Path(value).exists():

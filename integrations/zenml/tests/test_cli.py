@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Stepbox
+from conftest import Stepbox, files_containing
 from stepbox_zenml.cli import RunState, StepboxCli, StepboxError
 from stepbox_zenml.request import LaunchRequest, Resources
 
@@ -60,8 +60,7 @@ def test_the_environment_goes_by_stdin_and_no_file_is_left(stepbox: Stepbox, tmp
     client.wait("step-2")
     assert client.status("step-2").state is RunState.SUCCEEDED
     assert out.read_text().strip() == secret
-    leftovers = [p for p in stepbox.home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
-    assert leftovers == []
+    assert files_containing(stepbox.home, secret) == []
 
 
 def test_a_failed_job_reports_its_exit_code(stepbox: Stepbox) -> None:
@@ -73,9 +72,12 @@ def test_a_failed_job_reports_its_exit_code(stepbox: Stepbox) -> None:
     assert status.exit_code == 3
 
 
-def test_the_blocking_launch_raises_with_the_exit_code_and_stderr(stepbox: Stepbox) -> None:
+def test_the_blocking_launch_streams_stderr_and_raises_with_the_exit_code_and_its_end(
+    stepbox: Stepbox, capfd: pytest.CaptureFixture[str]
+) -> None:
     client = cli(stepbox)
-    client.launch(request("step-4", ["true"]), {})
+    client.launch(request("step-4", ["sh", "-c", "echo progress-line >&2"]), {})
+    assert "progress-line" in capfd.readouterr().err, "a successful launch's stderr is shown, not swallowed"
     with pytest.raises(StepboxError) as failure:
         client.launch(request("step-5", ["sh", "-c", "echo cannot-read-input >&2; exit 5"]), {})
     assert failure.value.exit_code == 5

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import ZenML, report
+from conftest import ZenML, files_containing, report
 
 
 def live_processes_with(text: str) -> list[int]:
@@ -23,11 +23,6 @@ def live_processes_with(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def files_containing(root: Path, text: str) -> list[Path]:
-    needle = text.encode()
-    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
 def test_a_step_runs_sandboxed_through_stepbox_and_its_output_is_loaded_back(zenml_project: ZenML) -> None:

@@ -26,7 +26,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use crate::bindings::log::Level;
 use crate::host::audit::Decision;
 use crate::host::{FlavorLogger, LaunchContext};
-use crate::policy::egress::EgressError;
+use crate::policy::egress::{EgressError, EgressRules};
 
 /// Largest request body a flavor may send.
 pub const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -39,13 +39,18 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The `wasi:http` hooks of one flavor instance: requests go out only during
 /// a launch, under its step operator's rules.
 pub struct EgressHooks {
-    launch: Option<Arc<LaunchContext>>,
+    /// The launch, and its step operator's rules (parsed once, not per request).
+    launch: Option<(Arc<LaunchContext>, Arc<EgressRules>)>,
     logger: Arc<FlavorLogger>,
 }
 
 impl EgressHooks {
     /// Hooks for an instance; without a launch (`metadata`, `validate-config`) every request is denied.
     pub fn new(launch: Option<Arc<LaunchContext>>, logger: Arc<FlavorLogger>) -> Self {
+        let launch = launch.map(|launch| {
+            let rules = Arc::new(launch.grants.egress_rules());
+            (launch, rules)
+        });
         Self { launch, logger }
     }
 }
@@ -63,13 +68,13 @@ impl WasiHttpHooks for EgressHooks {
         let launch = self.launch.clone();
         let logger = Arc::clone(&self.logger);
         Box::new(async move {
-            let Some(launch) = launch else {
+            let Some((launch, rules)) = launch else {
                 logger.note(Level::Warn, "outgoing HTTP is only available while a step is being launched");
                 return Err(Error::HttpRequestDenied);
             };
             let summary = RequestSummary::of(&request);
             let record = |status, decision| launch.audit.record("http.request", summary.json(status), decision);
-            match send_checked(&launch, request, options).await {
+            match send_checked(&launch, &rules, request, options).await {
                 Ok((response, io)) => {
                     record(Some(response.status().as_u16()), Decision::Allowed);
                     Ok((response, io))
@@ -132,20 +137,20 @@ impl RequestSummary {
 
 async fn send_checked(
     launch: &LaunchContext,
+    rules: &EgressRules,
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
     let failed = |error: Error, message: String| Refusal::Failed(error, message);
     let url = url::Url::parse(&request.uri().to_string())
         .map_err(|_| Refusal::Denied(EgressError::BadUrl(request.uri().to_string())))?;
-    let rules = launch.grants.egress_rules();
     let pattern = rules.check_origin(&url).map_err(Refusal::Denied)?.clone();
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(TIMEOUT).min(TIMEOUT);
     let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(TIMEOUT).min(TIMEOUT);
 
-    let addresses = resolve(&url, port, connect_timeout).await.map_err(|message| failed(Error::DnsTimeout, message))?;
+    let addresses = resolve(&url, port, connect_timeout).await.map_err(|(error, message)| failed(error, message))?;
     rules.check_addresses(&pattern, &host, &addresses).map_err(Refusal::Denied)?;
 
     let (mut parts, body) = request.into_parts();
@@ -218,7 +223,7 @@ async fn send_checked(
 }
 
 /// The addresses of the URL's host: the literal itself, or what DNS says.
-async fn resolve(url: &url::Url, port: u16, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+async fn resolve(url: &url::Url, port: u16, timeout: Duration) -> Result<Vec<IpAddr>, (Error, String)> {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),
         Some(url::Host::Ipv6(ip)) => Ok(vec![IpAddr::V6(ip)]),
@@ -226,28 +231,41 @@ async fn resolve(url: &url::Url, port: u16, timeout: Duration) -> Result<Vec<IpA
             let lookup = tokio::net::lookup_host((name, port));
             let found = tokio::time::timeout(timeout, lookup)
                 .await
-                .map_err(|_| format!("resolving {name} timed out"))?
-                .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+                .map_err(|_| (Error::DnsTimeout, format!("resolving {name} timed out")))?
+                .map_err(|e| {
+                    (Error::DnsError { rcode: None, info_code: None }, format!("cannot resolve {name}: {e}"))
+                })?;
             Ok(found.map(|address| address.ip()).collect())
         }
-        None => Err("the URL has no host".to_owned()),
+        None => Err((Error::HttpRequestUriInvalid, "the URL has no host".to_owned())),
     }
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
+/// The TLS client configuration (platform trust store), made once per process:
+/// building the verifier reads the system's certificates.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|builder| builder.with_platform_verifier())
+                .map_err(|e| format!("TLS setup: {e}"))?
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
 /// TLS to `host` over `stream`, verified with the platform's trust store.
 async fn tls(host: &str, stream: TcpStream) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_platform_verifier())
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(tls_config()?)
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS with {host}: {e}"))
