@@ -39,6 +39,11 @@ pub enum SecretError {
 pub struct SecretValue(String);
 
 impl SecretValue {
+    /// Wrap a value the host obtained (an access token), so it is never shown.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     /// The value itself, for the one place that applies it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -234,7 +234,8 @@ pub struct ConfigArgs {
     /// arbitrary-commands, trusted (unconfined local jobs), job-network, writable-dir=PATH (one more
     /// directory confined local jobs may write, e.g. a local ZenML store), http (wasi:http) with
     /// http-origin=ORIGIN (repeatable, e.g. https://*.amazonaws.com), http-private and
-    /// http-credential=ORIGIN=bearer:SECRET (the host authenticates, the flavor never sees it), requirement-urls,
+    /// http-credential=ORIGIN=SCHEME:SECRET (the host authenticates with bearer, aws-sigv4,
+    /// google-service-account or azure-client-credentials; the flavor never sees it), requirement-urls,
     /// source-builds, job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME
     /// (`stepbox backends` lists them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret),
     /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,

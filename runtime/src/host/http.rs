@@ -10,9 +10,10 @@
 //! bounded, and so are connecting and waiting for the response. Redirects are
 //! not followed: the guest gets the 3xx, and a request to where it points is
 //! checked like any other. A credential the step operator configured for the
-//! origin (`http-credential`) is added here, after the guest built the
-//! request, so the guest never holds it. Every request is in the audit
-//! record, with the query string's values and all header values left out.
+//! origin (`http-credential`) is applied here (see [`crate::host::credentials`]),
+//! after the guest built the request, so the guest never holds it. Every
+//! request is in the audit record, with the query string's values and all
+//! header values left out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,8 +24,11 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use bytes::Bytes;
+
 use crate::bindings::log::Level;
 use crate::host::audit::Decision;
+use crate::host::credentials::{Credentials, TokenSender};
 use crate::host::{FlavorLogger, LaunchContext};
 use crate::policy::egress::{EgressError, EgressRules};
 
@@ -39,17 +43,24 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The `wasi:http` hooks of one flavor instance: requests go out only during
 /// a launch, under its step operator's rules.
 pub struct EgressHooks {
-    /// The launch, and its step operator's rules (parsed once, not per request).
-    launch: Option<(Arc<LaunchContext>, Arc<EgressRules>)>,
+    launch: Option<Arc<Egress>>,
     logger: Arc<FlavorLogger>,
+}
+
+/// What the hooks need of a launch: its rules (parsed once, not per
+/// request) and its credentials' token cache.
+struct Egress {
+    launch: Arc<LaunchContext>,
+    rules: EgressRules,
+    credentials: Credentials,
 }
 
 impl EgressHooks {
     /// Hooks for an instance; without a launch (`metadata`, `validate-config`) every request is denied.
     pub fn new(launch: Option<Arc<LaunchContext>>, logger: Arc<FlavorLogger>) -> Self {
         let launch = launch.map(|launch| {
-            let rules = Arc::new(launch.grants.egress_rules());
-            (launch, rules)
+            let rules = launch.grants.egress_rules();
+            Arc::new(Egress { launch, rules, credentials: Credentials::default() })
         });
         Self { launch, logger }
     }
@@ -65,16 +76,16 @@ impl WasiHttpHooks for EgressHooks {
         options: Option<RequestOptions>,
         _body_written: IoFuture,
     ) -> SendFuture {
-        let launch = self.launch.clone();
+        let egress = self.launch.clone();
         let logger = Arc::clone(&self.logger);
         Box::new(async move {
-            let Some((launch, rules)) = launch else {
+            let Some(egress) = egress else {
                 logger.note(Level::Warn, "outgoing HTTP is only available while a step is being launched");
                 return Err(Error::HttpRequestDenied);
             };
-            let summary = RequestSummary::of(&request);
-            let record = |status, decision| launch.audit.record("http.request", summary.json(status), decision);
-            match send_checked(&launch, &rules, request, options).await {
+            let summary = RequestSummary::of(request.method().as_str(), &request.uri().to_string());
+            let record = |status, decision| egress.launch.audit.record("http.request", summary.json(status), decision);
+            match send_checked(&egress, request, Timeouts::from(options)).await {
                 Ok((response, io)) => {
                     record(Some(response.status().as_u16()), Decision::Allowed);
                     Ok((response, io))
@@ -106,6 +117,10 @@ enum Refusal {
     Failed(Error, String),
 }
 
+fn failed(error: Error, message: String) -> Refusal {
+    Refusal::Failed(error, message)
+}
+
 /// What the audit record keeps of a request: method, and the URL with the
 /// query's values removed (they may be signatures or SAS tokens).
 struct RequestSummary {
@@ -114,20 +129,19 @@ struct RequestSummary {
 }
 
 impl RequestSummary {
-    fn of(request: &http::Request<WasiBody>) -> Self {
-        let uri = request.uri();
-        let mut url = format!(
-            "{}://{}{}",
-            uri.scheme_str().unwrap_or("?"),
-            uri.authority().map_or("?", |a| a.as_str()),
-            uri.path()
-        );
-        if let Some(query) = uri.query() {
+    fn of(method: &str, uri: &str) -> Self {
+        let (url, query) = match uri.split_once('?') {
+            Some((url, query)) => (url.to_owned(), Some(query)),
+            None => (uri.to_owned(), None),
+        };
+        let mut url = url.split_once('#').map_or(url.clone(), |(url, _)| url.to_owned());
+        if let Some(query) = query {
+            let query = query.split_once('#').map_or(query, |(query, _)| query);
             let keys: Vec<&str> = query.split('&').map(|pair| pair.split('=').next().unwrap_or("")).collect();
             url.push('?');
             url.push_str(&keys.iter().map(|key| format!("{key}=…")).collect::<Vec<_>>().join("&"));
         }
-        Self { method: request.method().as_str().to_owned(), url }
+        Self { method: method.to_owned(), url }
     }
 
     fn json(&self, status: Option<u16>) -> serde_json::Value {
@@ -135,50 +149,131 @@ impl RequestSummary {
     }
 }
 
+/// How long to wait to connect, and then for the response's headers.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+}
+
+impl From<Option<RequestOptions>> for Timeouts {
+    /// The guest's timeouts, capped at [`TIMEOUT`].
+    fn from(options: Option<RequestOptions>) -> Self {
+        Self {
+            connect: options.and_then(|o| o.connect_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
+            first_byte: options.and_then(|o| o.first_byte_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
+        }
+    }
+}
+
+/// A guest's request: bounded body, the host's credential, then out.
 async fn send_checked(
-    launch: &LaunchContext,
-    rules: &EgressRules,
+    egress: &Arc<Egress>,
     request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
+    timeouts: Timeouts,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
-    let failed = |error: Error, message: String| Refusal::Failed(error, message);
     let url = url::Url::parse(&request.uri().to_string())
         .map_err(|_| Refusal::Denied(EgressError::BadUrl(request.uri().to_string())))?;
-    let pattern = rules.check_origin(&url).map_err(Refusal::Denied)?.clone();
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(TIMEOUT).min(TIMEOUT);
-    let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(TIMEOUT).min(TIMEOUT);
-
-    let addresses = resolve(&url, port, connect_timeout).await.map_err(|(error, message)| failed(error, message))?;
-    rules.check_addresses(&pattern, &host, &addresses).map_err(Refusal::Denied)?;
-
+    // Refuse an unlisted origin before reading the body or fetching a token.
+    egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
     let (mut parts, body) = request.into_parts();
-    if let Some(credential) = rules.credential_for(&url) {
-        let value = launch.home.secrets().get(&credential.secret).map_err(|error| {
-            failed(
-                Error::HttpRequestDenied,
-                format!(
-                    "the credential for {pattern} is the secret `{}`, which cannot be read: {error}",
-                    credential.secret
-                ),
-            )
-        })?;
-        // The host's credential replaces whatever the guest put there.
-        let mut header = http::HeaderValue::from_str(&format!("Bearer {}", value.expose())).map_err(|_| {
-            failed(Error::HttpRequestDenied, format!("the secret `{}` is not a valid header value", credential.secret))
-        })?;
-        header.set_sensitive(true);
-        parts.headers.insert(http::header::AUTHORIZATION, header);
-    }
     let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
         failed(
             Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)),
             format!("the request body is over the {} MiB limit, or could not be read", MAX_REQUEST_BYTES >> 20),
         )
     })?;
+    let body = body.to_bytes();
+    if let Some(grant) = egress.rules.credential_for(&url) {
+        let token_egress = Arc::clone(egress);
+        let send_token_request: TokenSender<'_> = &move |url, form| {
+            let egress = Arc::clone(&token_egress);
+            Box::pin(async move { token_request(&egress, url, form).await })
+        };
+        egress
+            .credentials
+            .apply(grant, &egress.launch.home.secrets(), &mut parts, &body, send_token_request)
+            .await
+            .map_err(|error| failed(Error::HttpRequestDenied, error.to_string()))?;
+    }
+    let response = transmit(&egress.rules, &url, parts, body, timeouts).await?;
+    let (response, io) = response;
+    let response = response.map(|incoming| {
+        Limited::new(incoming, MAX_RESPONSE_BYTES)
+            .map_err(|error| match error.downcast::<hyper::Error>() {
+                Ok(hyper) => Error::Hyper(*hyper),
+                Err(_) => Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
+            })
+            .boxed_unsync()
+    });
+    Ok((response, io))
+}
+
+/// Largest token-endpoint reply the host reads.
+const MAX_TOKEN_REPLY_BYTES: usize = 1 << 20;
+
+/// The host's own request for an access token: a form POST to `url`, under
+/// the same egress rules as the guest's requests, audited as `http.token`
+/// (URL and status; never the form or the reply).
+async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(u16, Bytes), String> {
+    let summary = RequestSummary::of("POST", url.as_str());
+    let record = |status, decision| egress.launch.audit.record("http.token", summary.json(status), decision);
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = http::Method::POST;
+    parts.uri = url.as_str().parse().map_err(|_| format!("{url} is not a valid request URI"))?;
+    if let Some(authority) = parts.uri.authority() {
+        let host = http::HeaderValue::from_str(authority.as_str()).map_err(|_| format!("{url}: bad host"))?;
+        parts.headers.insert(http::header::HOST, host);
+    }
+    parts
+        .headers
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
+    parts.headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+    let outcome = async {
+        egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
+        let timeouts = Timeouts { connect: TIMEOUT, first_byte: TIMEOUT };
+        let (response, io) = transmit(&egress.rules, &url, parts, Bytes::from(form), timeouts).await?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_TOKEN_REPLY_BYTES).collect().await.map_err(|_| {
+            failed(Error::HttpResponseBodySize(None), "the token reply is too large or was cut off".to_owned())
+        })?;
+        drop(io);
+        Ok::<_, Refusal>((status, body.to_bytes()))
+    }
+    .await;
+    match outcome {
+        Ok((status, body)) => {
+            record(Some(status), Decision::Allowed);
+            Ok((status, body))
+        }
+        Err(Refusal::Denied(error)) => {
+            record(None, Decision::Denied(error.to_string()));
+            Err(format!("denied: {error}"))
+        }
+        Err(Refusal::Failed(_, message)) => {
+            record(None, Decision::Failed(message.clone()));
+            Err(message)
+        }
+    }
+}
+
+/// Resolve, check the addresses, connect to the checked one, and send.
+/// The caller has checked the origin.
+async fn transmit(
+    rules: &EgressRules,
+    url: &url::Url,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    timeouts: Timeouts,
+) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), Refusal> {
+    let pattern = rules.check_origin(url).map_err(Refusal::Denied)?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses = resolve(url, port, timeouts.connect).await.map_err(|(error, message)| failed(error, message))?;
+    rules.check_addresses(pattern, &host, &addresses).map_err(Refusal::Denied)?;
+
     let address = SocketAddr::new(addresses[0], port);
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
+    let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(address))
         .await
         .map_err(|_| failed(Error::ConnectionTimeout, format!("connecting to {address} timed out")))?
         .map_err(|e| failed(Error::ConnectionRefused, format!("cannot connect to {address}: {e}")))?;
@@ -199,19 +294,11 @@ async fn send_checked(
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
         .parse()
         .map_err(|_| failed(Error::HttpRequestUriInvalid, "the request's path is not valid".to_owned()))?;
-    let request = http::Request::from_parts(parts, Full::new(body.to_bytes()));
-    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+    let request = http::Request::from_parts(parts, Full::new(body));
+    let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
         .await
         .map_err(|_| failed(Error::HttpResponseTimeout, format!("{host} sent no response in time")))?
         .map_err(|e| failed(Error::HttpProtocolError, format!("{host}: {e}")))?;
-    let response = response.map(|incoming| {
-        Limited::new(incoming, MAX_RESPONSE_BYTES)
-            .map_err(|error| match error.downcast::<hyper::Error>() {
-                Ok(hyper) => Error::Hyper(*hyper),
-                Err(_) => Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
-            })
-            .boxed_unsync()
-    });
     let io: IoFuture = Box::new(async move {
         match worker.await {
             Ok(Ok(())) => Ok(()),
@@ -274,16 +361,11 @@ async fn tls(host: &str, stream: TcpStream) -> Result<tokio_rustls::client::TlsS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn the_audit_summary_keeps_query_keys_but_not_values() {
-        let request = http::Request::builder()
-            .method("GET")
-            .uri("https://acct.blob.core.windows.net/logs/std_log.txt?sv=2021&sig=SECRET&se=2030")
-            .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync())
-            .expect("a request");
-        let summary = RequestSummary::of(&request);
+        let summary =
+            RequestSummary::of("GET", "https://acct.blob.core.windows.net/logs/std_log.txt?sv=2021&sig=SECRET&se=2030");
         assert_eq!(summary.url, "https://acct.blob.core.windows.net/logs/std_log.txt?sv=…&sig=…&se=…");
         assert!(!summary.json(Some(200)).to_string().contains("SECRET"));
     }

@@ -10,6 +10,7 @@
 //! [`Grants`]: crate::policy::Grants
 
 pub mod audit;
+pub mod credentials;
 mod guest_output;
 pub mod http;
 pub mod images;

@@ -13,7 +13,7 @@
 //! any other.
 //!
 //! This module is policy only (pure functions, table-tested); the `wasi:http`
-//! send hook that applies it is issue 8's next step.
+//! send hook in [`crate::host::http`] applies it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -208,11 +208,44 @@ pub struct CredentialGrant {
     pub secret: String,
 }
 
-/// The ways the host can authenticate a request.
+/// The ways the host can authenticate a request. Each names what the
+/// secret holds; [`crate::host::credentials`] applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialScheme {
-    /// `Authorization: Bearer <secret>`.
+    /// `Authorization: Bearer <secret>`: the secret is the token.
     Bearer,
+    /// AWS Signature Version 4: the secret is JSON with `access_key_id`,
+    /// `secret_access_key` and optionally `session_token`.
+    AwsSigV4,
+    /// A Google service-account key (the JSON file Google hands out): the
+    /// host exchanges a signed JWT for an OAuth2 access token at the key's
+    /// `token_uri` and sends it as a bearer token.
+    GoogleServiceAccount,
+    /// Microsoft Entra ID client credentials: the secret is JSON with
+    /// `tenant_id`, `client_id`, `client_secret` (optionally
+    /// `authority_host` and `scope`); the host gets a token and sends it as
+    /// a bearer token.
+    AzureClientCredentials,
+}
+
+impl CredentialScheme {
+    /// Every scheme, as granted.
+    pub const ALL: [CredentialScheme; 4] = [
+        CredentialScheme::Bearer,
+        CredentialScheme::AwsSigV4,
+        CredentialScheme::GoogleServiceAccount,
+        CredentialScheme::AzureClientCredentials,
+    ];
+
+    /// The scheme's name in a grant.
+    pub fn name(self) -> &'static str {
+        match self {
+            CredentialScheme::Bearer => "bearer",
+            CredentialScheme::AwsSigV4 => "aws-sigv4",
+            CredentialScheme::GoogleServiceAccount => "google-service-account",
+            CredentialScheme::AzureClientCredentials => "azure-client-credentials",
+        }
+    }
 }
 
 impl CredentialGrant {
@@ -224,15 +257,10 @@ impl CredentialGrant {
         let (scheme, secret) = credential
             .split_once(':')
             .ok_or_else(|| format!("`{credential}` is not SCHEME:SECRET, e.g. bearer:my-token"))?;
-        let scheme = match scheme {
-            "bearer" => CredentialScheme::Bearer,
-            other => {
-                return Err(format!(
-                    "`{other}` is not a credential scheme this stepbox applies (it has: bearer; AWS SigV4, \
-                     Google service accounts and Azure client credentials are planned)"
-                ));
-            }
-        };
+        let scheme = CredentialScheme::ALL.into_iter().find(|known| known.name() == scheme).ok_or_else(|| {
+            let known: Vec<&str> = CredentialScheme::ALL.iter().map(|known| known.name()).collect();
+            format!("`{scheme}` is not a credential scheme; the schemes are {}", known.join(", "))
+        })?;
         crate::secrets::check_name(secret).map_err(|error| error.to_string())?;
         Ok(Self { origin, scheme, secret: secret.to_owned() })
     }
@@ -240,10 +268,7 @@ impl CredentialGrant {
 
 impl std::fmt::Display for CredentialGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = match self.scheme {
-            CredentialScheme::Bearer => "bearer",
-        };
-        write!(f, "{}={scheme}:{}", self.origin, self.secret)
+        write!(f, "{}={}:{}", self.origin, self.scheme.name(), self.secret)
     }
 }
 
@@ -393,10 +418,14 @@ mod tests {
     fn credentials_parse_and_name_what_is_wrong() {
         let grant = CredentialGrant::parse("https://API.example.com=bearer:api-token").expect("parses");
         assert_eq!(grant.to_string(), "https://api.example.com:443=bearer:api-token");
+        for scheme in CredentialScheme::ALL {
+            let text = format!("https://*.example.com={}:keys", scheme.name());
+            assert_eq!(CredentialGrant::parse(&text).expect(&text).scheme, scheme);
+        }
         for (text, message) in [
             ("https://api.example.com", "is not ORIGIN=SCHEME:SECRET"),
             ("https://api.example.com=api-token", "is not SCHEME:SECRET"),
-            ("https://api.example.com=aws-sigv4:keys", "planned"),
+            ("https://api.example.com=kerberos:keys", "the schemes are bearer, aws-sigv4"),
             ("https://api.example.com=bearer:../x", "secret"),
             ("ftp://x=bearer:t", "origin pattern"),
         ] {

@@ -47,11 +47,15 @@ impl fmt::Display for Denial {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=bearer:SECRET, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=SCHEME:SECRET, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
     BadValue { name: String, value: String, expected: &'static str },
+    #[error(
+        "grant `http-credential={value}`: {reason}. The form is ORIGIN=SCHEME:SECRET, e.g. https://*.amazonaws.com=aws-sigv4:aws-keys"
+    )]
+    BadCredential { value: String, reason: String },
     #[error("grant `backend={0}`: this stepbox has no such job backend (it has: {backends})", backends = backend_names().join(", "))]
     UnknownBackend(String),
 }
@@ -140,7 +144,7 @@ impl Grants {
             ("http-private", None) => self.http_private = true,
             ("http-credential", Some(value)) => {
                 let credential = egress::CredentialGrant::parse(value)
-                    .map_err(|_| bad("ORIGIN=bearer:SECRET, e.g. https://api.example.com=bearer:api-token"))?;
+                    .map_err(|reason| GrantError::BadCredential { value: value.to_owned(), reason })?;
                 let origin = credential.origin.to_string();
                 self.http_credentials.retain(|c| !c.starts_with(&format!("{origin}=")));
                 self.http_credentials.push(credential.to_string());
