@@ -409,7 +409,9 @@ mod tests {
 
     #[test]
     fn the_aws_scope_comes_from_the_header_or_the_host_name() {
-        let cases: &[(&str, &[(&str, &str)], Option<(&str, &str)>)] = &[
+        // (URL, headers, expected (region, service)).
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
             ("https://api.sagemaker.us-east-1.amazonaws.com/", &[], Some(("us-east-1", "sagemaker"))),
             ("https://logs.eu-west-1.amazonaws.com/", &[], Some(("eu-west-1", "logs"))),
             ("https://api.sagemaker.cn-north-1.amazonaws.com.cn/", &[], Some(("cn-north-1", "sagemaker"))),
@@ -472,7 +474,7 @@ mod tests {
         assert_eq!(key.token_uri, "https://oauth2.googleapis.com/token");
         assert_eq!(key.scope(), GOOGLE_DEFAULT_SCOPE);
         let no_sender: TokenSender<'_> = &|_, _| Box::pin(async { Err("not called".to_owned()) });
-        let error = key.fetch_token("gcp", no_sender).await.err().expect("refused").to_string();
+        let error = key.fetch_token("gcp", no_sender).await.expect_err("refused").to_string();
         assert!(error.contains("not an RSA private key"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
@@ -489,7 +491,7 @@ mod tests {
             &SecretValue::new(r#"{"tenant_id":"t","client_id":"c","client_secret":"s"}"#.into()),
         )
         .expect("parses");
-        let error = client.fetch_token("azure", refused).await.err().expect("refused").to_string();
+        let error = client.fetch_token("azure", refused).await.expect_err("refused").to_string();
         assert!(error.contains("login.microsoftonline.com/t/oauth2/v2.0/token"), "{error}");
         assert!(error.contains("HTTP 401, invalid_client: AADSTS7000215"), "{error}");
 
