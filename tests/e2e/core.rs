@@ -482,17 +482,7 @@ fn inspect_describes_a_file_before_registration_without_running_it() {
 #[test]
 fn secrets_are_read_from_stdin_listed_by_name_and_deleted() {
     let t = TestHome::new();
-    let set = |name: &str, value: &[u8]| {
-        let mut child = t
-            .command(&["secret", "set", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("stepbox starts");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), value).expect("write the value");
-        stepbox_e2e::Run::from_output(child.wait_with_output().expect("stepbox exits"))
-    };
+    let set = |name: &str, value: &[u8]| t.set_secret(name, value);
     set("api-token", b"s3cr3t-value\n").expect_code(0);
     let listed = t.run(&["secret", "list", "-o", "json"]);
     listed.expect_code(0);

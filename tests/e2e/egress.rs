@@ -5,89 +5,28 @@
 //! settings name; small servers here record what reaches them.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 
+use stepbox_e2e::fake_http::{FakeServer, Reply};
 use stepbox_e2e::{TestHome, component, path_str};
 
 const DENIED: i32 = 77;
 
-/// A loopback HTTP/1.1 server that records each request line and answers
-/// `/ok` with 200 "hello" and `/redirect` with a 302 to `location`.
-struct Server {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(location: Option<String>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        let port = listener.local_addr().expect("address").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream);
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut length = 0usize;
-                let mut host = String::new();
-                let mut auth = String::new();
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                        break;
-                    }
-                    let lower = header.to_ascii_lowercase();
-                    if let Some(value) = lower.strip_prefix("content-length:") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if let Some(value) = lower.strip_prefix("host:") {
-                        host = value.trim().to_owned();
-                    }
-                    if lower.starts_with("authorization:") {
-                        auth = format!(" auth={}", header["authorization:".len()..].trim());
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let line = format!("{} host={host}{auth} body={}", request_line.trim(), String::from_utf8_lossy(&body));
-                record.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                let response = match (&location, request_line.contains(" /redirect ")) {
-                    (Some(location), true) => {
-                        format!(
-                            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        )
-                    }
-                    _ => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_owned(),
-                };
-                let mut stream = reader.into_inner();
-                let _ = stream.write_all(response.as_bytes());
-            }
-        });
-        Self { port, seen }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
+/// A server answering 200 "hello", and `/redirect` with a 302 to `location`.
+fn hello_server(location: Option<String>) -> FakeServer {
+    FakeServer::start(move |request| match (&location, request.path.as_str()) {
+        (Some(location), "/redirect") => Reply::text(302, "").with_header("Location", location),
+        _ => Reply::text(200, "hello"),
+    })
 }
 
 /// A home with the http-probe flavor and step operator `probe` granted `http` and `grants`
 /// (and `jobs`, which the SDK's flavors import).
 fn probe_home(grants: &[String]) -> TestHome {
-    let t = TestHome::new();
+    probe_home_in(TestHome::new(), grants)
+}
+
+/// [`probe_home`] in an existing home (one that already holds secrets).
+fn probe_home_in(t: TestHome, grants: &[String]) -> TestHome {
     let flavor = component("http-probe", "http_probe");
     t.run(&["flavor", "register", path_str(&flavor)]).expect_code(0);
     let mut extra = ["--grant", "jobs", "--grant", "http"].map(str::to_owned).to_vec();
@@ -112,8 +51,8 @@ fn probe(t: &TestHome, requests: serde_json::Value) -> (Vec<String>, String) {
 
 #[test]
 fn a_flavor_reaches_an_allowed_origin_and_nothing_else() {
-    let allowed = Server::start(None);
-    let other = Server::start(None);
+    let allowed = hello_server(None);
+    let other = hello_server(None);
     let t = probe_home(&[format!("http-origin={}", allowed.origin())]);
     let (lines, audit) = probe(
         &t,
@@ -124,11 +63,12 @@ fn a_flavor_reaches_an_allowed_origin_and_nothing_else() {
     );
     assert_eq!(lines[0], format!("POST {} -> 200 (5 bytes)", allowed.url("/ok?sig=SECRET-SIG&v=1")), "{lines:?}");
     assert!(lines[1].ends_with("-> error ErrorCode::HttpRequestDenied"), "{lines:?}");
-    assert_eq!(
-        allowed.seen(),
-        [format!("POST /ok?sig=SECRET-SIG&v=1 HTTP/1.1 host=127.0.0.1:{} body={{\"a\":1}}", allowed.port)]
-    );
-    assert!(other.seen().is_empty(), "nothing reached the origin that is not allowed");
+    let received = allowed.requests();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!((received[0].method.as_str(), received[0].path.as_str()), ("POST", "/ok?sig=SECRET-SIG&v=1"));
+    assert_eq!(received[0].header("host"), Some(format!("127.0.0.1:{}", allowed.port()).as_str()));
+    assert_eq!(received[0].text(), "{\"a\":1}");
+    assert!(other.requests().is_empty(), "nothing reached the origin that is not allowed");
 
     assert!(audit.contains("http.request"), "{audit}");
     assert!(audit.contains("sig=…&v=…"), "query keys are kept: {audit}");
@@ -139,29 +79,29 @@ fn a_flavor_reaches_an_allowed_origin_and_nothing_else() {
 
 #[test]
 fn a_name_that_resolves_to_loopback_is_refused_even_when_its_origin_is_allowed() {
-    let server = Server::start(None);
+    let server = hello_server(None);
     let t = probe_home(&[
-        format!("http-origin=http://localhost:{}", server.port),
+        format!("http-origin=http://localhost:{}", server.port()),
         "http-origin=http://169.254.169.254".to_owned(),
     ]);
     let (lines, audit) = probe(
         &t,
         serde_json::json!([
-            { "method": "GET", "url": format!("http://localhost:{}/ok", server.port) },
+            { "method": "GET", "url": format!("http://localhost:{}/ok", server.port()) },
             { "method": "GET", "url": "http://169.254.169.254/latest/meta-data/" },
         ]),
     );
     assert!(lines[0].ends_with("-> error ErrorCode::DestinationIpProhibited"), "{lines:?}");
     assert!(lines[1].ends_with("-> error ErrorCode::DestinationIpProhibited"), "{lines:?}");
-    assert!(server.seen().is_empty(), "the loopback server got nothing");
+    assert!(server.requests().is_empty(), "the loopback server got nothing");
     assert!(audit.contains("a loopback address"), "{audit}");
     assert!(audit.contains("a cloud metadata service address"), "{audit}");
 }
 
 #[test]
 fn redirects_are_not_followed_and_where_they_point_is_checked_like_any_origin() {
-    let elsewhere = Server::start(None);
-    let server = Server::start(Some(elsewhere.url("/ok")));
+    let elsewhere = hello_server(None);
+    let server = hello_server(Some(elsewhere.url("/ok")));
     let t = probe_home(&[format!("http-origin={}", server.origin())]);
     let (lines, _) = probe(
         &t,
@@ -172,7 +112,7 @@ fn redirects_are_not_followed_and_where_they_point_is_checked_like_any_origin() 
     );
     assert_eq!(lines[0], format!("GET {} -> 302 (0 bytes) location={}", server.url("/redirect"), elsewhere.url("/ok")));
     assert!(lines[1].ends_with("-> error ErrorCode::HttpRequestDenied"), "following it by hand is checked: {lines:?}");
-    assert!(elsewhere.seen().is_empty());
+    assert!(elsewhere.requests().is_empty());
 }
 
 #[test]
@@ -189,21 +129,19 @@ fn a_flavor_importing_wasi_http_is_refused_until_http_is_granted() {
 
 #[test]
 fn the_host_adds_the_origins_credential_and_the_flavor_never_sees_it() {
-    let server = Server::start(None);
+    let server = hello_server(None);
     let token = format!("tok-{}", stepbox_e2e::unique_marker());
     let t = probe_home(&[
         format!("http-origin={}", server.origin()),
         format!("http-credential={}=bearer:api-token", server.origin()),
     ]);
-    let mut set = t.command(&["secret", "set", "api-token"]);
-    set.stdin(std::process::Stdio::piped());
-    let mut child = set.spawn().expect("stepbox starts");
-    child.stdin.take().expect("stdin").write_all(token.as_bytes()).expect("write the token");
-    assert!(child.wait().expect("stepbox ends").success());
+    t.set_secret("api-token", token.as_bytes()).expect_code(0);
 
     let (lines, audit) = probe(&t, serde_json::json!([{ "method": "GET", "url": server.url("/ok") }]));
     assert!(lines[0].ends_with("-> 200 (5 bytes)"), "{lines:?}");
-    assert_eq!(server.seen(), [format!("GET /ok HTTP/1.1 host=127.0.0.1:{} auth=Bearer {token} body=", server.port)]);
+    let received = server.requests();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].header("authorization"), Some(format!("Bearer {token}").as_str()));
     assert!(!audit.contains(&token), "not in the audit record");
     let leaked = stepbox_e2e::files_containing(&t.home().join("runs"), &token);
     assert!(leaked.is_empty(), "the token is in no run file: {leaked:?}");
@@ -213,5 +151,154 @@ fn the_host_adds_the_origins_credential_and_the_flavor_never_sees_it() {
     let (lines, audit) = probe(&t, serde_json::json!([{ "method": "GET", "url": server.url("/ok") }]));
     assert!(lines[0].ends_with("-> error ErrorCode::HttpRequestDenied"), "{lines:?}");
     assert!(audit.contains("the secret `api-token`"), "{audit}");
-    assert_eq!(server.seen().len(), 1, "the second request never left");
+    assert_eq!(server.requests().len(), 1, "the second request never left");
+}
+
+/// A fresh RSA key pair, (private PKCS#8 PEM, public PEM), made by openssl.
+fn rsa_key_pair(dir: &std::path::Path) -> (String, String) {
+    let private = dir.join("key.pem");
+    let public = dir.join("key.pub.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&private)
+        .status()
+        .expect("openssl runs (apt install openssl)");
+    assert!(made.success(), "openssl genpkey");
+    let exported = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .expect("openssl runs");
+    assert!(exported.success(), "openssl pkey -pubout");
+    (fs::read_to_string(private).expect("private key"), fs::read_to_string(public).expect("public key"))
+}
+
+#[test]
+fn a_google_service_account_key_becomes_a_token_the_flavor_never_sees() {
+    let t = TestHome::new();
+    let (private_pem, public_pem) = rsa_key_pair(t.scratch());
+    let token = format!("ya29.{}", stepbox_e2e::unique_marker());
+    let issued = token.clone();
+    // Google's token endpoint: checks the JWT's signature against the key, then issues a token.
+    let token_server = FakeServer::start(move |request| {
+        let assertion = request.form_field("assertion").unwrap_or_default();
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).expect("a public key");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_aud = false;
+        match jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &validation) {
+            Ok(_) => Reply::json(
+                200,
+                serde_json::json!({ "access_token": issued, "expires_in": 3599, "token_type": "Bearer" }),
+            ),
+            Err(error) => Reply::json(
+                400,
+                serde_json::json!({ "error": "invalid_grant", "error_description": error.to_string() }),
+            ),
+        }
+    });
+    let api = hello_server(None);
+    let key_file = serde_json::json!({
+        "type": "service_account",
+        "project_id": "my-project",
+        "private_key_id": "key-1",
+        "private_key": private_pem,
+        "client_email": "stepbox-test@my-project.iam.gserviceaccount.com",
+        "token_uri": token_server.url("/token"),
+    });
+    t.set_secret("gcp-key", key_file.to_string().as_bytes()).expect_code(0);
+    let t = probe_home_in(
+        t,
+        &[
+            format!("http-origin={}", api.origin()),
+            format!("http-origin={}", token_server.origin()),
+            format!("http-credential={}=google-service-account:gcp-key", api.origin()),
+        ],
+    );
+    let (lines, audit) = probe(
+        &t,
+        serde_json::json!([
+            { "method": "GET", "url": api.url("/v1/projects/my-project/locations/us-central1/customJobs/1") },
+            { "method": "GET", "url": api.url("/v1/projects/my-project/locations/us-central1/customJobs/2") },
+        ]),
+    );
+    assert!(lines.iter().all(|line| line.ends_with("-> 200 (5 bytes)")), "{lines:?}");
+
+    // One token exchange, as Google documents it, for both requests.
+    let exchanges = token_server.requests();
+    assert_eq!(exchanges.len(), 1, "the token is cached: {exchanges:?}");
+    assert_eq!((exchanges[0].method.as_str(), exchanges[0].path.as_str()), ("POST", "/token"));
+    assert_eq!(exchanges[0].header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(exchanges[0].form_field("grant_type").as_deref(), Some("urn:ietf:params:oauth:grant-type:jwt-bearer"));
+    let assertion = exchanges[0].form_field("assertion").expect("a JWT");
+    let header = jsonwebtoken::decode_header(&assertion).expect("a JWT header");
+    assert_eq!((header.alg, header.kid.as_deref()), (jsonwebtoken::Algorithm::RS256, Some("key-1")));
+    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&assertion).expect("claims").claims;
+    assert_eq!(claims["iss"], "stepbox-test@my-project.iam.gserviceaccount.com");
+    assert_eq!(claims["aud"], token_server.url("/token"));
+    assert_eq!(claims["scope"], "https://www.googleapis.com/auth/cloud-platform");
+    assert_eq!(claims["exp"].as_u64().unwrap_or(0) - claims["iat"].as_u64().unwrap_or(0), 3600);
+
+    for request in api.requests() {
+        assert_eq!(request.header("authorization"), Some(format!("Bearer {token}").as_str()));
+    }
+    assert!(audit.contains("http.token"), "the exchange is audited: {audit}");
+    assert!(!audit.contains(&token), "the token is not in the audit record");
+    for needle in [token.as_str(), "PRIVATE KEY"] {
+        let leaked = stepbox_e2e::files_containing(&t.home().join("runs"), needle);
+        assert!(leaked.is_empty(), "{needle} is in no run file: {leaked:?}");
+    }
+}
+
+#[test]
+fn an_azure_client_secret_becomes_a_token_and_the_token_endpoint_must_be_granted() {
+    let token = format!("eyJ.{}", stepbox_e2e::unique_marker());
+    let issued = token.clone();
+    let token_server = FakeServer::start(move |request| match request.form_field("client_secret").as_deref() {
+        Some("client-secret-value") => Reply::json(
+            200,
+            serde_json::json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": issued }),
+        ),
+        _ => Reply::json(
+            401,
+            serde_json::json!({ "error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided." }),
+        ),
+    });
+    let api = hello_server(None);
+    let t = TestHome::new();
+    let client = serde_json::json!({
+        "tenant_id": "tenant-1",
+        "client_id": "app-1",
+        "client_secret": "client-secret-value",
+        "authority_host": token_server.origin(),
+    });
+    t.set_secret("azure-app", client.to_string().as_bytes()).expect_code(0);
+    let credential = format!("http-credential={}=azure-client-credentials:azure-app", api.origin());
+
+    // Without the token endpoint among the origins, no token and no request.
+    let ungranted = probe_home_in(t, &[format!("http-origin={}", api.origin()), credential.clone()]);
+    let (lines, audit) = probe(&ungranted, serde_json::json!([{ "method": "GET", "url": api.url("/jobs/a") }]));
+    assert!(lines[0].ends_with("-> error ErrorCode::HttpRequestDenied"), "{lines:?}");
+    assert!(audit.contains(&format!("--grant http-origin={}", token_server.origin())), "{audit}");
+    assert!(token_server.requests().is_empty() && api.requests().is_empty());
+
+    let t = TestHome::new();
+    t.set_secret("azure-app", client.to_string().as_bytes()).expect_code(0);
+    let t = probe_home_in(
+        t,
+        &[format!("http-origin={}", api.origin()), format!("http-origin={}", token_server.origin()), credential],
+    );
+    let (lines, audit) = probe(&t, serde_json::json!([{ "method": "PUT", "url": api.url("/jobs/a"), "body": "{}" }]));
+    assert!(lines[0].ends_with("-> 200 (5 bytes)"), "{lines:?}");
+    let exchange = &token_server.requests()[0];
+    assert_eq!(exchange.path, "/tenant-1/oauth2/v2.0/token");
+    assert_eq!(exchange.form_field("grant_type").as_deref(), Some("client_credentials"));
+    assert_eq!(exchange.form_field("client_id").as_deref(), Some("app-1"));
+    assert_eq!(exchange.form_field("scope").as_deref(), Some("https://management.azure.com/.default"));
+    assert_eq!(api.requests()[0].header("authorization"), Some(format!("Bearer {token}").as_str()));
+    assert!(!audit.contains(&token), "{audit}");
+    for needle in [token.as_str(), "client-secret-value"] {
+        assert!(stepbox_e2e::files_containing(&t.home().join("runs"), needle).is_empty(), "{needle} leaked");
+    }
 }

@@ -156,11 +156,7 @@ fn ray_home() -> (TestHome, String) {
     let token = ray_token();
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&ray_flavor())]).expect_code(0);
-    let mut set = t.command(&["secret", "set", "ray-token"]);
-    set.stdin(std::process::Stdio::piped());
-    let mut child = set.spawn().expect("stepbox starts");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), token.as_bytes()).expect("write the token");
-    assert!(child.wait().expect("stepbox exits").success(), "secret set");
+    t.set_secret("ray-token", token.as_bytes()).expect_code(0);
     t.register_operator(
         "ray",
         "ray",

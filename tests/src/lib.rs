@@ -5,6 +5,8 @@
 //! with the same cargo that runs the tests; cargo's own lock keeps concurrent
 //! test processes from building twice.
 
+pub mod fake_http;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -364,6 +366,19 @@ impl TestHome {
     /// Run `stepbox ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from_output(self.command(args).output().expect("stepbox must start"))
+    }
+
+    /// `stepbox secret set NAME` with `value` on stdin; the command's outcome.
+    pub fn set_secret(&self, name: &str, value: &[u8]) -> Run {
+        let mut child = self
+            .command(&["secret", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepbox starts");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), value).expect("write the value");
+        Run::from_output(child.wait_with_output().expect("stepbox exits"))
     }
 
     /// Register the local flavor and a step operator `local` using it,
