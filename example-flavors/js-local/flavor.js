@@ -7,9 +7,9 @@
 // (build.mjs). WIT names map to JavaScript as jco does: camelCase fields,
 // variants as `{ tag, val }`, u64 as BigInt, errors thrown.
 
-import { log } from 'stepbox:operator/log@0.2.0';
-import { submit } from 'stepbox:operator/jobs@0.2.0';
-import { install } from 'stepbox:operator/requirements@0.2.0';
+import { log } from 'stepbox:operator/log@0.2.1';
+import { submit } from 'stepbox:operator/jobs@0.2.1';
+import { install } from 'stepbox:operator/requirements@0.2.1';
 
 const NAME = 'js-local';
 const VERSION = '0.1.0';

@@ -49,6 +49,7 @@
 //! ```
 
 pub mod bindings;
+pub mod cancellation;
 mod errors;
 mod flavor;
 pub mod images;
@@ -67,7 +68,7 @@ pub use flavor::{Flavor, FlavorInfo, NoSettings};
 pub use schemars;
 
 /// The contract version this SDK builds flavors against.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.2.1";
 
 /// Export a type that implements [`Flavor`] as the component's `operator`.
 ///

@@ -15,4 +15,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::stepbox::operator::operator;
-pub use self::stepbox::operator::{images, jobs, log, requirements, types};
+pub use self::stepbox::operator::{cancellation, images, jobs, log, requirements, types};

@@ -24,7 +24,28 @@ pub fn operator_export() -> String {
 }
 
 /// The capability interfaces this runtime provides, by WIT interface name.
-pub const CAPABILITIES: &[&str] = &["log", "jobs", "requirements", "images", "types"];
+pub const CAPABILITIES: &[&str] = &["log", "cancellation", "jobs", "requirements", "images", "types"];
+
+/// Capabilities every flavor has without a grant: they only inform.
+pub const ALWAYS_GRANTED: &[&str] = &["log", "cancellation"];
+
+/// Whether a flavor built against contract `version` runs on this host: the
+/// same 0.MINOR (or MAJOR) series, at a patch level this host has reached.
+/// Within a series, releases only add interfaces and functions.
+pub fn compatible_contract(version: &str) -> bool {
+    let parse = |text: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = text.split('.').map(|part| part.parse::<u64>().ok());
+        let parsed = (parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(parsed)
+    };
+    match (parse(version), parse(CONTRACT_VERSION)) {
+        (Some((major, minor, patch)), Some((our_major, our_minor, our_patch))) => {
+            let same_series = if our_major == 0 { major == 0 && minor == our_minor } else { major == our_major };
+            same_series && (minor, patch) <= (our_minor, our_patch)
+        }
+        _ => false,
+    }
+}
 
 /// Why a file cannot be used as a flavor.
 #[derive(Debug, Error)]
@@ -40,7 +61,7 @@ pub enum ComponentError {
     #[error("{path} is not valid WebAssembly: {message}")]
     Invalid { path: String, message: String },
     #[error(
-        "{path} was built against contract {found}, but this stepbox implements {CONTRACT_PACKAGE}@{CONTRACT_VERSION}. Rebuild the flavor with stepbox-guest {CONTRACT_VERSION}, or use a stepbox that supports {found}"
+        "{path} was built against contract {found}, but this stepbox implements {CONTRACT_PACKAGE}@{CONTRACT_VERSION}. Rebuild the flavor against {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (stepbox-guest {CONTRACT_VERSION}), or use a stepbox that supports {found}"
     )]
     ContractVersion { path: String, found: String },
     #[error(
@@ -49,7 +70,7 @@ pub enum ComponentError {
     )]
     NotAFlavor { path: String, exports: String },
     #[error(
-        "{path} imports `{import}`, which stepbox does not provide. A flavor may import the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} capabilities (log, jobs, requirements, images), WASI 0.2 interfaces, and wasi:http (the `http` capability)"
+        "{path} imports `{import}`, which stepbox does not provide. A flavor may import the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} capabilities (log, cancellation, jobs, requirements, images), WASI 0.2 interfaces, and wasi:http (the `http` capability)"
     )]
     UnknownImport { path: String, import: String },
     #[error("cannot compile {path}: {message}")]
@@ -107,16 +128,16 @@ pub fn check_shape(
 /// Check a component's top-level export and import names against the
 /// contract, and sort its imports into capabilities and WASI interfaces.
 pub fn check_names(path: &str, exports: &[String], imports: &[String]) -> Result<ComponentShape, ComponentError> {
-    let wanted = operator_export();
-    if !exports.contains(&wanted) {
-        let prefix = format!("{CONTRACT_PACKAGE}/operator@");
-        if let Some(other) = exports.iter().find_map(|name| name.strip_prefix(&prefix)) {
+    let prefix = format!("{CONTRACT_PACKAGE}/operator@");
+    match exports.iter().find_map(|name| name.strip_prefix(&prefix)) {
+        Some(version) if compatible_contract(version) => {}
+        Some(other) => {
             return Err(ComponentError::ContractVersion {
                 path: path.to_owned(),
                 found: format!("{CONTRACT_PACKAGE}@{other}"),
             });
         }
-        return Err(ComponentError::NotAFlavor { path: path.to_owned(), exports: exports.join(", ") });
+        None => return Err(ComponentError::NotAFlavor { path: path.to_owned(), exports: exports.join(", ") }),
     }
     let mut shape = ComponentShape { exports: exports.to_vec(), ..ComponentShape::default() };
     for name in imports {
@@ -131,7 +152,7 @@ fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result
     let unknown = || ComponentError::UnknownImport { path: path.to_owned(), import: name.to_owned() };
     if let Some(rest) = name.strip_prefix(&format!("{CONTRACT_PACKAGE}/")) {
         let (interface, version) = rest.split_once('@').ok_or_else(unknown)?;
-        if version != CONTRACT_VERSION {
+        if !compatible_contract(version) {
             return Err(ComponentError::ContractVersion {
                 path: path.to_owned(),
                 found: format!("{CONTRACT_PACKAGE}@{version}"),
@@ -232,4 +253,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.as_file().sync_all()?;
     file.persist(path).map_err(|error| error.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavors_of_the_same_contract_series_are_accepted_up_to_this_patch() {
+        assert_eq!(CONTRACT_VERSION, "0.2.1", "update this table with the contract");
+        for (version, accepted) in [
+            ("0.2.0", true),
+            ("0.2.1", true),
+            ("0.2.2", false), // may import what this host lacks
+            ("0.3.0", false),
+            ("0.1.9", false),
+            ("1.2.1", false),
+            ("0.2", false),
+            ("0.2.1-rc1", false),
+        ] {
+            assert_eq!(compatible_contract(version), accepted, "{version}");
+        }
+    }
+
+    #[test]
+    fn a_flavor_built_against_an_earlier_patch_keeps_its_capabilities() {
+        let exports = ["stepbox:operator/operator@0.2.0".to_owned()];
+        let imports =
+            ["stepbox:operator/log@0.2.0", "stepbox:operator/jobs@0.2.0", "stepbox:operator/cancellation@0.2.1"]
+                .map(str::to_owned);
+        let shape = check_names("old.wasm", &exports, &imports).expect("accepted");
+        assert_eq!(shape.capabilities, ["cancellation", "jobs", "log"]);
+        let future = check_names("new.wasm", &["stepbox:operator/operator@0.3.0".to_owned()], &[]).unwrap_err();
+        assert!(future.to_string().contains("built against contract stepbox:operator@0.3.0"), "{future}");
+    }
 }

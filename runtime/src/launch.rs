@@ -67,6 +67,19 @@ pub enum Interrupt {
     WallClock(std::time::Duration),
 }
 
+impl std::fmt::Display for Interrupt {
+    /// The reason a flavor is given through `cancellation`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interrupt::Interrupt => f.write_str("cancelled by SIGINT"),
+            Interrupt::Terminate => f.write_str("cancelled by SIGTERM"),
+            Interrupt::WallClock(budget) => {
+                write!(f, "the launch hit its `wall-clock` limit of {}", humantime::format_duration(*budget))
+            }
+        }
+    }
+}
+
 /// How a launch ended.
 #[derive(Debug, Clone)]
 pub struct LaunchOutcome {
@@ -192,17 +205,39 @@ pub async fn launch(
         audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
         environments: Default::default(),
         dry_run: args.dry_run.is_some(),
+        cancellation: Default::default(),
     });
     tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
 
     let config = operator.config.to_string();
     let call = prepared.launch(Arc::clone(&context), Arc::clone(&logger), &config, &request);
+    let mut call = std::pin::pin!(call);
     let budget = limits.wall_clock;
     let result = tokio::select! {
-        result = call => Ok(result),
+        result = &mut call => Ok(result),
         interrupt = interrupted => Err(interrupt),
         () = tokio::time::sleep(budget) => Err(Interrupt::WallClock(budget)),
     };
+    if let Err(interrupt) = &result {
+        let grace = limits.cancel_grace;
+        // Tell the flavor (`cancellation`), cancel the host's jobs, and give
+        // the flavor `cancel-grace` to stop what it started elsewhere.
+        context.cancellation.request(&interrupt.to_string());
+        logger.note(
+            crate::bindings::log::Level::Info,
+            &format!("cancelling ({interrupt}); the flavor has {} to stop its work", humantime::format_duration(grace)),
+        );
+        let (_, cleanup) = tokio::join!(context.jobs.close_and_cancel(grace), tokio::time::timeout(grace, &mut call));
+        if cleanup.is_err() {
+            logger.note(
+                crate::bindings::log::Level::Warn,
+                &format!(
+                    "the flavor did not return within `cancel-grace` ({}) of the cancellation and was stopped; work it started outside stepbox may still be running",
+                    humantime::format_duration(grace)
+                ),
+            );
+        }
+    }
     // Whatever happened, the launch owns its jobs: cancel and await any still running.
     let leftover = context.jobs.close_and_cancel(limits.cancel_grace).await;
     if result.is_ok() {

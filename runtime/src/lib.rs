@@ -1,7 +1,7 @@
 //! stepbox: a WebAssembly-sandboxed runtime for step-operator flavors.
 //!
 //! A flavor is a WebAssembly component implementing the
-//! `stepbox:operator@0.2.0` contract (`wit/operator.wit`). The runtime
+//! `stepbox:operator@0.2.1` contract (`wit/operator.wit`). The runtime
 //! registers flavors, configures step operators, and launches steps: it
 //! instantiates the flavor with no ambient authority and a small set of
 //! capability-limited host functions, and blocks until the step's jobs end.
@@ -46,6 +46,6 @@ pub mod supervisor;
 pub mod units;
 
 /// The contract version this runtime implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.2.1";
 /// The contract's WIT package name.
 pub const CONTRACT_PACKAGE: &str = "stepbox:operator";

@@ -149,14 +149,14 @@ fn files_that_are_not_flavors_are_refused_with_a_clear_error() {
     let refused = t.run(&["flavor", "register", path_str(&command)]);
     refused.expect_error(BAD_INPUT, "is a component of another world");
     assert!(refused.stderr.contains("wasi:cli/run"), "the error names what it does export: {}", refused.stderr);
-    assert!(refused.stderr.contains("stepbox:operator/operator@0.2.0"), "and what was expected");
+    assert!(refused.stderr.contains("stepbox:operator/operator@0.2.1"), "and what was expected");
 
     let future = stepbox_e2e::future_contract_component();
     let refused = t.run(&["flavor", "register", path_str(&future)]);
     refused.expect_code(BAD_INPUT);
     assert!(
         refused.stderr.contains("was built against contract stepbox:operator@0.3.0")
-            && refused.stderr.contains("this stepbox implements stepbox:operator@0.2.0"),
+            && refused.stderr.contains("this stepbox implements stepbox:operator@0.2.1"),
         "{}",
         refused.stderr
     );
@@ -451,7 +451,7 @@ fn inspect_describes_a_file_before_registration_without_running_it() {
     inspected.expect_code(0);
     let inspected = inspected.json();
     assert_eq!(inspected["kind"], "component");
-    assert_eq!(inspected["contract"], "stepbox:operator@0.2.0");
+    assert_eq!(inspected["contract"], "stepbox:operator@0.2.1");
     assert_eq!(inspected["capabilities"], serde_json::json!(["jobs", "log", "requirements"]));
     assert_eq!(inspected["wasi_beyond_minimal"], serde_json::json!([]));
     assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]), "inspect registers nothing");
@@ -477,6 +477,20 @@ fn inspect_describes_a_file_before_registration_without_running_it() {
     let future = t.run(&["flavor", "inspect", path_str(&stepbox_e2e::future_contract_component()), "-o", "json"]);
     future.expect_error(BAD_INPUT, "built against contract stepbox:operator@0.3.0");
     assert_eq!(future.json()["contract"], "stepbox:operator@0.3.0");
+}
+
+#[test]
+fn a_flavor_built_against_an_earlier_contract_of_the_series_still_runs() {
+    let t = TestHome::new();
+    let released = stepbox_e2e::released_contract_component();
+    let inspected = t.run(&["flavor", "inspect", path_str(&released), "-o", "json"]);
+    inspected.expect_code(0);
+    assert_eq!(inspected.json()["contract"], "stepbox:operator@0.2.0");
+    t.run(&["flavor", "register", path_str(&released)]).expect_code(0);
+    t.register_operator("old", "released-0-2-0", &["--grant", "jobs"]).expect_code(0);
+    let run = t.launch("old", "s", &["echo", "still-runs"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("still-runs"), "{}", run.stdout);
 }
 
 #[test]

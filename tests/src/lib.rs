@@ -221,6 +221,11 @@ pub fn unknown_import_component() -> PathBuf {
     component("unknown-import", "unknown_import")
 }
 
+/// A flavor built against the released `stepbox:operator@0.2.0`.
+pub fn released_contract_component() -> PathBuf {
+    component("contract-0-2-0", "contract_0_2_0")
+}
+
 /// A flavor built against `stepbox:operator@0.3.0`.
 pub fn future_contract_component() -> PathBuf {
     component("future-contract", "future_contract")

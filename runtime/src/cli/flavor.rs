@@ -123,8 +123,12 @@ fn print_inspection(inspection: &crate::inspect::Inspection) {
         ("wasi (beyond)", if beyond.is_empty() { "none".to_owned() } else { beyond.join("; ") }),
     ]);
     if inspection.is_flavor() {
-        let grants: Vec<String> =
-            inspection.capabilities.iter().filter(|c| *c != "log").map(|c| format!("--grant {c}")).collect();
+        let grants: Vec<String> = inspection
+            .capabilities
+            .iter()
+            .filter(|c| !crate::component::ALWAYS_GRANTED.contains(&c.as_str()))
+            .map(|c| format!("--grant {c}"))
+            .collect();
         println!(
             "\nA flavor. A step operator using it needs: {}",
             if grants.is_empty() { "no grants".to_owned() } else { grants.join(" ") }

@@ -56,6 +56,53 @@ pub struct LaunchContext {
     /// made, backend options are recorded unresolved, and every backend is
     /// a [`crate::backends::dry_run::DryRunBackend`].
     pub dry_run: bool,
+    /// Set once the launch is being cancelled; the flavor sees it through
+    /// the `cancellation` interface.
+    pub cancellation: Cancellation,
+}
+
+/// Whether a launch is being cancelled, and why. Set once; later requests
+/// keep the first reason.
+pub struct Cancellation {
+    reason: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl Default for Cancellation {
+    fn default() -> Self {
+        Self { reason: tokio::sync::watch::channel(None).0 }
+    }
+}
+
+impl Cancellation {
+    /// Cancel the launch for `reason` (the first reason stays).
+    pub fn request(&self, reason: &str) {
+        self.reason.send_if_modified(|current| match current {
+            Some(_) => false,
+            None => {
+                *current = Some(reason.to_owned());
+                true
+            }
+        });
+    }
+
+    /// The reason, once cancelled.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.borrow().clone()
+    }
+
+    /// Resolves with the reason once the launch is cancelled.
+    pub async fn requested(&self) -> String {
+        let mut receiver = self.reason.subscribe();
+        loop {
+            if let Some(reason) = receiver.borrow_and_update().clone() {
+                return reason;
+            }
+            if receiver.changed().await.is_err() {
+                // Cannot happen while `self` holds the sender; never resolve.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 impl LaunchContext {

@@ -10,6 +10,7 @@
 //! [`Grants`]: crate::policy::Grants
 
 pub mod audit;
+mod cancellation;
 pub mod credentials;
 mod guest_output;
 pub mod http;
@@ -93,6 +94,7 @@ pub fn linker(engine: &wasmtime::Engine, allowed: impl Fn(&str) -> bool) -> anyh
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    bindings::cancellation::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     if allowed("jobs") {
         bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     }

@@ -230,7 +230,7 @@ impl Grants {
 
     /// Whether the capability (an interface name such as `jobs`) is granted.
     pub fn allows_capability(&self, capability: &str) -> bool {
-        capability == "log" || self.capabilities.contains(capability)
+        crate::component::ALWAYS_GRANTED.contains(&capability) || self.capabilities.contains(capability)
     }
 
     /// The `--grant` values that would recreate these grants.
@@ -482,9 +482,10 @@ mod tests {
     }
 
     #[test]
-    fn nothing_but_log_is_granted_by_default() {
+    fn nothing_but_log_and_cancellation_is_granted_by_default() {
         let grants = Grants::default();
         assert!(grants.allows_capability("log"));
+        assert!(grants.allows_capability("cancellation"));
         for capability in CAPABILITIES {
             assert!(!grants.allows_capability(capability), "{capability}");
         }
