@@ -52,6 +52,8 @@ pub mod bindings;
 pub mod cancellation;
 mod errors;
 mod flavor;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod images;
 pub mod jobs;
 pub mod log;

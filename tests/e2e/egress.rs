@@ -2,7 +2,9 @@
 //! operator allows, never to a name that resolves to loopback or a metadata
 //! address, redirects not followed, every request in the audit record with
 //! query values left out. The `http-probe` fixture makes the requests its
-//! settings name; small servers here record what reaches them.
+//! settings name; small servers here record what reaches them. A cancelled
+//! launch (Ctrl-C, the wall-clock budget) reaches a flavor waiting on remote
+//! work through the `cancellation` interface, and it can still call out.
 
 use std::fs;
 
@@ -301,4 +303,66 @@ fn an_azure_client_secret_becomes_a_token_and_the_token_endpoint_must_be_granted
     for needle in [token.as_str(), "client-secret-value"] {
         assert!(stepbox_e2e::files_containing(&t.home().join("runs"), needle).is_empty(), "{needle} leaked");
     }
+}
+
+/// Start the probe waiting for cancellation (then calling `on_cancel`), with
+/// these extra launch flags; returns once the flavor is waiting.
+fn probe_waiting(t: &TestHome, settings: serde_json::Value) -> stepbox_e2e::RunningLaunch {
+    let settings = settings.to_string();
+    let running = t.spawn_launch_with("probe", "s", &["--settings", &settings], &["true"]);
+    let waiting = stepbox_e2e::wait_until(std::time::Duration::from_secs(60), || {
+        !stepbox_e2e::files_containing(&t.home().join("runs"), "http-probe: waiting").is_empty()
+    });
+    assert!(waiting, "the flavor never started waiting");
+    running
+}
+
+fn flavor_log(t: &TestHome) -> String {
+    let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
+    fs::read_to_string(t.home().join("runs").join(&id).join("flavor.log")).expect("flavor log")
+}
+
+#[test]
+fn ctrl_c_reaches_a_flavor_waiting_on_remote_work_and_it_calls_the_stop_api() {
+    let service = hello_server(None);
+    let t = probe_home(&[format!("http-origin={}", service.origin())]);
+    let running = probe_waiting(
+        &t,
+        serde_json::json!({
+            "requests": [{ "method": "POST", "url": service.url("/jobs") }],
+            "wait_for_cancel": true,
+            "on_cancel": [{ "method": "POST", "url": service.url("/jobs/1:cancel"), "body": "{}" }],
+        }),
+    );
+    running.signal(nix::sys::signal::Signal::SIGINT);
+    let run = running.finish();
+    run.expect_code(130);
+    let paths: Vec<String> = service.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(paths, ["POST /jobs", "POST /jobs/1:cancel"], "the stop call went out after the cancellation");
+    assert!(flavor_log(&t).contains("http-probe: cancelled: cancelled by SIGINT"), "{}", flavor_log(&t));
+    assert_eq!(t.runs()[0]["state"], "cancelled");
+}
+
+#[test]
+fn the_wall_clock_budget_cancels_the_flavor_too_and_a_deaf_flavor_is_stopped_after_the_grace() {
+    let service = hello_server(None);
+    let t = probe_home(&[format!("http-origin={}", service.origin())]);
+    t.run(&["step-operator", "update", "probe", "--limit", "wall-clock=2s", "--limit", "cancel-grace=2s"])
+        .expect_code(0);
+    let cancelled = serde_json::json!({
+        "wait_for_cancel": true,
+        "on_cancel": [{ "method": "POST", "url": service.url("/stop") }],
+    });
+    let run = t.launch_with("probe", "s", &["--settings", &cancelled.to_string()], &["true"]);
+    run.expect_error(124, "hit its `wall-clock` limit of 2s");
+    assert_eq!(service.requests().len(), 1, "the stop call was made");
+    assert!(flavor_log(&t).contains("cancelled: the launch hit its `wall-clock` limit of 2s"), "{}", flavor_log(&t));
+
+    let t = probe_home(&[]);
+    t.run(&["step-operator", "update", "probe", "--limit", "wall-clock=1s", "--limit", "cancel-grace=1s"])
+        .expect_code(0);
+    let deaf = serde_json::json!({ "ignore_cancel": true }).to_string();
+    let run = t.launch_with("probe", "s", &["--settings", &deaf], &["true"]);
+    run.expect_error(124, "hit its `wall-clock` limit of 1s");
+    assert!(flavor_log(&t).contains("did not return within `cancel-grace` (1s)"), "{}", flavor_log(&t));
 }
