@@ -57,3 +57,25 @@ pub fn sleep(duration: Duration) -> Result<(), Cancelled> {
         }
     }
 }
+
+/// Waits between polls of a remote job that grow from `first` to `max`
+/// (doubling), each cut short by cancellation.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Waits of `first`, `2 * first`, … up to `max`.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first.min(max), max }
+    }
+
+    /// Wait the next interval; `Err` as soon as the launch is cancelled.
+    pub fn wait(&mut self) -> Result<(), Cancelled> {
+        sleep(self.next)?;
+        self.next = (self.next * 2).min(self.max);
+        Ok(())
+    }
+}

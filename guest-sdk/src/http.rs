@@ -153,8 +153,8 @@ impl Request {
             let _ = options.set_first_byte_timeout(Some(nanos));
             options
         });
-        let future = outgoing_handler::handle(request, options)
-            .map_err(|code| HttpError::Transport(format!("{code:?}")))?;
+        let future =
+            outgoing_handler::handle(request, options).map_err(|code| HttpError::Transport(format!("{code:?}")))?;
         future.subscribe().block();
         let response = match future.get() {
             Some(Ok(Ok(response))) => response,

@@ -121,13 +121,33 @@ pub fn check_shape(
     let engine = engine.engine();
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let mut imports = Vec::new();
+    for (name, item) in ty.imports(engine) {
+        use wasmtime::component::types::ComponentItem;
+        let calls_functions = match item.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                instance.exports(engine).any(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+            }
+            _ => true,
+        };
+        imports.push(Import { name: name.to_owned(), calls_functions });
+    }
     check_names(path, &exports, &imports)
+}
+
+/// One of a component's imports.
+#[derive(Debug, Clone)]
+pub struct Import {
+    pub name: String,
+    /// Whether it imports any function. An interface imported only for its
+    /// types (a flavor naming `jobs.job-state` in its report, say) is no
+    /// capability: nothing in it can be called.
+    pub calls_functions: bool,
 }
 
 /// Check a component's top-level export and import names against the
 /// contract, and sort its imports into capabilities and WASI interfaces.
-pub fn check_names(path: &str, exports: &[String], imports: &[String]) -> Result<ComponentShape, ComponentError> {
+pub fn check_names(path: &str, exports: &[String], imports: &[Import]) -> Result<ComponentShape, ComponentError> {
     let prefix = format!("{CONTRACT_PACKAGE}/operator@");
     match exports.iter().find_map(|name| name.strip_prefix(&prefix)) {
         Some(version) if compatible_contract(version) => {}
@@ -140,15 +160,16 @@ pub fn check_names(path: &str, exports: &[String], imports: &[String]) -> Result
         None => return Err(ComponentError::NotAFlavor { path: path.to_owned(), exports: exports.join(", ") }),
     }
     let mut shape = ComponentShape { exports: exports.to_vec(), ..ComponentShape::default() };
-    for name in imports {
-        classify_import(path, name, &mut shape)?;
+    for import in imports {
+        classify_import(path, import, &mut shape)?;
     }
     shape.capabilities.sort();
     shape.wasi.sort();
     Ok(shape)
 }
 
-fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result<(), ComponentError> {
+fn classify_import(path: &str, import: &Import, shape: &mut ComponentShape) -> Result<(), ComponentError> {
+    let name = import.name.as_str();
     let unknown = || ComponentError::UnknownImport { path: path.to_owned(), import: name.to_owned() };
     if let Some(rest) = name.strip_prefix(&format!("{CONTRACT_PACKAGE}/")) {
         let (interface, version) = rest.split_once('@').ok_or_else(unknown)?;
@@ -161,7 +182,7 @@ fn classify_import(path: &str, name: &str, shape: &mut ComponentShape) -> Result
         if !CAPABILITIES.contains(&interface) {
             return Err(unknown());
         }
-        if interface != "types" {
+        if interface != "types" && import.calls_functions {
             shape.capabilities.push(interface.to_owned());
         }
         return Ok(());
@@ -279,11 +300,15 @@ mod tests {
     #[test]
     fn a_flavor_built_against_an_earlier_patch_keeps_its_capabilities() {
         let exports = ["stepbox:operator/operator@0.2.0".to_owned()];
-        let imports =
-            ["stepbox:operator/log@0.2.0", "stepbox:operator/jobs@0.2.0", "stepbox:operator/cancellation@0.2.1"]
-                .map(str::to_owned);
+        let import = |name: &str, calls_functions| Import { name: name.to_owned(), calls_functions };
+        let imports = [
+            import("stepbox:operator/log@0.2.0", true),
+            import("stepbox:operator/jobs@0.2.0", true),
+            import("stepbox:operator/cancellation@0.2.1", true),
+            import("stepbox:operator/images@0.2.1", false),
+        ];
         let shape = check_names("old.wasm", &exports, &imports).expect("accepted");
-        assert_eq!(shape.capabilities, ["cancellation", "jobs", "log"]);
+        assert_eq!(shape.capabilities, ["cancellation", "jobs", "log"], "images is imported for its types only");
         let future = check_names("new.wasm", &["stepbox:operator/operator@0.3.0".to_owned()], &[]).unwrap_err();
         assert!(future.to_string().contains("built against contract stepbox:operator@0.3.0"), "{future}");
     }

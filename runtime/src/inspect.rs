@@ -3,6 +3,7 @@
 //! and fast on any file, including an 18 MB Python flavor.
 
 use serde::Serialize;
+use wasmparser::component_types::ComponentEntityType;
 use wasmparser::{Parser, Payload};
 
 use crate::component::{self, ComponentError};
@@ -123,11 +124,38 @@ pub fn inspect(path: &str, bytes: &[u8]) -> Inspection {
             }
         }
     }
+    let imports = match imports_with_functions(bytes, &imports) {
+        Ok(imports) => imports,
+        Err(message) => {
+            inspection.problem = Some(format!("{path} is not valid WebAssembly: {message}"));
+            return inspection;
+        }
+    };
     match component::check_names(path, &exports, &imports) {
         Ok(shape) => inspection.capabilities = shape.capabilities,
         Err(error) => inspection.problem = Some(error.to_string()),
     }
     inspection
+}
+
+/// Validate the component and tell, for each import, whether it imports any
+/// function (an interface imported for its types only is no capability).
+fn imports_with_functions(bytes: &[u8], names: &[String]) -> Result<Vec<component::Import>, String> {
+    let types = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(names
+        .iter()
+        .map(|name| {
+            let calls_functions = match types.component_item_for_import(name).map(|item| &item.ty) {
+                Some(ComponentEntityType::Instance(id)) => {
+                    types[*id].exports.values().any(|item| matches!(item.ty, ComponentEntityType::Func(_)))
+                }
+                _ => true,
+            };
+            component::Import { name: name.clone(), calls_functions }
+        })
+        .collect())
 }
 
 /// The component's own (top-level) export and import names.

@@ -97,11 +97,23 @@ pub struct Prepared {
     /// Every capability linked, for `metadata` and `validate-config`; built on
     /// first use, since a launch builds its own restricted linker instead.
     query_linker: std::sync::OnceLock<Linker<HostState>>,
+    /// The capabilities whose functions the component imports.
+    called: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Prepared {
     pub fn new(engine: StepboxEngine, component: Component) -> anyhow::Result<Self> {
-        Ok(Self { engine, component, query_linker: std::sync::OnceLock::new() })
+        Ok(Self { engine, component, query_linker: std::sync::OnceLock::new(), called: std::sync::OnceLock::new() })
+    }
+
+    /// The capabilities whose functions the component imports (registration
+    /// checked the component, so a failure here leaves nothing out).
+    fn called_capabilities(&self) -> &[String] {
+        self.called.get_or_init(|| {
+            crate::component::check_shape(&self.engine, "flavor", &self.component)
+                .map(|shape| shape.capabilities)
+                .unwrap_or_else(|_| crate::policy::CAPABILITIES.iter().map(|c| (*c).to_owned()).collect())
+        })
     }
 
     /// The linker for a call: a launch links only what its step operator
@@ -113,7 +125,12 @@ impl Prepared {
         let failed = |error: anyhow::Error| GuestFailure::Instantiate(format!("{error:#}"));
         match launch {
             Some(context) => {
-                let linker = crate::host::linker(engine, |capability| context.grants.allows_capability(capability));
+                // The granted capabilities, and the interfaces the flavor
+                // imports for their types only (it can call nothing in them).
+                let called = self.called_capabilities();
+                let linker = crate::host::linker(engine, |capability| {
+                    context.grants.allows_capability(capability) || !called.iter().any(|c| c == capability)
+                });
                 linker.map(Cow::Owned).map_err(failed)
             }
             None => {

@@ -6,6 +6,7 @@
 //! test processes from building twice.
 
 pub mod fake_http;
+pub mod moto;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -76,7 +77,7 @@ pub fn container_flavor() -> PathBuf {
 }
 
 /// Where `scripts/services` keeps its state and configuration.
-fn services_dir() -> PathBuf {
+pub(crate) fn services_dir() -> PathBuf {
     std::env::var_os("STEPBOX_SERVICES_DIR").map_or_else(|| PathBuf::from("/var/tmp/stepbox-services"), PathBuf::from)
 }
 
@@ -111,6 +112,11 @@ pub fn podman(args: &[&str]) -> Output {
 /// The Rust Slurm example flavor.
 pub fn slurm_flavor() -> PathBuf {
     component("stepbox-flavor-slurm", "stepbox_flavor_slurm")
+}
+
+/// The SageMaker example flavor.
+pub fn sagemaker_flavor() -> PathBuf {
+    component("stepbox-flavor-sagemaker", "stepbox_flavor_sagemaker")
 }
 
 /// The Rust Ray example flavor.

@@ -74,9 +74,16 @@ impl Flavor for Container {
     }
 
     fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
-        let image = match settings.image.or_else(|| request.image.clone()) {
+        let image = match settings.image {
             Some(image) => image,
-            None => build_image(&config, &request)?,
+            None => images::step_image(
+                &request,
+                config.base_image.as_deref(),
+                "base_image",
+                config.repository.as_deref(),
+                &config.code_dir,
+                &config.ignore,
+            )?,
         };
         let mut spec = jobs::entrypoint_spec(&request);
         spec.backend = Some("container".to_owned());
@@ -87,21 +94,6 @@ impl Flavor for Container {
         stepbox_guest::info!("running step {} in {image}", request.step_name);
         jobs::run_to_completion(spec)
     }
-}
-
-/// Build the step's image: base, requirements, code.
-fn build_image(config: &Config, request: &LaunchRequest) -> Result<String, LaunchError> {
-    let Some(base) = &config.base_image else {
-        return Err(ConfigError::field("base_image", "is needed to build an image (or launch with an image)").into());
-    };
-    let mut spec = images::on(base);
-    spec.requirements = request.requirements.clone();
-    spec.include_source = true;
-    spec.ignore = config.ignore.clone();
-    spec.working_dir = Some(config.code_dir.clone());
-    spec.target = config.repository.clone();
-    stepbox_guest::info!("building an image for step {} on {base}", request.step_name);
-    Ok(images::build(&spec)?.reference)
 }
 
 stepbox_guest::export_flavor!(Container);

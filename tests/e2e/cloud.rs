@@ -1,0 +1,235 @@
+//! The cloud flavors (sagemaker, vertex, azureml) against emulators and
+//! fakes of their services: moto for SageMaker's encoding, signing and
+//! CloudWatch Logs; small fakes, built from the documented request and
+//! response shapes, for job lifecycles moto lacks (a job that runs, fails or
+//! is stopped) and for Vertex AI and Azure ML, which have no emulator. Each
+//! test checks the request the service received, that the credential reached
+//! it but not the flavor or the run's files, and that Ctrl-C reaches the
+//! service's stop or cancel API.
+
+use std::time::Duration;
+
+use stepbox_e2e::fake_http::{FakeServer, Recorded, Reply};
+use stepbox_e2e::moto::Moto;
+use stepbox_e2e::{TestHome, files_containing, path_str, wait_until};
+
+/// `stepbox launch`'s exit code when the flavor reports a failure of its own.
+const FLAVOR_ERROR: i32 = 70;
+const ROLE: &str = "arn:aws:iam::123456789012:role/SageMakerRole";
+const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/trainer:latest";
+
+/// A home with the sagemaker flavor, `keys` as secret `aws-keys`, and step
+/// operator `sm` talking to `endpoint` for both SageMaker and Logs.
+fn sagemaker_home(endpoint: &str, keys: &str) -> TestHome {
+    let t = TestHome::new();
+    let registered = t.run(&["flavor", "register", path_str(&stepbox_e2e::sagemaker_flavor())]);
+    registered.expect_code(0);
+    t.set_secret("aws-keys", keys.as_bytes()).expect_code(0);
+    let config = [
+        format!("role={ROLE}"),
+        "bucket=my-bucket".to_owned(),
+        "region=us-east-1".to_owned(),
+        format!("endpoint_url={endpoint}/"),
+        format!("logs_endpoint_url={endpoint}/"),
+        "max_poll_interval_seconds=1".to_owned(),
+    ];
+    let grants = [
+        "images".to_owned(),
+        "http".to_owned(),
+        format!("http-origin={endpoint}"),
+        format!("http-credential={endpoint}=aws-sigv4:aws-keys"),
+    ];
+    let mut args: Vec<String> = Vec::new();
+    for c in &config {
+        args.extend(["--config".to_owned(), c.clone()]);
+    }
+    for g in &grants {
+        args.extend(["--grant".to_owned(), g.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    t.register_operator("sm", "sagemaker", &args).expect_code(0);
+    t
+}
+
+/// Launch flags: the image, a fixed step-run id, and the step's environment.
+fn launch_flags<'a>(step_run_id: &'a str, env: &'a [String]) -> Vec<&'a str> {
+    let mut flags = vec!["--image", IMAGE, "--step-run-id", step_run_id];
+    for e in env {
+        flags.extend(["--env", e.as_str()]);
+    }
+    flags
+}
+
+#[test]
+fn sagemaker_runs_a_step_as_a_training_job_that_moto_authenticates() {
+    let moto = Moto::start();
+    let job = "pipe-trainer-0a1b2c3d4e5f";
+    moto.seed_training_logs(&format!("{job}/algo-1-1700000000"), &["epoch 1 loss=0.5", "epoch 2 loss=0.25"]);
+    let t = sagemaker_home(&moto.endpoint(), &moto.credential_json());
+
+    let env = ["RUN_ID=abc123".to_owned()];
+    let run = t.launch_with(
+        "sm",
+        "trainer",
+        &launch_flags("0a1b2c3d-4e5f-6789", &env),
+        &["python", "-m", "trainer", "--epochs", "3"],
+    );
+    run.expect_code(0);
+    assert!(run.stderr.contains(&format!("created SageMaker training job {job}")), "{}", run.stderr);
+    assert!(run.stderr.contains("algo-1-1700000000 | epoch 2 loss=0.25"), "CloudWatch logs are shown: {}", run.stderr);
+    assert!(run.stderr.contains("Completed"), "{}", run.stderr);
+
+    // What moto stored is what the flavor sent.
+    let described = moto.describe_training_job(job);
+    assert_eq!(described["RoleArn"], ROLE);
+    assert_eq!(described["AlgorithmSpecification"]["TrainingImage"], IMAGE);
+    assert_eq!(
+        described["AlgorithmSpecification"]["ContainerEntrypoint"],
+        serde_json::json!(["python", "-m", "trainer", "--epochs", "3"])
+    );
+    assert_eq!(described["ResourceConfig"]["InstanceType"], "ml.m5.large");
+    assert_eq!(described["OutputDataConfig"]["S3OutputPath"], "s3://my-bucket/");
+
+    // Neither the secret key nor a signature is in anything the run left.
+    for needle in [moto.secret_access_key.as_str(), "AWS4-HMAC-SHA256", "Signature="] {
+        let leaked = files_containing(&t.home().join("runs"), needle);
+        assert!(leaked.is_empty(), "{needle} is in {leaked:?}");
+    }
+
+    // A wrong secret key: moto refuses the signature, and the launch says so.
+    let wrong = serde_json::json!({ "access_key_id": moto.access_key_id, "secret_access_key": "not-the-key" });
+    t.set_secret("aws-keys", wrong.to_string().as_bytes()).expect_code(0);
+    let refused = t.launch_with("sm", "trainer", &launch_flags("ffff0000-1111", &[]), &["python", "-m", "trainer"]);
+    refused.expect_error(FLAVOR_ERROR, "SignatureDoesNotMatch (HTTP 403)");
+}
+
+/// A SageMaker fake that follows a job through a lifecycle moto lacks:
+/// `InProgress` for `polls_running` describes, then `ending` (or, once
+/// stopped, `Stopped`). CloudWatch Logs answer that there is no log group.
+fn sagemaker_fake(polls_running: usize, ending: &'static str) -> FakeServer {
+    let describes = std::sync::atomic::AtomicUsize::new(0);
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    FakeServer::start(move |request| {
+        let target = request.header("x-amz-target").unwrap_or_default();
+        let name = request.json()["TrainingJobName"].as_str().unwrap_or_default().to_owned();
+        match target {
+            "SageMaker.CreateTrainingJob" => Reply::json(
+                200,
+                serde_json::json!({ "TrainingJobArn": format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}") }),
+            ),
+            "SageMaker.DescribeTrainingJob" => {
+                let seen = describes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, secondary, reason) = if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    ("Stopped", "Stopped", None)
+                } else if seen < polls_running {
+                    ("InProgress", "Training", None)
+                } else if ending == "Failed" {
+                    ("Failed", "Failed", Some("AlgorithmError: ModuleNotFoundError: No module named 'trainer'"))
+                } else {
+                    (ending, ending, None)
+                };
+                let mut body = serde_json::json!({ "TrainingJobName": name, "TrainingJobStatus": status, "SecondaryStatus": secondary });
+                if let Some(reason) = reason {
+                    body["FailureReason"] = serde_json::json!(reason);
+                }
+                Reply::json(200, body)
+            }
+            "SageMaker.StopTrainingJob" => {
+                stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                Reply::json(200, serde_json::json!({}))
+            }
+            t if t.starts_with("Logs_20140328.") => Reply::json(
+                400,
+                serde_json::json!({ "__type": "ResourceNotFoundException", "message": "The specified log group does not exist." }),
+            )
+            .with_header("x-amzn-ErrorType", "ResourceNotFoundException"),
+            _ => Reply::json(400, serde_json::json!({ "__type": "UnknownOperationException" })),
+        }
+    })
+}
+
+fn calls(server: &FakeServer, target: &str) -> Vec<Recorded> {
+    server.requests().into_iter().filter(|r| r.header("x-amz-target") == Some(target)).collect()
+}
+
+const FAKE_KEYS: &str =
+    r#"{"access_key_id":"AKIDSTEPBOXTEST","secret_access_key":"fake-secret-key","session_token":"fake-session"}"#;
+
+#[test]
+fn sagemaker_sends_the_documented_request_and_reports_a_failed_jobs_reason() {
+    let fake = sagemaker_fake(2, "Failed");
+    let t = sagemaker_home(&fake.origin(), FAKE_KEYS);
+    let token = "t".repeat(1100);
+    let env = [format!("ZENML_STORE_API_TOKEN={token}"), "RUN_ID=abc123".to_owned()];
+    let run = t.launch_with("sm", "train_model", &launch_flags("9f8e7d6c-5b4a", &env), &["python", "-m", "trainer"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("No module named 'trainer'"), "SageMaker's reason is shown: {}", run.stderr);
+    assert_eq!(t.runs()[0]["state"], "failed");
+
+    let create = calls(&fake, "SageMaker.CreateTrainingJob");
+    assert_eq!(create.len(), 1);
+    let request = &create[0];
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/"));
+    assert_eq!(request.header("content-type"), Some("application/x-amz-json-1.1"));
+    let authorization = request.header("authorization").unwrap_or_default();
+    assert!(authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTEPBOXTEST/"), "{authorization}");
+    assert!(authorization.contains("/us-east-1/sagemaker/aws4_request"), "{authorization}");
+    assert!(
+        authorization.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"),
+        "{authorization}"
+    );
+    assert_eq!(request.header("x-amz-security-token"), Some("fake-session"));
+    assert!(request.header("x-stepbox-aws-scope").is_none(), "the scope header stays in the host");
+    let body = request.json();
+    assert_eq!(body["TrainingJobName"], "pipe-train-model-9f8e7d6c5b4a");
+    assert_eq!(body["RoleArn"], ROLE);
+    assert_eq!(body["AlgorithmSpecification"]["TrainingInputMode"], "File");
+    assert_eq!(body["OutputDataConfig"]["S3OutputPath"], "s3://my-bucket/");
+    assert_eq!(
+        body["ResourceConfig"],
+        serde_json::json!({ "InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30 })
+    );
+    assert_eq!(body["StoppingCondition"]["MaxRuntimeInSeconds"], 86400);
+    assert_eq!(body["Environment"]["RUN_ID"], "abc123");
+    assert!(body["Environment"]["ZENML_STORE_API_TOKEN"].is_null(), "a 1100-character value is split");
+    for (i, length) in [(0, 512), (1, 512), (2, 76)] {
+        assert_eq!(
+            body["Environment"][format!("ZENML_STORE_API_TOKEN_CHUNK_{i}")].as_str().map(str::len),
+            Some(length)
+        );
+    }
+    let describes = calls(&fake, "SageMaker.DescribeTrainingJob");
+    assert_eq!(describes.len(), 3, "polled until the job failed");
+    assert_eq!(describes[0].json(), serde_json::json!({ "TrainingJobName": "pipe-train-model-9f8e7d6c5b4a" }));
+    let logs = calls(&fake, "Logs_20140328.DescribeLogStreams");
+    assert!(
+        logs[0].header("authorization").unwrap_or_default().contains("/us-east-1/logs/aws4_request"),
+        "Logs calls are signed for `logs`"
+    );
+    assert_eq!(logs[0].json()["logStreamNamePrefix"], "pipe-train-model-9f8e7d6c5b4a/");
+
+    // The flavor never had the key: it is in no run file.
+    for needle in ["fake-secret-key", "fake-session"] {
+        assert!(files_containing(&t.home().join("runs"), needle).is_empty(), "{needle} leaked");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_sagemaker_training_job() {
+    let fake = sagemaker_fake(usize::MAX, "Completed");
+    let t = sagemaker_home(&fake.origin(), FAKE_KEYS);
+    let flags = launch_flags("5555aaaa-bbbb", &[]);
+    let running = t.spawn_launch_with("sm", "trainer", &flags, &["python", "-m", "trainer"]);
+    let polling = wait_until(Duration::from_secs(60), || !calls(&fake, "SageMaker.DescribeTrainingJob").is_empty());
+    assert!(polling, "the flavor never polled the job");
+    running.signal(nix::sys::signal::Signal::SIGINT);
+    let run = running.finish();
+    run.expect_code(130);
+    let stops = calls(&fake, "SageMaker.StopTrainingJob");
+    assert_eq!(stops.len(), 1, "StopTrainingJob was called");
+    assert_eq!(stops[0].json(), serde_json::json!({ "TrainingJobName": "pipe-trainer-5555aaaabbbb" }));
+    assert!(stops[0].header("authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")), "signed too");
+    assert_eq!(t.runs()[0]["state"], "cancelled");
+    let message = t.runs()[0]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("cancelled by SIGINT"), "{message}");
+}
