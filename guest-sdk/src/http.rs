@@ -223,3 +223,85 @@ impl Response {
         })
     }
 }
+
+/// Why a JSON API call failed.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// The service answered with a non-2xx status.
+    Status {
+        status: u16,
+        /// The error body as JSON (`Null` when it is not JSON).
+        body: serde_json::Value,
+        /// The error body as text.
+        text: String,
+    },
+    /// No usable answer.
+    Http(HttpError),
+}
+
+impl CallError {
+    /// The HTTP status, when the service answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CallError::Status { status, .. } => Some(*status),
+            CallError::Http(_) => None,
+        }
+    }
+
+    /// Whether the host refused the request (an origin or address not allowed).
+    pub fn is_denied(&self) -> bool {
+        matches!(self, CallError::Http(HttpError::Transport(code)) if code.contains("Denied") || code.contains("Prohibited"))
+    }
+
+    /// Whether trying again later may work: 429, 5xx, a dropped connection.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => *status == 429 || *status >= 500,
+            CallError::Http(HttpError::Transport(code)) => {
+                !code.contains("Denied") && !code.contains("Prohibited") && !code.contains("DestinationNotFound")
+            }
+            CallError::Http(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    /// Google's `{"error":{"code":404,"status":"NOT_FOUND","message":…}}` and
+    /// Azure's `{"error":{"code":"UserError","message":…}}` both read as
+    /// `NOT_FOUND (HTTP 404): message`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status { status, body, text } => {
+                let error = &body["error"];
+                let code = error["status"].as_str().or_else(|| error["code"].as_str());
+                let message = error["message"].as_str();
+                match (code, message) {
+                    (Some(code), Some(message)) => write!(f, "{code} (HTTP {status}): {message}"),
+                    (None, Some(message)) => write!(f, "HTTP {status}: {message}"),
+                    _ => write!(f, "HTTP {status}: {}", text.chars().take(300).collect::<String>()),
+                }
+            }
+            CallError::Http(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Call a JSON API: `body` sent as JSON, the reply decoded (`{}` when empty).
+pub fn call_json(method: &str, url: &str, body: Option<&serde_json::Value>) -> Result<serde_json::Value, CallError> {
+    let mut request = Request::new(method, url).header("accept", "application/json");
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().map_err(CallError::Http)?;
+    if !response.is_success() {
+        return Err(CallError::Status {
+            status: response.status,
+            body: serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null),
+            text: response.text(),
+        });
+    }
+    if response.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    response.json().map_err(CallError::Http)
+}

@@ -57,6 +57,7 @@ pub mod http;
 pub mod images;
 pub mod jobs;
 pub mod log;
+pub mod remote;
 pub mod requirements;
 
 #[doc(hidden)]

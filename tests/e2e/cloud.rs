@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use stepbox_e2e::fake_http::{FakeServer, Recorded, Reply};
+use stepbox_e2e::fake_tokens::{google_key_file, google_token_server, rsa_key_pair};
 use stepbox_e2e::moto::Moto;
 use stepbox_e2e::{TestHome, files_containing, path_str, wait_until};
 
@@ -18,13 +19,35 @@ const FLAVOR_ERROR: i32 = 70;
 const ROLE: &str = "arn:aws:iam::123456789012:role/SageMakerRole";
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/trainer:latest";
 
+/// A home with `flavor` registered, `secrets` stored, and step operator
+/// `name` using it with `config` and `grants`.
+fn cloud_home(
+    flavor: &std::path::Path,
+    name: &str,
+    flavor_name: &str,
+    secrets: &[(&str, &str)],
+    config: &[String],
+    grants: &[String],
+) -> TestHome {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(flavor)]).expect_code(0);
+    for (secret, value) in secrets {
+        t.set_secret(secret, value.as_bytes()).expect_code(0);
+    }
+    let mut args: Vec<&str> = Vec::new();
+    for c in config {
+        args.extend(["--config", c.as_str()]);
+    }
+    for g in grants {
+        args.extend(["--grant", g.as_str()]);
+    }
+    t.register_operator(name, flavor_name, &args).expect_code(0);
+    t
+}
+
 /// A home with the sagemaker flavor, `keys` as secret `aws-keys`, and step
 /// operator `sm` talking to `endpoint` for both SageMaker and Logs.
 fn sagemaker_home(endpoint: &str, keys: &str) -> TestHome {
-    let t = TestHome::new();
-    let registered = t.run(&["flavor", "register", path_str(&stepbox_e2e::sagemaker_flavor())]);
-    registered.expect_code(0);
-    t.set_secret("aws-keys", keys.as_bytes()).expect_code(0);
     let config = [
         format!("role={ROLE}"),
         "bucket=my-bucket".to_owned(),
@@ -39,16 +62,7 @@ fn sagemaker_home(endpoint: &str, keys: &str) -> TestHome {
         format!("http-origin={endpoint}"),
         format!("http-credential={endpoint}=aws-sigv4:aws-keys"),
     ];
-    let mut args: Vec<String> = Vec::new();
-    for c in &config {
-        args.extend(["--config".to_owned(), c.clone()]);
-    }
-    for g in &grants {
-        args.extend(["--grant".to_owned(), g.clone()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    t.register_operator("sm", "sagemaker", &args).expect_code(0);
-    t
+    cloud_home(&stepbox_e2e::sagemaker_flavor(), "sm", "sagemaker", &[("aws-keys", keys)], &config, &grants)
 }
 
 /// Launch flags: the image, a fixed step-run id, and the step's environment.
@@ -232,4 +246,151 @@ fn ctrl_c_stops_the_sagemaker_training_job() {
     assert_eq!(t.runs()[0]["state"], "cancelled");
     let message = t.runs()[0]["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.contains("cancelled by SIGINT"), "{message}");
+}
+
+const VERTEX_JOB: &str = "projects/123456789012/locations/us-central1/customJobs/4567890123456789012";
+
+/// A Vertex AI fake (jobs and Cloud Logging on one origin): the job is
+/// PENDING, then RUNNING for `polls_running` gets, then FAILED (or, once
+/// cancelled, CANCELLED). Logging has two entries, given again on every
+/// call as a real `timestamp>=` filter would.
+fn vertex_fake(polls_running: usize) -> FakeServer {
+    let gets = std::sync::atomic::AtomicUsize::new(0);
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
+    FakeServer::start(move |request| {
+        let path = request.path.split('?').next().unwrap_or_default();
+        let job_path = format!("/v1/{VERTEX_JOB}");
+        match (request.method.as_str(), path) {
+            ("POST", "/v1/projects/my-project/locations/us-central1/customJobs") => {
+                let mut job = request.json();
+                job["name"] = serde_json::json!(VERTEX_JOB);
+                job["state"] = serde_json::json!("JOB_STATE_PENDING");
+                Reply::json(200, job)
+            }
+            ("GET", p) if p == job_path => {
+                let seen = gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                    serde_json::json!({ "name": VERTEX_JOB, "state": "JOB_STATE_CANCELLED", "error": { "code": 1, "message": "CANCELED" } })
+                } else if seen < polls_running {
+                    serde_json::json!({ "name": VERTEX_JOB, "state": "JOB_STATE_RUNNING" })
+                } else {
+                    serde_json::json!({ "name": VERTEX_JOB, "state": "JOB_STATE_FAILED",
+                        "error": { "code": 3, "message": "The replica workerpool0-0 exited with a non-zero status of 1." } })
+                };
+                Reply::json(200, body)
+            }
+            ("POST", p) if p == format!("{job_path}:cancel") => {
+                cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+                Reply::json(200, serde_json::json!({}))
+            }
+            ("POST", "/v2/entries:list") => {
+                let entry = |id: &str, message: &str| {
+                    serde_json::json!({
+                        "insertId": id, "timestamp": "2026-11-29T10:00:00.000000Z", "textPayload": message,
+                        "resource": { "type": "ml_job", "labels": { "job_id": "4567890123456789012", "task_name": "workerpool0-0" } },
+                    })
+                };
+                Reply::json(
+                    200,
+                    serde_json::json!({ "entries": [entry("a1", "loading data"), entry("a2", "epoch 1 loss=0.5")] }),
+                )
+            }
+            _ => Reply::json(
+                404,
+                serde_json::json!({ "error": { "code": 404, "message": "not found", "status": "NOT_FOUND" } }),
+            ),
+        }
+    })
+}
+
+/// A home with the vertex flavor talking to `fake`, its token from `token`.
+fn vertex_home(fake: &FakeServer, token: &str) -> (TestHome, FakeServer) {
+    let scratch = tempfile::tempdir().expect("a directory");
+    let (private_pem, public_pem) = rsa_key_pair(scratch.path());
+    let tokens = google_token_server(public_pem, token.to_owned());
+    let key = google_key_file(&private_pem, &tokens.url("/token"));
+    let config = [
+        "project=my-project".to_owned(),
+        "region=us-central1".to_owned(),
+        format!("endpoint_url={}", fake.origin()),
+        format!("logging_endpoint_url={}", fake.origin()),
+        "max_poll_interval_seconds=1".to_owned(),
+    ];
+    let grants = [
+        "images".to_owned(),
+        "http".to_owned(),
+        format!("http-origin={}", fake.origin()),
+        format!("http-origin={}", tokens.origin()),
+        format!("http-credential={}=google-service-account:gcp-key", fake.origin()),
+    ];
+    let t = cloud_home(&stepbox_e2e::vertex_flavor(), "vx", "vertex", &[("gcp-key", &key)], &config, &grants);
+    (t, tokens)
+}
+
+#[test]
+fn vertex_creates_the_documented_custom_job_follows_its_logs_and_reports_its_error() {
+    let fake = vertex_fake(2);
+    let token = format!("ya29.{}", stepbox_e2e::unique_marker());
+    let (t, tokens) = vertex_home(&fake, &token);
+    let settings = serde_json::json!({ "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2 }).to_string();
+    let env = ["RUN_ID=abc123".to_owned()];
+    let mut flags = launch_flags("7777cccc-dddd", &env);
+    flags.extend(["--settings", &settings]);
+    let run = t.launch_with("vx", "trainer", &flags, &["python", "-m", "trainer"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("exited with a non-zero status of 1"), "the job's error is shown: {}", run.stderr);
+    assert_eq!(run.stderr.matches("workerpool0-0 | epoch 1 loss=0.5").count(), 1, "each entry once: {}", run.stderr);
+
+    let created = fake.requests_to("/v1/projects/my-project/locations/us-central1/customJobs");
+    let create = created.iter().find(|r| r.method == "POST").expect("a create request");
+    assert_eq!(create.header("content-type"), Some("application/json"));
+    assert_eq!(create.header("authorization"), Some(format!("Bearer {token}").as_str()));
+    let body = create.json();
+    assert_eq!(body["displayName"], "pipe-trainer");
+    let pool = &body["jobSpec"]["workerPoolSpecs"][0];
+    assert_eq!(pool["replicaCount"], "1", "int64 fields are sent as strings");
+    assert_eq!(
+        pool["machineSpec"],
+        serde_json::json!({ "machineType": "n1-standard-4", "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 2 })
+    );
+    assert_eq!(pool["diskSpec"], serde_json::json!({ "bootDiskType": "pd-ssd", "bootDiskSizeGb": 100 }));
+    assert_eq!(pool["containerSpec"]["imageUri"], IMAGE);
+    assert_eq!(pool["containerSpec"]["command"], serde_json::json!(["python", "-m", "trainer"]));
+    assert!(
+        pool["containerSpec"]["env"]
+            .as_array()
+            .is_some_and(|env| env.contains(&serde_json::json!({ "name": "RUN_ID", "value": "abc123" })))
+    );
+    assert_eq!(body["labels"]["stepbox-step-run-id"], "7777cccc-dddd");
+
+    let gets = fake.requests_to(&format!("/v1/{VERTEX_JOB}"));
+    assert!(gets.len() >= 3 && gets.iter().all(|r| r.method == "GET"), "polled the server-named job: {gets:?}");
+    let listed = fake.requests_to("/v2/entries:list");
+    let list = listed[0].json();
+    assert_eq!(list["resourceNames"], serde_json::json!(["projects/my-project"]));
+    assert_eq!(list["orderBy"], "timestamp asc");
+    assert!(
+        list["filter"].as_str().is_some_and(
+            |f| f.starts_with("resource.type=\"ml_job\" AND resource.labels.job_id=\"4567890123456789012\"")
+        )
+    );
+    assert_eq!(tokens.requests().len(), 1, "one token for the whole launch");
+    assert!(files_containing(&t.home().join("runs"), &token).is_empty(), "the token is in no run file");
+}
+
+#[test]
+fn ctrl_c_cancels_the_vertex_custom_job() {
+    let fake = vertex_fake(usize::MAX);
+    let (t, _tokens) = vertex_home(&fake, "ya29.cancel");
+    let running =
+        t.spawn_launch_with("vx", "trainer", &launch_flags("8888eeee-ffff", &[]), &["python", "-m", "trainer"]);
+    let polling = wait_until(Duration::from_secs(60), || fake.requests().iter().any(|r| r.method == "GET"));
+    assert!(polling, "the flavor never polled the job");
+    running.signal(nix::sys::signal::Signal::SIGINT);
+    running.finish().expect_code(130);
+    let cancels = fake.requests_to(&format!("/v1/{VERTEX_JOB}:cancel"));
+    assert_eq!(cancels.len(), 1, "customJobs.cancel was called");
+    assert_eq!((cancels[0].method.as_str(), cancels[0].json()), ("POST", serde_json::json!({})));
+    assert_eq!(cancels[0].header("authorization"), Some("Bearer ya29.cancel"));
+    assert_eq!(t.runs()[0]["state"], "cancelled");
 }

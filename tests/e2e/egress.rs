@@ -9,6 +9,7 @@
 use std::fs;
 
 use stepbox_e2e::fake_http::{FakeServer, Reply};
+use stepbox_e2e::fake_tokens::{azure_token_server, google_key_file, google_token_server, rsa_key_pair};
 use stepbox_e2e::{TestHome, component, path_str};
 
 const DENIED: i32 = 77;
@@ -156,60 +157,15 @@ fn the_host_adds_the_origins_credential_and_the_flavor_never_sees_it() {
     assert_eq!(server.requests().len(), 1, "the second request never left");
 }
 
-/// A fresh RSA key pair, (private PKCS#8 PEM, public PEM), made by openssl.
-fn rsa_key_pair(dir: &std::path::Path) -> (String, String) {
-    let private = dir.join("key.pem");
-    let public = dir.join("key.pub.pem");
-    let made = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
-        .arg(&private)
-        .status()
-        .expect("openssl runs (apt install openssl)");
-    assert!(made.success(), "openssl genpkey");
-    let exported = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .arg("-out")
-        .arg(&public)
-        .status()
-        .expect("openssl runs");
-    assert!(exported.success(), "openssl pkey -pubout");
-    (fs::read_to_string(private).expect("private key"), fs::read_to_string(public).expect("public key"))
-}
-
 #[test]
 fn a_google_service_account_key_becomes_a_token_the_flavor_never_sees() {
     let t = TestHome::new();
     let (private_pem, public_pem) = rsa_key_pair(t.scratch());
     let token = format!("ya29.{}", stepbox_e2e::unique_marker());
-    let issued = token.clone();
-    // Google's token endpoint: checks the JWT's signature against the key, then issues a token.
-    let token_server = FakeServer::start(move |request| {
-        let assertion = request.form_field("assertion").unwrap_or_default();
-        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).expect("a public key");
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-        validation.validate_aud = false;
-        match jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &validation) {
-            Ok(_) => Reply::json(
-                200,
-                serde_json::json!({ "access_token": issued, "expires_in": 3599, "token_type": "Bearer" }),
-            ),
-            Err(error) => Reply::json(
-                400,
-                serde_json::json!({ "error": "invalid_grant", "error_description": error.to_string() }),
-            ),
-        }
-    });
+    let token_server = google_token_server(public_pem, token.clone());
     let api = hello_server(None);
-    let key_file = serde_json::json!({
-        "type": "service_account",
-        "project_id": "my-project",
-        "private_key_id": "key-1",
-        "private_key": private_pem,
-        "client_email": "stepbox-test@my-project.iam.gserviceaccount.com",
-        "token_uri": token_server.url("/token"),
-    });
-    t.set_secret("gcp-key", key_file.to_string().as_bytes()).expect_code(0);
+    let key_file = google_key_file(&private_pem, &token_server.url("/token"));
+    t.set_secret("gcp-key", key_file.as_bytes()).expect_code(0);
     let t = probe_home_in(
         t,
         &[
@@ -256,17 +212,7 @@ fn a_google_service_account_key_becomes_a_token_the_flavor_never_sees() {
 #[test]
 fn an_azure_client_secret_becomes_a_token_and_the_token_endpoint_must_be_granted() {
     let token = format!("eyJ.{}", stepbox_e2e::unique_marker());
-    let issued = token.clone();
-    let token_server = FakeServer::start(move |request| match request.form_field("client_secret").as_deref() {
-        Some("client-secret-value") => Reply::json(
-            200,
-            serde_json::json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": issued }),
-        ),
-        _ => Reply::json(
-            401,
-            serde_json::json!({ "error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided." }),
-        ),
-    });
+    let token_server = azure_token_server("client-secret-value", token.clone());
     let api = hello_server(None);
     let t = TestHome::new();
     let client = serde_json::json!({

@@ -6,6 +6,7 @@
 //! test processes from building twice.
 
 pub mod fake_http;
+pub mod fake_tokens;
 pub mod moto;
 
 use std::io::{BufRead, BufReader, Read};
@@ -117,6 +118,11 @@ pub fn slurm_flavor() -> PathBuf {
 /// The SageMaker example flavor.
 pub fn sagemaker_flavor() -> PathBuf {
     component("stepbox-flavor-sagemaker", "stepbox_flavor_sagemaker")
+}
+
+/// The Vertex AI example flavor.
+pub fn vertex_flavor() -> PathBuf {
+    component("stepbox-flavor-vertex", "stepbox_flavor_vertex")
 }
 
 /// The Rust Ray example flavor.

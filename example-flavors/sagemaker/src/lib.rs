@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stepbox_guest::cancellation::{Backoff, Cancelled};
+use stepbox_guest::cancellation::Cancelled;
+use stepbox_guest::remote::{Poll, Stopped, poll_until};
 use stepbox_guest::schemars::{self, JsonSchema};
 use stepbox_guest::{ConfigError, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, images, log};
 
@@ -287,39 +288,31 @@ fn failure(operation: &str, error: AwsError) -> LaunchError {
 /// Poll the job to its end, printing status changes and logs.
 fn follow(sagemaker: &AwsApi, logs: &AwsApi, name: &str, max_poll: Duration) -> Result<LaunchReport, LaunchError> {
     let mut follower = logs::LogFollower::new(name);
-    let mut backoff = Backoff::new(Duration::from_secs(2), max_poll);
     let mut last = String::new();
-    let mut transient_failures = 0;
-    loop {
-        match sagemaker.call("DescribeTrainingJob", &json!({ "TrainingJobName": name })) {
-            Ok(job) => {
-                transient_failures = 0;
-                let status = job["TrainingJobStatus"].as_str().unwrap_or("Unknown").to_owned();
-                let secondary = job["SecondaryStatus"].as_str().unwrap_or("").to_owned();
-                let shown = format!("{status} ({secondary})");
-                if shown != last {
-                    stepbox_guest::info!("training job {name}: {shown}");
-                    last = shown;
-                }
-                follower.poll(logs);
-                if let Some(report) = terminal(name, &status, &job) {
-                    return report;
-                }
+    let polled = poll_until(
+        max_poll,
+        || {
+            let job = sagemaker.call("DescribeTrainingJob", &json!({ "TrainingJobName": name }))?;
+            let status = job["TrainingJobStatus"].as_str().unwrap_or("Unknown").to_owned();
+            let shown = format!("{status} ({})", job["SecondaryStatus"].as_str().unwrap_or(""));
+            if shown != last {
+                stepbox_guest::info!("training job {name}: {shown}");
+                last = shown;
             }
-            Err(error) if error.is_transient() && transient_failures < 5 => {
-                transient_failures += 1;
-                log::warn(&format!("DescribeTrainingJob failed ({error}); trying again"));
-            }
-            Err(error) => return Err(failure("DescribeTrainingJob", error)),
-        }
-        if let Err(cancelled) = backoff.wait() {
-            return Err(stop(sagemaker, name, cancelled));
-        }
+            follower.poll(logs);
+            Ok(terminal(name, &status, &job).map_or(Poll::Pending, Poll::Done))
+        },
+        AwsError::is_transient,
+    );
+    match polled {
+        Ok(report) => Ok(report),
+        Err(Stopped::Cancelled(cancelled)) => Err(stop(sagemaker, name, cancelled)),
+        Err(Stopped::Failed(error)) => Err(failure("DescribeTrainingJob", error)),
     }
 }
 
 /// The launch's outcome once the job is in a terminal state.
-fn terminal(name: &str, status: &str, job: &Value) -> Option<Result<LaunchReport, LaunchError>> {
+fn terminal(name: &str, status: &str, job: &Value) -> Option<LaunchReport> {
     let reason = job["FailureReason"].as_str().unwrap_or("SageMaker gave no reason");
     let report =
         |state, message: String| LaunchReport { job_ids: Vec::new(), state, exit_code: None, message: Some(message) };
@@ -327,10 +320,10 @@ fn terminal(name: &str, status: &str, job: &Value) -> Option<Result<LaunchReport
         "Completed" => {
             let billable =
                 job["BillableTimeInSeconds"].as_u64().map(|s| format!(", {s} s billable")).unwrap_or_default();
-            Some(Ok(report(JobState::Succeeded, format!("SageMaker training job {name} completed{billable}"))))
+            Some(report(JobState::Succeeded, format!("SageMaker training job {name} completed{billable}")))
         }
-        "Failed" => Some(Ok(report(JobState::Failed, format!("SageMaker training job {name} failed: {reason}")))),
-        "Stopped" => Some(Ok(report(JobState::Cancelled, format!("SageMaker training job {name} was stopped")))),
+        "Failed" => Some(report(JobState::Failed, format!("SageMaker training job {name} failed: {reason}"))),
+        "Stopped" => Some(report(JobState::Cancelled, format!("SageMaker training job {name} was stopped"))),
         _ => None,
     }
 }

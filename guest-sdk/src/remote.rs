@@ -1,0 +1,49 @@
+//! Following work the flavor started outside the host (a cloud training
+//! job) to its end: poll with backoff, ride out a few transient failures,
+//! and stop waiting the moment the launch is cancelled.
+
+use std::time::Duration;
+
+use crate::cancellation::{Backoff, Cancelled};
+
+/// What one poll found.
+pub enum Poll<T> {
+    /// The remote work ended: the launch's outcome.
+    Done(T),
+    /// Still going.
+    Pending,
+}
+
+/// Why polling stopped before the work ended.
+pub enum Stopped<E> {
+    /// The launch is being cancelled: stop the remote work now.
+    Cancelled(Cancelled),
+    /// A poll failed for good (or transiently too many times in a row).
+    Failed(E),
+}
+
+/// Consecutive transient failures tolerated before giving up.
+pub const MAX_TRANSIENT_FAILURES: u32 = 5;
+
+/// Call `poll` until it is `Done`, waiting 2 s, 4 s, … up to `max_wait`
+/// between calls. A failure `transient` says may pass is logged and retried.
+pub fn poll_until<T, E: std::fmt::Display>(
+    max_wait: Duration,
+    mut poll: impl FnMut() -> Result<Poll<T>, E>,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, Stopped<E>> {
+    let mut backoff = Backoff::new(Duration::from_secs(2), max_wait);
+    let mut failures = 0;
+    loop {
+        match poll() {
+            Ok(Poll::Done(outcome)) => return Ok(outcome),
+            Ok(Poll::Pending) => failures = 0,
+            Err(error) if transient(&error) && failures < MAX_TRANSIENT_FAILURES => {
+                failures += 1;
+                crate::log::warn(&format!("polling failed ({error}); trying again"));
+            }
+            Err(error) => return Err(Stopped::Failed(error)),
+        }
+        backoff.wait().map_err(Stopped::Cancelled)?;
+    }
+}
