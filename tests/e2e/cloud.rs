@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use stepbox_e2e::fake_http::{FakeServer, Recorded, Reply};
-use stepbox_e2e::fake_tokens::{google_key_file, google_token_server, rsa_key_pair};
+use stepbox_e2e::fake_tokens::{azure_token_server, google_key_file, google_token_server, rsa_key_pair};
 use stepbox_e2e::moto::Moto;
 use stepbox_e2e::{TestHome, files_containing, path_str, wait_until};
 
@@ -392,5 +392,163 @@ fn ctrl_c_cancels_the_vertex_custom_job() {
     assert_eq!(cancels.len(), 1, "customJobs.cancel was called");
     assert_eq!((cancels[0].method.as_str(), cancels[0].json()), ("POST", serde_json::json!({})));
     assert_eq!(cancels[0].header("authorization"), Some("Bearer ya29.cancel"));
+    assert_eq!(t.runs()[0]["state"], "cancelled");
+}
+
+const WORKSPACE: &str =
+    "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1";
+const AZURE_JOB: &str = "pipe_trainer_1234abcd5678";
+
+/// Azure ML's ARM API and Run History on one origin (the workspace's
+/// discovery document points back at it): the job is Starting, Running for
+/// `polls_running` gets, then Failed (or, once cancelled, Canceled). Run
+/// History lists one log file, a SAS URL on `blobs`.
+fn azure_fake(polls_running: usize, blobs: String) -> FakeServer {
+    let gets = std::sync::atomic::AtomicUsize::new(0);
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
+    let origin = std::sync::OnceLock::<String>::new();
+    FakeServer::start(move |request| {
+        let path = request.path.split('?').next().unwrap_or_default().to_owned();
+        let host = request.header("host").unwrap_or_default().to_owned();
+        let origin = origin.get_or_init(|| format!("http://{host}"));
+        let job = format!("{WORKSPACE}/jobs/{AZURE_JOB}");
+        let status = |status: &str| serde_json::json!({ "name": AZURE_JOB, "properties": { "status": status } });
+        match (request.method.as_str(), path.as_str()) {
+            ("PUT", p) if p.starts_with(&format!("{WORKSPACE}/environments/")) => Reply::json(201, request.json()),
+            ("PUT", p) if p == job => Reply::json(201, status("Starting")),
+            ("GET", p) if p == job => {
+                let seen = gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Reply::json(
+                    200,
+                    if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                        status("Canceled")
+                    } else if seen < polls_running {
+                        status("Running")
+                    } else {
+                        status("Failed")
+                    },
+                )
+            }
+            ("POST", p) if p == format!("{job}/cancel") => {
+                cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+                Reply::text(202, "").with_header("Location", &format!("{origin}/operations/1"))
+            }
+            ("GET", WORKSPACE) => {
+                Reply::json(200, serde_json::json!({ "properties": { "discoveryUrl": format!("{origin}/discovery") } }))
+            }
+            ("GET", "/discovery") => Reply::json(200, serde_json::json!({ "api": origin })),
+            ("GET", p) if p == format!("/history/v1.0{WORKSPACE}/runs/{AZURE_JOB}/details") => Reply::json(
+                200,
+                serde_json::json!({
+                    "runId": AZURE_JOB,
+                    "logFiles": { "user_logs/std_log.txt": format!("{blobs}/azureml/std_log.txt?sv=2021-08-06&sig=SAS-SIGNATURE") },
+                    "error": { "error": { "code": "UserError", "message": "Execution failed. User process 'python' exited with status code 1." } },
+                }),
+            ),
+            _ => Reply::json(
+                404,
+                serde_json::json!({ "error": { "code": "NotFound", "message": format!("{path} not found") } }),
+            ),
+        }
+    })
+}
+
+/// A blob store whose log grows by a line on each read.
+fn blob_fake() -> FakeServer {
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    FakeServer::start(move |_| {
+        let lines = ["loading data", "epoch 1 loss=0.5", "epoch 2 loss=0.25"];
+        let n = (reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1).min(lines.len());
+        Reply::text(200, &lines[..n].iter().map(|l| format!("{l}\n")).collect::<String>())
+    })
+}
+
+/// A home with the azureml flavor talking to `arm` and `blobs`.
+fn azure_home(arm: &FakeServer, blobs: &FakeServer, tokens: &FakeServer) -> TestHome {
+    let client = serde_json::json!({
+        "tenant_id": "tenant-1", "client_id": "app-1", "client_secret": "client-secret-value",
+        "authority_host": tokens.origin(),
+    })
+    .to_string();
+    let config = [
+        "subscription_id=sub-1".to_owned(),
+        "resource_group=rg-1".to_owned(),
+        "workspace_name=ws-1".to_owned(),
+        format!("endpoint_url={}", arm.origin()),
+        "max_poll_interval_seconds=1".to_owned(),
+    ];
+    let grants = [
+        "images".to_owned(),
+        "http".to_owned(),
+        format!("http-origin={}", arm.origin()),
+        format!("http-origin={}", blobs.origin()),
+        format!("http-origin={}", tokens.origin()),
+        format!("http-credential={}=azure-client-credentials:azure-app", arm.origin()),
+    ];
+    cloud_home(&stepbox_e2e::azureml_flavor(), "aml", "azureml", &[("azure-app", &client)], &config, &grants)
+}
+
+#[test]
+fn azureml_registers_the_image_runs_a_command_job_streams_its_logs_and_reports_run_history_errors() {
+    let blobs = blob_fake();
+    let arm = azure_fake(2, blobs.origin());
+    let token = format!("eyJ.{}", stepbox_e2e::unique_marker());
+    let tokens = azure_token_server("client-secret-value", token.clone());
+    let t = azure_home(&arm, &blobs, &tokens);
+    let env = ["RUN_ID=abc123".to_owned()];
+    let run = t.launch_with("aml", "trainer", &launch_flags("1234abcd-5678", &env), &["python", "-m", "trainer"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("exited with status code 1"), "Run History's error is shown: {}", run.stderr);
+    for line in ["std_log.txt | loading data", "std_log.txt | epoch 1 loss=0.5"] {
+        assert_eq!(run.stderr.matches(line).count(), 1, "{line} shown once: {}", run.stderr);
+    }
+
+    let requests = arm.requests();
+    let puts: Vec<&Recorded> = requests.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 2, "an environment version, then the job: {puts:?}");
+    let version = puts[0].path.split("/versions/").nth(1).and_then(|rest| rest.split('?').next()).unwrap_or_default();
+    assert_eq!(version.len(), 16, "a content-hash version: {}", puts[0].path);
+    assert!(puts[0].path.ends_with("?api-version=2025-12-01"), "{}", puts[0].path);
+    assert_eq!(puts[0].json()["properties"]["image"], IMAGE);
+    assert_eq!(puts[1].path, format!("{WORKSPACE}/jobs/{AZURE_JOB}?api-version=2025-12-01"));
+    assert_eq!(puts[1].header("authorization"), Some(format!("Bearer {token}").as_str()));
+    let job = &puts[1].json()["properties"];
+    assert_eq!(job["jobType"], "Command");
+    assert_eq!(job["command"], "python -m trainer");
+    assert_eq!(job["environmentId"], format!("azureml:stepbox-step-images:{version}"));
+    assert!(job.get("computeId").is_none(), "serverless: no compute id");
+    assert_eq!(job["environmentVariables"]["RUN_ID"], "abc123");
+    assert_eq!(job["resources"]["instanceCount"], 1);
+
+    let blob_reads = blobs.requests();
+    assert!(!blob_reads.is_empty(), "the SAS URL was read");
+    assert!(blob_reads.iter().all(|r| r.header("authorization").is_none()), "no token goes with a SAS URL");
+    let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
+    let audit = t.run(&["runs", "show", &id, "--audit", "-o", "json"]).json()["audit"].to_string();
+    assert!(audit.contains("sig=…") && !audit.contains("SAS-SIGNATURE"), "the SAS signature is not audited");
+    for needle in [token.as_str(), "client-secret-value", "SAS-SIGNATURE"] {
+        assert!(files_containing(&t.home().join("runs"), needle).is_empty(), "{needle} leaked");
+    }
+}
+
+#[test]
+fn ctrl_c_cancels_the_azureml_job() {
+    let blobs = blob_fake();
+    let arm = azure_fake(usize::MAX, blobs.origin());
+    let tokens = azure_token_server("client-secret-value", "eyJ.cancel".to_owned());
+    let t = azure_home(&arm, &blobs, &tokens);
+    let running =
+        t.spawn_launch_with("aml", "trainer", &launch_flags("1234abcd-5678", &[]), &["python", "-m", "trainer"]);
+    let job = format!("{WORKSPACE}/jobs/{AZURE_JOB}?api-version=2025-12-01");
+    let polling =
+        wait_until(Duration::from_secs(60), || arm.requests().iter().any(|r| r.method == "GET" && r.path == job));
+    assert!(polling, "the flavor never polled the job");
+    running.signal(nix::sys::signal::Signal::SIGINT);
+    running.finish().expect_code(130);
+    let cancels = arm.requests_to(&format!("{WORKSPACE}/jobs/{AZURE_JOB}/cancel"));
+    assert_eq!(cancels.len(), 1, "the job's cancel was called");
+    assert_eq!(cancels[0].method, "POST");
+    assert!(cancels[0].path.ends_with("?api-version=2025-12-01"));
+    assert_eq!(cancels[0].header("authorization"), Some("Bearer eyJ.cancel"));
     assert_eq!(t.runs()[0]["state"], "cancelled");
 }

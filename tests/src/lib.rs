@@ -125,6 +125,11 @@ pub fn vertex_flavor() -> PathBuf {
     component("stepbox-flavor-vertex", "stepbox_flavor_vertex")
 }
 
+/// The Azure ML example flavor.
+pub fn azureml_flavor() -> PathBuf {
+    component("stepbox-flavor-azureml", "stepbox_flavor_azureml")
+}
+
 /// The Rust Ray example flavor.
 pub fn ray_flavor() -> PathBuf {
     component("stepbox-flavor-ray", "stepbox_flavor_ray")
