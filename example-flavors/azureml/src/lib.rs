@@ -225,7 +225,7 @@ fn compute(settings: &Settings, workspace: &Workspace) -> Result<Option<String>,
             Ok(Some(format!("/{}/computes/{name}", workspace.path)))
         }
         ("compute-instance" | "compute-cluster", None) => {
-            Err(ConfigError::field("compute_name", &format!("is needed with mode {mode}")).into())
+            Err(ConfigError::field("compute_name", format!("is needed with mode {mode}")).into())
         }
         _ => Err(ConfigError::field("mode", "must be serverless, compute-instance or compute-cluster").into()),
     }
