@@ -11,7 +11,10 @@
 //! 3. `accepts-sample`: `validate-config` accepts the sample configuration;
 //! 4. `rejects-garbage`: it refuses a wrongly typed value, with a message;
 //! 5. `launch`: a dry-run launch succeeds and submits at least one job, and
-//!    every job runs the launch's entrypoint command.
+//!    every job runs the launch's entrypoint command. A remote flavor (one
+//!    that makes HTTP requests and submits no host jobs) is launched offline
+//!    instead, with an image and no origin allowed: it must end with a clean
+//!    error naming the refused request.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -167,6 +170,11 @@ pub async fn check(
         }
     }
 
+    // A remote flavor (outgoing HTTP, no host jobs) launches on a service
+    // no dry run can stand in for: its launch runs offline instead, and
+    // must end with a clean error that names the refused request.
+    let remote =
+        record.shape.capabilities.iter().any(|c| c == "http") && !record.shape.capabilities.iter().any(|c| c == "jobs");
     let recorder = Recorder::default();
     let source_root = scratch.path().join("step");
     std::fs::create_dir_all(&source_root)?;
@@ -183,10 +191,16 @@ pub async fn check(
         settings,
         source_root,
         dry_run: Some(recorder.clone()),
+        image: remote.then(|| REMOTE_IMAGE.to_owned()),
         ..Default::default()
     };
     let outcome = launch::launch(&stepbox, args, Arc::new(Discard), std::future::pending::<Interrupt>()).await;
     report.jobs = recorder.jobs();
+    if remote {
+        checks.0.push(offline_launch(outcome));
+        report.checks = checks.0;
+        return Ok(report);
+    }
     match outcome {
         Ok(outcome) if outcome.state == RunState::Succeeded => {
             let others: Vec<&RecordedJob> = report
@@ -217,6 +231,39 @@ pub async fn check(
     }
     report.checks = checks.0;
     Ok(report)
+}
+
+/// The image a remote flavor's offline launch is given (never pulled).
+const REMOTE_IMAGE: &str = "conformance.invalid/step:dry-run";
+
+/// The `launch` check of a remote flavor, run with no origin allowed: it
+/// must fail cleanly (denied, or a failure naming the refusal), never
+/// succeed without its service, trap or hang.
+fn offline_launch(outcome: Result<launch::LaunchOutcome, launch::LaunchError>) -> Check {
+    let check = |result, detail: String| Check { name: "launch", result, detail };
+    match outcome {
+        Ok(outcome) if outcome.state == RunState::Succeeded => {
+            check("fail", "with every request refused, the launch still reported success".to_owned())
+        }
+        Ok(outcome) => {
+            let message = outcome.message.unwrap_or_default();
+            let clean = outcome.exit_code == crate::exit::DENIED || message.contains("Denied");
+            if clean && !message.contains("trap") {
+                check(
+                    "pass",
+                    format!(
+                        "a remote flavor (wasi:http, no host jobs): offline, its launch ended with the refusal: {message}. Test it against its service or a fake of it"
+                    ),
+                )
+            } else {
+                check(
+                    "fail",
+                    format!("offline, the launch should fail naming the refused request; it ended: {message}"),
+                )
+            }
+        }
+        Err(error) => check("fail", error.to_string()),
+    }
 }
 
 /// A configuration no honest flavor accepts: the first property the schema

@@ -552,3 +552,27 @@ fn ctrl_c_cancels_the_azureml_job() {
     assert_eq!(cancels[0].header("authorization"), Some("Bearer eyJ.cancel"));
     assert_eq!(t.runs()[0]["state"], "cancelled");
 }
+
+#[test]
+fn flavor_test_launches_a_remote_flavor_offline_and_expects_the_refusal() {
+    let t = TestHome::new();
+    let tested = t.run(&[
+        "flavor",
+        "test",
+        path_str(&stepbox_e2e::sagemaker_flavor()),
+        "-c",
+        &format!("role={ROLE}"),
+        "-c",
+        "bucket=b",
+        "-c",
+        "region=us-east-1",
+        "-o",
+        "json",
+    ]);
+    tested.expect_code(0);
+    let report = tested.json();
+    let launch = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "launch")).cloned();
+    let detail = launch.as_ref().map(|c| c["detail"].to_string()).unwrap_or_default();
+    assert_eq!(launch.map(|c| c["result"].clone()), Some("pass".into()), "{report}");
+    assert!(detail.contains("HttpRequestDenied"), "the refusal is what ended it: {detail}");
+}
