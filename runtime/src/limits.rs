@@ -24,10 +24,13 @@ pub struct Limits {
     pub jobs_per_launch: usize,
     /// Bytes of each job's output written to its log file.
     pub job_log_bytes: u64,
-    /// How long a cancelled job gets between SIGTERM and SIGKILL.
+    /// How long a cancelled job gets between SIGTERM and SIGKILL, and a
+    /// cancelled flavor to stop the work it started elsewhere and return.
     pub cancel_grace: Duration,
     /// How long a whole launch may take, jobs included.
     pub wall_clock: Duration,
+    /// Outgoing HTTP requests one launch may make (token requests included).
+    pub http_requests: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +45,8 @@ impl Default for Limits {
             job_log_bytes: 64 << 20,
             cancel_grace: Duration::from_secs(10),
             wall_clock: Duration::from_secs(24 * 3600),
+            // A day of polling every few seconds, with logs, fits many times over.
+            http_requests: 100_000,
         }
     }
 }
@@ -72,8 +77,12 @@ pub const LIMIT_NAMES: &[(&str, &str)] = &[
     ("argument-size", "bytes of one host-call argument: a log message, a job spec, a requirements list (a size)"),
     ("jobs-per-launch", "jobs one launch may submit (a count)"),
     ("job-log", "bytes of each job's output kept in its log file (a size)"),
-    ("cancel-grace", "time between SIGTERM and SIGKILL when a job is cancelled (a duration)"),
+    (
+        "cancel-grace",
+        "time a cancelled job gets between SIGTERM and SIGKILL, and a cancelled flavor to stop its remote work (a duration)",
+    ),
     ("wall-clock", "time a whole launch may take, its jobs included (a duration)"),
+    ("http-requests", "outgoing HTTP requests one launch may make, token requests included (a count)"),
 ];
 
 /// A limit was hit inside a host call: the call ends (raised as a trap so
@@ -132,6 +141,7 @@ impl Limits {
             "job-log" => size(self.job_log_bytes),
             "cancel-grace" => humantime::format_duration(self.cancel_grace).to_string(),
             "wall-clock" => humantime::format_duration(self.wall_clock).to_string(),
+            "http-requests" => self.http_requests.to_string(),
             _ => return None,
         })
     }
@@ -161,6 +171,7 @@ impl Limits {
             "job-log" => self.job_log_bytes = size()?,
             "cancel-grace" => self.cancel_grace = duration()?,
             "wall-clock" => self.wall_clock = duration()?,
+            "http-requests" => self.http_requests = count()? as u64,
             other => return Err(LimitError::Unknown(other.to_owned())),
         }
         Ok(())
@@ -212,7 +223,7 @@ mod tests {
         for (name, _) in LIMIT_NAMES {
             let value = match *name {
                 "guest-cpu" | "cancel-grace" | "wall-clock" => "1s",
-                "jobs-per-launch" => "5",
+                "jobs-per-launch" | "http-requests" => "5",
                 _ => "1MiB",
             };
             assert!(Limits::default().with_overrides(&overrides(&[(name, value)])).is_ok(), "{name}");

@@ -312,3 +312,66 @@ fn the_wall_clock_budget_cancels_the_flavor_too_and_a_deaf_flavor_is_stopped_aft
     run.expect_error(124, "hit its `wall-clock` limit of 1s");
     assert!(flavor_log(&t).contains("did not return within `cancel-grace` (1s)"), "{}", flavor_log(&t));
 }
+
+/// `command` run under bubblewrap with `hosts` as its /etc/hosts: names
+/// resolve where the test says, as a hostile DNS answer would make them.
+fn with_hosts(command: &std::process::Command, hosts: &std::path::Path) -> std::process::Command {
+    let mut wrapped = std::process::Command::new("bwrap");
+    wrapped.args(["--dev-bind", "/", "/", "--bind"]).arg(hosts).args(["/etc/hosts", "--"]);
+    wrapped.arg(command.get_program()).args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+#[test]
+fn names_that_resolve_to_the_metadata_service_or_loopback_are_refused_after_dns() {
+    let server = hello_server(None);
+    let metadata = "http://metadata.stepbox-test.internal";
+    let api = format!("http://api.stepbox-test.internal:{}", server.port());
+    let t = probe_home(&[format!("http-origin={metadata}"), format!("http-origin={api}")]);
+    let hosts = t.scratch().join("hosts");
+    fs::write(&hosts, "169.254.169.254 metadata.stepbox-test.internal\n127.0.0.1 api.stepbox-test.internal\n")
+        .expect("write hosts");
+    let settings = serde_json::json!({ "requests": [
+        { "method": "GET", "url": format!("{metadata}/latest/meta-data/iam/security-credentials/") },
+        { "method": "GET", "url": format!("{api}/ok") },
+    ] })
+    .to_string();
+    let launch = t.launch_command_with("probe", "s", &["--settings", &settings], &["true"]);
+    let run = stepbox_e2e::Run::from_output(with_hosts(&launch, &hosts).output().expect("bwrap runs"));
+    run.expect_code(0);
+    let log = flavor_log(&t);
+    assert_eq!(log.matches("-> error ErrorCode::DestinationIpProhibited").count(), 2, "{log}");
+    assert!(server.requests().is_empty(), "nothing reached the loopback server");
+    let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
+    let audit = t.run(&["runs", "show", &id, "--audit", "-o", "json"]).json()["audit"].to_string();
+    assert!(audit.contains("resolved to 169.254.169.254, a cloud metadata service address"), "{audit}");
+    assert!(audit.contains("resolved to 127.0.0.1, a loopback address"), "{audit}");
+}
+
+#[test]
+fn a_launch_makes_at_most_its_http_requests_limit() {
+    let server = hello_server(None);
+    let t = probe_home(&[format!("http-origin={}", server.origin())]);
+    t.run(&["step-operator", "update", "probe", "--limit", "http-requests=2"]).expect_code(0);
+    let (lines, audit) = probe(
+        &t,
+        serde_json::json!([
+            { "method": "GET", "url": server.url("/1") },
+            { "method": "GET", "url": server.url("/2") },
+            { "method": "GET", "url": server.url("/3") },
+        ]),
+    );
+    assert!(lines[1].ends_with("-> 200 (5 bytes)"), "{lines:?}");
+    assert!(lines[2].ends_with("-> error ErrorCode::HttpRequestDenied"), "{lines:?}");
+    assert_eq!(server.requests().len(), 2);
+    assert!(audit.contains("--limit http-requests=N"), "the way out is named: {audit}");
+}

@@ -7,7 +7,8 @@
 //! checked (no loopback, link-local or metadata address, private ranges only
 //! with `http-private`); the connection goes to the address that was checked,
 //! so a second DNS answer cannot redirect it; request and response bodies are
-//! bounded, and so are connecting and waiting for the response. Redirects are
+//! bounded, and so are connecting, waiting for the response, each pause in
+//! its body, and the number of requests a launch makes. Redirects are
 //! not followed: the guest gets the 3xx, and a request to where it points is
 //! checked like any other. A credential the step operator configured for the
 //! origin (`http-credential`) is applied here (see [`crate::host::credentials`]),
@@ -53,6 +54,25 @@ struct Egress {
     launch: Arc<LaunchContext>,
     rules: EgressRules,
     credentials: Credentials,
+    /// Requests made so far, against the `http-requests` limit.
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl Egress {
+    /// Count one request, or refuse it past the launch's `http-requests` limit.
+    fn count_request(&self) -> Result<(), Refusal> {
+        let limit = self.launch.limits.http_requests;
+        let made = self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if made >= limit {
+            return Err(failed(
+                Error::HttpRequestDenied,
+                format!(
+                    "this launch has made its {limit} outgoing HTTP requests (limit `http-requests`); if it really needs more: stepbox step-operator update NAME --limit http-requests=N"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl EgressHooks {
@@ -60,7 +80,7 @@ impl EgressHooks {
     pub fn new(launch: Option<Arc<LaunchContext>>, logger: Arc<FlavorLogger>) -> Self {
         let launch = launch.map(|launch| {
             let rules = launch.grants.egress_rules();
-            Arc::new(Egress { launch, rules, credentials: Credentials::default() })
+            Arc::new(Egress { launch, rules, credentials: Credentials::default(), requests: Default::default() })
         });
         Self { launch, logger }
     }
@@ -149,11 +169,13 @@ impl RequestSummary {
     }
 }
 
-/// How long to wait to connect, and then for the response's headers.
+/// How long to wait to connect, then for the response's headers, then for
+/// each next piece of the body.
 #[derive(Clone, Copy)]
 struct Timeouts {
     connect: Duration,
     first_byte: Duration,
+    between_bytes: Duration,
 }
 
 impl From<Option<RequestOptions>> for Timeouts {
@@ -162,6 +184,7 @@ impl From<Option<RequestOptions>> for Timeouts {
         Self {
             connect: options.and_then(|o| o.connect_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
             first_byte: options.and_then(|o| o.first_byte_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
+            between_bytes: options.and_then(|o| o.between_bytes_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
         }
     }
 }
@@ -176,6 +199,7 @@ async fn send_checked(
         .map_err(|_| Refusal::Denied(EgressError::BadUrl(request.uri().to_string())))?;
     // Refuse an unlisted origin before reading the body or fetching a token.
     egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
+    egress.count_request()?;
     let (mut parts, body) = request.into_parts();
     let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
         failed(
@@ -199,12 +223,12 @@ async fn send_checked(
     let response = transmit(&egress.rules, &url, parts, body, timeouts).await?;
     let (response, io) = response;
     let response = response.map(|incoming| {
-        Limited::new(incoming, MAX_RESPONSE_BYTES)
-            .map_err(|error| match error.downcast::<hyper::Error>() {
+        let limited =
+            Limited::new(incoming, MAX_RESPONSE_BYTES).map_err(|error| match error.downcast::<hyper::Error>() {
                 Ok(hyper) => Error::Hyper(*hyper),
                 Err(_) => Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
-            })
-            .boxed_unsync()
+            });
+        BetweenBytes::new(limited, timeouts.between_bytes).boxed_unsync()
     });
     Ok((response, io))
 }
@@ -231,7 +255,8 @@ async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(
     parts.headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
     let outcome = async {
         egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
-        let timeouts = Timeouts { connect: TIMEOUT, first_byte: TIMEOUT };
+        egress.count_request()?;
+        let timeouts = Timeouts { connect: TIMEOUT, first_byte: TIMEOUT, between_bytes: TIMEOUT };
         let (response, io) = transmit(&egress.rules, &url, parts, Bytes::from(form), timeouts).await?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), MAX_TOKEN_REPLY_BYTES).collect().await.map_err(|_| {
@@ -309,6 +334,55 @@ async fn transmit(
     Ok((response, io))
 }
 
+/// A response body that fails with `connection-read-timeout` when the
+/// server sends nothing for `limit` (a stalled body would otherwise hold
+/// the flavor until the launch's wall clock).
+struct BetweenBytes<B> {
+    inner: B,
+    limit: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> BetweenBytes<B> {
+    fn new(inner: B, limit: Duration) -> Self {
+        Self { inner, limit, deadline: Box::pin(tokio::time::sleep(limit)) }
+    }
+}
+
+impl<B> hyper::body::Body for BetweenBytes<B>
+where
+    B: hyper::body::Body<Error = Error> + Unpin,
+{
+    type Data = B::Data;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + self.limit;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The addresses of the URL's host: the literal itself, or what DNS says.
 async fn resolve(url: &url::Url, port: u16, timeout: Duration) -> Result<Vec<IpAddr>, (Error, String)> {
     match url.host() {
@@ -361,6 +435,35 @@ async fn tls(host: &str, stream: TcpStream) -> Result<tokio_rustls::client::TlsS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One frame, then silence.
+    struct Stalls(bool);
+
+    impl hyper::body::Body for Stalls {
+        type Data = Bytes;
+        type Error = Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Error>>> {
+            if std::mem::replace(&mut self.0, true) {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"partial")))))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_fails_with_a_read_timeout() {
+        let mut body = BetweenBytes::new(Stalls(false), Duration::from_secs(60));
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"partial")));
+        // Paused time jumps ahead to the deadline once everything is idle.
+        let stalled = body.frame().await.expect("an outcome");
+        assert!(matches!(stalled, Err(Error::ConnectionReadTimeout)), "{stalled:?}");
+    }
 
     #[test]
     fn the_audit_summary_keeps_query_keys_but_not_values() {
