@@ -22,7 +22,9 @@ pub fn run(home: Option<PathBuf>, command: SecretCommand) -> Result<u8, Failure>
                 None => read_stdin(&name)?,
             };
             secrets.set(&name, &value).map_err(failure)?;
-            eprintln!("stored secret `{name}`; grant it with: stepbox step-operator update NAME --grant secret={name}");
+            eprintln!(
+                "stored secret `{name}`; grant it with: stepbox step-operator update NAME --grant secret={name} (for a backend), or --grant http-credential=ORIGIN=SCHEME:{name} (the credential of an origin)"
+            );
         }
         SecretCommand::List { output } => {
             let names = secrets.list().map_err(failure)?;
