@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!("{} launches of each kind, {} requests per launch, loopback server\n", args.iterations, args.requests);
-    let mut runs: Vec<(&str, Box<dyn FnMut() -> anyhow::Result<()>>)> = vec![
+    let mut runs: Vec<(&str, Measured)> = vec![
         ("launch, no request", Box::new(|| launch("plain", &none))),
         ("launch, N requests, no credential", Box::new(|| launch("plain", &some))),
         ("launch, N requests, bearer", Box::new(|| launch("bearer", &some))),
@@ -154,6 +154,9 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One thing measured: a launch, or the direct client's requests.
+type Measured<'a> = Box<dyn FnMut() -> anyhow::Result<()> + 'a>;
 
 fn median(samples: &[Duration]) -> Duration {
     let mut sorted = samples.to_vec();
