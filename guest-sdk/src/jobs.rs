@@ -49,6 +49,14 @@ pub fn valid_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Give the job the variable `name` holding the stored secret `secret`:
+/// the host fills it in (the step operator must be granted
+/// `--grant secret=SECRET`); the flavor never sees the value. Works on
+/// every backend (the `secret-env` job option).
+pub fn add_secret_env(spec: &mut JobSpec, name: &str, secret: &str) {
+    spec.backend_options.push(("secret-env".to_owned(), format!("{name}={secret}")));
+}
+
 /// Submit a job. The host records it before this returns.
 pub fn submit(spec: &JobSpec) -> Result<Job, Error> {
     wit::submit(spec)

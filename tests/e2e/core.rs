@@ -520,6 +520,35 @@ fn secrets_are_read_from_stdin_listed_by_name_and_deleted() {
 }
 
 #[test]
+fn a_job_gets_a_granted_secret_as_a_variable_the_flavor_never_sees() {
+    let t = TestHome::new();
+    let value = format!("pw-{}", stepbox_e2e::unique_marker());
+    t.set_secret("db-pass", value.as_bytes()).expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    let config = r#"secret_environment={"DB_PASSWORD": "db-pass"}"#;
+    // The job shows the value reversed: the value itself must appear nowhere.
+    let check = r#"printf '%s\n' "$DB_PASSWORD" | rev"#;
+    let base = ["--grant", "jobs", "--grant", "requirements", "--config", config];
+
+    // Not granted: refused, naming the grant.
+    t.register_operator("plain", "local", &base).expect_code(0);
+    t.launch("plain", "s", &["sh", "-c", check]).expect_error(DENIED, "--grant secret=db-pass");
+
+    let mut granted = base.to_vec();
+    granted.extend(["--grant", "secret=db-pass"]);
+    t.register_operator("granted", "local", &granted).expect_code(0);
+    let run = t.launch("granted", "s", &["sh", "-c", check]);
+    run.expect_code(0);
+    let reversed: String = value.chars().rev().collect();
+    assert!(run.stdout.contains(&reversed), "the job had the value: {}", run.stdout);
+    let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
+    let audit = t.run(&["runs", "show", &id, "--audit", "-o", "json"]).stdout;
+    assert!(audit.contains("secret-env") && audit.contains("DB_PASSWORD=db-pass"), "the audit names it: {audit}");
+    let leaked = stepbox_e2e::files_containing(&t.home().join("runs"), &value);
+    assert!(leaked.is_empty(), "the value is in no run file: {leaked:?}");
+}
+
+#[test]
 fn flavor_test_reports_each_conformance_check() {
     let t = TestHome::new();
     let passed = t.run(&["flavor", "test", path_str(&local_flavor()), "-o", "json"]);

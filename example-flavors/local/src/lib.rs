@@ -27,6 +27,11 @@ struct Config {
     /// The Python version of the environment made for a step's requirements
     /// (default: the one on the machine's PATH).
     python_version: Option<String>,
+    /// Variables filled in by the host from stored secrets, as variable →
+    /// secret name (each secret granted with `--grant secret=NAME`); the
+    /// flavor never sees the values.
+    #[serde(default)]
+    secret_environment: BTreeMap<String, String>,
 }
 
 /// Per-step settings (`step_operator.local` in ZenML).
@@ -78,6 +83,10 @@ impl Flavor for Local {
             spec.working_dir = Some(dir);
         }
         jobs::add_default_env(&mut spec, config.environment.into_iter().chain(settings.environment));
+        for (name, secret) in &config.secret_environment {
+            spec.env.retain(|var| &var.name != name);
+            jobs::add_secret_env(&mut spec, name, secret);
+        }
         if !request.requirements.is_empty() {
             stepbox_guest::info!("installing {} requirements", request.requirements.len());
             let environment = requirements::install(&request.requirements, config.python_version.as_deref())?;

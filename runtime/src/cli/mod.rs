@@ -75,6 +75,13 @@ async fn run(cli: Cli) -> u8 {
         }
         Command::Backends => {
             let mut table = output::table(&["BACKEND", "OPTION", "WHAT IT IS"]);
+            table.add_row(vec![
+                "(every backend)".to_owned(),
+                crate::policy::connections::SECRET_ENV.to_owned(),
+                "NAME=SECRET: the job's variable NAME holds the stored secret SECRET (granted with --grant \
+                 secret=SECRET), filled in by the host; repeatable"
+                    .to_owned(),
+            ]);
             for backend in crate::backends::catalogue::BACKENDS {
                 table.add_row(vec![backend.name.to_owned(), "-".to_owned(), backend.summary.to_owned()]);
                 for option in backend.options {

@@ -206,10 +206,26 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
     }
     let denied = |denial: crate::policy::Denial| Error::Denied(denial.to_string());
+    let refused = |refusal| match refusal {
+        crate::policy::connections::OptionRefusal::Denied(denial) => denied(denial),
+        crate::policy::connections::OptionRefusal::Invalid(message) => Error::Invalid(message),
+    };
     let backend_name = launch.grants.backend(spec.backend.as_deref()).map_err(denied)?;
     launch.grants.command(&spec.command, &launch.entrypoint).map_err(denied)?;
-    let env: Vec<(String, String)> = spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect();
+    let mut env: Vec<(String, String)> = spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect();
+    let (secret_env, backend_options) =
+        crate::policy::connections::split_secret_env(&spec.backend_options).map_err(refused)?;
+    if let Some((name, _)) = secret_env.iter().find(|(name, _)| env.iter().any(|(set, _)| set == name)) {
+        return Err(Error::Invalid(format!("`{name}` is set both in the job's env and by secret-env")));
+    }
+    // Guarded names are guarded whatever fills them in; the values are checked below.
+    let names_only: Vec<(String, String)> = secret_env.iter().map(|(name, _)| (name.clone(), String::new())).collect();
     launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
+    launch.grants.job_env(&names_only, &launch.environment).map_err(denied)?;
+    if !launch.dry_run {
+        let filled = launch.grants.secret_env(&secret_env, &launch.home.secrets()).map_err(refused)?;
+        env.extend(filled.into_iter().map(|(name, value)| (name, value.expose().to_owned())));
+    }
     let resources = JobResources {
         cpu_count: spec.resources.cpu_count,
         gpu_count: spec.resources.gpu_count,
@@ -226,14 +242,11 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     let info = backends::catalogue::backend(backend)
         .ok_or_else(|| Error::Unsupported(format!("the `{backend}` backend takes no options")))?;
     let options = if launch.dry_run {
-        crate::policy::connections::unresolved_options(info, &spec.backend_options)
+        crate::policy::connections::unresolved_options(info, &backend_options)
     } else {
-        launch.grants.backend_options(info, &spec.backend_options, &launch.home.secrets())
+        launch.grants.backend_options(info, &backend_options, &launch.home.secrets())
     }
-    .map_err(|refusal| match refusal {
-        crate::policy::connections::OptionRefusal::Denied(denial) => denied(denial),
-        crate::policy::connections::OptionRefusal::Invalid(message) => Error::Invalid(message),
-    })?;
+    .map_err(refused)?;
     let runtime = match &spec.runtime {
         Runtime::Host => JobRuntime::Host,
         Runtime::Environment(handle) => JobRuntime::Environment(launch.environment(handle).ok_or_else(|| {

@@ -61,7 +61,51 @@ fn known_option(
     })
 }
 
+/// The job option every backend takes: `NAME=SECRET` sets the job's
+/// variable `NAME` to the stored secret `SECRET` (granted with
+/// `--grant secret=SECRET`); the host fills it in, the flavor never sees it.
+pub const SECRET_ENV: &str = "secret-env";
+
+/// `(key, value)` pairs: job options, or (variable, secret name) pairs.
+pub type Pairs = Vec<(String, String)>;
+
+/// Split the `secret-env` options from the backend's own: (variable, secret name) pairs, and the rest.
+pub fn split_secret_env(requested: &[(String, String)]) -> Result<(Pairs, Pairs), OptionRefusal> {
+    let mut secret_env = Vec::new();
+    let mut rest = Vec::new();
+    for (key, value) in requested {
+        if key != SECRET_ENV {
+            rest.push((key.clone(), value.clone()));
+            continue;
+        }
+        let (name, secret) = value.split_once('=').ok_or_else(|| {
+            OptionRefusal::Invalid(format!(
+                "`{SECRET_ENV}={value}` is not NAME=SECRET, e.g. secret-env=DB_PASSWORD=db-password"
+            ))
+        })?;
+        if !crate::units::is_env_name(name) {
+            return Err(OptionRefusal::Invalid(format!(
+                "`{name}` in `{SECRET_ENV}` is not a valid environment variable name"
+            )));
+        }
+        if secret_env.iter().any(|(seen, _): &(String, String)| seen == name) {
+            return Err(OptionRefusal::Invalid(format!("`{SECRET_ENV}` sets `{name}` twice")));
+        }
+        secret_env.push((name.to_owned(), secret.to_owned()));
+    }
+    Ok((secret_env, rest))
+}
+
 impl Grants {
+    /// The values of `secret_env`'s secrets, each of which must be granted and stored.
+    pub fn secret_env(
+        &self,
+        secret_env: &[(String, String)],
+        secrets: &Secrets,
+    ) -> Result<Vec<(String, crate::secrets::SecretValue)>, OptionRefusal> {
+        secret_env.iter().map(|(name, secret)| Ok((name.clone(), self.secret_value(secret, secrets)?))).collect()
+    }
+
     /// Check `requested` options for `backend` and resolve addresses and
     /// secrets. An address option left out defaults to the only granted one.
     pub fn backend_options(
