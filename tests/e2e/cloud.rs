@@ -117,6 +117,26 @@ fn sagemaker_runs_a_step_as_a_training_job_that_moto_authenticates() {
     refused.expect_error(FLAVOR_ERROR, "SignatureDoesNotMatch (HTTP 403)");
 }
 
+#[test]
+fn stepbox_cancel_of_a_detached_sagemaker_run_stops_the_training_job() {
+    let fake = sagemaker_fake(usize::MAX, "Completed");
+    let t = sagemaker_home(&fake.origin(), FAKE_KEYS);
+    let mut args = vec!["submit", "-s", "sm", "--pipeline", "pipe", "--run", "r", "--step", "trainer"];
+    args.extend(launch_flags("6666aaaa-bbbb", &[]));
+    args.extend(["--", "python", "-m", "trainer"]);
+    let submitted = t.run(&args);
+    submitted.expect_code(0);
+    let id = submitted.stdout.trim().to_owned();
+    let polling = wait_until(Duration::from_secs(60), || !calls(&fake, "SageMaker.DescribeTrainingJob").is_empty());
+    assert!(polling, "the detached run never polled the job");
+    t.run(&["cancel", &id]).expect_code(0);
+    let stops = calls(&fake, "SageMaker.StopTrainingJob");
+    assert_eq!(stops.len(), 1, "StopTrainingJob was called before `stepbox cancel` returned");
+    assert_eq!(stops[0].json()["TrainingJobName"], "pipe-trainer-6666aaaabbbb");
+    let status = t.run(&["status", &id, "-o", "json"]).json();
+    assert_eq!(status["state"], "cancelled", "{status}");
+}
+
 /// A SageMaker fake that follows a job through a lifecycle moto lacks:
 /// `InProgress` for `polls_running` describes, then `ending` (or, once
 /// stopped, `Stopped`). CloudWatch Logs answer that there is no log group.
