@@ -253,6 +253,16 @@ impl CallError {
         matches!(self, CallError::Http(HttpError::Transport(code)) if code.contains("Denied") || code.contains("Prohibited"))
     }
 
+    /// The launch's error for this failure of `what` (e.g. `Vertex AI
+    /// customJobs.create`): `denied` when the host refused the request.
+    pub fn into_launch_error(self, what: &str) -> crate::LaunchError {
+        if self.is_denied() {
+            crate::LaunchError::Denied(format!("{what}: {self}"))
+        } else {
+            crate::LaunchError::Failed(format!("{what}: {self}"))
+        }
+    }
+
     /// Whether trying again later may work: 429, 5xx, a dropped connection.
     pub fn is_transient(&self) -> bool {
         match self {

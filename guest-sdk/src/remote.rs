@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::cancellation::{Backoff, Cancelled};
+use crate::{JobState, LaunchReport};
 
 /// What one poll found.
 pub enum Poll<T> {
@@ -46,4 +47,28 @@ pub fn poll_until<T, E: std::fmt::Display>(
         }
         backoff.wait().map_err(Stopped::Cancelled)?;
     }
+}
+
+/// The report of remote work that ended: no host jobs, the service's words.
+pub fn report(state: JobState, message: String) -> LaunchReport {
+    LaunchReport { job_ids: Vec::new(), state, exit_code: None, message: Some(message) }
+}
+
+/// After asking a service to stop: look (`look` returns the status, or
+/// `None` when the look failed) up to three times, a second apart, until
+/// `stopped` says so. Returns the last status seen, starting from `asked`.
+/// It waits with the plain clock: the launch is already cancelled, and the
+/// host stops the flavor when its `cancel-grace` runs out.
+pub fn watch_stop(asked: &str, mut look: impl FnMut() -> Option<String>, stopped: impl Fn(&str) -> bool) -> String {
+    let mut status = asked.to_owned();
+    for _ in 0..3 {
+        if let Some(seen) = look() {
+            status = seen;
+            if stopped(&status) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    status
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use stepbox_guest::cancellation::Cancelled;
 use stepbox_guest::http::{CallError, call_json};
-use stepbox_guest::remote::{Poll, Stopped, poll_until};
+use stepbox_guest::remote::{Poll, Stopped, poll_until, report, watch_stop};
 use stepbox_guest::schemars::{self, JsonSchema};
 use stepbox_guest::{ConfigError, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, images, log};
 
@@ -150,7 +150,7 @@ impl Flavor for AzureMl {
         let version = job::environment_version(&image);
         let environment_url = workspace.url(&format!("environments/{}/versions/{version}", config.environment_name));
         call_json("PUT", &environment_url, Some(&job::environment_body(&image)))
-            .map_err(|error| failure("environment version", error))?;
+            .map_err(|error| error.into_launch_error("Azure ML environment version"))?;
         stepbox_guest::info!("environment {}:{version} is {image}", config.environment_name);
 
         let mut variables = settings.environment.clone();
@@ -176,7 +176,8 @@ impl Flavor for AzureMl {
             tags,
         };
         let job_url = workspace.url(&format!("jobs/{name}"));
-        call_json("PUT", &job_url, Some(&job::command_job(&parts))).map_err(|error| failure("jobs.create", error))?;
+        call_json("PUT", &job_url, Some(&job::command_job(&parts)))
+            .map_err(|error| error.into_launch_error("Azure ML jobs.create"))?;
         stepbox_guest::info!("created Azure ML job {name} in workspace {}", config.workspace_name);
 
         let mut history = history::RunHistory::discover(&workspace.url(""), &workspace.path, &name);
@@ -231,15 +232,6 @@ fn compute(settings: &Settings, workspace: &Workspace) -> Result<Option<String>,
     }
 }
 
-/// A failed call, as the launch's error: a host refusal is `denied`.
-fn failure(operation: &str, error: CallError) -> LaunchError {
-    if error.is_denied() {
-        LaunchError::Denied(format!("Azure ML {operation}: {error}"))
-    } else {
-        LaunchError::Failed(format!("Azure ML {operation}: {error}"))
-    }
-}
-
 /// Poll the job to its end, printing status changes and logs.
 fn follow(
     workspace: &Workspace,
@@ -266,15 +258,13 @@ fn follow(
     match polled {
         Ok(report) => Ok(report),
         Err(Stopped::Cancelled(cancelled)) => Err(cancel(workspace, name, cancelled)),
-        Err(Stopped::Failed(error)) => Err(failure("jobs.get", error)),
+        Err(Stopped::Failed(error)) => Err(error.into_launch_error("Azure ML jobs.get")),
     }
 }
 
 /// The launch's outcome once the job is in a terminal state (azure-ai-ml's
 /// terminal set: Completed, Failed, Canceled, NotResponding, Paused).
 fn terminal(name: &str, status: &str, history: &mut history::RunHistory) -> Option<LaunchReport> {
-    let report =
-        |state, message: String| LaunchReport { job_ids: Vec::new(), state, exit_code: None, message: Some(message) };
     match status.to_ascii_lowercase().as_str() {
         "completed" => Some(report(JobState::Succeeded, format!("Azure ML job {name} completed"))),
         "canceled" => Some(report(JobState::Cancelled, format!("Azure ML job {name} was canceled"))),
@@ -294,16 +284,10 @@ fn cancel(workspace: &Workspace, name: &str, cancelled: Cancelled) -> LaunchErro
         log::warn(&format!("canceling Azure ML job {name} failed: {error}; the job may still be running"));
         return LaunchError::Cancelled(format!("{cancelled}; canceling Azure ML job {name} failed: {error}"));
     }
-    let mut status = "CancelRequested".to_owned();
-    for _ in 0..3 {
-        if let Ok(job) = call_json("GET", &workspace.url(&format!("jobs/{name}")), None) {
-            status = job["properties"]["status"].as_str().unwrap_or("Unknown").to_owned();
-            if status.eq_ignore_ascii_case("canceled") {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let job = workspace.url(&format!("jobs/{name}"));
+    let look =
+        || call_json("GET", &job, None).ok().and_then(|job| job["properties"]["status"].as_str().map(str::to_owned));
+    let status = watch_stop("CancelRequested", look, |status| status.eq_ignore_ascii_case("canceled"));
     LaunchError::Cancelled(format!("{cancelled}; Azure ML job {name} was asked to cancel (now {status})"))
 }
 

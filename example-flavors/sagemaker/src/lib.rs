@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stepbox_guest::cancellation::Cancelled;
-use stepbox_guest::remote::{Poll, Stopped, poll_until};
+use stepbox_guest::remote::{Poll, Stopped, poll_until, report, watch_stop};
 use stepbox_guest::schemars::{self, JsonSchema};
 use stepbox_guest::{ConfigError, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, images, log};
 
@@ -314,8 +314,6 @@ fn follow(sagemaker: &AwsApi, logs: &AwsApi, name: &str, max_poll: Duration) -> 
 /// The launch's outcome once the job is in a terminal state.
 fn terminal(name: &str, status: &str, job: &Value) -> Option<LaunchReport> {
     let reason = job["FailureReason"].as_str().unwrap_or("SageMaker gave no reason");
-    let report =
-        |state, message: String| LaunchReport { job_ids: Vec::new(), state, exit_code: None, message: Some(message) };
     match status {
         "Completed" => {
             let billable =
@@ -337,17 +335,11 @@ fn stop(sagemaker: &AwsApi, name: &str, cancelled: Cancelled) -> LaunchError {
         log::warn(&format!("StopTrainingJob for {name} failed: {error}; the job may still be running"));
         return LaunchError::Cancelled(format!("{cancelled}; stopping SageMaker training job {name} failed: {error}"));
     }
-    // The host's grace period is short: a few quick looks, then report.
-    let mut status = "Stopping".to_owned();
-    for _ in 0..3 {
-        if let Ok(job) = sagemaker.call("DescribeTrainingJob", &input) {
-            status = job["TrainingJobStatus"].as_str().unwrap_or("Unknown").to_owned();
-            if matches!(status.as_str(), "Stopped" | "Completed" | "Failed") {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let look = || {
+        let job = sagemaker.call("DescribeTrainingJob", &input).ok()?;
+        job["TrainingJobStatus"].as_str().map(str::to_owned)
+    };
+    let status = watch_stop("Stopping", look, |status| matches!(status, "Stopped" | "Completed" | "Failed"));
     LaunchError::Cancelled(format!("{cancelled}; SageMaker training job {name} was asked to stop (now {status})"))
 }
 

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use stepbox_guest::cancellation::Cancelled;
 use stepbox_guest::http::{CallError, call_json};
-use stepbox_guest::remote::{Poll, Stopped, poll_until};
+use stepbox_guest::remote::{Poll, Stopped, poll_until, report, watch_stop};
 use stepbox_guest::schemars::{self, JsonSchema};
 use stepbox_guest::{ConfigError, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, images, log};
 
@@ -196,7 +196,7 @@ impl Flavor for Vertex {
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let parent = format!("projects/{}/locations/{}", config.project, config.region);
         let created = call_json("POST", &format!("{endpoint}/v1/{parent}/customJobs"), Some(&body))
-            .map_err(|error| failure("customJobs.create", error))?;
+            .map_err(|error| error.into_launch_error("Vertex AI customJobs.create"))?;
         let Some(name) = created["name"].as_str().map(str::to_owned) else {
             return Err(LaunchError::Failed(format!("Vertex AI created a job but returned no name: {created}")));
         };
@@ -219,15 +219,6 @@ fn accelerator<'a>(settings: &'a Settings, request: &LaunchRequest) -> Result<Op
             }
             Ok(None)
         }
-    }
-}
-
-/// A failed call, as the launch's error: a host refusal is `denied`.
-fn failure(operation: &str, error: CallError) -> LaunchError {
-    if error.is_denied() {
-        LaunchError::Denied(format!("Vertex AI {operation}: {error}"))
-    } else {
-        LaunchError::Failed(format!("Vertex AI {operation}: {error}"))
     }
 }
 
@@ -257,7 +248,7 @@ fn follow(
     match polled {
         Ok(report) => Ok(report),
         Err(Stopped::Cancelled(cancelled)) => Err(cancel(&url, name, cancelled)),
-        Err(Stopped::Failed(error)) => Err(failure("customJobs.get", error)),
+        Err(Stopped::Failed(error)) => Err(error.into_launch_error("Vertex AI customJobs.get")),
     }
 }
 
@@ -265,8 +256,6 @@ fn follow(
 /// complete states, plus EXPIRED and PARTIALLY_SUCCEEDED).
 fn terminal(name: &str, state: &str, job: &Value) -> Option<LaunchReport> {
     let error = job["error"]["message"].as_str().unwrap_or("Vertex AI gave no reason");
-    let report =
-        |state, message: String| LaunchReport { job_ids: Vec::new(), state, exit_code: None, message: Some(message) };
     let id = job::job_id(name);
     match state {
         "JOB_STATE_SUCCEEDED" => Some(report(JobState::Succeeded, format!("Vertex AI custom job {id} succeeded"))),
@@ -288,16 +277,8 @@ fn cancel(url: &str, name: &str, cancelled: Cancelled) -> LaunchError {
         log::warn(&format!("customJobs.cancel for {id} failed: {error}; the job may still be running"));
         return LaunchError::Cancelled(format!("{cancelled}; cancelling Vertex AI custom job {id} failed: {error}"));
     }
-    let mut state = "JOB_STATE_CANCELLING".to_owned();
-    for _ in 0..3 {
-        if let Ok(job) = call_json("GET", url, None) {
-            state = job["state"].as_str().unwrap_or("JOB_STATE_UNSPECIFIED").to_owned();
-            if terminal(name, &state, &job).is_some() {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let look = || call_json("GET", url, None).ok().and_then(|job| job["state"].as_str().map(str::to_owned));
+    let state = watch_stop("JOB_STATE_CANCELLING", look, |state| terminal(name, state, &json!({})).is_some());
     LaunchError::Cancelled(format!("{cancelled}; Vertex AI custom job {id} was asked to cancel (now {state})"))
 }
 
