@@ -375,3 +375,18 @@ fn a_launch_makes_at_most_its_http_requests_limit() {
     assert_eq!(server.requests().len(), 2);
     assert!(audit.contains("--limit http-requests=N"), "the way out is named: {audit}");
 }
+
+#[test]
+fn registering_a_credential_whose_secret_is_not_stored_warns_with_the_way_out() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", path_str(&component("http-probe", "http_probe"))]).expect_code(0);
+    let grants = ["--grant", "http", "--grant", "http-credential=https://api.example.com=bearer:missing-token"];
+    let registered = t.register_operator("probe", "http-probe", &grants);
+    registered.expect_code(0);
+    assert!(
+        registered.stderr.contains("uses the secret `missing-token`, which is not stored yet")
+            && registered.stderr.contains("stepbox secret set missing-token"),
+        "{}",
+        registered.stderr
+    );
+}

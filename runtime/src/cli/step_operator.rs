@@ -109,6 +109,7 @@ fn grant_list(grants: &crate::policy::Grants) -> String {
 
 /// Say so when the flavor imports capabilities the step operator does not grant.
 fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
+    warn_unstored_secrets(stepbox, record);
     let Ok(flavor) = crate::flavors::get(stepbox, &record.flavor) else { return };
     let missing = step_operators::ungranted(&flavor.record, &record.grants);
     if !missing.is_empty() {
@@ -121,6 +122,23 @@ fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
             record.name,
             grants.join(" ")
         );
+    }
+}
+
+/// Say so when a granted secret (`secret=`, or an `http-credential`'s) is not stored yet.
+fn warn_unstored_secrets(stepbox: &Stepbox, record: &StepOperatorRecord) {
+    let secrets = stepbox.home.secrets();
+    let credentials = record.grants.egress_rules().credentials.into_iter().map(|credential| credential.secret);
+    let mut names: Vec<String> = record.grants.secrets.iter().cloned().chain(credentials).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        if matches!(secrets.get(&name), Err(crate::secrets::SecretError::NotFound(_))) {
+            eprintln!(
+                "warning: step operator `{}` uses the secret `{name}`, which is not stored yet; store it with: stepbox secret set {name}",
+                record.name
+            );
+        }
     }
 }
 
