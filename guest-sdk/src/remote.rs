@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::cancellation::{Backoff, Cancelled};
-use crate::{JobState, LaunchReport};
+use crate::{ConfigError, JobState, LaunchReport};
 
 /// What one poll found.
 pub enum Poll<T> {
@@ -71,4 +71,22 @@ pub fn watch_stop(asked: &str, mut look: impl FnMut() -> Option<String>, stopped
         std::thread::sleep(Duration::from_secs(1));
     }
     status
+}
+
+/// Check a config's endpoint override (`field`): an http or https URL, if given.
+pub fn check_endpoint(field: &str, url: Option<&str>) -> Result<(), ConfigError> {
+    match url {
+        Some(url) if !url.starts_with("https://") && !url.starts_with("http://") => {
+            Err(ConfigError::field(field, "must be an http or https URL"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Check a config's `max_poll_interval_seconds`: at least one second.
+pub fn check_max_poll_interval(seconds: u64) -> Result<(), ConfigError> {
+    if seconds == 0 {
+        return Err(ConfigError::field("max_poll_interval_seconds", "must be at least 1"));
+    }
+    Ok(())
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use stepbox_guest::cancellation::Cancelled;
 use stepbox_guest::http::{CallError, call_json};
-use stepbox_guest::remote::{Poll, Stopped, poll_until, report, watch_stop};
+use stepbox_guest::remote::{Poll, Stopped, check_endpoint, check_max_poll_interval, poll_until, report, watch_stop};
 use stepbox_guest::schemars::{self, JsonSchema};
 use stepbox_guest::{ConfigError, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, images, log};
 
@@ -124,14 +124,8 @@ impl Flavor for AzureMl {
                 return Err(ConfigError::field(field, "must be a non-empty Azure name (letters, digits, -_.())"));
             }
         }
-        if config.endpoint_url.as_deref().is_some_and(|url| !url.starts_with("https://") && !url.starts_with("http://"))
-        {
-            return Err(ConfigError::field("endpoint_url", "must be an http or https URL"));
-        }
-        if config.max_poll_interval_seconds == 0 {
-            return Err(ConfigError::field("max_poll_interval_seconds", "must be at least 1"));
-        }
-        Ok(())
+        check_endpoint("endpoint_url", config.endpoint_url.as_deref())?;
+        check_max_poll_interval(config.max_poll_interval_seconds)
     }
 
     fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use stepbox_guest::cancellation::Cancelled;
 use stepbox_guest::http::{CallError, call_json};
-use stepbox_guest::remote::{Poll, Stopped, poll_until, report, watch_stop};
+use stepbox_guest::remote::{Poll, Stopped, check_endpoint, check_max_poll_interval, poll_until, report, watch_stop};
 use stepbox_guest::schemars::{self, JsonSchema};
 use stepbox_guest::{ConfigError, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, images, log};
 
@@ -138,17 +138,9 @@ impl Flavor for Vertex {
         if !id_like(&config.region) {
             return Err(ConfigError::field("region", "must be a region such as us-central1"));
         }
-        for (field, url) in
-            [("endpoint_url", &config.endpoint_url), ("logging_endpoint_url", &config.logging_endpoint_url)]
-        {
-            if url.as_deref().is_some_and(|url| !url.starts_with("https://") && !url.starts_with("http://")) {
-                return Err(ConfigError::field(field, "must be an http or https URL"));
-            }
-        }
-        if config.max_poll_interval_seconds == 0 {
-            return Err(ConfigError::field("max_poll_interval_seconds", "must be at least 1"));
-        }
-        Ok(())
+        check_endpoint("endpoint_url", config.endpoint_url.as_deref())?;
+        check_endpoint("logging_endpoint_url", config.logging_endpoint_url.as_deref())?;
+        check_max_poll_interval(config.max_poll_interval_seconds)
     }
 
     fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
