@@ -596,3 +596,64 @@ fn flavor_test_launches_a_remote_flavor_offline_and_expects_the_refusal() {
     assert_eq!(launch.map(|c| c["result"].clone()), Some("pass".into()), "{report}");
     assert!(detail.contains("HttpRequestDenied"), "the refusal is what ended it: {detail}");
 }
+
+#[test]
+fn sagemaker_builds_and_pushes_its_image_to_a_registry_that_wants_a_login() {
+    let registry = stepbox_e2e::login_registry::LoginRegistry::start("pusher", "registry-password");
+    let fake = sagemaker_fake(0, "Completed");
+    let t = sagemaker_home(&fake.origin(), FAKE_KEYS);
+    let open_registry = stepbox_e2e::registry();
+    let base = format!("{open_registry}/stepbox-test/python:3.11");
+    let login = serde_json::json!({ "username": "pusher", "password": "registry-password" }).to_string();
+    t.set_secret("registry-login", login.as_bytes()).expect_code(0);
+    let update = |extra: &[&str]| {
+        let mut args = vec![
+            "step-operator",
+            "update",
+            "sm",
+            "--config",
+            &format!("base_image={base}"),
+            "--config",
+            &format!("repository={}/steps", registry.address()),
+            "--grant",
+            &format!("registry={open_registry}"),
+            "--grant",
+            &format!("registry={}", registry.address()),
+            "--grant",
+            &format!("base-image={base}"),
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        t.run(&args).expect_code(0);
+    };
+    update(&[]);
+    std::fs::write(t.scratch().join("train.py"), "print('training')\n").expect("write the step");
+    let launch = |id: &str| {
+        t.launch_with(
+            "sm",
+            "trainer",
+            &["--step-run-id", id, "--source-root", path_str(t.scratch())],
+            &["python", "train.py"],
+        )
+    };
+
+    // Without a login the push is refused by the registry, and the launch says so.
+    let refused = launch("0000aaaa-1111");
+    refused.expect_code(FLAVOR_ERROR);
+    assert!(refused.stderr.contains("cannot push the image"), "{}", refused.stderr);
+    assert!(calls(&fake, "SageMaker.CreateTrainingJob").is_empty(), "no job without an image");
+
+    update(&["--grant", &format!("registry-credential={}=basic:registry-login", registry.address())]);
+    let run = launch("2222bbbb-3333");
+    run.expect_code(0);
+    let created = calls(&fake, "SageMaker.CreateTrainingJob");
+    let image = created[0].json()["AlgorithmSpecification"]["TrainingImage"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        image.starts_with(&format!("{}/steps@sha256:", registry.address())),
+        "the job runs the pushed image: {image}"
+    );
+    assert!(files_containing(&t.home().join("runs"), "registry-password").is_empty(), "the password is in no run file");
+}

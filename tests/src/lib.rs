@@ -7,6 +7,7 @@
 
 pub mod fake_http;
 pub mod fake_tokens;
+pub mod login_registry;
 pub mod moto;
 
 use std::io::{BufRead, BufReader, Read};

@@ -236,7 +236,8 @@ pub struct ConfigArgs {
     /// http-origin=ORIGIN (repeatable, e.g. https://*.amazonaws.com), http-private and
     /// http-credential=ORIGIN=SCHEME:SECRET (the host authenticates with bearer, aws-sigv4,
     /// google-service-account or azure-client-credentials; the flavor never sees it), requirement-urls,
-    /// source-builds, job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME
+    /// source-builds, registry-credential=HOST=basic:SECRET (the host's login to an image registry),
+    /// job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME
     /// (`stepbox backends` lists them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret),
     /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,
     /// max-job-timeout=DURATION. Nothing but logging is granted by default

@@ -84,11 +84,45 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
         entrypoint: spec.entrypoint,
         target: spec.target,
         source_builds: launch.grants.source_builds,
+        logins: registry_logins(launch)?,
     };
     let builder = Builder::new(&launch.home.images_dir()).map_err(failed)?;
     let progress = |line: &str| logger.note(Level::Info, &format!("images: {line}"));
     let built = builder.build(&request, &progress).await.map_err(failed)?;
     Ok(Image { reference: built.reference })
+}
+
+/// The logins of the step operator's `registry-credential` grants, read
+/// from their secrets (`{"username": …, "password": …}`).
+fn registry_logins(launch: &LaunchContext) -> Result<Vec<crate::images::registry::Login>, Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored {
+        username: String,
+        password: String,
+    }
+    let secrets = launch.home.secrets();
+    let mut logins = Vec::new();
+    for credential in launch.grants.registry_credentials() {
+        let value = secrets.get(&credential.secret).map_err(|error| {
+            Error::Failed(format!(
+                "the login for {} is the secret `{}`: {error}",
+                credential.registry, credential.secret
+            ))
+        })?;
+        let stored: Stored = serde_json::from_str(value.expose()).map_err(|error| {
+            Error::Failed(format!(
+                "the secret `{}` does not hold a registry login ({{\"username\": …, \"password\": …}}): {error}",
+                credential.secret
+            ))
+        })?;
+        logins.push(crate::images::registry::Login {
+            registry: credential.registry,
+            username: stored.username,
+            password: crate::secrets::SecretValue::new(stored.password),
+        });
+    }
+    Ok(logins)
 }
 
 fn failed(error: ImageError) -> Error {

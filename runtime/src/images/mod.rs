@@ -53,6 +53,9 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// Whether source distributions may be built (on the host).
     pub source_builds: bool,
+    /// Logins for registries that need them (the others are read and
+    /// written anonymously).
+    pub logins: Vec<registry::Login>,
 }
 
 /// A built image.
@@ -146,6 +149,7 @@ impl Builder {
                 let base = registry::parse(&request.base).ok().filter(|_| !request.base.starts_with("oci:"));
                 registry::push(
                     &client,
+                    &request.logins,
                     target,
                     base.as_ref(),
                     &self.layout,
@@ -181,8 +185,9 @@ impl Builder {
                 registries.extend(target.map(|t| t.registry()));
                 let client = registry::client(&registries);
                 progress(&format!("reading the base image {}", request.base));
-                let pulled =
-                    registry::pull_base(&client, &reference, &self.layout, progress).await.map_err(base_error)?;
+                let pulled = registry::pull_base(&client, &request.logins, &reference, &self.layout, progress)
+                    .await
+                    .map_err(base_error)?;
                 (pulled.layers, pulled.config)
             }
         };
@@ -416,6 +421,7 @@ mod tests {
             entrypoint: vec!["python3".into(), "-u".into()],
             target: None,
             source_builds: false,
+            logins: Vec::new(),
         };
         let layer = |id: &str| (OciDescriptor::default(), Layer { digest: String::new(), diff_id: id.into(), size: 0 });
         edit_config(&mut config, &request, "/app", &[layer("sha256:base"), layer("sha256:deps")]);

@@ -32,6 +32,24 @@ pub fn client(registries: &[&str]) -> Client {
     Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(plain), ..Default::default() })
 }
 
+/// A user and password for one registry (from a `registry-credential` grant).
+/// Its `Debug` shows no password.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// `host[:port]`, as in image references.
+    pub registry: String,
+    pub username: String,
+    pub password: crate::secrets::SecretValue,
+}
+
+/// How to authenticate to `registry`: its login, else anonymously.
+fn auth_for(logins: &[Login], registry: &str) -> RegistryAuth {
+    match logins.iter().find(|login| login.registry.eq_ignore_ascii_case(registry)) {
+        Some(login) => RegistryAuth::Basic(login.username.clone(), login.password.expose().to_owned()),
+        None => RegistryAuth::Anonymous,
+    }
+}
+
 /// A base image from a registry: its manifest's layers and its config.
 pub struct PulledBase {
     pub layers: Vec<OciDescriptor>,
@@ -42,11 +60,12 @@ pub struct PulledBase {
 /// layout lacks.
 pub async fn pull_base(
     client: &Client,
+    logins: &[Login],
     reference: &Reference,
     layout: &Layout,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<PulledBase, String> {
-    let auth = RegistryAuth::Anonymous;
+    let auth = auth_for(logins, reference.registry());
     let (manifest, _digest, config) =
         client.pull_manifest_and_config(reference, &auth).await.map_err(|error| error.to_string())?;
     let config: serde_json::Value =
@@ -70,6 +89,7 @@ pub async fn pull_base(
 #[allow(clippy::too_many_arguments)]
 pub async fn push(
     client: &Client,
+    logins: &[Login],
     target: &Reference,
     mount_from: Option<&Reference>,
     layout: &Layout,
@@ -79,8 +99,8 @@ pub async fn push(
     media_type: &str,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<String, String> {
-    let auth = RegistryAuth::Anonymous;
-    client.store_auth_if_needed(target.resolve_registry(), &auth).await;
+    let auth = auth_for(logins, target.registry());
+    client.auth(target, &auth, oci_client::RegistryOperation::Push).await.map_err(|error| error.to_string())?;
     for digest in digests {
         if client.blob_exists(target, digest).await.unwrap_or(false) {
             continue;

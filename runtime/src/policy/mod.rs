@@ -43,11 +43,56 @@ impl fmt::Display for Denial {
     }
 }
 
+/// How the host logs in to an image registry for `images` (a registry
+/// the step operator must also be granted with `registry=`). The secret
+/// holds `{"username": …, "password": …}`: a user and password, an access
+/// token (ACR's token user, Artifact Registry's `_json_key` with the key
+/// file as password), never seen by the flavor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryCredential {
+    /// `host[:port]`, as in image references.
+    pub registry: String,
+    /// The stored secret.
+    pub secret: String,
+}
+
+impl RegistryCredential {
+    /// Parse `HOST[:PORT]=basic:SECRET`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (registry, credential) = text.split_once('=').ok_or("it has no `=`")?;
+        if registry.is_empty() || registry.contains(['/', '@', ' ']) {
+            return Err(format!("`{registry}` is not a registry host such as registry.example.com:5000"));
+        }
+        let secret = match credential.split_once(':') {
+            Some(("basic", secret)) => secret,
+            Some((scheme, _)) => {
+                return Err(format!("`{scheme}` is not a registry credential scheme (there is: basic)"));
+            }
+            None => return Err(format!("`{credential}` is not basic:SECRET")),
+        };
+        crate::secrets::check_name(secret).map_err(|error| error.to_string())?;
+        Ok(Self { registry: registry.to_ascii_lowercase(), secret: secret.to_owned() })
+    }
+}
+
+impl fmt::Display for RegistryCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}=basic:{}", self.registry, self.secret)
+    }
+}
+
+impl Grants {
+    /// The registry credentials, parsed.
+    pub fn registry_credentials(&self) -> Vec<RegistryCredential> {
+        self.registry_credentials.iter().filter_map(|c| RegistryCredential::parse(c).ok()).collect()
+    }
+}
+
 /// A `--grant` that cannot be understood.
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=SCHEME:SECRET, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=SCHEME:SECRET, registry-credential=HOST=basic:SECRET, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -56,6 +101,10 @@ pub enum GrantError {
         "grant `http-credential={value}`: {reason}. The form is ORIGIN=SCHEME:SECRET, e.g. https://*.amazonaws.com=aws-sigv4:aws-keys"
     )]
     BadCredential { value: String, reason: String },
+    #[error(
+        "grant `registry-credential={value}`: {reason}. The form is HOST[:PORT]=basic:SECRET, the secret holding {{\"username\": …, \"password\": …}}"
+    )]
+    BadRegistryCredential { value: String, reason: String },
     #[error("grant `backend={0}`: this stepbox has no such job backend (it has: {backends})", backends = backend_names().join(", "))]
     UnknownBackend(String),
 }
@@ -93,6 +142,8 @@ pub struct Grants {
     pub http_private: bool,
     /// Credentials the host adds to outgoing requests, `ORIGIN=SCHEME:SECRET`.
     pub http_credentials: Vec<String>,
+    /// Registry logins for `images` pulls and pushes, `HOST[:PORT]=basic:SECRET`.
+    pub registry_credentials: Vec<String>,
     /// Guarded environment variables (see [`job_env`]) the flavor may set.
     pub job_env: Vec<String>,
     /// Whether `requirements` may name URLs or paths (`pkg @ https://…`)
@@ -158,6 +209,12 @@ impl Grants {
             }
             ("secret", Some(_)) => return Err(bad("a secret name (letters, digits, `-`, `_`, `.`)")),
             ("registry", Some(registry)) if !registry.is_empty() => push_unique(&mut self.registries, registry),
+            ("registry-credential", Some(value)) => {
+                let credential = RegistryCredential::parse(value)
+                    .map_err(|reason| GrantError::BadRegistryCredential { value: value.to_owned(), reason })?;
+                self.registry_credentials.retain(|c| !c.starts_with(&format!("{}=", credential.registry)));
+                self.registry_credentials.push(credential.to_string());
+            }
             ("base-image", Some(image)) if !image.is_empty() => push_unique(&mut self.base_images, image),
             ("max-cpu", Some(v)) => {
                 self.max_cpu = Some(
@@ -218,6 +275,10 @@ impl Grants {
             }
             ("secret", Some(v)) => self.secrets.retain(|n| n != v),
             ("registry", Some(v)) => self.registries.retain(|r| r != v),
+            ("registry-credential", Some(v)) => {
+                let registry = v.split_once('=').map_or(v, |(registry, _)| registry);
+                self.registry_credentials.retain(|c| !c.starts_with(&format!("{registry}=")))
+            }
             ("base-image", Some(v)) => self.base_images.retain(|i| i != v),
             ("max-cpu", None) => self.max_cpu = None,
             ("max-gpu", None) => self.max_gpu = None,
@@ -247,6 +308,7 @@ impl Grants {
         out.extend(self.ray_addresses.iter().map(|a| format!("ray-address={a}")));
         out.extend(self.secrets.iter().map(|n| format!("secret={n}")));
         out.extend(self.registries.iter().map(|r| format!("registry={r}")));
+        out.extend(self.registry_credentials.iter().map(|c| format!("registry-credential={c}")));
         out.extend(self.base_images.iter().map(|i| format!("base-image={i}")));
         if self.arbitrary_commands {
             out.push("arbitrary-commands".to_owned());
@@ -479,6 +541,26 @@ mod tests {
             g.grant(grant).expect(grant);
         }
         g
+    }
+
+    #[test]
+    fn registry_credentials_parse_replace_and_revoke() {
+        let mut grants = Grants::default();
+        grants.grant("registry-credential=Registry.Example.com:5000=basic:login").expect("parses");
+        grants.grant("registry-credential=registry.example.com:5000=basic:other").expect("replaces");
+        assert_eq!(grants.registry_credentials, ["registry.example.com:5000=basic:other"]);
+        assert_eq!(grants.registry_credentials()[0].secret, "other");
+        for (bad, message) in [
+            ("registry-credential=registry.example.com", "no `=`"),
+            ("registry-credential=registry.example.com/path=basic:x", "not a registry host"),
+            ("registry-credential=registry.example.com=aws-ecr:x", "there is: basic"),
+            ("registry-credential=registry.example.com=basic:../x", "secret"),
+        ] {
+            let error = grants.grant(bad).expect_err(bad).to_string();
+            assert!(error.contains(message) && error.contains("HOST[:PORT]=basic:SECRET"), "{bad}: {error}");
+        }
+        grants.revoke("registry-credential=registry.example.com:5000").expect("revokes");
+        assert!(grants.registry_credentials.is_empty());
     }
 
     #[test]
