@@ -32,6 +32,12 @@ pub fn run_in(spec: &mut JobSpec, reference: &str) {
     spec.runtime = Runtime::Image(reference.to_owned());
 }
 
+/// Where a built image holds the step's code unless the config says
+/// otherwise (serde default for a `code_dir` field).
+pub fn default_code_dir() -> String {
+    "/app".to_owned()
+}
+
 /// The image a step runs in: the one the launch brings, else one built on
 /// `base` with the step's requirements and its source directory (in
 /// `code_dir`, also the working directory) and pushed to `repository`.

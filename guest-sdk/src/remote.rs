@@ -83,6 +83,12 @@ pub fn check_endpoint(field: &str, url: Option<&str>) -> Result<(), ConfigError>
     }
 }
 
+/// The default longest wait between polls, in seconds (serde default for
+/// a `max_poll_interval_seconds` field).
+pub fn default_max_poll_interval() -> u64 {
+    30
+}
+
 /// Check a config's `max_poll_interval_seconds`: at least one second.
 pub fn check_max_poll_interval(seconds: u64) -> Result<(), ConfigError> {
     if seconds == 0 {

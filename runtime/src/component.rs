@@ -29,6 +29,11 @@ pub const CAPABILITIES: &[&str] = &["log", "cancellation", "jobs", "requirements
 /// Capabilities every flavor has without a grant: they only inform.
 pub const ALWAYS_GRANTED: &[&str] = &["log", "cancellation"];
 
+/// Whether a step operator must grant `capability` for a flavor importing it.
+pub fn needs_grant(capability: &str) -> bool {
+    !ALWAYS_GRANTED.contains(&capability)
+}
+
 /// Whether a flavor built against contract `version` runs on this host: the
 /// same 0.MINOR (or MAJOR) series, at a patch level this host has reached.
 /// Within a series, releases only add interfaces and functions.

@@ -132,13 +132,8 @@ pub async fn check(
 
     let sample = serde_json::Value::Object(crate::step_operators::config_from_pairs(&record.config_schema, sample));
     // A step operator granted what the flavor imports and every backend.
-    let mut grants: Vec<String> = record
-        .shape
-        .capabilities
-        .iter()
-        .filter(|c| !crate::component::ALWAYS_GRANTED.contains(&c.as_str()))
-        .cloned()
-        .collect();
+    let mut grants: Vec<String> =
+        record.shape.capabilities.iter().filter(|c| crate::component::needs_grant(c)).cloned().collect();
     grants.extend(crate::backends::catalogue::BACKENDS.iter().map(|info| format!("backend={}", info.name)));
     let registered = crate::step_operators::register(
         &stepbox,

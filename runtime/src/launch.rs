@@ -273,20 +273,19 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
         message,
     };
     match result {
-        Err(Interrupt::Interrupt) => {
-            done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some("cancelled by SIGINT".into()))
+        Err(interrupt @ Interrupt::Interrupt) => {
+            done(RunState::Cancelled, exit::CANCELLED_SIGINT, None, Some(interrupt.to_string()))
         }
-        Err(Interrupt::WallClock(budget)) => done(
+        Err(interrupt @ Interrupt::WallClock(_)) => done(
             RunState::Failed,
             exit::TIMED_OUT,
             None,
             Some(format!(
-                "the launch hit its `wall-clock` limit of {}; its jobs were cancelled. If it really needs more: stepbox step-operator update NAME --limit wall-clock=DURATION",
-                humantime::format_duration(budget)
+                "{interrupt}; its jobs were cancelled. If it really needs more: stepbox step-operator update NAME --limit wall-clock=DURATION"
             )),
         ),
-        Err(Interrupt::Terminate) => {
-            done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some("cancelled by SIGTERM".into()))
+        Err(interrupt @ Interrupt::Terminate) => {
+            done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some(interrupt.to_string()))
         }
         Ok(Err(failure)) => done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(failure.to_string())),
         Ok(Ok(Err(error))) => match error {

@@ -285,7 +285,8 @@ fn ctrl_c_reaches_a_flavor_waiting_on_remote_work_and_it_calls_the_stop_api() {
     run.expect_code(130);
     let paths: Vec<String> = service.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(paths, ["POST /jobs", "POST /jobs/1:cancel"], "the stop call went out after the cancellation");
-    assert!(flavor_log(&t).contains("http-probe: cancelled: cancelled by SIGINT"), "{}", flavor_log(&t));
+    let log = flavor_log(&t);
+    assert!(log.contains("http-probe: cancelled: cancelled by SIGINT; requested() says: cancelled by SIGINT"), "{log}");
     assert_eq!(t.runs()[0]["state"], "cancelled");
 }
 

@@ -42,7 +42,7 @@ struct Config {
     /// The repository (an Azure Container Registry) built images are pushed to.
     repository: Option<String>,
     /// Where the step's code goes in a built image.
-    #[serde(default = "default_code_dir")]
+    #[serde(default = "stepbox_guest::images::default_code_dir")]
     code_dir: String,
     /// Ignore patterns (gitignore syntax) for the step's source directory.
     #[serde(default)]
@@ -56,12 +56,8 @@ struct Config {
     #[serde(default = "default_api_version")]
     api_version: String,
     /// The longest wait between two status polls, in seconds.
-    #[serde(default = "default_max_poll")]
+    #[serde(default = "stepbox_guest::remote::default_max_poll_interval")]
     max_poll_interval_seconds: u64,
-}
-
-fn default_code_dir() -> String {
-    "/app".to_owned()
 }
 
 fn default_environment_name() -> String {
@@ -70,10 +66,6 @@ fn default_environment_name() -> String {
 
 fn default_api_version() -> String {
     "2025-12-01".to_owned()
-}
-
-fn default_max_poll() -> u64 {
-    30
 }
 
 /// Per-step settings (ZenML's `AzureMLStepOperatorSettings`).

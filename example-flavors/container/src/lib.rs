@@ -24,7 +24,7 @@ struct Config {
     /// `registry.local:5000/steps`; without it they stay in a local layout.
     repository: Option<String>,
     /// Where the step's code goes in the image, and the job's working dir.
-    #[serde(default = "default_code_dir")]
+    #[serde(default = "stepbox_guest::images::default_code_dir")]
     code_dir: String,
     /// Ignore patterns (gitignore syntax) for the step's source directory.
     #[serde(default)]
@@ -34,10 +34,6 @@ struct Config {
     /// Environment variables added to every step (the step's own win).
     #[serde(default)]
     environment: BTreeMap<String, String>,
-}
-
-fn default_code_dir() -> String {
-    "/app".to_owned()
 }
 
 /// Per-step settings (`step_operator.container` in ZenML).

@@ -46,7 +46,7 @@ struct Config {
     /// The repository (an ECR repository) built images are pushed to.
     repository: Option<String>,
     /// Where the step's code goes in a built image, and the job's working directory.
-    #[serde(default = "default_code_dir")]
+    #[serde(default = "stepbox_guest::images::default_code_dir")]
     code_dir: String,
     /// Ignore patterns (gitignore syntax) for the step's source directory.
     #[serde(default)]
@@ -56,16 +56,8 @@ struct Config {
     /// The CloudWatch Logs endpoint instead of `https://logs.REGION.amazonaws.com`.
     logs_endpoint_url: Option<String>,
     /// The longest wait between two status polls, in seconds.
-    #[serde(default = "default_max_poll")]
+    #[serde(default = "stepbox_guest::remote::default_max_poll_interval")]
     max_poll_interval_seconds: u64,
-}
-
-fn default_code_dir() -> String {
-    "/app".to_owned()
-}
-
-fn default_max_poll() -> u64 {
-    30
 }
 
 /// Per-step settings (`step_operator.sagemaker` in ZenML; its

@@ -47,7 +47,7 @@ struct Config {
     /// The repository (Artifact Registry) built images are pushed to.
     repository: Option<String>,
     /// Where the step's code goes in a built image.
-    #[serde(default = "default_code_dir")]
+    #[serde(default = "stepbox_guest::images::default_code_dir")]
     code_dir: String,
     /// Ignore patterns (gitignore syntax) for the step's source directory.
     #[serde(default)]
@@ -57,16 +57,8 @@ struct Config {
     /// The Cloud Logging endpoint instead of `https://logging.googleapis.com`.
     logging_endpoint_url: Option<String>,
     /// The longest wait between two status polls, in seconds.
-    #[serde(default = "default_max_poll")]
+    #[serde(default = "stepbox_guest::remote::default_max_poll_interval")]
     max_poll_interval_seconds: u64,
-}
-
-fn default_code_dir() -> String {
-    "/app".to_owned()
-}
-
-fn default_max_poll() -> u64 {
-    30
 }
 
 /// Per-step settings (ZenML's `VertexStepOperatorSettings`).

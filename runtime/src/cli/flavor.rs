@@ -126,7 +126,7 @@ fn print_inspection(inspection: &crate::inspect::Inspection) {
         let grants: Vec<String> = inspection
             .capabilities
             .iter()
-            .filter(|c| !crate::component::ALWAYS_GRANTED.contains(&c.as_str()))
+            .filter(|c| crate::component::needs_grant(c))
             .map(|c| format!("--grant {c}"))
             .collect();
         println!(

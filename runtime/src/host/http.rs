@@ -31,7 +31,7 @@ use crate::bindings::log::Level;
 use crate::host::audit::Decision;
 use crate::host::credentials::{Credentials, TokenSender};
 use crate::host::{FlavorLogger, LaunchContext};
-use crate::policy::egress::{EgressError, EgressRules};
+use crate::policy::egress::{EgressError, EgressRules, OriginPattern};
 
 /// Largest request body a flavor may send.
 pub const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -198,7 +198,7 @@ async fn send_checked(
     let url = url::Url::parse(&request.uri().to_string())
         .map_err(|_| Refusal::Denied(EgressError::BadUrl(request.uri().to_string())))?;
     // Refuse an unlisted origin before reading the body or fetching a token.
-    egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
+    let pattern = egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
     egress.count_request()?;
     let (mut parts, body) = request.into_parts();
     let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
@@ -220,8 +220,7 @@ async fn send_checked(
             .await
             .map_err(|error| failed(Error::HttpRequestDenied, error.to_string()))?;
     }
-    let response = transmit(&egress.rules, &url, parts, body, timeouts).await?;
-    let (response, io) = response;
+    let (response, io) = transmit(&egress.rules, pattern, &url, parts, body, timeouts).await?;
     let response = response.map(|incoming| {
         let limited =
             Limited::new(incoming, MAX_RESPONSE_BYTES).map_err(|error| match error.downcast::<hyper::Error>() {
@@ -254,10 +253,10 @@ async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
     parts.headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
     let outcome = async {
-        egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
+        let pattern = egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
         egress.count_request()?;
         let timeouts = Timeouts { connect: TIMEOUT, first_byte: TIMEOUT, between_bytes: TIMEOUT };
-        let (response, io) = transmit(&egress.rules, &url, parts, Bytes::from(form), timeouts).await?;
+        let (response, io) = transmit(&egress.rules, pattern, &url, parts, Bytes::from(form), timeouts).await?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), MAX_TOKEN_REPLY_BYTES).collect().await.map_err(|_| {
             failed(Error::HttpResponseBodySize(None), "the token reply is too large or was cut off".to_owned())
@@ -283,15 +282,15 @@ async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(
 }
 
 /// Resolve, check the addresses, connect to the checked one, and send.
-/// The caller has checked the origin.
+/// `pattern` is the allowed origin `url` matched (the caller checked it).
 async fn transmit(
     rules: &EgressRules,
+    pattern: &OriginPattern,
     url: &url::Url,
     mut parts: http::request::Parts,
     body: Bytes,
     timeouts: Timeouts,
 ) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), Refusal> {
-    let pattern = rules.check_origin(url).map_err(Refusal::Denied)?;
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let addresses = resolve(url, port, timeouts.connect).await.map_err(|(error, message)| failed(error, message))?;

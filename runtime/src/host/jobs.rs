@@ -218,14 +218,15 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     if let Some((name, _)) = secret_env.iter().find(|(name, _)| env.iter().any(|(set, _)| set == name)) {
         return Err(Error::Invalid(format!("`{name}` is set both in the job's env and by secret-env")));
     }
-    // Guarded names are guarded whatever fills them in; the values are checked below.
-    let names_only: Vec<(String, String)> = secret_env.iter().map(|(name, _)| (name.clone(), String::new())).collect();
-    launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
-    launch.grants.job_env(&names_only, &launch.environment).map_err(denied)?;
-    if !launch.dry_run {
+    // A dry run reads no secret: the variables are recorded empty.
+    if launch.dry_run {
+        env.extend(secret_env.into_iter().map(|(name, _)| (name, String::new())));
+    } else {
         let filled = launch.grants.secret_env(&secret_env, &launch.home.secrets()).map_err(refused)?;
         env.extend(filled.into_iter().map(|(name, value)| (name, value.expose().to_owned())));
     }
+    // Guarded names are guarded whatever fills them in.
+    launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
     let resources = JobResources {
         cpu_count: spec.resources.cpu_count,
         gpu_count: spec.resources.gpu_count,

@@ -214,6 +214,24 @@ fn text_value(key: &str, value: &str) -> Result<String, OptionRefusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_env_options_are_split_from_the_backends_and_checked() {
+        let pairs =
+            |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let (secret_env, rest) =
+            split_secret_env(&pairs(&[("partition", "gpu"), ("secret-env", "DB_PASSWORD=db-pass")])).expect("splits");
+        assert_eq!(secret_env, pairs(&[("DB_PASSWORD", "db-pass")]));
+        assert_eq!(rest, pairs(&[("partition", "gpu")]));
+        for (value, message) in
+            [("DB_PASSWORD", "is not NAME=SECRET"), ("1BAD=db-pass", "not a valid environment variable name")]
+        {
+            let refused = split_secret_env(&pairs(&[("secret-env", value)])).err();
+            assert!(matches!(&refused, Some(OptionRefusal::Invalid(m)) if m.contains(message)), "{value}: {refused:?}");
+        }
+        let twice = split_secret_env(&pairs(&[("secret-env", "A=x"), ("secret-env", "A=y")])).err();
+        assert!(matches!(&twice, Some(OptionRefusal::Invalid(m)) if m.contains("sets `A` twice")), "{twice:?}");
+    }
     use crate::backends::catalogue;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -291,7 +291,7 @@ impl Grants {
 
     /// Whether the capability (an interface name such as `jobs`) is granted.
     pub fn allows_capability(&self, capability: &str) -> bool {
-        crate::component::ALWAYS_GRANTED.contains(&capability) || self.capabilities.contains(capability)
+        !crate::component::needs_grant(capability) || self.capabilities.contains(capability)
     }
 
     /// The `--grant` values that would recreate these grants.
