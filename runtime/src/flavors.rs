@@ -81,6 +81,7 @@ pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<F
             metadata.name
         )));
     }
+    check_metadata_sizes(&metadata).map_err(bad)?;
     let config_schema = parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
     let settings_schema = parse_schema(&metadata.settings_schema).map_err(|m| bad(format!("settings schema: {m}")))?;
     if let Some(existing) = stepbox.db.flavor(&metadata.name)?
@@ -117,6 +118,44 @@ fn valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Most bytes of one schema a flavor may declare.
+pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
+/// Most bytes of one of the short metadata texts (name, version, display
+/// name, description, docs URL).
+pub const MAX_METADATA_TEXT_BYTES: usize = 16 << 10;
+
+/// The flavor's metadata is stored and printed: each part is bounded, so a
+/// 50 MB schema is refused at registration instead of stored (twice).
+fn check_metadata_sizes(metadata: &crate::bindings::operator::FlavorMetadata) -> Result<(), String> {
+    let schemas = [("config schema", &metadata.config_schema), ("settings schema", &metadata.settings_schema)];
+    for (what, text) in schemas {
+        if text.len() > MAX_SCHEMA_BYTES {
+            return Err(format!(
+                "its {what} is {} bytes; a schema may be at most {MAX_SCHEMA_BYTES} bytes (1 MiB)",
+                text.len()
+            ));
+        }
+    }
+    let texts = [
+        ("name", Some(&metadata.name)),
+        ("version", Some(&metadata.version)),
+        ("display name", Some(&metadata.display_name)),
+        ("description", Some(&metadata.description)),
+        ("docs URL", metadata.docs_url.as_ref()),
+    ];
+    for (what, text) in texts {
+        if let Some(text) = text
+            && text.len() > MAX_METADATA_TEXT_BYTES
+        {
+            return Err(format!(
+                "its {what} is {} bytes; it may be at most {MAX_METADATA_TEXT_BYTES} bytes",
+                text.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_schema(text: &str) -> Result<serde_json::Value, String> {

@@ -39,7 +39,7 @@ fn beyond_minimal_note(interface: &str) -> &'static str {
     } else if interface.starts_with("wasi:sockets/") {
         "every network operation is refused"
     } else if interface.starts_with("wasi:http/") {
-        "not provided: outgoing HTTP is not available to flavors yet"
+        "outgoing HTTP, only to the origins the step operator is granted (--grant http-origin=ORIGIN), checked and audited by the host"
     } else {
         "provided by WASI 0.2 without extra authority"
     }

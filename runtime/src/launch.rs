@@ -13,6 +13,7 @@ use crate::backends::container::ContainerBackend;
 use crate::backends::dry_run::DryRunBackend;
 use crate::backends::local::LocalBackend;
 use crate::backends::ray::RayBackend;
+use crate::backends::redact::Redactor;
 use crate::backends::slurm::SlurmBackend;
 use crate::backends::{JobBackend, OutputSink};
 use crate::bindings::jobs::JobState as WitJobState;
@@ -190,6 +191,9 @@ pub async fn launch(
         entrypoint: args.entrypoint.clone(),
         environment: args.environment.clone(),
         source_root: args.source_root.clone(),
+        requirements: args.requirements.clone(),
+        image: args.image.clone(),
+        built_images: Default::default(),
         backends: match &args.dry_run {
             Some(recorder) => crate::backends::catalogue::BACKENDS
                 .iter()
@@ -201,6 +205,7 @@ pub async fn launch(
             None => [local, container, slurm, ray].into_iter().map(|backend| (backend.name(), backend)).collect(),
         },
         output,
+        redactor: Arc::new(launch_redactor(&operator.grants, &stepbox.home.secrets())),
         jobs: JobRegistry::default(),
         audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
         environments: Default::default(),
@@ -248,7 +253,9 @@ pub async fn launch(
             );
         }
     }
-    let mut outcome = outcome(run_id, result);
+    let host_jobs: Vec<HostJob> =
+        context.jobs.all().iter().map(|job| HostJob { id: job.id.clone(), status: job.job.status() }).collect();
+    let mut outcome = outcome(run_id, result.map(|call| check_report(call, &host_jobs)));
     // The message may come from the flavor: keep the run record bounded.
     outcome.message = outcome.message.map(|message| crate::host::log::truncate(&message, limits.argument_bytes));
     stepbox.db.finish_run(
@@ -262,6 +269,61 @@ pub async fn launch(
 }
 
 type CallResult = Result<Result<LaunchReport, WitLaunchError>, crate::instance::GuestFailure>;
+
+/// The scrubber for a launch's job output: every secret the step operator's
+/// grants reach that is stored (one not stored cannot leak).
+fn launch_redactor(grants: &crate::policy::Grants, secrets: &crate::secrets::Secrets) -> Redactor {
+    let names = grants.secret_names();
+    let values =
+        names.iter().filter_map(|name| secrets.get(name).ok()).flat_map(|value| Redactor::values_of(value.expose()));
+    Redactor::new(values)
+}
+
+/// A job the host ran for the launch, as it ended.
+struct HostJob {
+    id: String,
+    status: crate::backends::JobStatus,
+}
+
+/// A flavor's report of success is believed only as far as the host can
+/// check it. When the launch ran jobs on the host's backends, success must
+/// name at least one of them, and every one it names must have succeeded;
+/// otherwise the outcome is what the host saw: the last job it ran (a flavor
+/// may retry, so earlier failures do not count against a later success).
+/// A launch that ran no host job (a remote flavor) keeps its report.
+fn check_report(call: CallResult, host_jobs: &[HostJob]) -> CallResult {
+    let Ok(Ok(report)) = &call else { return call };
+    if report.state != WitJobState::Succeeded || host_jobs.is_empty() {
+        return call;
+    }
+    let named: Vec<&HostJob> = host_jobs.iter().filter(|job| report.job_ids.contains(&job.id)).collect();
+    let failed_named = named.iter().find(|job| job.status.state != crate::backends::JobState::Succeeded);
+    let decisive = match (named.is_empty(), failed_named) {
+        (false, None) => return call,
+        (false, Some(job)) => *job,
+        (true, _) => match host_jobs.last() {
+            Some(last) if last.status.state == crate::backends::JobState::Succeeded => return call,
+            Some(last) => last,
+            None => return call,
+        },
+    };
+    let state = match decisive.status.state {
+        crate::backends::JobState::Cancelled => WitJobState::Cancelled,
+        crate::backends::JobState::TimedOut => WitJobState::TimedOut,
+        _ => WitJobState::Failed,
+    };
+    Ok(Ok(LaunchReport {
+        job_ids: report.job_ids.clone(),
+        state,
+        exit_code: decisive.status.exit_code,
+        message: Some(format!(
+            "the flavor reported success, but job {} ended {}{}; the run is recorded as the host saw its jobs",
+            decisive.id,
+            decisive.status.state,
+            decisive.status.exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
+        )),
+    }))
+}
 
 /// Decide the run's state and the process exit code.
 fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutcome {

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod component;
 pub mod conformance;
 pub mod context;
+pub mod display;
 pub mod engine;
 pub mod environments;
 pub mod exit;

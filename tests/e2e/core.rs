@@ -229,7 +229,12 @@ fn a_flavor_in_use_cannot_be_deleted_and_deletes_cleanly_once_free() {
 fn a_job_running_another_command_is_denied() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
-    t.register_operator("h", "hostile", &["--grant", "jobs", "--config", "behavior=other-command"]).expect_code(0);
+    t.register_operator(
+        "h",
+        "hostile",
+        &["--grant", "jobs", "--grant", "requirements", "--grant", "images", "--config", "behavior=other-command"],
+    )
+    .expect_code(0);
     let marker = t.scratch().join("ran");
     let run = t.launch("h", "s", &["touch", path_str(&marker)]);
     run.expect_code(DENIED);
@@ -250,7 +255,12 @@ fn a_job_running_another_command_is_denied() {
 fn a_flavor_that_returns_before_its_job_ends_has_the_job_cancelled() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
-    t.register_operator("h", "hostile", &["--grant", "jobs", "--config", "behavior=return-early"]).expect_code(0);
+    t.register_operator(
+        "h",
+        "hostile",
+        &["--grant", "jobs", "--grant", "requirements", "--grant", "images", "--config", "behavior=return-early"],
+    )
+    .expect_code(0);
     let marker = unique_marker();
     let sleep = format!("300.{marker}");
     let run = t.launch("h", "s", &["sleep", &sleep]);

@@ -13,7 +13,7 @@ fn every_hostile_case_fails_exactly_as_expected_and_leaves_nothing_behind() {
         &std::fs::read_to_string(workspace().join("tests/hostile/cases.json")).expect("the cases file"),
     )
     .expect("the cases are JSON");
-    assert!(cases.len() >= 13, "the suite lost cases");
+    assert!(cases.len() >= 30, "the suite lost cases");
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     let mut failures = Vec::new();
@@ -21,7 +21,16 @@ fn every_hostile_case_fails_exactly_as_expected_and_leaves_nothing_behind() {
         let name = case["case"].as_str().expect("a case name");
         let operator = format!("case-{n}");
         let config = format!("behavior={}", case["behavior"].as_str().expect("a behavior"));
-        let mut args = vec!["--grant", "jobs", "--config", &config, "--limit", "cancel-grace=1s"];
+        let value = format!("value={}", case["value"].as_str().unwrap_or(""));
+        let mut args = vec!["--grant", "jobs", "--grant", "requirements", "--grant", "images"];
+        args.extend(["--config", &config, "--config", &value, "--limit", "cancel-grace=1s"]);
+        for grant in case["grants"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            args.extend(["--grant", grant]);
+        }
+        if let Some(secret) = case["secret"].as_object() {
+            let name = secret["name"].as_str().expect("a secret name");
+            t.set_secret(name, secret["value"].as_str().expect("a secret value").as_bytes()).expect_code(0);
+        }
         let limits: Vec<&str> = case["limits"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         for limit in &limits {
             args.extend(["--limit", limit]);
@@ -31,7 +40,14 @@ fn every_hostile_case_fails_exactly_as_expected_and_leaves_nothing_behind() {
         // Jobs sleep long unless the case needs them to finish; the marker finds them.
         let marker = unique_marker();
         let sleep = format!("300.{marker}");
-        let command: &[&str] = if case["job"] == "short" { &["true"] } else { &["sleep", &sleep] };
+        let custom: Vec<&str> = case["command"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let command: &[&str] = if !custom.is_empty() {
+            &custom
+        } else if case["job"] == "short" {
+            &["true"]
+        } else {
+            &["sleep", &sleep]
+        };
         let run = t.launch(&operator, "s", command);
 
         let expected_code = case["exit"].as_i64().expect("an exit code") as i32;
@@ -42,6 +58,11 @@ fn every_hostile_case_fails_exactly_as_expected_and_leaves_nothing_behind() {
         }
         if !run.stderr.contains(expected_error) {
             problems.push(format!("stderr lacks {expected_error:?}"));
+        }
+        for absent in case["absent"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if run.stderr.contains(absent) || run.stdout.contains(absent) {
+                problems.push(format!("the output holds {absent:?}"));
+            }
         }
         if run.stderr.contains("panicked at runtime/") {
             problems.push("the host itself panicked".to_owned());

@@ -18,8 +18,18 @@ fn hostile(t: &TestHome, behavior: &str, limits: &[&str]) {
         t.run(&["flavor", "register", path_str(&hostile_flavor())]).expect_code(0);
     }
     let config = format!("behavior={behavior}");
-    let mut args =
-        vec!["step-operator", "register", behavior, "--flavor", "hostile", "--grant", "jobs", "--config", &config];
+    let mut args = vec![
+        "step-operator",
+        "register",
+        behavior,
+        "--flavor",
+        "hostile",
+        "--grant",
+        "jobs",
+        "--grant",
+        "requirements",
+    ];
+    args.extend(["--grant", "images", "--config", &config]);
     for limit in limits {
         args.extend_from_slice(&["--limit", limit]);
     }

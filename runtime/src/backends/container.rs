@@ -304,7 +304,12 @@ mod tests {
             },
             timeout: None,
             runtime: JobRuntime::Image("localhost:5000/steps@sha256:abc".into()),
-            confinement: Some(super::super::Confinement { network: false, writable: Vec::new() }),
+            confinement: Some(super::super::Confinement {
+                network: false,
+                writable: Vec::new(),
+                readable: Vec::new(),
+                hidden: Vec::new(),
+            }),
             network: false,
             log: Arc::new(log),
             options: Default::default(),

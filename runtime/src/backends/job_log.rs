@@ -1,5 +1,6 @@
-//! A job's output: streamed to the terminal as it comes, written (bounded) to
-//! the job's log file, and kept in a small in-memory tail for `job.logs()`.
+//! A job's output: scrubbed of the launch's secrets ([`super::redact`]),
+//! streamed to the terminal as it comes, written (bounded) to the job's log
+//! file, and kept in a small in-memory tail for `job.logs()`.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -42,6 +43,8 @@ impl OutputSink for TerminalOutput {
 const TAIL_BYTES: usize = 256 << 10;
 
 struct LogState {
+    /// Per stream (stdout, stderr): bytes that may still begin a secret.
+    held: [Vec<u8>; 2],
     file: Option<File>,
     written: u64,
     truncated: bool,
@@ -53,6 +56,7 @@ pub struct JobLog {
     path: PathBuf,
     limit: u64,
     sink: Arc<dyn OutputSink>,
+    redactor: Arc<super::redact::Redactor>,
     state: Mutex<LogState>,
 }
 
@@ -65,8 +69,29 @@ impl JobLog {
             path: path.to_owned(),
             limit,
             sink,
-            state: Mutex::new(LogState { file: Some(file), written: 0, truncated: false, tail: VecDeque::new() }),
+            redactor: Arc::new(super::redact::Redactor::none()),
+            state: Mutex::new(LogState {
+                held: [Vec::new(), Vec::new()],
+                file: Some(file),
+                written: 0,
+                truncated: false,
+                tail: VecDeque::new(),
+            }),
         })
+    }
+
+    /// Scrub `redactor`'s secrets from everything this log passes on.
+    pub fn redacting(mut self, redactor: Arc<super::redact::Redactor>) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// The output ended: pass on what was held back as a possible secret's
+    /// start. Later writes are still scrubbed; calling it again is harmless.
+    pub fn finish(&self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            self.record(stream, &[], true);
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -75,8 +100,20 @@ impl JobLog {
 
     /// Record a chunk of output.
     pub fn write(&self, stream: Stream, bytes: &[u8]) {
-        self.sink.write(stream, bytes);
+        self.record(stream, bytes, false);
+    }
+
+    fn record(&self, stream: Stream, chunk: &[u8], end: bool) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        let scrubbed = self.redactor.scrub(&mut state.held[index], chunk, end);
+        if scrubbed.is_empty() {
+            return;
+        }
+        let bytes = scrubbed.as_slice();
         state.tail.extend(bytes);
         let excess = state.tail.len().saturating_sub(TAIL_BYTES);
         state.tail.drain(..excess);
@@ -96,6 +133,10 @@ impl JobLog {
                 let _ = file.write_all(note.as_bytes());
             }
         }
+        drop(state);
+        // Outside the lock (a slow terminal must not hold up `job.logs()`);
+        // each stream has one writer, so its chunks stay in order.
+        self.sink.write(stream, bytes);
     }
 
     /// The last `max` bytes of output, as text.

@@ -76,19 +76,27 @@ impl JobBackend for LocalBackend {
                 dir.display()
             )));
         }
-        let mut command = match (&request.confinement, &request.working_dir) {
+        let mut keep: Vec<std::os::fd::RawFd> = Vec::new();
+        let (mut command, _sandbox) = match (&request.confinement, &request.working_dir) {
             (Some(confinement), Some(dir)) => {
                 let mut command = Command::new(super::confine::bwrap()?);
-                super::confine::check_writable(confinement)?;
-                let read_only: Vec<&std::path::Path> = environment.iter().map(|env| env.root.as_path()).collect();
-                command.args(super::confine::bwrap_args(confinement, dir, &read_only)).arg(program);
-                command
+                super::confine::check_directories(confinement)?;
+                let read_only: Vec<std::path::PathBuf> = environment.iter().flat_map(|env| env.mounts()).collect();
+                let sandbox = super::confine::Sandbox::new(confinement, dir, &read_only)?;
+                command.args(sandbox.args()).arg(program);
+                keep = sandbox.descriptors();
+                (command, Some(sandbox))
             }
             (Some(_), None) => {
                 return Err(BackendError::Invalid("a confined job needs a working directory".to_owned()));
             }
-            (None, _) => Command::new(program),
+            (None, _) => (Command::new(program), None),
         };
+        // SAFETY: the hook only makes system calls that are safe between fork
+        // and exec; the sandbox's descriptors stay open until after spawn.
+        unsafe {
+            command.pre_exec(move || super::confine::close_inherited_descriptors(&keep));
+        }
         command
             .args(args)
             .env_clear()
@@ -164,8 +172,10 @@ impl Supervisor {
     /// its grace period.
     async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
         if self.confined {
-            for (pid, _) in group_members(self.group).into_iter().filter(|(_, comm)| comm != "bwrap") {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+            // The job runs in a session of its own (no controlling terminal),
+            // so it is found by descent from bubblewrap, not by group.
+            for pid in descendants(self.group.as_raw()).into_iter().filter(|(_, comm)| comm != "bwrap") {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid.0), Signal::SIGTERM);
             }
         } else {
             signal_group(self.group, Signal::SIGTERM);
@@ -178,6 +188,40 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The live processes descended from `root`, with their command names.
+fn descendants(root: i32) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let processes: Vec<(i32, i32, String)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (parent, state) = parent_and_state(&stat)?;
+            (state != "Z" && state != "X").then(|| (pid, parent, command_name(&stat)))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, _, comm) in processes.iter().filter(|(_, ppid, _)| *ppid == parent) {
+            if !found.iter().any(|(seen, _)| seen == pid) {
+                found.push((*pid, comm.clone()));
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
+}
+
+/// The parent pid and state of a `/proc/PID/stat` line.
+fn parent_and_state(stat: &str) -> Option<(i32, &str)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((parent, state))
 }
 
 fn signal_group(group: Pid, signal: Signal) {
@@ -264,5 +308,7 @@ mod tests {
         assert!(!running_in_group("4245 (sleep) S 1 777 777 0 -1", group));
         assert!(!running_in_group("garbage", group));
         assert_eq!(command_name("4244 (a (weird) name) R 1 4242"), "a (weird) name");
+        assert_eq!(parent_and_state("4244 (a (weird) name) R 17 4242"), Some((17, "R")));
+        assert_eq!(parent_and_state("garbage"), None);
     }
 }

@@ -9,7 +9,9 @@ pub mod dry_run;
 mod job_log;
 pub mod local;
 pub mod ray;
+pub mod redact;
 mod remote;
+pub mod seccomp;
 pub mod slurm;
 mod supervise;
 
@@ -99,13 +101,20 @@ pub struct JobResources {
     pub memory_bytes: Option<u64>,
 }
 
-/// How a job is sandboxed on the machine that runs it.
+/// How a job is sandboxed on the machine that runs it (see [`confine`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Confinement {
     /// Whether the job keeps the network.
     pub network: bool,
-    /// Directories the job may write besides its working directory.
-    pub writable: Vec<std::path::PathBuf>,
+    /// Directories the job may write: the step's source root and the
+    /// `writable-dir` grants. Its working directory is one of them or inside one.
+    pub writable: Vec<PathBuf>,
+    /// Directories the job may read besides the system's and its own
+    /// environment: `readable-dir` grants.
+    pub readable: Vec<PathBuf>,
+    /// Directories the job must never see even where a visible directory
+    /// holds them: stepbox's own home.
+    pub hidden: Vec<PathBuf>,
 }
 
 /// What a job's command runs in.

@@ -18,7 +18,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                 Format::Table => println!(
                     "registered flavor `{}` {} (sha256 {}, imports: {})",
                     record.name,
-                    record.version,
+                    crate::display::visible(&record.version),
                     output::short(&record.sha256),
                     capability_list(&record.shape.capabilities)
                 ),

@@ -34,6 +34,7 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
         RunState::Succeeded => tracing::debug!("run {} succeeded", outcome.run_id),
         state => {
             let message = outcome.message.as_deref().unwrap_or("");
+            let message = crate::display::visible(message);
             eprintln!("stepbox: run {id} {state}: {message} (details: stepbox runs show {id})");
         }
     }

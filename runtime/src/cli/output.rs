@@ -1,4 +1,6 @@
-//! Printing lists and records as tables or JSON.
+//! Printing lists and records as tables or JSON. Every table cell and field
+//! value goes through [`crate::display::visible`]: much of what is printed
+//! (names, messages, a flavor's metadata) was supplied by a flavor.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -17,14 +19,31 @@ pub enum Format {
     Json,
 }
 
+/// A table for a terminal whose cells show control characters as escapes.
+pub struct TextTable(Table);
+
+impl TextTable {
+    /// Add a row; each cell is made [`crate::display::visible`].
+    pub fn add_row<I: IntoIterator<Item = String>>(&mut self, cells: I) -> &mut Self {
+        self.0.add_row(cells.into_iter().map(|cell| crate::display::visible(&cell).into_owned()));
+        self
+    }
+}
+
+impl std::fmt::Display for TextTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A table with a header row.
-pub fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> TextTable {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().copied());
-    table
+    TextTable(table)
 }
 
 /// Print `value` as pretty JSON.
@@ -38,7 +57,7 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
 pub fn fields(rows: &[(&str, String)]) {
     let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
     for (key, value) in rows {
-        println!("{key:>width$}  {value}");
+        println!("{key:>width$}  {}", crate::display::visible(value));
     }
 }
 

@@ -120,7 +120,7 @@ fn ended(run: &RunRecord) -> u8 {
         eprintln!(
             "stepbox: run {id} {}: {} (details: stepbox runs show {id})",
             run.state,
-            run.message.as_deref().unwrap_or("")
+            crate::display::visible(run.message.as_deref().unwrap_or(""))
         );
     }
     run.outcome_code.unwrap_or(match run.state {

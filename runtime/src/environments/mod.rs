@@ -41,6 +41,28 @@ impl Environment {
         self.root.join("bin")
     }
 
+    /// What a confined job in this environment must see, read-only: the
+    /// environment, and the prefix of the interpreter it was made from
+    /// (`home` in `pyvenv.cfg`: a pyenv or uv-managed Python often lives
+    /// under a home directory, which the sandbox does not show).
+    pub fn mounts(&self) -> Vec<PathBuf> {
+        let mut mounts = vec![self.root.clone()];
+        let config = fs::read_to_string(self.root.join("pyvenv.cfg")).unwrap_or_default();
+        let home = config.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+        });
+        // `home` is the interpreter's bin directory; its parent is the prefix (stdlib included).
+        if let Some(prefix) = home.as_deref().and_then(std::path::Path::parent)
+            && prefix.is_absolute()
+            && prefix.parent().is_some()
+            && prefix.is_dir()
+        {
+            mounts.push(prefix.to_owned());
+        }
+        mounts
+    }
+
     /// The normalized requirements it was built from (engines that build
     /// their own environments, such as Ray, install these).
     pub fn requirements(&self) -> Result<Vec<String>, EnvironmentError> {

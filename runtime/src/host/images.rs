@@ -67,12 +67,36 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
     if spec.working_dir.as_deref().is_some_and(|dir| !dir.starts_with('/')) {
         return Err(Error::Invalid("the image's working directory must be an absolute path".to_owned()));
     }
+    // What the image runs is the caller's: its packages (the step's), its
+    // environment (the job-env rule) and no entrypoint of the flavor's
+    // (podman would run it before the step's command).
     let requirements =
         NormalizedSpec::new(&spec.requirements, None).map_err(|error| Error::Invalid(error.to_string()))?;
-    launch.grants.requirement_sources(requirements.direct_references()).map_err(denied)?;
+    launch
+        .grants
+        .flavor_requirements(
+            requirements.requirements(),
+            requirements.direct_references(),
+            &launch.caller_requirements(),
+        )
+        .map_err(denied)?;
+    let env: Vec<(String, String)> = spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect();
+    launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
+    if !spec.entrypoint.is_empty() && !launch.grants.arbitrary_commands {
+        return Err(denied(crate::policy::Denial {
+            rule: "entrypoint-only",
+            message: format!(
+                "the image would start with the flavor's entrypoint {:?} before the step's command; only step \
+                 operators granted `arbitrary-commands` may set one",
+                spec.entrypoint
+            ),
+        }));
+    }
     if launch.dry_run {
         let repository = spec.target.as_deref().unwrap_or("dry-run.invalid/stepbox");
-        return Ok(Image { reference: format!("{repository}@sha256:{}", "0".repeat(64)) });
+        let reference = format!("{repository}@sha256:{}", "0".repeat(64));
+        launch.remember_image(&reference);
+        return Ok(Image { reference });
     }
     let request = BuildRequest {
         base: spec.base,
@@ -89,6 +113,7 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
     let builder = Builder::new(&launch.home.images_dir()).map_err(failed)?;
     let progress = |line: &str| logger.note(Level::Info, &format!("images: {line}"));
     let built = builder.build(&request, &progress).await.map_err(failed)?;
+    launch.remember_image(&built.reference);
     Ok(Image { reference: built.reference })
 }
 

@@ -109,6 +109,9 @@ impl HostJob for HostState {
     async fn logs(&mut self, job: Resource<JobResource>, max_bytes: u64) -> wasmtime::Result<Result<String, Error>> {
         let tracked = self.tracked(&job)?;
         self.audit_job_call("job.logs", &tracked);
+        if tracked.job.status().state.is_terminal() {
+            tracked.log.finish(); // what was held back as a possible secret's start
+        }
         Ok(Ok(tracked.log.tail(max_bytes.min(MAX_LOG_TAIL) as usize)))
     }
 
@@ -213,20 +216,31 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     let backend_name = launch.grants.backend(spec.backend.as_deref()).map_err(denied)?;
     launch.grants.command(&spec.command, &launch.entrypoint).map_err(denied)?;
     let mut env: Vec<(String, String)> = spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect();
+    // The flavor's variables: the caller's, unchanged, or granted names.
+    launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
     let (secret_env, backend_options) =
         crate::policy::connections::split_secret_env(&spec.backend_options).map_err(refused)?;
     if let Some((name, _)) = secret_env.iter().find(|(name, _)| env.iter().any(|(set, _)| set == name)) {
         return Err(Error::Invalid(format!("`{name}` is set both in the job's env and by secret-env")));
     }
-    // A dry run reads no secret: the variables are recorded empty.
+    // Secrets land only where the user bound them (`secret-env=VAR=SECRET`).
     if launch.dry_run {
+        // A dry run reads no secret: the variables are recorded empty.
+        if let Some((name, secret)) =
+            secret_env.iter().find(|(name, secret)| !launch.grants.secret_env_bound(name, secret))
+        {
+            return Err(refused(crate::policy::connections::OptionRefusal::Denied(crate::policy::Denial {
+                rule: "secret-env",
+                message: format!(
+                    "the job asks for the secret `{secret}` in `{name}`; grant it with --grant secret-env={name}={secret}"
+                ),
+            })));
+        }
         env.extend(secret_env.into_iter().map(|(name, _)| (name, String::new())));
     } else {
         let filled = launch.grants.secret_env(&secret_env, &launch.home.secrets()).map_err(refused)?;
         env.extend(filled.into_iter().map(|(name, value)| (name, value.expose().to_owned())));
     }
-    // Guarded names are guarded whatever fills them in.
-    launch.grants.job_env(&env, &launch.environment).map_err(denied)?;
     let resources = JobResources {
         cpu_count: spec.resources.cpu_count,
         gpu_count: spec.resources.gpu_count,
@@ -256,14 +270,26 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
                  returned during this launch"
             ))
         })?),
-        Runtime::Image(image) => JobRuntime::Image(image.clone()),
+        Runtime::Image(image) => {
+            launch.image_allowed(image).map_err(denied)?;
+            JobRuntime::Image(image.clone())
+        }
     };
     // The step's source root is on this machine: the default for jobs that
-    // run here, meaningless inside an image (which keeps its own default).
+    // run here, meaningless inside an image (which keeps its own default,
+    // and whose files are the image's, not this machine's).
     let working_dir = match &spec.working_dir {
-        Some(dir) if dir.starts_with('/') => Some(PathBuf::from(dir)),
-        Some(dir) => {
+        Some(dir) if !dir.starts_with('/') => {
             return Err(Error::Invalid(format!("the working directory `{dir}` is not an absolute path")));
+        }
+        Some(dir) if matches!(runtime, JobRuntime::Image(_)) => Some(PathBuf::from(dir)),
+        Some(dir) => {
+            Some(launch.grants.working_dir(std::path::Path::new(dir), &launch.source_root).map_err(|refusal| {
+                match refusal {
+                    crate::policy::WorkingDirRefusal::Denied(denial) => denied(denial),
+                    crate::policy::WorkingDirRefusal::Invalid(message) => Error::Invalid(message),
+                }
+            })?)
         }
         None if matches!(runtime, JobRuntime::Image(_)) => None,
         None => Some(launch.source_root.clone()),
@@ -313,7 +339,8 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
     let run_dir = launch.home.run_dir(&launch.run_id).map_err(|e| failed("cannot create the run directory", &e))?;
     let log_path = run_dir.join(format!("{name}.log"));
     let log = JobLog::create(&log_path, launch.limits.job_log_bytes, Arc::clone(&launch.output))
-        .map_err(|e| failed("cannot create the job log", &e))?;
+        .map_err(|e| failed("cannot create the job log", &e))?
+        .redacting(Arc::clone(&launch.redactor));
     let record = JobRecord {
         id: id.clone(),
         run_id: launch.run_id.clone(),
@@ -344,7 +371,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         resources: spec.resources,
         timeout: spec.timeout,
         runtime: spec.runtime,
-        confinement: launch.grants.confinement(),
+        confinement: launch.grants.confinement(&launch.source_root, launch.home.root()),
         network: launch.grants.job_network,
         log: Arc::clone(&log),
         options: spec.options,
@@ -369,8 +396,10 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
     warn_unrecorded(&id, db.blocking(move |db| db.job_started(&job_id, &external)).await);
     tracing::debug!("job {id} ({name}) started on {}", spec.backend);
     let tracked = Arc::new(TrackedJob { id: id.clone(), name, job: Arc::clone(&job), log });
+    let ended_log = Arc::clone(&tracked.log);
     let recorder = tokio::spawn(async move {
         let status = job.wait().await;
+        ended_log.finish();
         let job_id = id.clone();
         let finished =
             db.blocking(move |db| db.finish_job(&job_id, status.state, status.exit_code, status.message.as_deref()));

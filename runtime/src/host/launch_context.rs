@@ -44,9 +44,19 @@ pub struct LaunchContext {
     pub environment: Vec<(String, String)>,
     /// The step's source directory: the default working directory of jobs.
     pub source_root: PathBuf,
+    /// The step's requirements, as the caller gave them: the packages an
+    /// environment or image may hold without `flavor-packages`.
+    pub requirements: Vec<String>,
+    /// The image the caller passed (`--image`), which jobs may run in.
+    pub image: Option<String>,
+    /// Images `images.build` made during this launch, which jobs may run in.
+    pub built_images: Mutex<Vec<String>>,
     pub backends: BTreeMap<&'static str, Arc<dyn JobBackend>>,
     /// Where live job output goes.
     pub output: Arc<dyn OutputSink>,
+    /// The values of every secret the launch can reach, scrubbed from job
+    /// output before anyone sees it.
+    pub redactor: Arc<crate::backends::redact::Redactor>,
     pub jobs: JobRegistry,
     /// Every host call of the launch, with its decision.
     pub audit: super::audit::Audit,
@@ -110,6 +120,42 @@ impl LaunchContext {
     pub fn remember_environment(&self, environment: crate::environments::Environment) {
         let mut known = self.environments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         known.insert(environment.handle.clone(), environment);
+    }
+
+    /// The caller's requirements, normalized as environments normalize
+    /// them (none when they do not parse: nothing then counts as the caller's).
+    pub fn caller_requirements(&self) -> Vec<String> {
+        crate::environments::NormalizedSpec::new(&self.requirements, None)
+            .map(|spec| spec.requirements().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Let this launch's jobs run in an image `images.build` made.
+    pub fn remember_image(&self, reference: &str) {
+        self.built_images.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(reference.to_owned());
+    }
+
+    /// A job may run in an image this launch built, the one the caller
+    /// passed, or one the user granted (`image=REF`, `image=PREFIX*`): the
+    /// image's programs are what the step runs.
+    pub fn image_allowed(&self, image: &str) -> Result<(), crate::policy::Denial> {
+        let built =
+            self.built_images.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().any(|b| b == image);
+        let granted = self.grants.images.iter().any(|granted| match granted.strip_suffix('*') {
+            Some(prefix) => image.starts_with(prefix) && !image[prefix.len()..].contains(".."),
+            None => granted == image,
+        });
+        if built || granted || self.image.as_deref() == Some(image) || self.grants.arbitrary_commands {
+            return Ok(());
+        }
+        Err(crate::policy::Denial {
+            rule: "images",
+            message: format!(
+                "the job would run in the image {image}, which this launch did not build and the caller did not \
+                 pass; the image's programs are what the step runs. Pass it with --image, or grant it with \
+                 --grant image={image}"
+            ),
+        })
     }
 
     /// The environment `handle` names, if this launch installed it.
@@ -184,6 +230,11 @@ impl JobRegistry {
     pub fn abandon(&self) {
         self.lock().in_flight -= 1;
         self.settled.notify_waiters();
+    }
+
+    /// Every job the launch registered, in the order they were submitted.
+    pub fn all(&self) -> Vec<Arc<TrackedJob>> {
+        self.lock().jobs.clone()
     }
 
     /// Jobs still running.

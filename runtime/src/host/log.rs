@@ -51,6 +51,7 @@ impl FlavorLogger {
     /// would take the log past `log-bytes` is not recorded: the error ends
     /// the flavor's call.
     pub fn emit(&self, level: Level, message: &str) -> Result<(), LimitExceeded> {
+        let message = &*crate::display::visible(message);
         let line = format!("{} {:<5} {message}\n", crate::store::now(), level_name(level));
         let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if sink.exhausted || line.len() > sink.remaining {
@@ -69,6 +70,7 @@ impl FlavorLogger {
     /// Record a note from the host about the flavor (a refused call, uv's
     /// progress). Notes do not count against the flavor's limits.
     pub fn note(&self, level: Level, message: &str) {
+        let message = &*crate::display::visible(message);
         self.show(level, message);
         let line = format!("{} {:<5} {message}\n", crate::store::now(), level_name(level));
         self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).append(&line);

@@ -40,10 +40,13 @@ async fn install_checked(
 ) -> Result<crate::environments::Environment, Error> {
     let normalized = NormalizedSpec::new(&spec.requirements, spec.python_version.as_deref())
         .map_err(|error| Error::Invalid(error.to_string()))?;
-    launch.grants.requirement_sources(normalized.direct_references()).map_err(|denial| {
-        logger.note(Level::Warn, &denial.to_string());
-        Error::Denied(denial.to_string())
-    })?;
+    launch
+        .grants
+        .flavor_requirements(normalized.requirements(), normalized.direct_references(), &launch.caller_requirements())
+        .map_err(|denial| {
+            logger.note(Level::Warn, &denial.to_string());
+            Error::Denied(denial.to_string())
+        })?;
     if launch.dry_run {
         // The handle a real install would give, without installing.
         let handle = normalized.handle();

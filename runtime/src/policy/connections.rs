@@ -97,13 +97,36 @@ pub fn split_secret_env(requested: &[(String, String)]) -> Result<(Pairs, Pairs)
 }
 
 impl Grants {
-    /// The values of `secret_env`'s secrets, each of which must be granted and stored.
+    /// The values of `secret_env`'s secrets. The user decides which secret
+    /// lands in which variable: each (variable, secret) pair must be bound by
+    /// a `secret-env=VAR=SECRET` grant, and the secret stored. A flavor can
+    /// only ask for granted bindings to be applied.
     pub fn secret_env(
         &self,
         secret_env: &[(String, String)],
         secrets: &Secrets,
     ) -> Result<Vec<(String, crate::secrets::SecretValue)>, OptionRefusal> {
-        secret_env.iter().map(|(name, secret)| Ok((name.clone(), self.secret_value(secret, secrets)?))).collect()
+        secret_env
+            .iter()
+            .map(|(name, secret)| {
+                if !self.secret_env_bound(name, secret) {
+                    return Err(OptionRefusal::Denied(Denial {
+                        rule: "secret-env",
+                        message: format!(
+                            "the job asks for the secret `{secret}` in the variable `{name}`, and the user has not bound \
+                             them: grant it with --grant secret-env={name}={secret} (a `secret={secret}` grant alone \
+                             no longer lets the flavor choose the variable)"
+                        ),
+                    }));
+                }
+                Ok((name.clone(), self.stored_secret(secret, secrets)?))
+            })
+            .collect()
+    }
+
+    /// Whether the user bound the secret `secret` to the variable `name`.
+    pub fn secret_env_bound(&self, name: &str, secret: &str) -> bool {
+        self.secret_env.iter().any(|binding| binding.split_once('=') == Some((name, secret)))
     }
 
     /// Check `requested` options for `backend` and resolve addresses and
@@ -187,6 +210,11 @@ impl Grants {
                 ),
             }));
         }
+        self.stored_secret(name, secrets)
+    }
+
+    /// A secret's stored value, whatever grant allowed it.
+    fn stored_secret(&self, name: &str, secrets: &Secrets) -> Result<crate::secrets::SecretValue, OptionRefusal> {
         secrets.get(name).map_err(|error| match error {
             SecretError::NotFound(_) => OptionRefusal::Invalid(format!(
                 "the secret `{name}` is granted but not stored; store it with `stepbox secret set {name}`"

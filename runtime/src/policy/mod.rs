@@ -13,6 +13,7 @@ pub mod job_env;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -92,7 +93,7 @@ impl Grants {
 #[derive(Debug, Error, PartialEq)]
 pub enum GrantError {
     #[error(
-        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=SCHEME:SECRET, registry-credential=HOST=basic:SECRET, job-env=NAME, requirement-urls, source-builds, backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
+        "unknown grant `{0}`. Grants: jobs, requirements, images, arbitrary-commands, trusted, job-network, writable-dir=PATH, readable-dir=PATH, http, http-origin=ORIGIN, http-private, http-credential=ORIGIN=SCHEME:SECRET, registry-credential=HOST=basic:SECRET, job-env=NAME (or PREFIX_*), secret-env=VAR=SECRET, requirement-urls, source-builds, flavor-packages, image=REF (or PREFIX*), backend=NAME, ray-address=URL, secret=NAME, registry=HOST[:PORT], base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE, max-job-timeout=DURATION"
     )]
     Unknown(String),
     #[error("grant `{name}`: `{value}` is not {expected}")]
@@ -132,9 +133,13 @@ pub struct Grants {
     pub trusted: bool,
     /// Whether confined jobs keep the network.
     pub job_network: bool,
-    /// Directories confined local jobs may write, besides their working
-    /// directory (a local ZenML store, a shared cache).
+    /// Directories confined local jobs may write, besides the step's source
+    /// root (a local ZenML store, a shared cache). A job's working directory
+    /// must be inside the source root or one of these.
     pub writable_dirs: Vec<String>,
+    /// Directories confined local jobs may read, besides the system's, the
+    /// writable ones and their Python environment (a model cache, a dataset).
+    pub readable_dirs: Vec<String>,
     /// Origins outgoing HTTP may reach (`scheme://host:port`, host may be
     /// `*.suffix`); see [`egress`].
     pub http_origins: Vec<String>,
@@ -144,8 +149,19 @@ pub struct Grants {
     pub http_credentials: Vec<String>,
     /// Registry logins for `images` pulls and pushes, `HOST[:PORT]=basic:SECRET`.
     pub registry_credentials: Vec<String>,
-    /// Guarded environment variables (see [`job_env`]) the flavor may set.
+    /// Environment variables (names, or prefixes ending in `*`) the flavor
+    /// may set on a job besides the launch's own (see [`job_env`]).
     pub job_env: Vec<String>,
+    /// Secrets bound to job variables by the user, `VAR=SECRET`: the only
+    /// way a secret reaches a job's environment.
+    pub secret_env: Vec<String>,
+    /// Images (references, or prefixes ending in `*`) a job may run in
+    /// besides the ones this launch built and the one the caller passed.
+    pub images: Vec<String>,
+    /// Whether the flavor may install packages the step did not ask for
+    /// into the environment the entrypoint runs in: equal to letting the
+    /// flavor run code inside the step.
+    pub flavor_packages: bool,
     /// Whether `requirements` may name URLs or paths (`pkg @ https://…`)
     /// instead of versions from the package index.
     pub requirement_urls: bool,
@@ -181,11 +197,31 @@ impl Grants {
                 push_unique(&mut self.backends, backend)
             }
             ("backend", Some(backend)) => return Err(GrantError::UnknownBackend(backend.to_owned())),
-            ("job-env", Some(name)) if crate::units::is_env_name(name) => push_unique(&mut self.job_env, name),
-            ("job-env", Some(_)) => return Err(bad("an environment variable name")),
+            ("job-env", Some(name)) if job_env::EnvPattern::parse(name).is_some() => {
+                push_unique(&mut self.job_env, name)
+            }
+            ("job-env", Some(_)) => return Err(bad("an environment variable name, or a prefix such as MLFLOW_*")),
+            ("secret-env", Some(binding)) => {
+                let (var, secret) = binding
+                    .split_once('=')
+                    .filter(|(var, secret)| {
+                        crate::units::is_env_name(var) && crate::secrets::check_name(secret).is_ok()
+                    })
+                    .ok_or_else(|| bad("VAR=SECRET, a variable name and a stored secret's name"))?;
+                self.secret_env.retain(|b| b.split_once('=').map(|(v, _)| v) != Some(var));
+                self.secret_env.push(format!("{var}={secret}"));
+            }
+            ("flavor-packages", None) => self.flavor_packages = true,
+            ("image", Some(image)) if !image.is_empty() && !image.contains(char::is_whitespace) => {
+                push_unique(&mut self.images, image)
+            }
             ("writable-dir", Some(dir)) => {
                 let dir = writable_dir(dir).ok_or_else(|| bad("an absolute directory path without `..`"))?;
                 push_unique(&mut self.writable_dirs, &dir)
+            }
+            ("readable-dir", Some(dir)) => {
+                let dir = writable_dir(dir).ok_or_else(|| bad("an absolute directory path without `..`"))?;
+                push_unique(&mut self.readable_dirs, &dir)
             }
             ("http-origin", Some(pattern)) => {
                 let pattern = egress::OriginPattern::parse(pattern)
@@ -255,9 +291,19 @@ impl Grants {
             ("source-builds", None) => self.source_builds = false,
             ("backend", Some(v)) => self.backends.retain(|b| b != v),
             ("job-env", Some(v)) => self.job_env.retain(|n| n != v),
+            ("secret-env", Some(v)) => {
+                let var = v.split_once('=').map_or(v, |(var, _)| var);
+                self.secret_env.retain(|b| b.split_once('=').map(|(v, _)| v) != Some(var))
+            }
+            ("flavor-packages", None) => self.flavor_packages = false,
+            ("image", Some(v)) => self.images.retain(|i| i != v),
             ("writable-dir", Some(v)) => {
                 let dir = writable_dir(v).unwrap_or_else(|| v.to_owned());
                 self.writable_dirs.retain(|d| *d != dir)
+            }
+            ("readable-dir", Some(v)) => {
+                let dir = writable_dir(v).unwrap_or_else(|| v.to_owned());
+                self.readable_dirs.retain(|d| *d != dir)
             }
             ("http-origin", Some(v)) => {
                 let pattern = egress::OriginPattern::parse(v).map_or_else(|_| v.to_owned(), |p| p.to_string());
@@ -299,7 +345,10 @@ impl Grants {
         let mut out: Vec<String> = self.capabilities.iter().cloned().collect();
         out.extend(self.backends.iter().map(|b| format!("backend={b}")));
         out.extend(self.job_env.iter().map(|n| format!("job-env={n}")));
+        out.extend(self.secret_env.iter().map(|b| format!("secret-env={b}")));
         out.extend(self.writable_dirs.iter().map(|d| format!("writable-dir={d}")));
+        out.extend(self.readable_dirs.iter().map(|d| format!("readable-dir={d}")));
+        out.extend(self.images.iter().map(|i| format!("image={i}")));
         out.extend(self.http_origins.iter().map(|o| format!("http-origin={o}")));
         if self.http_private {
             out.push("http-private".to_owned());
@@ -325,6 +374,9 @@ impl Grants {
         if self.source_builds {
             out.push("source-builds".to_owned());
         }
+        if self.flavor_packages {
+            out.push("flavor-packages".to_owned());
+        }
         if let Some(n) = self.max_cpu {
             out.push(format!("max-cpu={n}"));
         }
@@ -340,6 +392,20 @@ impl Grants {
         out
     }
 
+    /// Every stored secret these grants let the host use for the flavor:
+    /// `secret=`, `secret-env=` bindings, HTTP and registry credentials.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.secrets.clone();
+        names.extend(self.secret_env.iter().filter_map(|b| b.split_once('=').map(|(_, secret)| secret.to_owned())));
+        names.extend(
+            self.http_credentials.iter().filter_map(|c| egress::CredentialGrant::parse(c).ok()).map(|c| c.secret),
+        );
+        names.extend(self.registry_credentials().into_iter().map(|c| c.secret));
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The rules outgoing HTTP is checked against. Origins were checked when
     /// granted; one that no longer parses (a hand-edited store) is dropped.
     pub fn egress_rules(&self) -> egress::EgressRules {
@@ -350,12 +416,50 @@ impl Grants {
         }
     }
 
-    /// How a local job is confined: None for trusted flavors.
-    pub fn confinement(&self) -> Option<crate::backends::Confinement> {
+    /// How a local job is confined: None for trusted flavors. It may write
+    /// the step's `source_root` and the `writable-dir`s, read the
+    /// `readable-dir`s, and never sees stepbox's `home`.
+    pub fn confinement(&self, source_root: &Path, home: &Path) -> Option<crate::backends::Confinement> {
+        let paths = |dirs: &[String]| dirs.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let mut writable = vec![source_root.to_owned()];
+        writable.extend(paths(&self.writable_dirs));
         (!self.trusted).then(|| crate::backends::Confinement {
             network: self.job_network,
-            writable: self.writable_dirs.iter().map(std::path::PathBuf::from).collect(),
+            writable,
+            readable: paths(&self.readable_dirs),
+            hidden: vec![home.to_owned()],
         })
+    }
+
+    /// Where a job that runs on this machine's files (not in an image) may
+    /// work: inside the step's source root or a `writable-dir` grant, checked
+    /// after resolving `..` and symbolic links. Returns the resolved path.
+    pub fn working_dir(&self, dir: &Path, source_root: &Path) -> Result<PathBuf, WorkingDirRefusal> {
+        let resolved = dir.canonicalize().map_err(|error| {
+            WorkingDirRefusal::Invalid(format!("the working directory {} cannot be used: {error}", dir.display()))
+        })?;
+        if self.arbitrary_commands {
+            return Ok(resolved);
+        }
+        let allowed = std::iter::once(source_root.to_owned())
+            .chain(self.writable_dirs.iter().map(PathBuf::from))
+            .filter_map(|root| root.canonicalize().ok())
+            .any(|root| resolved.starts_with(root));
+        if allowed {
+            return Ok(resolved);
+        }
+        Err(WorkingDirRefusal::Denied(Denial {
+            rule: "working-dir",
+            message: format!(
+                "the job's working directory {} (resolved: {}) is outside the step's source root {} and every \
+                 `writable-dir` grant; a job may work only where the caller lets it write. Grant it with --grant \
+                 writable-dir={}",
+                dir.display(),
+                resolved.display(),
+                source_root.display(),
+                resolved.display()
+            ),
+        }))
     }
 
     /// The backend a job goes to: the one it names, if granted, or the default.
@@ -390,19 +494,19 @@ impl Grants {
         })
     }
 
-    /// A job may set a guarded environment variable (see [`job_env`]) only
-    /// with the value the launch's own environment gives it, or when granted
-    /// `job-env=NAME` or `arbitrary-commands`.
+    /// A job's environment is an allow-list (see [`job_env`]): each variable
+    /// the flavor sets must be the launch's own with the same value, or
+    /// granted by name or prefix (`job-env=NAME`, `job-env=PREFIX_*`), or
+    /// the flavor granted `arbitrary-commands`.
     pub fn job_env(&self, env: &[(String, String)], launch_env: &[(String, String)]) -> Result<(), Denial> {
         if self.arbitrary_commands {
             return Ok(());
         }
         for (name, value) in env {
-            let Some(hazard) = job_env::hazard(name) else { continue };
             let from_launch = launch_env.iter().any(|(n, v)| n == name && v == value);
-            let granted = self.job_env.iter().any(|n| n == name);
+            let granted = self.job_env.iter().filter_map(|g| job_env::EnvPattern::parse(g)).any(|p| p.allows(name));
             if !from_launch && !granted {
-                return Err(Denial { rule: "job-env", message: job_env::denial_message(name, hazard) });
+                return Err(Denial { rule: "job-env", message: job_env::denial_message(name) });
             }
         }
         Ok(())
@@ -422,6 +526,36 @@ impl Grants {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The packages of an environment or image are the caller's: each
+    /// requirement (normalized) must be one the step asked for, unless the
+    /// flavor is granted `flavor-packages` (or `arbitrary-commands`, which
+    /// already lets it run any code). Extra packages the grant allows must
+    /// still come from the package index unless `requirement-urls`; the
+    /// caller's own may name a URL or a path (the caller chose them).
+    pub fn flavor_requirements(
+        &self,
+        requested: &[String],
+        direct_references: &[String],
+        caller: &[String],
+    ) -> Result<(), Denial> {
+        let extras: Vec<&String> = requested.iter().filter(|requirement| !caller.contains(requirement)).collect();
+        let Some(first) = extras.first() else { return Ok(()) };
+        if !(self.flavor_packages || self.arbitrary_commands) {
+            return Err(Denial {
+                rule: "flavor-packages",
+                message: format!(
+                    "the flavor asks for `{first}`, which the step did not ask for (its requirements: {}); the code a \
+                     step runs is the caller's. Grant --grant flavor-packages only to a flavor you trust to put code \
+                     into your step",
+                    if caller.is_empty() { "none".to_owned() } else { caller.join(", ") }
+                ),
+            });
+        }
+        let extra_references: Vec<String> =
+            direct_references.iter().filter(|reference| !caller.contains(reference)).cloned().collect();
+        self.requirement_sources(&extra_references)
     }
 
     /// An image may be pushed only to a granted registry (`host[:port]`).
@@ -473,6 +607,7 @@ impl Grants {
                 "the job asks for {asked}, but this step operator allows at most {allowed}; raise it with --grant {grant}"
             ),
         };
+        check_resources(resources)?;
         if let (Some(asked), Some(max)) = (resources.cpu_count, self.max_cpu)
             && asked > max
         {
@@ -504,6 +639,47 @@ impl Grants {
             (asked, _) => Ok(asked),
         }
     }
+}
+
+/// Longest GPU class name.
+const MAX_GPU_CLASS: usize = 64;
+
+/// What any job's resources must be before a ceiling is compared: a CPU
+/// count that is a finite positive number (NaN would pass every `>`), a
+/// memory size above zero, and a GPU class that is a plain name (letters,
+/// digits, `-`, `_`, `.`), since it reaches backends' flag syntax
+/// (`--gres=gpu:CLASS:N`, Ray's `accelerator_type:CLASS`).
+pub fn check_resources(resources: &JobResources) -> Result<(), Denial> {
+    let invalid = |message: String| Denial { rule: "resources", message };
+    if let Some(cpus) = resources.cpu_count
+        && !(cpus.is_finite() && cpus > 0.0)
+    {
+        return Err(invalid(format!("the job asks for {cpus} CPUs; a CPU count must be a finite number above 0")));
+    }
+    if resources.memory_bytes == Some(0) {
+        return Err(invalid("the job asks for 0 bytes of memory; leave memory unset or ask for more".to_owned()));
+    }
+    if let Some(class) = &resources.gpu_class {
+        let plain = !class.is_empty()
+            && class.len() <= MAX_GPU_CLASS
+            && class.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            return Err(invalid(format!(
+                "the GPU class {class:?} is not a plain name (1-{MAX_GPU_CLASS} letters, digits, `-`, `_`, `.`), \
+                 such as h100 or nvidia-a100"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why a job's working directory was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkingDirRefusal {
+    /// Outside what the job may write.
+    Denied(Denial),
+    /// Not a directory that exists.
+    Invalid(String),
 }
 
 /// ` (granted: a, b)`, or nothing when none is.
@@ -586,6 +762,11 @@ mod tests {
             ("requirement-urls", "requirement-urls"),
             ("source-builds", "source-builds"),
             ("job-env=PYTHONPATH", "job-env=PYTHONPATH"),
+            ("job-env=MLFLOW_*", "job-env=MLFLOW_*"),
+            ("secret-env=DB_PASSWORD=db-pass", "secret-env=DB_PASSWORD=db-pass"),
+            ("readable-dir=/srv/models/", "readable-dir=/srv/models"),
+            ("image=ghcr.io/acme/*", "image=ghcr.io/acme/*"),
+            ("flavor-packages", "flavor-packages"),
             ("writable-dir=/home/me/.config/zenml/", "writable-dir=/home/me/.config/zenml"),
             ("http", "http"),
             ("http-origin=https://*.AmazonAWS.com", "http-origin=https://*.amazonaws.com:443"),
@@ -657,7 +838,7 @@ mod tests {
     }
 
     #[test]
-    fn guarded_job_env_needs_the_launch_or_a_grant() {
+    fn a_job_environment_is_the_callers_plus_granted_names_only() {
         let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
             items.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
         };
@@ -665,13 +846,18 @@ mod tests {
         // (grants, job env, allowed)
         type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], bool);
         let cases: &[Case] = &[
-            (&[], &[("ZENML_RUN", "2"), ("PYTHONUNBUFFERED", "1")], true),
-            (&[], &[("PYTHONPATH", "/srv/step")], true),
+            (&[], &[("ZENML_RUN", "1"), ("PYTHONPATH", "/srv/step")], true),
+            (&[], &[("ZENML_RUN", "2")], false),
+            (&[], &[("PYTHONUNBUFFERED", "1")], false),
+            (&[], &[("HOME", "/tmp/evil")], false),
+            (&[], &[("ZENML_STORE_URL", "http://evil")], false),
+            (&[], &[("PYENV_VERSION", "system")], false),
             (&[], &[("PYTHONPATH", "/tmp/evil")], false),
             (&[], &[("LD_PRELOAD", "/tmp/evil.so")], false),
-            (&[], &[("PATH", "/tmp:/usr/bin")], false),
             (&["job-env=LD_PRELOAD"], &[("LD_PRELOAD", "/opt/jemalloc.so")], true),
             (&["job-env=LD_PRELOAD"], &[("LD_LIBRARY_PATH", "/tmp")], false),
+            (&["job-env=MLFLOW_*"], &[("MLFLOW_TRACKING_URI", "http://mlflow:5000")], true),
+            (&["job-env=MLFLOW_*"], &[("MLFLOWX", "1")], false),
             (&["arbitrary-commands"], &[("LD_PRELOAD", "/tmp/evil.so")], true),
         ];
         for (grants, env, allowed) in cases {
@@ -682,6 +868,91 @@ mod tests {
                 assert!(denial.message.contains("--grant job-env="), "{}", denial.message);
             }
         }
+    }
+
+    #[test]
+    fn secret_env_bindings_are_the_users() {
+        let mut grants = granted(&["secret-env=DB_PASSWORD=db-pass", "secret-env=TOKEN=api"]);
+        assert!(grants.secret_env_bound("DB_PASSWORD", "db-pass"));
+        assert!(!grants.secret_env_bound("PYTHONIOENCODING", "db-pass"), "the flavor cannot move it");
+        assert!(!grants.secret_env_bound("DB_PASSWORD", "api"), "nor swap the secret");
+        grants.grant("secret-env=DB_PASSWORD=other").expect("rebinds");
+        assert!(grants.secret_env_bound("DB_PASSWORD", "other") && !grants.secret_env_bound("DB_PASSWORD", "db-pass"));
+        grants.revoke("secret-env=DB_PASSWORD").expect("revokes");
+        assert_eq!(grants.describe(), ["secret-env=TOKEN=api"]);
+        for bad in ["secret-env=NOEQUALS", "secret-env=1BAD=x", "secret-env=NAME=../x"] {
+            assert!(Grants::default().grant(bad).unwrap_err().to_string().contains("VAR=SECRET"), "{bad}");
+        }
+        let names = granted(&["secret=ray", "secret-env=A=db", "http-credential=https://api.example.com=bearer:tok"]);
+        assert_eq!(names.secret_names(), ["db", "ray", "tok"]);
+    }
+
+    #[test]
+    fn a_working_directory_must_be_where_the_caller_lets_jobs_write() {
+        let root = tempfile::tempdir().expect("a directory");
+        let source = root.path().join("step");
+        let shared = root.path().join("shared");
+        std::fs::create_dir_all(source.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&shared).expect("mkdir");
+        std::os::unix::fs::symlink("/etc", source.join("etc-link")).expect("symlink");
+        let grants = granted(&[&format!("writable-dir={}", shared.display())]);
+        let resolved = |dir: &Path| grants.working_dir(dir, &source);
+        assert!(resolved(&source).is_ok());
+        assert!(resolved(&source.join("sub")).is_ok());
+        assert!(resolved(&source.join("sub/..")).is_ok());
+        assert!(resolved(&shared).is_ok());
+        for outside in
+            [Path::new("/etc"), Path::new("/etc/../etc"), Path::new("/"), &source.join("etc-link"), &source.join("..")]
+        {
+            match resolved(outside) {
+                Err(WorkingDirRefusal::Denied(denial)) => {
+                    assert_eq!(denial.rule, "working-dir");
+                    assert!(denial.message.contains("--grant writable-dir="), "{}", denial.message);
+                }
+                other => panic!("{}: {other:?}", outside.display()),
+            }
+        }
+        assert!(matches!(resolved(Path::new("/nonexistent/dir")), Err(WorkingDirRefusal::Invalid(_))));
+        assert!(granted(&["arbitrary-commands"]).working_dir(Path::new("/etc"), &source).is_ok());
+    }
+
+    #[test]
+    fn resources_are_checked_before_any_ceiling() {
+        let job = |cpu: Option<f64>, class: Option<&str>| JobResources {
+            cpu_count: cpu,
+            gpu_count: class.map(|_| 1),
+            gpu_class: class.map(str::to_owned),
+            memory_bytes: None,
+        };
+        for bad in
+            [job(Some(f64::NAN), None), job(Some(f64::INFINITY), None), job(Some(-1.0), None), job(Some(0.0), None)]
+        {
+            assert_eq!(check_resources(&bad).map_err(|d| d.rule), Err("resources"), "{bad:?}");
+        }
+        for class in ["h100:8,shard", "a100 --gres=gpu:8", "", "x\ny", &"a".repeat(65)] {
+            assert!(check_resources(&job(None, Some(class))).is_err(), "{class:?}");
+        }
+        for class in ["h100", "nvidia-a100", "A100_80GB", "tesla.v100"] {
+            assert!(check_resources(&job(Some(2.0), Some(class))).is_ok(), "{class}");
+        }
+        // NaN no longer slips under a ceiling.
+        assert!(granted(&["max-cpu=4"]).resources(&job(Some(f64::NAN), None), None).is_err());
+    }
+
+    #[test]
+    fn an_environment_holds_the_steps_packages_unless_the_flavor_is_granted_more() {
+        let caller = strings(&["scikit-learn>=1.5", "stepbox-zenml @ file:///srv/zenml"]);
+        let none: &[String] = &[];
+        let url = strings(&["evil @ https://example.invalid/evil.whl"]);
+        let plain = Grants::default();
+        assert!(plain.flavor_requirements(&caller, &caller[1..], &caller).is_ok(), "the caller's own, URL too");
+        let denial = plain.flavor_requirements(&strings(&["six"]), none, &caller).unwrap_err();
+        assert_eq!(denial.rule, "flavor-packages");
+        assert!(denial.message.contains("--grant flavor-packages"), "{}", denial.message);
+        let trusted = granted(&["flavor-packages"]);
+        assert!(trusted.flavor_requirements(&strings(&["six"]), none, &caller).is_ok());
+        assert_eq!(trusted.flavor_requirements(&url, &url, &caller).map_err(|d| d.rule), Err("requirement-urls"));
+        assert!(granted(&["flavor-packages", "requirement-urls"]).flavor_requirements(&url, &url, &caller).is_ok());
     }
 
     #[test]

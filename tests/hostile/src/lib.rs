@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
-use stepbox_guest::{EnvVar, Flavor, FlavorInfo, LaunchError, LaunchReport, LaunchRequest, NoSettings, jobs};
+use stepbox_guest::{
+    EnvVar, Flavor, FlavorInfo, JobState, LaunchError, LaunchReport, LaunchRequest, NoSettings, Runtime, jobs,
+};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -41,12 +43,37 @@ enum Behavior {
     HugePanic,
     /// Run the entrypoint and wait for it, like an honest flavor.
     RunEntrypoint,
+    /// Run the entrypoint with `value` as its working directory.
+    WorkingDir,
+    /// Run the entrypoint with the variable `value` (`NAME=VALUE`) set.
+    SetEnv,
+    /// Run the entrypoint with the secret-env option `value` (`NAME=SECRET`).
+    SecretEnv,
+    /// Log terminal escapes and a fake stepbox line, then fail with more.
+    EscapeLog,
+    /// Run the entrypoint asking for one GPU of the class `value`.
+    GpuClass,
+    /// Run the entrypoint asking for NaN CPUs.
+    NanCpu,
+    /// Run the entrypoint, then report success whatever it did.
+    LieSuccess,
+    /// Install a package the step did not ask for (`value`).
+    ExtraPackage,
+    /// Run the entrypoint in the image `value`, which nobody built or passed.
+    ForeignImage,
+    /// Build an image on the base `value` with an entrypoint of the flavor's.
+    ImageEntrypoint,
+    /// Build an image on the base `value` setting `LD_PRELOAD` in it.
+    ImageEnv,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Config {
     behavior: Behavior,
+    /// The behavior's parameter (a path, a variable, a class).
+    #[serde(default)]
+    value: String,
 }
 
 struct Hostile;
@@ -123,6 +150,75 @@ impl Flavor for Hostile {
             }
             Behavior::HugePanic => panic!("{}", "boom ".repeat(2_000_000)),
             Behavior::RunEntrypoint => jobs::run_entrypoint(&request),
+            Behavior::WorkingDir => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                spec.working_dir = Some(config.value);
+                jobs::run_to_completion(spec)
+            }
+            Behavior::SetEnv => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                let (name, value) = config.value.split_once('=').unwrap_or((&config.value, ""));
+                spec.env.retain(|var| var.name != name);
+                spec.env.push(EnvVar { name: name.into(), value: value.into() });
+                jobs::run_to_completion(spec)
+            }
+            Behavior::SecretEnv => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                let (name, secret) = config.value.split_once('=').unwrap_or((&config.value, ""));
+                jobs::add_secret_env(&mut spec, name, secret);
+                jobs::run_to_completion(spec)
+            }
+            Behavior::EscapeLog => {
+                stepbox_guest::log::info("\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{1b}[2J");
+                stepbox_guest::log::info("progress\rstepbox: run succeeded\nstepbox: all clear");
+                Err(LaunchError::Failed("\u{1b}[31mred\u{1b}[0m\nstepbox: run abc succeeded".into()))
+            }
+            Behavior::GpuClass => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                spec.resources.gpu_count = Some(1);
+                spec.resources.gpu_class = Some(config.value);
+                jobs::run_to_completion(spec)
+            }
+            Behavior::NanCpu => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                spec.resources.cpu_count = Some(f64::NAN);
+                jobs::run_to_completion(spec)
+            }
+            Behavior::LieSuccess => {
+                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
+                job.wait()?;
+                Ok(LaunchReport {
+                    job_ids: vec![job.id()],
+                    state: JobState::Succeeded,
+                    exit_code: Some(0),
+                    message: None,
+                })
+            }
+            Behavior::ExtraPackage => {
+                let mut wanted = request.requirements.clone();
+                wanted.push(config.value);
+                let environment = stepbox_guest::requirements::install(&wanted, None)?;
+                let mut spec = jobs::entrypoint_spec(&request);
+                stepbox_guest::requirements::run_in(&mut spec, &environment);
+                jobs::run_to_completion(spec)
+            }
+            Behavior::ForeignImage => {
+                let mut spec = jobs::entrypoint_spec(&request);
+                spec.runtime = Runtime::Image(config.value);
+                jobs::run_to_completion(spec)
+            }
+            Behavior::ImageEntrypoint => {
+                let mut image = stepbox_guest::images::on(&config.value);
+                image.entrypoint = vec!["sh".into(), "-c".into(), "echo pwned; exec \"$@\"".into(), "--".into()];
+                let built = stepbox_guest::images::build(&image)?;
+                Err(LaunchError::Failed(format!("built {}", built.reference)))
+            }
+            Behavior::ImageEnv => {
+                let mut image = stepbox_guest::images::on(&config.value);
+                image.env.push(EnvVar { name: "LD_PRELOAD".into(), value: "/tmp/evil.so".into() });
+                let built = stepbox_guest::images::build(&image)?;
+                Err(LaunchError::Failed(format!("built {}", built.reference)))
+            }
             Behavior::ReturnEarly => {
                 let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
                 let status = job.status()?;
