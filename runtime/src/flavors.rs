@@ -236,7 +236,32 @@ pub fn prepare(stepbox: &Stepbox, record: &FlavorRecord) -> Result<Prepared, Fla
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use super::{MAX_METADATA_TEXT_BYTES, MAX_SCHEMA_BYTES, check_metadata_sizes, valid_name};
+    use crate::bindings::operator::FlavorMetadata;
+
+    #[test]
+    fn metadata_past_its_bounds_is_refused_naming_the_part() {
+        let metadata = || FlavorMetadata {
+            name: "big".into(),
+            display_name: "Big".into(),
+            version: "1.0.0".into(),
+            description: "d".into(),
+            docs_url: None,
+            config_schema: "{}".into(),
+            settings_schema: "{}".into(),
+        };
+        assert!(check_metadata_sizes(&metadata()).is_ok());
+        let mut schema = metadata();
+        schema.config_schema = format!("{{\"description\": \"{}\"}}", "x".repeat(MAX_SCHEMA_BYTES));
+        let error = check_metadata_sizes(&schema).unwrap_err();
+        assert!(error.contains("config schema") && error.contains("1 MiB"), "{error}");
+        let mut settings = metadata();
+        settings.settings_schema = " ".repeat(50 << 20);
+        assert!(check_metadata_sizes(&settings).unwrap_err().contains("settings schema"));
+        let mut description = metadata();
+        description.description = "x".repeat(MAX_METADATA_TEXT_BYTES + 1);
+        assert!(check_metadata_sizes(&description).unwrap_err().contains("description"));
+    }
 
     #[test]
     fn flavor_names_are_lowercase_identifiers() {

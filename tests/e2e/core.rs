@@ -387,7 +387,16 @@ fn a_job_past_its_timeout_is_stopped_and_reported_as_timed_out() {
     t.register_operator(
         "brief",
         "local",
-        &["--grant", "jobs", "--grant", "requirements", "--config-file", path_str(&config)],
+        &[
+            "--grant",
+            "jobs",
+            "--grant",
+            "requirements",
+            "--grant",
+            "job-env=FROM_CONFIG",
+            "--config-file",
+            path_str(&config),
+        ],
     )
     .expect_code(0);
     let run = t.launch("brief", "s", &["sh", "-c", "echo FROM_CONFIG=$FROM_CONFIG; exec sleep 60"]);
@@ -536,26 +545,43 @@ fn a_job_gets_a_granted_secret_as_a_variable_the_flavor_never_sees() {
     t.set_secret("db-pass", value.as_bytes()).expect_code(0);
     t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
     let config = r#"secret_environment={"DB_PASSWORD": "db-pass"}"#;
-    // The job shows the value reversed: the value itself must appear nowhere.
-    let check = r#"printf '%s\n' "$DB_PASSWORD" | rev"#;
+    // The job shows the value reversed (proof it had it), then prints it
+    // plainly, split across two writes: the value itself must appear nowhere.
+    let check = r#"printf '%s\n' "$DB_PASSWORD" | rev; v=$DB_PASSWORD; printf 'plain: %s' "${v%??????}"; sleep 0.3; printf '%s\n' "${v#"${v%??????}"}"; printf 'err: %s\n' "$v" >&2"#;
     let base = ["--grant", "jobs", "--grant", "requirements", "--config", config];
 
     // Not granted: refused, naming the grant.
     t.register_operator("plain", "local", &base).expect_code(0);
-    t.launch("plain", "s", &["sh", "-c", check]).expect_error(DENIED, "--grant secret=db-pass");
+    t.launch("plain", "s", &["sh", "-c", check]).expect_error(DENIED, "--grant secret-env=DB_PASSWORD=db-pass");
+    // The secret granted, but not bound to the variable by the user: refused too.
+    let mut secret_only = base.to_vec();
+    secret_only.extend(["--grant", "secret=db-pass"]);
+    t.register_operator("secret-only", "local", &secret_only).expect_code(0);
+    t.launch("secret-only", "s", &["sh", "-c", check]).expect_error(
+        DENIED,
+        "denied by rule `secret-env`: the job asks for the secret `db-pass` in the variable `DB_PASSWORD`",
+    );
 
     let mut granted = base.to_vec();
-    granted.extend(["--grant", "secret=db-pass"]);
+    granted.extend(["--grant", "secret-env=DB_PASSWORD=db-pass"]);
     t.register_operator("granted", "local", &granted).expect_code(0);
     let run = t.launch("granted", "s", &["sh", "-c", check]);
     run.expect_code(0);
     let reversed: String = value.chars().rev().collect();
     assert!(run.stdout.contains(&reversed), "the job had the value: {}", run.stdout);
+    assert!(run.stdout.contains("plain: [redacted by stepbox]"), "scrubbed on stdout: {}", run.stdout);
+    assert!(run.stderr.contains("err: [redacted by stepbox]"), "scrubbed on stderr: {}", run.stderr);
+    assert!(!run.stdout.contains(&value) && !run.stderr.contains(&value), "the value reached the terminal");
     let id = t.runs()[0]["id"].as_str().expect("id").to_owned();
     let audit = t.run(&["runs", "show", &id, "--audit", "-o", "json"]).stdout;
     assert!(audit.contains("secret-env") && audit.contains("DB_PASSWORD=db-pass"), "the audit names it: {audit}");
     let leaked = stepbox_e2e::files_containing(&t.home().join("runs"), &value);
     assert!(leaked.is_empty(), "the value is in no run file: {leaked:?}");
+    let stored = stepbox_e2e::files_containing(t.home(), &value);
+    assert!(
+        stored.iter().all(|path| path.starts_with(t.home().join("secrets"))),
+        "only the secret store holds it: {stored:?}"
+    );
 }
 
 #[test]

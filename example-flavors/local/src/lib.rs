@@ -17,10 +17,12 @@ use stepbox_guest::{ConfigError, Flavor, FlavorInfo, LaunchError, LaunchReport, 
 struct Config {
     /// Cancel a step that runs longer than this many seconds.
     timeout_seconds: Option<u64>,
-    /// Environment variables added to every step (the step's own win).
+    /// Environment variables added to every step (the step's own win); each
+    /// name must be granted with `--grant job-env=NAME` (or a prefix).
     #[serde(default)]
     environment: BTreeMap<String, String>,
-    /// Run steps in this directory instead of the step's source root.
+    /// Run steps in this directory instead of the step's source root: a
+    /// directory inside it, or one granted with `--grant writable-dir=PATH`.
     working_dir: Option<String>,
     /// The job backend to use; the step operator's default when absent.
     backend: Option<String>,
@@ -28,8 +30,8 @@ struct Config {
     /// (default: the one on the machine's PATH).
     python_version: Option<String>,
     /// Variables filled in by the host from stored secrets, as variable →
-    /// secret name (each secret granted with `--grant secret=NAME`); the
-    /// flavor never sees the values.
+    /// secret name (each binding granted with `--grant secret-env=VAR=NAME`);
+    /// the flavor never sees the values.
     #[serde(default)]
     secret_environment: BTreeMap<String, String>,
 }
@@ -40,7 +42,7 @@ struct Config {
 struct Settings {
     /// Overrides the configured timeout for this step.
     timeout_seconds: Option<u64>,
-    /// Environment variables for this step only.
+    /// Environment variables for this step only (granted as `environment`).
     #[serde(default)]
     environment: BTreeMap<String, String>,
 }

@@ -125,14 +125,10 @@ fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
     }
 }
 
-/// Say so when a granted secret (`secret=`, or an `http-credential`'s) is not stored yet.
+/// Say so when a granted secret (`secret=`, `secret-env=`, or a credential's) is not stored yet.
 fn warn_unstored_secrets(stepbox: &Stepbox, record: &StepOperatorRecord) {
     let secrets = stepbox.home.secrets();
-    let credentials = record.grants.egress_rules().credentials.into_iter().map(|credential| credential.secret);
-    let mut names: Vec<String> = record.grants.secrets.iter().cloned().chain(credentials).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
+    for name in record.grants.secret_names() {
         if matches!(secrets.get(&name), Err(crate::secrets::SecretError::NotFound(_))) {
             eprintln!(
                 "warning: step operator `{}` uses the secret `{name}`, which is not stored yet; store it with: stepbox secret set {name}",
