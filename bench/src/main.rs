@@ -93,6 +93,84 @@ fn main() -> anyhow::Result<()> {
     println!("`stepbox flavor list`               median {}  p90 {}", ms(median(&list)), ms(p90(&list)));
 
     in_process(home.path(), args.iterations)?;
+    sandbox_alone(work.path(), args.iterations)?;
+    Ok(())
+}
+
+/// The confinement alone, before and after issue 22: `true` under bubblewrap
+/// with the earlier layout (the whole machine read-only, capabilities kept,
+/// no filter) and with today's (system directories only, `--new-session`,
+/// `--cap-drop ALL`, the seccomp programs through pipes, descriptors closed).
+fn sandbox_alone(work: &Path, iterations: usize) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    use stepbox::backends::{Confinement, confine};
+    let bwrap = confine::bwrap().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = work.display().to_string();
+    let earlier: Vec<&str> = vec![
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        &dir,
+        &dir,
+        "--unshare-all",
+        "--die-with-parent",
+        "--chdir",
+        &dir,
+        "--",
+        "true",
+    ];
+    let confinement = Confinement {
+        network: false,
+        writable: vec![work.to_owned()],
+        readable: Vec::new(),
+        hidden: vec![PathBuf::from("/var/lib/stepbox-bench-home")],
+    };
+    let first = Instant::now();
+    confine::Sandbox::new(&confinement, work, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let first = first.elapsed();
+    let run = |command: &mut Command| -> anyhow::Result<()> {
+        let status = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+        if !status.success() {
+            bail!("bwrap failed: {status}");
+        }
+        Ok(())
+    };
+    let mut direct = || run(Command::new("true").current_dir(work));
+    let mut before = || run(Command::new(&bwrap).args(&earlier));
+    let mut after = || -> anyhow::Result<()> {
+        let sandbox = confine::Sandbox::new(&confinement, work, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let keep = sandbox.descriptors();
+        let mut command = Command::new(&bwrap);
+        command.args(sandbox.args()).arg("true");
+        // SAFETY: as in the local backend: system calls only, between fork and exec.
+        unsafe {
+            command.pre_exec(move || confine::close_inherited_descriptors(&keep));
+        }
+        run(&mut command)
+    };
+    let times = interleaved(iterations, &mut [&mut direct, &mut before, &mut after])?;
+    let d = median(&times[0]);
+    println!("\nthe sandbox alone (bubblewrap running `true`), interleaved:");
+    println!("`true` run directly                 median {}  p90 {}", ms(d), ms(p90(&times[0])));
+    for (label, samples) in [("earlier layout (before issue 22)", &times[1]), ("today's layout + filter", &times[2])] {
+        let l = median(samples);
+        println!("bwrap, {label:<33} median {}  p90 {}  (+{})", ms(l), ms(p90(samples)), ms(l.saturating_sub(d)));
+    }
+    let per_job = samples(iterations, || {
+        confine::Sandbox::new(&confinement, work, &[]).map(drop).map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
+    println!(
+        "seccomp filter: first build {} (once per process); per job (pipes + arguments) median {}",
+        us(first),
+        us(median(&per_job))
+    );
     Ok(())
 }
 

@@ -256,8 +256,11 @@ pub async fn launch(
     let host_jobs: Vec<HostJob> =
         context.jobs.all().iter().map(|job| HostJob { id: job.id.clone(), status: job.job.status() }).collect();
     let mut outcome = outcome(run_id, result.map(|call| check_report(call, &host_jobs)));
-    // The message may come from the flavor: keep the run record bounded.
-    outcome.message = outcome.message.map(|message| crate::host::log::truncate(&message, limits.argument_bytes));
+    // The message may come from the flavor: keep the run record bounded, and
+    // free of any secret value the launch could reach.
+    outcome.message = outcome
+        .message
+        .map(|message| crate::host::log::truncate(&context.redactor.scrub_text(&message), limits.argument_bytes));
     stepbox.db.finish_run(
         &outcome.run_id,
         outcome.state,

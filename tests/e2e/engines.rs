@@ -254,6 +254,11 @@ fn ctrl_c_stops_the_ray_job() {
 fn a_ray_step_gets_its_pip_requirements_and_settings() {
     let (t, token) = ray_home();
     let settings = r#"{"runtime_env": {"env_vars": {"MODE": "eval"}}, "num_cpus": 0.5}"#;
+    let args = ["-r", "six==1.16.0", "--settings", settings];
+    let command = ["python", "-c", "import os, six; print(six.__version__, os.environ['MODE'])"];
+    // A variable the flavor adds from its settings is the user's to allow.
+    t.launch_with("ray", "s", &args, &command).expect_error(77, "--grant job-env=MODE");
+    t.run(&["step-operator", "update", "ray", "--grant", "job-env=MODE"]).expect_code(0);
     let run = t.launch_with(
         "ray",
         "s",

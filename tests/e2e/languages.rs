@@ -54,7 +54,7 @@ fn home(lang: &'static str, extra: &[&str]) -> TestHome {
 
 fn a_step_runs_with_its_environment_and_exit_code(lang: &'static str) {
     let config = r#"environment={"FROM_CONFIG": "config", "GREETING": "overridden"}"#;
-    let t = home(lang, &["--config", config, "--grant", "job-env=FROM_CONFIG"]);
+    let t = home(lang, &["--config", config, "--grant", "job-env=FROM_CONFIG", "--grant", "job-env=GREETING"]);
     let run = t.launch_with("op", "s", &["--env", "GREETING=hello"], &["sh", "-c", "echo $GREETING $FROM_CONFIG; pwd"]);
     run.expect_code(0);
     let lines: Vec<&str> = run.stdout.lines().collect();

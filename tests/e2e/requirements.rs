@@ -141,9 +141,13 @@ fn installing_requirements_needs_the_grant() {
 fn urls_and_source_builds_need_their_own_grants() {
     let t = TestHome::new();
     t.with_local();
+    // The caller's own URL requirement is the caller's choice: no grant, uv fetches it (and here
+    // cannot). A URL the *flavor* adds is refused (hostile case "class 2: a package by URL the
+    // step did not ask for"; with `flavor-packages` it still needs `requirement-urls`).
     let url = "six @ https://example.invalid/six-1.16.0-py2.py3-none-any.whl";
-    let denied = launch_with(&t, &["--requirement", url], &["true"]);
-    denied.expect_error(DENIED, "--grant requirement-urls");
+    let fetched = launch_with(&t, &["--requirement", url], &["true"]);
+    fetched.expect_error(FLAVOR_ERROR, "Failed to download");
+    assert!(!fetched.stderr.contains("denied"), "{}", fetched.stderr);
     assert!(environments(&t).is_empty(), "nothing was installed");
 
     // docopt 0.6.2 exists only as a source distribution: building it runs its setup.py.

@@ -40,7 +40,9 @@ struct Config {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    /// Run this step in this image instead of building one.
+    /// Run this step in this image instead of building one; the step
+    /// operator must be granted it (`--grant image=REF`, or a prefix such as
+    /// `image=registry.example.com/team/*`), or the caller pass it with `--image`.
     image: Option<String>,
     timeout_seconds: Option<u64>,
 }

@@ -37,10 +37,12 @@ struct Config {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RuntimeEnv {
-    /// Environment variables of the job.
+    /// Environment variables of the job; each name must be granted to the
+    /// step operator (`--grant job-env=NAME`, or a prefix).
     #[serde(default)]
     env_vars: BTreeMap<String, String>,
-    /// More pip requirements, on top of the step's own.
+    /// More pip requirements, on top of the step's own; packages the step
+    /// did not ask for need `--grant flavor-packages`.
     #[serde(default)]
     pip: Vec<String>,
 }

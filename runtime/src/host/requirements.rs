@@ -1,6 +1,9 @@
 //! The `requirements` capability: a Python environment holding exactly the
-//! requirements the flavor names, made (or reused) with uv, for jobs of this
-//! launch to run in. uv's output is shown as progress while it works.
+//! requirements the flavor names (the step's own, unless `flavor-packages`),
+//! made (or reused) with uv, for jobs of this launch to run in. uv's output
+//! is shown as progress while it works.
+
+use std::path::Path;
 
 use crate::bindings::log::Level;
 use crate::bindings::requirements::{Environment, EnvironmentSpec, Host};
@@ -25,9 +28,16 @@ impl Host for HostState {
         if let Ok(environment) = &result {
             launch.remember_environment(environment.clone());
         }
+        // The interpreter relative to the environment: where the host keeps
+        // environments (its home's layout) is none of the flavor's business.
         Ok(result.map(|environment| Environment {
             handle: environment.handle.clone(),
-            python: environment.python.display().to_string(),
+            python: environment
+                .python
+                .strip_prefix(&environment.root)
+                .unwrap_or(Path::new("bin/python"))
+                .display()
+                .to_string(),
         }))
     }
 }
