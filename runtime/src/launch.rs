@@ -49,6 +49,8 @@ pub struct LaunchArgs {
     pub settings: Option<serde_json::Value>,
     pub source_root: PathBuf,
     pub image: Option<String>,
+    /// Directories the caller lets confined jobs read (`--read-dir`).
+    pub read_dirs: Vec<PathBuf>,
     /// Run nothing: every backend records the jobs it is given here
     /// (`stepbox flavor test`).
     pub dry_run: Option<crate::backends::dry_run::Recorder>,
@@ -193,6 +195,7 @@ pub async fn launch(
         source_root: args.source_root.clone(),
         requirements: args.requirements.clone(),
         image: args.image.clone(),
+        read_dirs: args.read_dirs.clone(),
         built_images: Default::default(),
         backends: match &args.dry_run {
             Some(recorder) => crate::backends::catalogue::BACKENDS

@@ -27,11 +27,12 @@ def test_every_field_becomes_a_flag_and_nothing_is_invented() -> None:
         flavor_settings={"b": 1, "a": [1]},
         source_root="/src",
         image="registry/step:1",
+        read_dirs=["/opt/venv", "/opt/python"],
     )  # fmt: skip
     assert full.arguments()[12:] == [
         "--requirement", "six==1.16.0", "--cpu", "2", "--gpu", "1", "--gpu-class", "a100",
         "--memory", "4GiB", "--settings", '{"a": [1], "b": 1}', "--source-root", "/src",
-        "--image", "registry/step:1",
+        "--image", "registry/step:1", "--read-dir", "/opt/venv", "--read-dir", "/opt/python",
     ]  # fmt: skip
 
 

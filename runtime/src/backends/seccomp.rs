@@ -104,7 +104,15 @@ pub const NAMESPACE_FLAGS: &[(&str, u64)] = &[
 
 /// Terminal `ioctl`s refused: pushing input into a terminal (`TIOCSTI`,
 /// CVE-2017-5226) and the Linux console's selection paste (`TIOCLINUX`).
-pub const TERMINAL_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", libc::TIOCSTI as u64), ("TIOCLINUX", libc::TIOCLINUX as u64)];
+pub const TERMINAL_IOCTLS: &[(&str, u64)] =
+    &[("TIOCSTI", request(libc::TIOCSTI)), ("TIOCLINUX", request(libc::TIOCLINUX))];
+
+/// An `ioctl` request number as a filter argument (`libc::Ioctl` is a
+/// `c_ulong` with glibc and a `c_int` with musl).
+#[allow(clippy::unnecessary_cast)]
+const fn request(number: libc::Ioctl) -> u64 {
+    number as u64
+}
 
 /// The compiled programs, built once per process: each is a classic BPF
 /// program as bubblewrap reads it (`struct sock_filter`s, native endian).

@@ -373,6 +373,12 @@ pub struct LaunchArgs {
     /// An image already built for the step
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
+    /// A directory the step's confined jobs may read, besides the system's,
+    /// their Python environment and the source root (the pipeline's own
+    /// interpreter, a dataset); repeatable. The caller names it, so no grant
+    /// is needed
+    #[arg(long = "read-dir", value_name = "DIR")]
+    pub read_dirs: Vec<PathBuf>,
     /// The run's id, chosen by `stepbox submit` for the launch it starts
     #[arg(long, hide = true, value_name = "ID")]
     pub record_id: Option<String>,

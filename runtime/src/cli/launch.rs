@@ -89,6 +89,15 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
     if !source_root.is_dir() {
         return Err(Failure::input(format!("--source-root {} is not a directory", source_root.display())));
     }
+    let mut read_dirs = Vec::with_capacity(args.read_dirs.len());
+    for dir in &args.read_dirs {
+        let resolved = std::fs::canonicalize(dir)
+            .map_err(|e| Failure::input(format!("--read-dir {} is not an existing directory: {e}", dir.display())))?;
+        if resolved.parent().is_none() {
+            return Err(Failure::input("--read-dir / would show the whole machine to the job; name a directory"));
+        }
+        read_dirs.push(resolved);
+    }
     Ok(launch::LaunchArgs {
         step_operator: args.step_operator,
         pipeline: args.pipeline,
@@ -106,6 +115,7 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
         settings,
         source_root,
         image: args.image,
+        read_dirs,
         dry_run: None,
         record_id: args.record_id,
     })

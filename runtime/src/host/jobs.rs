@@ -371,7 +371,10 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         resources: spec.resources,
         timeout: spec.timeout,
         runtime: spec.runtime,
-        confinement: launch.grants.confinement(&launch.source_root, launch.home.root()),
+        confinement: launch.grants.confinement(&launch.source_root, launch.home.root()).map(|mut confinement| {
+            confinement.readable.extend(launch.read_dirs.iter().cloned());
+            confinement
+        }),
         network: launch.grants.job_network,
         log: Arc::clone(&log),
         options: spec.options,

@@ -49,6 +49,8 @@ pub struct LaunchContext {
     pub requirements: Vec<String>,
     /// The image the caller passed (`--image`), which jobs may run in.
     pub image: Option<String>,
+    /// Directories the caller lets confined jobs read (`--read-dir`).
+    pub read_dirs: Vec<PathBuf>,
     /// Images `images.build` made during this launch, which jobs may run in.
     pub built_images: Mutex<Vec<String>>,
     pub backends: BTreeMap<&'static str, Arc<dyn JobBackend>>,

@@ -56,6 +56,9 @@ class LaunchRequest:
     """Per-step settings for the stepbox flavor, checked against its schema."""
     source_root: str | None = None
     image: str | None = None
+    read_dirs: Sequence[str] = ()
+    """Directories the step's confined job must read besides the source root and its
+    environment: the pipeline's interpreter, which runs a step that has no requirements."""
 
     def arguments(self) -> list[str]:
         """Flags for `stepbox submit` / `stepbox launch`, without the command."""
@@ -82,6 +85,8 @@ class LaunchRequest:
             args += ["--source-root", self.source_root]
         if self.image:
             args += ["--image", self.image]
+        for directory in self.read_dirs:
+            args += ["--read-dir", directory]
         return args
 
 

@@ -10,6 +10,7 @@ run again by ZenML's step-run id, so nothing is kept in this process.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, cast
 
 import zenml
@@ -159,6 +160,7 @@ class StepboxStepOperator(BaseStepOperator):
             flavor_settings=settings.flavor_settings,
             source_root=source_utils.get_source_root(),
             image=settings.image,
+            read_dirs=_interpreter_dirs(),
         )
 
     def _requirements(self, info: StepRunInfo) -> list[str]:
@@ -185,6 +187,18 @@ class StepboxStepOperator(BaseStepOperator):
             integration_requirement(),
         ]
         return with_runtime(parse_requirements_files(files), runtime)
+
+
+def _interpreter_dirs() -> list[str]:
+    """Where the running interpreter lives: a step without requirements runs with it.
+
+    A confined job reads only the machine's system directories, its environment and the
+    source root; the pipeline's virtual environment (and the Python it was made from, which
+    may live under a home directory) must be named, or the job finds no `python`.
+    """
+    real_prefix = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+    prefixes = {sys.prefix, sys.base_prefix, real_prefix}
+    return sorted(prefix for prefix in prefixes if prefix and os.path.isdir(prefix) and prefix != "/")
 
 
 def _job_environment(environment: dict[str, str]) -> dict[str, str]:
