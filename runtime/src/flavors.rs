@@ -75,13 +75,13 @@ pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<F
     let metadata =
         prepared.metadata(logger).await.map_err(|failure| FlavorError::Guest { path: shown.clone(), failure })?;
     let bad = |message: String| FlavorError::BadMetadata { path: shown.clone(), message };
+    check_metadata_sizes(&metadata).map_err(bad)?;
     if !valid_name(&metadata.name) {
         return Err(bad(format!(
             "its name `{}` must be 1-63 lowercase letters, digits, `-` or `_`, starting with a letter",
-            metadata.name
+            crate::display::visible(&metadata.name)
         )));
     }
-    check_metadata_sizes(&metadata).map_err(bad)?;
     let config_schema = parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
     let settings_schema = parse_schema(&metadata.settings_schema).map_err(|m| bad(format!("settings schema: {m}")))?;
     if let Some(existing) = stepbox.db.flavor(&metadata.name)?

@@ -97,12 +97,14 @@ pub async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Valu
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(StepOperatorError::InvalidConfig {
             flavor: flavor.to_owned(),
-            message: match error.field {
+            // The flavor's words: shown with control characters made visible.
+            message: crate::display::visible(&match error.field {
                 Some(field) if !error.message.contains(&field) => {
                     format!("{field}: {}", error.message)
                 }
                 _ => error.message,
-            },
+            })
+            .into_owned(),
         }),
         Err(failure) => Err(StepOperatorError::Guest { flavor: flavor.to_owned(), failure }),
     }

@@ -189,3 +189,52 @@ fn a_confined_job_cannot_reach_the_terminal_the_kernel_or_stepbox_and_ctrl_c_sti
     assert!(stepbox_e2e::live_processes_with(&marker).is_empty(), "the cancelled job is still running");
     assert!(!transcript.contains("confined-probe-secret-value"));
 }
+
+#[test]
+fn a_confined_job_reads_only_what_the_caller_or_a_grant_names_and_never_stepboxs_home() {
+    let t = TestHome::new();
+    t.with_local();
+    t.set_secret("db-pass", b"never-readable-in-a-job").expect_code(0);
+    let outside = tempfile::tempdir_in(std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned()))
+        .expect("a directory outside every default");
+    let data = write(outside.path(), "data.txt", "the dataset");
+    let read = format!("cat {}", quoted(path_str(&data)));
+    let write_back = format!("echo changed > {}", quoted(path_str(&data)));
+
+    // Not named: the directory does not exist in the sandbox.
+    let hidden = t.launch("local", "s", &["sh", "-c", &read]);
+    assert_ne!(hidden.code, 0, "read a file nobody named: {}", hidden.stdout);
+    assert!(hidden.stderr.contains("No such file or directory"), "{}", hidden.stderr);
+
+    // Named by the caller: readable, not writable.
+    let named = t.launch_with("local", "s", &["--read-dir", path_str(outside.path())], &["sh", "-c", &read]);
+    named.expect_code(0);
+    assert_eq!(named.stdout.trim(), "the dataset");
+    let refused = t.launch_with("local", "s", &["--read-dir", path_str(outside.path())], &["sh", "-c", &write_back]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("Read-only file system"), "{}", refused.stderr);
+    assert_eq!(fs::read_to_string(&data).expect("still there"), "the dataset");
+
+    // Granted by the user: readable too.
+    let grant = format!("readable-dir={}", path_str(outside.path()));
+    t.run(&["step-operator", "update", "local", "--grant", &grant]).expect_code(0);
+    t.launch("local", "s", &["sh", "-c", &read]).expect_code(0);
+
+    // A named directory that holds stepbox's home shows everything but the home.
+    let parent = t.home().parent().expect("the home has a parent");
+    let sibling = tempfile::tempdir_in(parent).expect("a directory beside the home");
+    write(sibling.path(), "visible.txt", "beside the home");
+    let probe = format!(
+        "cat {}/visible.txt; ls -A {} | wc -l; cat {}/secrets/db-pass",
+        quoted(path_str(sibling.path())),
+        quoted(path_str(t.home())),
+        quoted(path_str(t.home()))
+    );
+    let covered = t.launch_with("local", "s", &["--read-dir", path_str(parent)], &["sh", "-c", &probe]);
+    assert!(covered.stdout.contains("beside the home"), "{}", covered.stdout);
+    assert!(covered.stdout.lines().any(|line| line.trim() == "0"), "the home looked empty: {}", covered.stdout);
+    assert!(!covered.stdout.contains("never-readable-in-a-job"), "a secret was read: {}", covered.stdout);
+
+    let missing = t.launch_with("local", "s", &["--read-dir", "/nonexistent/stepbox-dir"], &["true"]);
+    missing.expect_error(64, "--read-dir /nonexistent/stepbox-dir is not an existing directory");
+}

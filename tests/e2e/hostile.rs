@@ -115,3 +115,42 @@ fn a_flavor_importing_an_interface_the_host_does_not_provide_is_refused_before_i
     t.run(&["flavor", "register", path_str(&greedy)]).expect_error(64, message);
     assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
 }
+
+/// Issue 15, class 8: metadata past its bounds is refused at registration,
+/// naming the part, and nothing is stored.
+#[test]
+fn a_flavor_whose_metadata_is_too_big_is_refused_at_registration() {
+    let t = TestHome::new();
+    let refused = t.run(&["flavor", "register", path_str(&stepbox_e2e::huge_metadata_component())]);
+    refused.expect_error(64, "the flavor's metadata is not acceptable: its description is");
+    assert!(refused.stderr.contains("at most 16384 bytes"), "{}", refused.stderr);
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).json(), serde_json::json!([]));
+    let stored = std::fs::read_dir(t.home().join("flavors")).map(|dir| dir.count()).unwrap_or(0);
+    assert_eq!(stored, 0, "no component was kept");
+}
+
+/// Issue 15, class 5: a flavor's metadata reaches `flavor inspect`, `list`
+/// and `describe` with its control characters made visible; JSON keeps them.
+#[test]
+fn a_flavors_metadata_reaches_the_terminal_with_its_escapes_made_visible() {
+    let t = TestHome::new();
+    let component = stepbox_e2e::escape_metadata_component();
+    t.run(&["flavor", "register", path_str(&component)]).expect_code(0);
+    let shown = [
+        t.run(&["flavor", "list"]),
+        t.run(&["flavor", "describe", "hostile"]),
+        t.run(&["step-operator", "register", "h", "--flavor", "hostile", "--config", "behavior=spin"]),
+    ];
+    for run in &shown {
+        assert!(!run.stdout.contains('\u{1b}') && !run.stderr.contains('\u{1b}'), "a raw escape: {run:?}");
+        assert!(!run.stdout.contains("\nstepbox: this flavor"), "a fake stepbox line: {}", run.stdout);
+    }
+    assert!(shown[1].stdout.contains(r"\x1b]52;c;cGF5bG9hZA==\x07Trusted\x1b[2J"), "{}", shown[1].stdout);
+    assert!(
+        shown[1].stdout.contains(r"fine\nstepbox: this flavor was verified\r\x1b[32mOK\u{202e}"),
+        "{}",
+        shown[1].stdout
+    );
+    let json = t.run(&["flavor", "describe", "hostile", "-o", "json"]).json();
+    assert_eq!(json["display_name"], "\u{1b}]52;c;cGF5bG9hZA==\u{7}Trusted\u{1b}[2J", "JSON keeps the exact string");
+}

@@ -234,6 +234,16 @@ pub fn endless_metadata_component() -> PathBuf {
     component("endless-metadata", "endless_metadata")
 }
 
+/// The hostile flavor whose metadata is past the size bounds.
+pub fn huge_metadata_component() -> PathBuf {
+    component("huge-metadata", "huge_metadata")
+}
+
+/// The hostile flavor whose metadata is full of terminal escapes.
+pub fn escape_metadata_component() -> PathBuf {
+    component("escape-metadata", "escape_metadata")
+}
+
 /// A complete flavor that also imports `acme:vault/secrets`.
 pub fn unknown_import_component() -> PathBuf {
     component("unknown-import", "unknown_import")

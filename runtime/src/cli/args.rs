@@ -232,13 +232,17 @@ pub struct ConfigArgs {
     pub limits: Vec<String>,
     /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
     /// arbitrary-commands, trusted (unconfined local jobs), job-network, writable-dir=PATH (one more
-    /// directory confined local jobs may write, e.g. a local ZenML store), http (wasi:http) with
-    /// http-origin=ORIGIN (repeatable, e.g. https://*.amazonaws.com), http-private and
-    /// http-credential=ORIGIN=SCHEME:SECRET (the host authenticates with bearer, aws-sigv4,
-    /// google-service-account or azure-client-credentials; the flavor never sees it), requirement-urls,
-    /// source-builds, registry-credential=HOST=basic:SECRET (the host's login to an image registry),
-    /// job-env=NAME (a guarded variable such as LD_PRELOAD), backend=NAME
-    /// (`stepbox backends` lists them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret),
+    /// directory jobs may write and work in, e.g. a local ZenML store), readable-dir=PATH (one more
+    /// directory confined jobs may read), http (wasi:http) with http-origin=ORIGIN (repeatable, e.g.
+    /// https://*.amazonaws.com), http-private and http-credential=ORIGIN=SCHEME:SECRET (the host
+    /// authenticates with bearer, aws-sigv4, google-service-account or azure-client-credentials; the
+    /// flavor never sees it), requirement-urls, source-builds, flavor-packages (packages the step did
+    /// not ask for: equal to running the flavor's code in the step), image=REF or image=PREFIX* (an
+    /// image jobs may run in besides the ones the launch built or the caller passed),
+    /// registry-credential=HOST=basic:SECRET (the host's login to an image registry), job-env=NAME or
+    /// job-env=PREFIX_* (a variable the flavor may set besides the caller's), secret-env=VAR=SECRET
+    /// (the stored secret SECRET in the job variable VAR), backend=NAME (`stepbox backends` lists
+    /// them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret for a backend option),
     /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,
     /// max-job-timeout=DURATION. Nothing but logging is granted by default
     #[arg(long = "grant", value_name = "GRANT")]

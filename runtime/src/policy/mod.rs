@@ -419,15 +419,20 @@ impl Grants {
     /// How a local job is confined: None for trusted flavors. It may write
     /// the step's `source_root` and the `writable-dir`s, read the
     /// `readable-dir`s, and never sees stepbox's `home`.
+    ///
+    /// Paths are resolved (symbolic links, `..`) when they exist, so that
+    /// they are bound where a resolved working directory lies, and the home
+    /// is found inside a bound directory however it was named.
     pub fn confinement(&self, source_root: &Path, home: &Path) -> Option<crate::backends::Confinement> {
-        let paths = |dirs: &[String]| dirs.iter().map(PathBuf::from).collect::<Vec<_>>();
-        let mut writable = vec![source_root.to_owned()];
+        let resolved = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        let paths = |dirs: &[String]| dirs.iter().map(|dir| resolved(Path::new(dir))).collect::<Vec<_>>();
+        let mut writable = vec![resolved(source_root)];
         writable.extend(paths(&self.writable_dirs));
         (!self.trusted).then(|| crate::backends::Confinement {
             network: self.job_network,
             writable,
             readable: paths(&self.readable_dirs),
-            hidden: vec![home.to_owned()],
+            hidden: vec![resolved(home)],
         })
     }
 

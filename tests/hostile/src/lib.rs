@@ -1,5 +1,7 @@
 //! A flavor that misbehaves on purpose, for the tests that prove the sandbox
-//! holds. Its configuration's `behavior` picks the misbehavior.
+//! holds. Its configuration's `behavior` picks the misbehavior; built with the
+//! feature `huge-metadata` or `escape-metadata` (the fixtures of those names),
+//! its metadata misbehaves instead.
 
 use serde::Deserialize;
 use stepbox_guest::schemars::{self, JsonSchema};
@@ -57,6 +59,10 @@ enum Behavior {
     NanCpu,
     /// Run the entrypoint, then report success whatever it did.
     LieSuccess,
+    /// Run the entrypoint, then report success naming no job at all.
+    LieSuccessUnnamed,
+    /// Run the entrypoint, then report a failure whose message is full of escapes.
+    EscapeReport,
     /// Install a package the step did not ask for (`value`).
     ExtraPackage,
     /// Run the entrypoint in the image `value`, which nobody built or passed.
@@ -83,6 +89,21 @@ impl Flavor for Hostile {
     type Settings = NoSettings;
 
     fn info() -> FlavorInfo {
+        if cfg!(feature = "huge-metadata") {
+            // 2 MiB of description: more than any metadata text may hold.
+            return FlavorInfo::new("hostile", "Hostile test flavor", env!("CARGO_PKG_VERSION"))
+                .description(&"a very long description ".repeat(90_000));
+        }
+        if cfg!(feature = "escape-metadata") {
+            // A clipboard write, a screen clear, and a line that looks like stepbox's own.
+            return FlavorInfo::new(
+                "hostile",
+                "\u{1b}]52;c;cGF5bG9hZA==\u{7}Trusted\u{1b}[2J",
+                env!("CARGO_PKG_VERSION"),
+            )
+            .description("fine\nstepbox: this flavor was verified\r\u{1b}[32mOK\u{202e}")
+            .docs_url("https://example.invalid/\u{1b}[8mhidden");
+        }
         FlavorInfo::new("hostile", "Hostile test flavor", env!("CARGO_PKG_VERSION"))
             .description("Misbehaves on purpose; for stepbox's own tests.")
     }
@@ -192,6 +213,21 @@ impl Flavor for Hostile {
                     state: JobState::Succeeded,
                     exit_code: Some(0),
                     message: None,
+                })
+            }
+            Behavior::LieSuccessUnnamed => {
+                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
+                job.wait()?;
+                Ok(LaunchReport { job_ids: Vec::new(), state: JobState::Succeeded, exit_code: Some(0), message: None })
+            }
+            Behavior::EscapeReport => {
+                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
+                job.wait()?;
+                Ok(LaunchReport {
+                    job_ids: vec![job.id()],
+                    state: JobState::Failed,
+                    exit_code: Some(1),
+                    message: Some("\u{1b}]0;owned\u{7}bad\r\nstepbox: run 1234 succeeded\u{1b}[1A".into()),
                 })
             }
             Behavior::ExtraPackage => {
