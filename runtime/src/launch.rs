@@ -106,6 +106,12 @@ pub enum LaunchError {
         "the flavor `{flavor}` imports {capabilities}, which step operator `{operator}` is not granted; nothing was run. Grant it with: stepbox step-operator update {operator} {grants}"
     )]
     Ungranted { flavor: String, operator: String, capabilities: String, grants: String },
+    #[error(
+        "the step's source root {source_root} and stepbox's home {home} overlap: the home's secrets and runs would be \
+         writable by the step's jobs and ship with its code (images, Ray). Keep the home elsewhere (STEPBOX_HOME or \
+         --home), or launch from another directory (--source-root)"
+    )]
+    SourceHoldsHome { source_root: String, home: String },
     #[error(transparent)]
     Flavor(#[from] FlavorError),
     #[error(transparent)]
@@ -117,7 +123,9 @@ pub enum LaunchError {
 impl LaunchError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            LaunchError::UnknownStepOperator(_) | LaunchError::NoEntrypoint => exit::BAD_INPUT,
+            LaunchError::UnknownStepOperator(_) | LaunchError::NoEntrypoint | LaunchError::SourceHoldsHome { .. } => {
+                exit::BAD_INPUT
+            }
             LaunchError::Ungranted { .. } => exit::DENIED,
             LaunchError::Flavor(error) => error.exit_code(),
             LaunchError::Store(_) | LaunchError::Internal(_) => exit::INTERNAL,
@@ -135,6 +143,14 @@ pub async fn launch(
 ) -> Result<LaunchOutcome, LaunchError> {
     if args.entrypoint.is_empty() {
         return Err(LaunchError::NoEntrypoint);
+    }
+    let home = stepbox.home.root().canonicalize().unwrap_or_else(|_| stepbox.home.root().to_owned());
+    let source_root = args.source_root.canonicalize().unwrap_or_else(|_| args.source_root.clone());
+    if crate::policy::overlap(&source_root, &home) {
+        return Err(LaunchError::SourceHoldsHome {
+            source_root: source_root.display().to_string(),
+            home: home.display().to_string(),
+        });
     }
     let operator = stepbox
         .db

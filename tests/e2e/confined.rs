@@ -223,7 +223,7 @@ fn a_confined_job_reads_only_what_the_caller_or_a_grant_names_and_never_stepboxs
     // A named directory that holds stepbox's home shows everything but the home.
     let parent = t.home().parent().expect("the home has a parent");
     let sibling = tempfile::tempdir_in(parent).expect("a directory beside the home");
-    write(sibling.path(), "visible.txt", "beside the home");
+    write(sibling.path(), "visible.txt", "beside the home\n");
     let probe = format!(
         "cat {}/visible.txt; ls -A {} | wc -l; cat {}/secrets/db-pass",
         quoted(path_str(sibling.path())),
@@ -237,4 +237,17 @@ fn a_confined_job_reads_only_what_the_caller_or_a_grant_names_and_never_stepboxs
 
     let missing = t.launch_with("local", "s", &["--read-dir", "/nonexistent/stepbox-dir"], &["true"]);
     missing.expect_error(64, "--read-dir /nonexistent/stepbox-dir is not an existing directory");
+}
+
+#[test]
+fn a_source_root_that_overlaps_stepboxs_home_is_refused_before_anything_runs() {
+    let t = TestHome::new();
+    t.with_local();
+    let parent = t.home().parent().expect("the home has a parent");
+    for source_root in [parent, t.home()] {
+        let run = t.launch_with("local", "s", &["--source-root", path_str(source_root)], &["true"]);
+        run.expect_error(64, "and stepbox's home");
+        assert!(run.stderr.contains("Keep the home elsewhere"), "{}", run.stderr);
+    }
+    assert!(t.runs().is_empty(), "nothing was recorded, nothing ran");
 }

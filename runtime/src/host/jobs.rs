@@ -284,11 +284,11 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         }
         Some(dir) if matches!(runtime, JobRuntime::Image(_)) => Some(PathBuf::from(dir)),
         Some(dir) => {
-            Some(launch.grants.working_dir(std::path::Path::new(dir), &launch.source_root).map_err(|refusal| {
-                match refusal {
-                    crate::policy::WorkingDirRefusal::Denied(denial) => denied(denial),
-                    crate::policy::WorkingDirRefusal::Invalid(message) => Error::Invalid(message),
-                }
+            let resolved =
+                launch.grants.working_dir(std::path::Path::new(dir), &launch.source_root, launch.home.root());
+            Some(resolved.map_err(|refusal| match refusal {
+                crate::policy::WorkingDirRefusal::Denied(denial) => denied(denial),
+                crate::policy::WorkingDirRefusal::Invalid(message) => Error::Invalid(message),
             })?)
         }
         None if matches!(runtime, JobRuntime::Image(_)) => None,

@@ -439,10 +439,26 @@ impl Grants {
     /// Where a job that runs on this machine's files (not in an image) may
     /// work: inside the step's source root or a `writable-dir` grant, checked
     /// after resolving `..` and symbolic links. Returns the resolved path.
-    pub fn working_dir(&self, dir: &Path, source_root: &Path) -> Result<PathBuf, WorkingDirRefusal> {
+    ///
+    /// Whatever the grants, a working directory never overlaps stepbox's
+    /// `home` (inside it, or holding it): a Ray job ships its working
+    /// directory to the cluster, and the home holds the secrets.
+    pub fn working_dir(&self, dir: &Path, source_root: &Path, home: &Path) -> Result<PathBuf, WorkingDirRefusal> {
         let resolved = dir.canonicalize().map_err(|error| {
             WorkingDirRefusal::Invalid(format!("the working directory {} cannot be used: {error}", dir.display()))
         })?;
+        let home = home.canonicalize().unwrap_or_else(|_| home.to_owned());
+        if overlap(&resolved, &home) {
+            return Err(WorkingDirRefusal::Denied(Denial {
+                rule: "working-dir",
+                message: format!(
+                    "the job's working directory {} overlaps stepbox's home {}, which holds the secrets and other \
+                     runs; no grant allows it",
+                    resolved.display(),
+                    home.display()
+                ),
+            }));
+        }
         if self.arbitrary_commands {
             return Ok(resolved);
         }
@@ -644,6 +660,11 @@ impl Grants {
             (asked, _) => Ok(asked),
         }
     }
+}
+
+/// Whether one of two (resolved) paths lies inside the other.
+pub fn overlap(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 /// Longest GPU class name.
@@ -900,25 +921,41 @@ mod tests {
         std::fs::create_dir_all(source.join("sub")).expect("mkdir");
         std::fs::create_dir_all(&shared).expect("mkdir");
         std::os::unix::fs::symlink("/etc", source.join("etc-link")).expect("symlink");
+        let home = root.path().join("shared/stepbox-home");
+        std::fs::create_dir_all(home.join("secrets")).expect("mkdir");
+        std::fs::create_dir_all(shared.join("work")).expect("mkdir");
         let grants = granted(&[&format!("writable-dir={}", shared.display())]);
-        let resolved = |dir: &Path| grants.working_dir(dir, &source);
+        let resolved = |dir: &Path| grants.working_dir(dir, &source, &home);
         assert!(resolved(&source).is_ok());
         assert!(resolved(&source.join("sub")).is_ok());
         assert!(resolved(&source.join("sub/..")).is_ok());
-        assert!(resolved(&shared).is_ok());
+        assert!(resolved(&shared.join("work")).is_ok());
+        // The home never, even inside a grant, nor a directory holding it.
+        for overlapping in [home.join("secrets"), shared.clone()] {
+            match resolved(&overlapping) {
+                Err(WorkingDirRefusal::Denied(denial)) => {
+                    assert!(denial.message.contains("stepbox's home"), "{denial}")
+                }
+                other => panic!("{}: {other:?}", overlapping.display()),
+            }
+        }
         for outside in
             [Path::new("/etc"), Path::new("/etc/../etc"), Path::new("/"), &source.join("etc-link"), &source.join("..")]
         {
             match resolved(outside) {
                 Err(WorkingDirRefusal::Denied(denial)) => {
                     assert_eq!(denial.rule, "working-dir");
-                    assert!(denial.message.contains("--grant writable-dir="), "{}", denial.message);
+                    // `/` and the temporary root hold the home: refused for that first.
+                    let why = ["--grant writable-dir=", "stepbox's home"];
+                    assert!(why.iter().any(|w| denial.message.contains(w)), "{}", denial.message);
                 }
                 other => panic!("{}: {other:?}", outside.display()),
             }
         }
         assert!(matches!(resolved(Path::new("/nonexistent/dir")), Err(WorkingDirRefusal::Invalid(_))));
-        assert!(granted(&["arbitrary-commands"]).working_dir(Path::new("/etc"), &source).is_ok());
+        assert!(granted(&["arbitrary-commands"]).working_dir(Path::new("/etc"), &source, &home).is_ok());
+        let denial = granted(&["arbitrary-commands"]).working_dir(&home, &source, &home);
+        assert!(denial.is_err(), "not even with arbitrary-commands");
     }
 
     #[test]
