@@ -631,3 +631,20 @@ fn flavor_test_reports_each_conformance_check() {
     bad.expect_code(1);
     assert_eq!(bad.json()["checks"][0]["result"], "fail");
 }
+
+#[test]
+fn job_output_streams_live_while_the_launchs_secrets_are_scrubbed() {
+    let t = TestHome::new();
+    t.set_secret("db-pass", b"a-long-secret-value-0123456789").expect_code(0);
+    t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);
+    let config = r#"secret_environment={"DB_PASSWORD": "db-pass"}"#;
+    let grants = ["--grant", "jobs", "--grant", "requirements", "--grant", "secret-env=DB_PASSWORD=db-pass"];
+    let mut args = grants.to_vec();
+    args.extend(["--config", config]);
+    t.register_operator("local", "local", &args).expect_code(0);
+    // "started" cannot begin the secret: it must arrive while the job still runs.
+    let mut launch = t.spawn_launch("local", "s", &["sh", "-c", "echo started; sleep 300"]);
+    assert_eq!(launch.next_line(), "started");
+    launch.signal(Signal::SIGINT);
+    launch.finish().expect_code(130);
+}

@@ -4,8 +4,10 @@
 //! replaced by [`MARKER`].
 //!
 //! Output arrives in chunks that can split a secret anywhere, so each stream
-//! keeps back the bytes that could still be the start of a secret (at most
-//! the longest secret's length minus one) until the next chunk or the end.
+//! keeps back the bytes that could still be the start of a secret — the
+//! longest end of the output that some secret begins with, never more — until
+//! the next chunk or the end. Output that cannot begin a secret (a prompt, a
+//! `started` line) is passed on at once, so streaming stays live.
 //! Matching is Aho-Corasick (the `aho-corasick` crate, leftmost-longest):
 //! one pass over the bytes whatever the number of secrets.
 
@@ -22,13 +24,14 @@ pub const MIN_SECRET_BYTES: usize = 4;
 /// The secrets to scrub, compiled once per launch.
 pub struct Redactor {
     matcher: Option<AhoCorasick>,
-    longest: usize,
+    /// The values, for the prefix checks at a chunk's end.
+    values: Vec<Vec<u8>>,
 }
 
 impl Redactor {
     /// A redactor that scrubs nothing.
     pub fn none() -> Self {
-        Self { matcher: None, longest: 0 }
+        Self { matcher: None, values: Vec::new() }
     }
 
     /// A redactor for `values` (short ones skipped, duplicates merged).
@@ -36,10 +39,11 @@ impl Redactor {
         let mut values: Vec<String> = values.into_iter().filter(|value| value.len() >= MIN_SECRET_BYTES).collect();
         values.sort();
         values.dedup();
-        let longest = values.iter().map(String::len).max().unwrap_or(0);
         let matcher = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&values).ok();
         match matcher {
-            Some(matcher) if !values.is_empty() => Self { matcher: Some(matcher), longest },
+            Some(matcher) if !values.is_empty() => {
+                Self { matcher: Some(matcher), values: values.into_iter().map(String::into_bytes).collect() }
+            }
             _ => Self::none(),
         }
     }
@@ -70,21 +74,36 @@ impl Redactor {
         };
         let mut buffer = std::mem::take(held);
         buffer.extend_from_slice(chunk);
-        let mut cut = if end { buffer.len() } else { buffer.len().saturating_sub(self.longest - 1) };
         let mut out = Vec::with_capacity(buffer.len());
         let mut written = 0;
         for found in matcher.find_iter(&buffer) {
-            if found.start() >= cut {
-                break; // may continue in the next chunk: decided then
+            // A match that a longer secret could still continue is decided
+            // with the next chunk (else that secret's end would show).
+            if !end && self.could_continue(&buffer[found.start()..]) {
+                break;
             }
             out.extend_from_slice(&buffer[written..found.start()]);
             out.extend_from_slice(MARKER);
             written = found.end();
-            cut = cut.max(written);
         }
-        out.extend_from_slice(&buffer[written..cut]);
-        held.extend_from_slice(&buffer[cut..]);
+        let rest = &buffer[written..];
+        let keep = if end { 0 } else { self.secret_start(rest) };
+        out.extend_from_slice(&rest[..rest.len() - keep]);
+        held.extend_from_slice(&rest[rest.len() - keep..]);
         out
+    }
+
+    /// Whether some secret is longer than `tail` and begins with all of it.
+    fn could_continue(&self, tail: &[u8]) -> bool {
+        self.values.iter().any(|value| value.len() > tail.len() && value.starts_with(tail))
+    }
+
+    /// The length of the longest end of `text` that some secret begins with
+    /// (and is longer than): the bytes that may be the start of a secret.
+    fn secret_start(&self, text: &[u8]) -> usize {
+        let longest = self.values.iter().map(Vec::len).max().unwrap_or(0);
+        let from = text.len().saturating_sub(longest.saturating_sub(1));
+        (from..text.len()).find(|&start| self.could_continue(&text[start..])).map_or(0, |start| text.len() - start)
     }
 
     /// Scrub a whole text at once (a message, not a stream).
@@ -121,7 +140,8 @@ mod tests {
 
     #[test]
     fn a_secret_is_scrubbed_however_the_output_is_split() {
-        let redactor = Redactor::new(["hunter2-secret".to_owned(), "s3cr3t-token-value".to_owned()]);
+        let redactor =
+            Redactor::new(["hunter2-secret".to_owned(), "s3cr3t-token-value".to_owned(), "s3cr3t".to_owned()]);
         let text = b"password=hunter2-secret and token s3cr3t-token-value; again hunter2-secret.";
         let expected = String::from_utf8_lossy(text)
             .replace("hunter2-secret", "[redacted by stepbox]")
@@ -139,12 +159,19 @@ mod tests {
 
     #[test]
     fn nothing_but_a_secret_prefix_is_held_back() {
-        let redactor = Redactor::new(["abcdefgh".to_owned()]);
+        let redactor = Redactor::new(["abcdefgh".to_owned(), "abcdefghijkl".to_owned()]);
         let mut held = Vec::new();
-        // At most the longest secret's length minus one stays behind.
-        assert_eq!(redactor.scrub(&mut held, b"progress 50%\rabc", false), b"progress ");
-        assert_eq!(held, b"50%\rabc");
-        assert_eq!(redactor.scrub(&mut held, b"", true), b"50%\rabc");
+        // Output that cannot begin a secret passes at once: streaming stays live.
+        assert_eq!(redactor.scrub(&mut held, b"started\n", false), b"started\n");
+        assert!(held.is_empty());
+        // The end that a secret begins with stays, and only that.
+        assert_eq!(redactor.scrub(&mut held, b"progress 50%\rabc", false), b"progress 50%\r");
+        assert_eq!(held, b"abc");
+        assert_eq!(redactor.scrub(&mut held, b"", true), b"abc");
+        // A whole shorter secret that a longer one may continue waits for the next chunk.
+        assert_eq!(redactor.scrub(&mut held, b"key=abcdefgh", false), b"key=");
+        assert_eq!(redactor.scrub(&mut held, b"ijkl.", false), b"[redacted by stepbox].");
+        assert_eq!(redactor.scrub(&mut held, b"abcdefgh!", false), b"[redacted by stepbox]!");
         assert!(held.is_empty());
     }
 
