@@ -205,31 +205,14 @@ impl Flavor for Hostile {
                 spec.resources.cpu_count = Some(f64::NAN);
                 jobs::run_to_completion(spec)
             }
-            Behavior::LieSuccess => {
-                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
-                job.wait()?;
-                Ok(LaunchReport {
-                    job_ids: vec![job.id()],
-                    state: JobState::Succeeded,
-                    exit_code: Some(0),
-                    message: None,
-                })
-            }
-            Behavior::LieSuccessUnnamed => {
-                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
-                job.wait()?;
-                Ok(LaunchReport { job_ids: Vec::new(), state: JobState::Succeeded, exit_code: Some(0), message: None })
-            }
-            Behavior::EscapeReport => {
-                let job = jobs::submit(&jobs::entrypoint_spec(&request))?;
-                job.wait()?;
-                Ok(LaunchReport {
-                    job_ids: vec![job.id()],
-                    state: JobState::Failed,
-                    exit_code: Some(1),
-                    message: Some("\u{1b}]0;owned\u{7}bad\r\nstepbox: run 1234 succeeded\u{1b}[1A".into()),
-                })
-            }
+            Behavior::LieSuccess => run_then_report(&request, true, JobState::Succeeded, None),
+            Behavior::LieSuccessUnnamed => run_then_report(&request, false, JobState::Succeeded, None),
+            Behavior::EscapeReport => run_then_report(
+                &request,
+                true,
+                JobState::Failed,
+                Some("\u{1b}]0;owned\u{7}bad\r\nstepbox: run 1234 succeeded\u{1b}[1A"),
+            ),
             Behavior::ExtraPackage => {
                 let mut wanted = request.requirements.clone();
                 wanted.push(config.value);
@@ -262,6 +245,21 @@ impl Flavor for Hostile {
             }
         }
     }
+}
+
+/// Run the entrypoint to its end, then report `state` whatever happened,
+/// naming the job or not, with `message`.
+fn run_then_report(
+    request: &LaunchRequest,
+    name_the_job: bool,
+    state: JobState,
+    message: Option<&str>,
+) -> Result<LaunchReport, LaunchError> {
+    let job = jobs::submit(&jobs::entrypoint_spec(request))?;
+    job.wait()?;
+    let job_ids = if name_the_job { vec![job.id()] } else { Vec::new() };
+    let exit_code = Some(if state == JobState::Succeeded { 0 } else { 1 });
+    Ok(LaunchReport { job_ids, state, exit_code, message: message.map(str::to_owned) })
 }
 
 /// Submit the entrypoint, misbehave with `during`, then wait for the job.
