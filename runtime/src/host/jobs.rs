@@ -226,16 +226,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     // Secrets land only where the user bound them (`secret-env=VAR=SECRET`).
     if launch.dry_run {
         // A dry run reads no secret: the variables are recorded empty.
-        if let Some((name, secret)) =
-            secret_env.iter().find(|(name, secret)| !launch.grants.secret_env_bound(name, secret))
-        {
-            return Err(refused(crate::policy::connections::OptionRefusal::Denied(crate::policy::Denial {
-                rule: "secret-env",
-                message: format!(
-                    "the job asks for the secret `{secret}` in `{name}`; grant it with --grant secret-env={name}={secret}"
-                ),
-            })));
-        }
+        launch.grants.check_secret_env(&secret_env).map_err(refused)?;
         env.extend(secret_env.into_iter().map(|(name, _)| (name, String::new())));
     } else {
         let filled = launch.grants.secret_env(&secret_env, &launch.home.secrets()).map_err(refused)?;

@@ -99,29 +99,30 @@ pub fn split_secret_env(requested: &[(String, String)]) -> Result<(Pairs, Pairs)
 impl Grants {
     /// The values of `secret_env`'s secrets. The user decides which secret
     /// lands in which variable: each (variable, secret) pair must be bound by
-    /// a `secret-env=VAR=SECRET` grant, and the secret stored. A flavor can
-    /// only ask for granted bindings to be applied.
+    /// a `secret-env=VAR=SECRET` grant ([`Grants::check_secret_env`]), and
+    /// the secret stored. A flavor can only ask for granted bindings.
     pub fn secret_env(
         &self,
         secret_env: &[(String, String)],
         secrets: &Secrets,
     ) -> Result<Vec<(String, crate::secrets::SecretValue)>, OptionRefusal> {
-        secret_env
-            .iter()
-            .map(|(name, secret)| {
-                if !self.secret_env_bound(name, secret) {
-                    return Err(OptionRefusal::Denied(Denial {
-                        rule: "secret-env",
-                        message: format!(
-                            "the job asks for the secret `{secret}` in the variable `{name}`, and the user has not bound \
-                             them: grant it with --grant secret-env={name}={secret} (a `secret={secret}` grant alone \
-                             no longer lets the flavor choose the variable)"
-                        ),
-                    }));
-                }
-                Ok((name.clone(), self.stored_secret(secret, secrets)?))
-            })
-            .collect()
+        self.check_secret_env(secret_env)?;
+        secret_env.iter().map(|(name, secret)| Ok((name.clone(), self.stored_secret(secret, secrets)?))).collect()
+    }
+
+    /// Every (variable, secret) pair must be a binding the user granted.
+    pub fn check_secret_env(&self, secret_env: &[(String, String)]) -> Result<(), OptionRefusal> {
+        match secret_env.iter().find(|(name, secret)| !self.secret_env_bound(name, secret)) {
+            Some((name, secret)) => Err(OptionRefusal::Denied(Denial {
+                rule: "secret-env",
+                message: format!(
+                    "the job asks for the secret `{secret}` in the variable `{name}`, and the user has not bound them: \
+                     grant it with --grant secret-env={name}={secret} (a `secret={secret}` grant alone no longer lets \
+                     the flavor choose the variable)"
+                ),
+            })),
+            None => Ok(()),
+        }
     }
 
     /// Whether the user bound the secret `secret` to the variable `name`.
