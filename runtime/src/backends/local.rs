@@ -174,8 +174,8 @@ impl Supervisor {
         if self.confined {
             // The job runs in a session of its own (no controlling terminal),
             // so it is found by descent from bubblewrap, not by group.
-            for pid in descendants(self.group.as_raw()).into_iter().filter(|(_, comm)| comm != "bwrap") {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid.0), Signal::SIGTERM);
+            for (pid, _) in descendants(self.group.as_raw()).into_iter().filter(|(_, comm)| comm != "bwrap") {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         } else {
             signal_group(self.group, Signal::SIGTERM);
