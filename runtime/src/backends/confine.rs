@@ -154,11 +154,12 @@ fn bwrap_args(confinement: &Confinement, working_dir: &Path, read_only: &[PathBu
     }
     // stepbox's home, where a bound directory holds it: covered by an empty
     // tmpfs (the job's environment, inside it, is bound again below).
-    let bound = || SYSTEM_DIRS.iter().map(Path::new).chain(confinement.readable.iter().map(PathBuf::as_path));
     for hidden in &confinement.hidden {
-        let visible =
-            bound().chain(confinement.writable.iter().map(PathBuf::as_path)).any(|dir| hidden.starts_with(dir));
-        if visible {
+        let mut bound = SYSTEM_DIRS
+            .iter()
+            .map(Path::new)
+            .chain(confinement.readable.iter().chain(&confinement.writable).map(PathBuf::as_path));
+        if bound.any(|dir| hidden.starts_with(dir)) {
             args.flag2("--tmpfs", hidden);
             args.flag2("--remount-ro", hidden);
         }
