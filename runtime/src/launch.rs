@@ -22,7 +22,7 @@ use crate::bindings::types::{EnvVar, Resources};
 use crate::context::Stepbox;
 use crate::exit;
 use crate::flavors::{self, FlavorError};
-use crate::host::launch_context::JobRegistry;
+use crate::host::launch_context::{JobRegistry, TrackedJob};
 use crate::host::{FlavorLogger, LaunchContext};
 use crate::limits::Limits;
 
@@ -209,7 +209,9 @@ pub async fn launch(
         entrypoint: args.entrypoint.clone(),
         environment: args.environment.clone(),
         source_root: args.source_root.clone(),
-        requirements: args.requirements.clone(),
+        caller_requirements: crate::environments::NormalizedSpec::new(&args.requirements, None)
+            .map(|spec| spec.requirements().to_vec())
+            .unwrap_or_default(),
         image: args.image.clone(),
         read_dirs: args.read_dirs.clone(),
         built_images: Default::default(),
@@ -272,8 +274,7 @@ pub async fn launch(
             );
         }
     }
-    let host_jobs: Vec<HostJob> =
-        context.jobs.all().iter().map(|job| HostJob { id: job.id.clone(), status: job.job.status() }).collect();
+    let host_jobs = context.jobs.all();
     let mut outcome = outcome(run_id, result.map(|call| check_report(call, &host_jobs)));
     // The message may come from the flavor: keep the run record bounded, and
     // free of any secret value the launch could reach.
@@ -301,35 +302,30 @@ fn launch_redactor(grants: &crate::policy::Grants, secrets: &crate::secrets::Sec
     Redactor::new(values)
 }
 
-/// A job the host ran for the launch, as it ended.
-struct HostJob {
-    id: String,
-    status: crate::backends::JobStatus,
-}
-
 /// A flavor's report of success is believed only as far as the host can
 /// check it. When the launch ran jobs on the host's backends, success must
 /// name at least one of them, and every one it names must have succeeded;
 /// otherwise the outcome is what the host saw: the last job it ran (a flavor
 /// may retry, so earlier failures do not count against a later success).
 /// A launch that ran no host job (a remote flavor) keeps its report.
-fn check_report(call: CallResult, host_jobs: &[HostJob]) -> CallResult {
+fn check_report(call: CallResult, host_jobs: &[Arc<TrackedJob>]) -> CallResult {
     let Ok(Ok(report)) = &call else { return call };
-    if report.state != WitJobState::Succeeded || host_jobs.is_empty() {
+    if report.state != WitJobState::Succeeded {
         return call;
     }
-    let named: Vec<&HostJob> = host_jobs.iter().filter(|job| report.job_ids.contains(&job.id)).collect();
-    let failed_named = named.iter().find(|job| job.status.state != crate::backends::JobState::Succeeded);
-    let decisive = match (named.is_empty(), failed_named) {
-        (false, None) => return call,
-        (false, Some(job)) => *job,
-        (true, _) => match host_jobs.last() {
-            Some(last) if last.status.state == crate::backends::JobState::Succeeded => return call,
-            Some(last) => last,
-            None => return call,
+    let succeeded = |job: &TrackedJob| job.job.status().state == crate::backends::JobState::Succeeded;
+    let named: Vec<&Arc<TrackedJob>> = host_jobs.iter().filter(|job| report.job_ids.contains(&job.id)).collect();
+    let decisive = match named.iter().find(|job| !succeeded(job)) {
+        Some(failed) => *failed,
+        None if !named.is_empty() => return call,
+        // Naming none of the host's jobs: the last one decides (none: a remote flavor).
+        None => match host_jobs.last() {
+            Some(last) if !succeeded(last) => last,
+            _ => return call,
         },
     };
-    let state = match decisive.status.state {
+    let status = decisive.job.status();
+    let state = match status.state {
         crate::backends::JobState::Cancelled => WitJobState::Cancelled,
         crate::backends::JobState::TimedOut => WitJobState::TimedOut,
         _ => WitJobState::Failed,
@@ -337,12 +333,12 @@ fn check_report(call: CallResult, host_jobs: &[HostJob]) -> CallResult {
     Ok(Ok(LaunchReport {
         job_ids: report.job_ids.clone(),
         state,
-        exit_code: decisive.status.exit_code,
+        exit_code: status.exit_code,
         message: Some(format!(
             "the flavor reported success, but job {} ended {}{}; the run is recorded as the host saw its jobs",
             decisive.id,
-            decisive.status.state,
-            decisive.status.exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
+            status.state,
+            status.exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
         )),
     }))
 }

@@ -237,6 +237,8 @@ fn a_confined_job_reads_only_what_the_caller_or_a_grant_names_and_never_stepboxs
 
     let missing = t.launch_with("local", "s", &["--read-dir", "/nonexistent/stepbox-dir"], &["true"]);
     missing.expect_error(64, "--read-dir /nonexistent/stepbox-dir is not an existing directory");
+    let root = t.launch_with("local", "s", &["--read-dir", "/"], &["true"]);
+    root.expect_error(64, "--read-dir / would show the whole machine to the job");
 }
 
 #[test]

@@ -152,19 +152,31 @@ fn bwrap_args(confinement: &Confinement, working_dir: &Path, read_only: &[PathBu
     for path in &confinement.writable {
         args.flag3("--bind", path, path);
     }
-    // stepbox's home, where a bound directory holds it: covered by an empty
-    // tmpfs (the job's environment, inside it, is bound again below).
+    // The environment's mounts outside stepbox's home go now; the ones inside
+    // it (the environment itself) after the home is covered, so that an
+    // interpreter prefix that holds the home (`~/.local`) cannot uncover it.
+    let (inside_home, outside_home): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        read_only.iter().partition(|path| confinement.hidden.iter().any(|hidden| path.starts_with(hidden)));
+    for path in &outside_home {
+        args.flag3("--ro-bind", path, path);
+    }
+    // stepbox's home, where a bound directory holds it: covered by an empty,
+    // read-only tmpfs.
     for hidden in &confinement.hidden {
-        let mut bound = SYSTEM_DIRS
-            .iter()
-            .map(Path::new)
-            .chain(confinement.readable.iter().chain(&confinement.writable).map(PathBuf::as_path));
+        let mut bound = SYSTEM_DIRS.iter().map(Path::new).chain(
+            confinement
+                .readable
+                .iter()
+                .chain(&confinement.writable)
+                .chain(outside_home.iter().copied())
+                .map(PathBuf::as_path),
+        );
         if bound.any(|dir| hidden.starts_with(dir)) {
             args.flag2("--tmpfs", hidden);
             args.flag2("--remount-ro", hidden);
         }
     }
-    for path in read_only {
+    for path in inside_home {
         args.flag3("--ro-bind", path, path);
     }
     args.push("--unshare-all"); // user, ipc, pid, net, uts, cgroup
@@ -273,6 +285,18 @@ mod tests {
         assert!(position(&args, "--ro-bind", env).expect("the environment is bound") > covered);
         // A home that nothing bound contains is absent anyway: no mount point is made for it.
         assert!(position(&args, "--tmpfs", "/var/lib/stepbox").is_none());
+    }
+
+    #[test]
+    fn an_interpreter_prefix_that_holds_the_home_does_not_uncover_it() {
+        let mut confinement = confined(false, &["/work/step"]);
+        confinement.hidden = vec![PathBuf::from("/root/.local/share/stepbox")];
+        let env = "/root/.local/share/stepbox/envs/py-1";
+        let args = args_of(&confinement, &[env, "/root/.local"]);
+        let prefix = position(&args, "--ro-bind", "/root/.local").expect("the prefix is bound");
+        let covered = position(&args, "--tmpfs", "/root/.local/share/stepbox").expect("the home is covered");
+        let environment = position(&args, "--ro-bind", env).expect("the environment is bound");
+        assert!(prefix < covered && covered < environment, "{args:?}");
     }
 
     #[test]

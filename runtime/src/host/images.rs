@@ -74,11 +74,7 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
         NormalizedSpec::new(&spec.requirements, None).map_err(|error| Error::Invalid(error.to_string()))?;
     launch
         .grants
-        .flavor_requirements(
-            requirements.requirements(),
-            requirements.direct_references(),
-            &launch.caller_requirements(),
-        )
+        .flavor_requirements(requirements.requirements(), requirements.direct_references(), &launch.caller_requirements)
         .map_err(denied)?;
     let env: Vec<(String, String)> = spec.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect();
     launch.grants.job_env(&env, &launch.environment).map_err(denied)?;

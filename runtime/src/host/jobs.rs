@@ -210,8 +210,8 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     }
     let denied = |denial: crate::policy::Denial| Error::Denied(denial.to_string());
     let refused = |refusal| match refusal {
-        crate::policy::connections::OptionRefusal::Denied(denial) => denied(denial),
-        crate::policy::connections::OptionRefusal::Invalid(message) => Error::Invalid(message),
+        crate::policy::Refused::Denied(denial) => denied(denial),
+        crate::policy::Refused::Invalid(message) => Error::Invalid(message),
     };
     let backend_name = launch.grants.backend(spec.backend.as_deref()).map_err(denied)?;
     launch.grants.command(&spec.command, &launch.entrypoint).map_err(denied)?;
@@ -274,14 +274,12 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
             return Err(Error::Invalid(format!("the working directory `{dir}` is not an absolute path")));
         }
         Some(dir) if matches!(runtime, JobRuntime::Image(_)) => Some(PathBuf::from(dir)),
-        Some(dir) => {
-            let resolved =
-                launch.grants.working_dir(std::path::Path::new(dir), &launch.source_root, launch.home.root());
-            Some(resolved.map_err(|refusal| match refusal {
-                crate::policy::WorkingDirRefusal::Denied(denial) => denied(denial),
-                crate::policy::WorkingDirRefusal::Invalid(message) => Error::Invalid(message),
-            })?)
-        }
+        Some(dir) => Some(
+            launch
+                .grants
+                .working_dir(std::path::Path::new(dir), &launch.source_root, launch.home.root())
+                .map_err(refused)?,
+        ),
         None if matches!(runtime, JobRuntime::Image(_)) => None,
         None => Some(launch.source_root.clone()),
     };
@@ -362,10 +360,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         resources: spec.resources,
         timeout: spec.timeout,
         runtime: spec.runtime,
-        confinement: launch.grants.confinement(&launch.source_root, launch.home.root()).map(|mut confinement| {
-            confinement.readable.extend(launch.read_dirs.iter().cloned());
-            confinement
-        }),
+        confinement: launch.grants.confinement(&launch.source_root, launch.home.root(), &launch.read_dirs),
         network: launch.grants.job_network,
         log: Arc::clone(&log),
         options: spec.options,

@@ -44,9 +44,10 @@ pub struct LaunchContext {
     pub environment: Vec<(String, String)>,
     /// The step's source directory: the default working directory of jobs.
     pub source_root: PathBuf,
-    /// The step's requirements, as the caller gave them: the packages an
-    /// environment or image may hold without `flavor-packages`.
-    pub requirements: Vec<String>,
+    /// The step's requirements as the caller gave them, normalized as
+    /// environments normalize them: the packages an environment or image may
+    /// hold without `flavor-packages` (none when they do not parse).
+    pub caller_requirements: Vec<String>,
     /// The image the caller passed (`--image`), which jobs may run in.
     pub image: Option<String>,
     /// Directories the caller lets confined jobs read (`--read-dir`).
@@ -122,14 +123,6 @@ impl LaunchContext {
     pub fn remember_environment(&self, environment: crate::environments::Environment) {
         let mut known = self.environments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         known.insert(environment.handle.clone(), environment);
-    }
-
-    /// The caller's requirements, normalized as environments normalize
-    /// them (none when they do not parse: nothing then counts as the caller's).
-    pub fn caller_requirements(&self) -> Vec<String> {
-        crate::environments::NormalizedSpec::new(&self.requirements, None)
-            .map(|spec| spec.requirements().to_vec())
-            .unwrap_or_default()
     }
 
     /// Let this launch's jobs run in an image `images.build` made.

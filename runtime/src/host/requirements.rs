@@ -52,7 +52,7 @@ async fn install_checked(
         .map_err(|error| Error::Invalid(error.to_string()))?;
     launch
         .grants
-        .flavor_requirements(normalized.requirements(), normalized.direct_references(), &launch.caller_requirements())
+        .flavor_requirements(normalized.requirements(), normalized.direct_references(), &launch.caller_requirements)
         .map_err(|denial| {
             logger.note(Level::Warn, &denial.to_string());
             Error::Denied(denial.to_string())

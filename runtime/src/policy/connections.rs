@@ -4,21 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use super::{Denial, Grants};
+use super::{Denial, Grants, Refused};
 use crate::backends::catalogue::{BackendInfo, BackendOptions, OptionKind};
 use crate::secrets::{SecretError, Secrets};
 
 /// Longest value of a text option.
 const MAX_OPTION_BYTES: usize = 256;
-
-/// Why a job's backend options were refused.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OptionRefusal {
-    /// Outside the grants.
-    Denied(Denial),
-    /// Malformed: an unknown key, a bad value, a missing secret.
-    Invalid(String),
-}
 
 /// `scheme://host:port` of an `http`/`https` URL, the form grants keep.
 pub fn origin(address: &str) -> Result<String, String> {
@@ -36,10 +27,7 @@ pub fn origin(address: &str) -> Result<String, String> {
 
 /// Check `requested` options' keys for `backend` without resolving
 /// addresses or secrets: what a dry run records.
-pub fn unresolved_options(
-    backend: &BackendInfo,
-    requested: &[(String, String)],
-) -> Result<BackendOptions, OptionRefusal> {
+pub fn unresolved_options(backend: &BackendInfo, requested: &[(String, String)]) -> Result<BackendOptions, Refused> {
     let mut options = BackendOptions::default();
     for (key, value) in requested {
         let option = known_option(backend, key)?;
@@ -51,9 +39,9 @@ pub fn unresolved_options(
 fn known_option(
     backend: &BackendInfo,
     key: &str,
-) -> Result<&'static crate::backends::catalogue::BackendOption, OptionRefusal> {
+) -> Result<&'static crate::backends::catalogue::BackendOption, Refused> {
     backend.option(key).ok_or_else(|| {
-        OptionRefusal::Invalid(format!(
+        Refused::Invalid(format!(
             "the `{}` backend has no option `{key}` (its options: {}); `stepbox backends` lists every backend's options",
             backend.name,
             backend.keys()
@@ -70,7 +58,7 @@ pub const SECRET_ENV: &str = "secret-env";
 pub type Pairs = Vec<(String, String)>;
 
 /// Split the `secret-env` options from the backend's own: (variable, secret name) pairs, and the rest.
-pub fn split_secret_env(requested: &[(String, String)]) -> Result<(Pairs, Pairs), OptionRefusal> {
+pub fn split_secret_env(requested: &[(String, String)]) -> Result<(Pairs, Pairs), Refused> {
     let mut secret_env = Vec::new();
     let mut rest = Vec::new();
     for (key, value) in requested {
@@ -79,17 +67,17 @@ pub fn split_secret_env(requested: &[(String, String)]) -> Result<(Pairs, Pairs)
             continue;
         }
         let (name, secret) = value.split_once('=').ok_or_else(|| {
-            OptionRefusal::Invalid(format!(
+            Refused::Invalid(format!(
                 "`{SECRET_ENV}={value}` is not NAME=SECRET, e.g. secret-env=DB_PASSWORD=db-password"
             ))
         })?;
         if !crate::units::is_env_name(name) {
-            return Err(OptionRefusal::Invalid(format!(
+            return Err(Refused::Invalid(format!(
                 "`{name}` in `{SECRET_ENV}` is not a valid environment variable name"
             )));
         }
         if secret_env.iter().any(|(seen, _): &(String, String)| seen == name) {
-            return Err(OptionRefusal::Invalid(format!("`{SECRET_ENV}` sets `{name}` twice")));
+            return Err(Refused::Invalid(format!("`{SECRET_ENV}` sets `{name}` twice")));
         }
         secret_env.push((name.to_owned(), secret.to_owned()));
     }
@@ -105,15 +93,15 @@ impl Grants {
         &self,
         secret_env: &[(String, String)],
         secrets: &Secrets,
-    ) -> Result<Vec<(String, crate::secrets::SecretValue)>, OptionRefusal> {
+    ) -> Result<Vec<(String, crate::secrets::SecretValue)>, Refused> {
         self.check_secret_env(secret_env)?;
         secret_env.iter().map(|(name, secret)| Ok((name.clone(), self.stored_secret(secret, secrets)?))).collect()
     }
 
     /// Every (variable, secret) pair must be a binding the user granted.
-    pub fn check_secret_env(&self, secret_env: &[(String, String)]) -> Result<(), OptionRefusal> {
+    pub fn check_secret_env(&self, secret_env: &[(String, String)]) -> Result<(), Refused> {
         match secret_env.iter().find(|(name, secret)| !self.secret_env_bound(name, secret)) {
-            Some((name, secret)) => Err(OptionRefusal::Denied(Denial {
+            Some((name, secret)) => Err(Refused::Denied(Denial {
                 rule: "secret-env",
                 message: format!(
                     "the job asks for the secret `{secret}` in the variable `{name}`, and the user has not bound them: \
@@ -137,13 +125,13 @@ impl Grants {
         backend: &BackendInfo,
         requested: &[(String, String)],
         secrets: &Secrets,
-    ) -> Result<BackendOptions, OptionRefusal> {
+    ) -> Result<BackendOptions, Refused> {
         let mut options = BackendOptions::default();
         let mut seen = BTreeSet::new();
         for (key, value) in requested {
             let option = known_option(backend, key)?;
             if !seen.insert(option.key) {
-                return Err(OptionRefusal::Invalid(format!("the backend option `{key}` is given twice")));
+                return Err(Refused::Invalid(format!("the backend option `{key}` is given twice")));
             }
             match option.kind {
                 OptionKind::Text => options.set(option.key, text_value(key, value)?),
@@ -171,28 +159,28 @@ impl Grants {
 
     /// The address a job may use: the one asked for if granted, else the
     /// only granted one.
-    fn address(&self, grant: &'static str, requested: Option<&str>) -> Result<String, OptionRefusal> {
+    fn address(&self, grant: &'static str, requested: Option<&str>) -> Result<String, Refused> {
         let granted = self.addresses(grant);
         let Some(requested) = requested else {
             return match granted {
                 [only] => Ok(only.clone()),
-                [] => Err(OptionRefusal::Denied(Denial {
+                [] => Err(Refused::Denied(Denial {
                     rule: "addresses",
                     message: format!(
                         "the job names no engine address and none is granted; grant one with --grant {grant}=ADDRESS"
                     ),
                 })),
-                _ => Err(OptionRefusal::Invalid(format!(
+                _ => Err(Refused::Invalid(format!(
                     "several addresses are granted ({}); the job must name one",
                     granted.join(", ")
                 ))),
             };
         };
-        let origin = origin(requested).map_err(OptionRefusal::Invalid)?;
+        let origin = origin(requested).map_err(Refused::Invalid)?;
         if granted.contains(&origin) {
             return Ok(origin);
         }
-        Err(OptionRefusal::Denied(Denial {
+        Err(Refused::Denied(Denial {
             rule: "addresses",
             message: format!(
                 "the address {origin} is not granted to this step operator (granted: {}); grant it with --grant {grant}={origin}",
@@ -202,9 +190,9 @@ impl Grants {
     }
 
     /// A granted secret's value.
-    fn secret_value(&self, name: &str, secrets: &Secrets) -> Result<crate::secrets::SecretValue, OptionRefusal> {
+    fn secret_value(&self, name: &str, secrets: &Secrets) -> Result<crate::secrets::SecretValue, Refused> {
         if !self.secrets.iter().any(|granted| granted == name) {
-            return Err(OptionRefusal::Denied(Denial {
+            return Err(Refused::Denied(Denial {
                 rule: "secrets",
                 message: format!(
                     "the secret `{name}` is not granted to this step operator; grant it with --grant secret={name}"
@@ -215,18 +203,18 @@ impl Grants {
     }
 
     /// A secret's stored value, whatever grant allowed it.
-    fn stored_secret(&self, name: &str, secrets: &Secrets) -> Result<crate::secrets::SecretValue, OptionRefusal> {
+    fn stored_secret(&self, name: &str, secrets: &Secrets) -> Result<crate::secrets::SecretValue, Refused> {
         secrets.get(name).map_err(|error| match error {
-            SecretError::NotFound(_) => OptionRefusal::Invalid(format!(
+            SecretError::NotFound(_) => Refused::Invalid(format!(
                 "the secret `{name}` is granted but not stored; store it with `stepbox secret set {name}`"
             )),
-            other => OptionRefusal::Invalid(other.to_string()),
+            other => Refused::Invalid(other.to_string()),
         })
     }
 }
 
 /// A text option: short, printable, no leading `-` (it becomes a flag's value).
-fn text_value(key: &str, value: &str) -> Result<String, OptionRefusal> {
+fn text_value(key: &str, value: &str) -> Result<String, Refused> {
     let fine = !value.is_empty()
         && value.len() <= MAX_OPTION_BYTES
         && !value.starts_with('-')
@@ -234,7 +222,7 @@ fn text_value(key: &str, value: &str) -> Result<String, OptionRefusal> {
     if fine {
         Ok(value.to_owned())
     } else {
-        Err(OptionRefusal::Invalid(format!(
+        Err(Refused::Invalid(format!(
             "the backend option `{key}` must be 1-{MAX_OPTION_BYTES} printable characters without spaces, not starting with `-`, got {value:?}"
         )))
     }
@@ -256,10 +244,10 @@ mod tests {
             [("DB_PASSWORD", "is not NAME=SECRET"), ("1BAD=db-pass", "not a valid environment variable name")]
         {
             let refused = split_secret_env(&pairs(&[("secret-env", value)])).err();
-            assert!(matches!(&refused, Some(OptionRefusal::Invalid(m)) if m.contains(message)), "{value}: {refused:?}");
+            assert!(matches!(&refused, Some(Refused::Invalid(m)) if m.contains(message)), "{value}: {refused:?}");
         }
         let twice = split_secret_env(&pairs(&[("secret-env", "A=x"), ("secret-env", "A=y")])).err();
-        assert!(matches!(&twice, Some(OptionRefusal::Invalid(m)) if m.contains("sets `A` twice")), "{twice:?}");
+        assert!(matches!(&twice, Some(Refused::Invalid(m)) if m.contains("sets `A` twice")), "{twice:?}");
     }
     use crate::backends::catalogue;
 
@@ -324,10 +312,10 @@ mod tests {
                     let (key, value) = expected.split_once('=').expect("k=v");
                     assert_eq!(resolved.get(key), Some(value), "{options:?}");
                 }
-                (Err(expected), Err(OptionRefusal::Denied(denial))) => {
+                (Err(expected), Err(Refused::Denied(denial))) => {
                     assert!(denial.message.contains(expected), "{options:?}: {}", denial.message)
                 }
-                (Err(expected), Err(OptionRefusal::Invalid(message))) => {
+                (Err(expected), Err(Refused::Invalid(message))) => {
                     assert!(message.contains(expected), "{options:?}: {message}")
                 }
                 (expected, outcome) => panic!("{options:?}: expected {expected:?}, got {outcome:?}"),

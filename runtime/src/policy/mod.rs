@@ -418,12 +418,18 @@ impl Grants {
 
     /// How a local job is confined: None for trusted flavors. It may write
     /// the step's `source_root` and the `writable-dir`s, read the
-    /// `readable-dir`s, and never sees stepbox's `home`.
+    /// `readable-dir`s and the caller's `read_dirs`, and never sees
+    /// stepbox's `home`.
     ///
     /// Paths are resolved (symbolic links, `..`) when they exist, so that
     /// they are bound where a resolved working directory lies, and the home
     /// is found inside a bound directory however it was named.
-    pub fn confinement(&self, source_root: &Path, home: &Path) -> Option<crate::backends::Confinement> {
+    pub fn confinement(
+        &self,
+        source_root: &Path,
+        home: &Path,
+        read_dirs: &[PathBuf],
+    ) -> Option<crate::backends::Confinement> {
         let resolved = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_owned());
         let paths = |dirs: &[String]| dirs.iter().map(|dir| resolved(Path::new(dir))).collect::<Vec<_>>();
         let mut writable = vec![resolved(source_root)];
@@ -431,7 +437,7 @@ impl Grants {
         (!self.trusted).then(|| crate::backends::Confinement {
             network: self.job_network,
             writable,
-            readable: paths(&self.readable_dirs),
+            readable: paths(&self.readable_dirs).into_iter().chain(read_dirs.iter().map(|dir| resolved(dir))).collect(),
             hidden: vec![resolved(home)],
         })
     }
@@ -443,13 +449,13 @@ impl Grants {
     /// Whatever the grants, a working directory never overlaps stepbox's
     /// `home` (inside it, or holding it): a Ray job ships its working
     /// directory to the cluster, and the home holds the secrets.
-    pub fn working_dir(&self, dir: &Path, source_root: &Path, home: &Path) -> Result<PathBuf, WorkingDirRefusal> {
+    pub fn working_dir(&self, dir: &Path, source_root: &Path, home: &Path) -> Result<PathBuf, Refused> {
         let resolved = dir.canonicalize().map_err(|error| {
-            WorkingDirRefusal::Invalid(format!("the working directory {} cannot be used: {error}", dir.display()))
+            Refused::Invalid(format!("the working directory {} cannot be used: {error}", dir.display()))
         })?;
         let home = home.canonicalize().unwrap_or_else(|_| home.to_owned());
         if overlap(&resolved, &home) {
-            return Err(WorkingDirRefusal::Denied(Denial {
+            return Err(Refused::Denied(Denial {
                 rule: "working-dir",
                 message: format!(
                     "the job's working directory {} overlaps stepbox's home {}, which holds the secrets and other \
@@ -469,7 +475,7 @@ impl Grants {
         if allowed {
             return Ok(resolved);
         }
-        Err(WorkingDirRefusal::Denied(Denial {
+        Err(Refused::Denied(Denial {
             rule: "working-dir",
             message: format!(
                 "the job's working directory {} (resolved: {}) is outside the step's source root {} and every \
@@ -699,12 +705,13 @@ pub fn check_resources(resources: &JobResources) -> Result<(), Denial> {
     Ok(())
 }
 
-/// Why a job's working directory was refused.
+/// Why part of a job spec was refused: outside the grants, or malformed (an
+/// unknown backend option, a missing secret, a directory that does not exist).
 #[derive(Debug, Clone, PartialEq)]
-pub enum WorkingDirRefusal {
-    /// Outside what the job may write.
+pub enum Refused {
+    /// Outside the grants.
     Denied(Denial),
-    /// Not a directory that exists.
+    /// Malformed.
     Invalid(String),
 }
 
@@ -933,7 +940,7 @@ mod tests {
         // The home never, even inside a grant, nor a directory holding it.
         for overlapping in [home.join("secrets"), shared.clone()] {
             match resolved(&overlapping) {
-                Err(WorkingDirRefusal::Denied(denial)) => {
+                Err(Refused::Denied(denial)) => {
                     assert!(denial.message.contains("stepbox's home"), "{denial}")
                 }
                 other => panic!("{}: {other:?}", overlapping.display()),
@@ -943,7 +950,7 @@ mod tests {
             [Path::new("/etc"), Path::new("/etc/../etc"), Path::new("/"), &source.join("etc-link"), &source.join("..")]
         {
             match resolved(outside) {
-                Err(WorkingDirRefusal::Denied(denial)) => {
+                Err(Refused::Denied(denial)) => {
                     assert_eq!(denial.rule, "working-dir");
                     // `/` and the temporary root hold the home: refused for that first.
                     let why = ["--grant writable-dir=", "stepbox's home"];
@@ -952,7 +959,7 @@ mod tests {
                 other => panic!("{}: {other:?}", outside.display()),
             }
         }
-        assert!(matches!(resolved(Path::new("/nonexistent/dir")), Err(WorkingDirRefusal::Invalid(_))));
+        assert!(matches!(resolved(Path::new("/nonexistent/dir")), Err(Refused::Invalid(_))));
         assert!(granted(&["arbitrary-commands"]).working_dir(Path::new("/etc"), &source, &home).is_ok());
         let denial = granted(&["arbitrary-commands"]).working_dir(&home, &source, &home);
         assert!(denial.is_err(), "not even with arbitrary-commands");

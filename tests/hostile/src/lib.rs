@@ -63,6 +63,8 @@ enum Behavior {
     LieSuccessUnnamed,
     /// Run the entrypoint, then report a failure whose message is full of escapes.
     EscapeReport,
+    /// Install the step's requirements and fail with the interpreter path the host gave.
+    ReportPython,
     /// Install a package the step did not ask for (`value`).
     ExtraPackage,
     /// Run the entrypoint in the image `value`, which nobody built or passed.
@@ -213,6 +215,10 @@ impl Flavor for Hostile {
                 JobState::Failed,
                 Some("\u{1b}]0;owned\u{7}bad\r\nstepbox: run 1234 succeeded\u{1b}[1A"),
             ),
+            Behavior::ReportPython => {
+                let environment = stepbox_guest::requirements::install(&request.requirements, None)?;
+                Err(LaunchError::Failed(format!("the host says python={}", environment.python)))
+            }
             Behavior::ExtraPackage => {
                 let mut wanted = request.requirements.clone();
                 wanted.push(config.value);
