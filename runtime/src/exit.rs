@@ -22,3 +22,8 @@ pub const DENIED: u8 = 77;
 pub const CANCELLED_SIGINT: u8 = 130;
 /// The launch was cancelled by SIGTERM.
 pub const CANCELLED_SIGTERM: u8 = 143;
+/// Nobody reads stdout any more (`stepbox runs list | head`): the command
+/// stopped printing, quietly, with the status a shell shows for a program
+/// that SIGPIPE ended (128 + 13). stepbox keeps SIGPIPE ignored so that a
+/// closed pipe never kills a launch mid-run.
+pub const CLOSED_PIPE: u8 = 141;

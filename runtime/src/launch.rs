@@ -60,12 +60,15 @@ pub struct LaunchArgs {
 }
 
 /// Why a launch was interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interrupt {
     /// SIGINT (Ctrl-C).
     Interrupt,
     /// SIGTERM.
     Terminate,
+    /// `stepbox cancel` (a SIGTERM it announced), with the reason its caller
+    /// gave (`--reason`; empty for none).
+    Requested(String),
     /// The launch ran past its `wall-clock` limit.
     WallClock(std::time::Duration),
 }
@@ -74,8 +77,10 @@ impl std::fmt::Display for Interrupt {
     /// The reason a flavor is given through `cancellation`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Interrupt::Interrupt => f.write_str("cancelled by SIGINT"),
+            Interrupt::Interrupt => f.write_str("cancelled by Ctrl-C (SIGINT)"),
             Interrupt::Terminate => f.write_str("cancelled by SIGTERM"),
+            Interrupt::Requested(reason) if reason.is_empty() => f.write_str("cancelled by `stepbox cancel`"),
+            Interrupt::Requested(reason) => write!(f, "cancelled by `stepbox cancel`: {reason}"),
             Interrupt::WallClock(budget) => {
                 write!(f, "the launch hit its `wall-clock` limit of {}", humantime::format_duration(*budget))
             }
@@ -364,7 +369,7 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
                 "{interrupt}; its jobs were cancelled. If it really needs more: stepbox step-operator update NAME --limit wall-clock=DURATION"
             )),
         ),
-        Err(interrupt @ Interrupt::Terminate) => {
+        Err(interrupt @ (Interrupt::Terminate | Interrupt::Requested(_))) => {
             done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some(interrupt.to_string()))
         }
         Ok(Err(failure)) => done(RunState::Failed, exit::FLAVOR_ERROR, None, Some(failure.to_string())),

@@ -16,6 +16,7 @@
 //! - [`policy`]: what one step operator's flavor may do;
 //! - [`secrets`]: named credentials the host applies for a flavor;
 //! - [`flavors`], [`step_operators`], [`launch`]: the operations the CLI offers;
+//! - [`supervisor`], [`follow`]: detached runs, and following them from another process;
 //! - [`cli`]: the `stepbox` command.
 
 pub mod backends;
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod environments;
 pub mod exit;
 pub mod flavors;
+pub mod follow;
 pub mod home;
 pub mod host;
 pub mod images;

@@ -216,26 +216,64 @@ fn store(error: StoreError) -> String {
     error.to_string()
 }
 
+/// Longest reason `stepbox cancel --reason` keeps.
+pub const MAX_CANCEL_REASON: usize = 500;
+
 /// Ask the supervisor of `run` to cancel (SIGTERM: it stops every job with
-/// its grace period and records the run cancelled).
-pub fn request_cancel(run: &RunRecord) -> Result<(), String> {
+/// its grace period and records the run cancelled). The supervisor records
+/// why as `cancelled by \`stepbox cancel\`: REASON`; the reason goes to it
+/// in a file beside the run's, written before the signal.
+pub fn request_cancel(stepbox: &Stepbox, run: &RunRecord, reason: Option<&str>) -> Result<(), String> {
     if !supervisor_alive(run) {
         return Err(format!("the supervisor of run {} (pid {}) is not running", run.id, run.pid));
     }
+    let path = cancel_request_path(stepbox, &run.id);
+    std::fs::write(&path, reason.unwrap_or_default())
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), nix::sys::signal::Signal::SIGTERM)
         .map_err(|error| format!("cannot signal the supervisor (pid {}): {error}", run.pid))
 }
 
+/// Whether run `run_id`'s SIGTERM came from `stepbox cancel`, and the reason it
+/// gave (empty for none). Reading consumes the request.
+pub fn take_cancel_request(stepbox: &Stepbox, run_id: &str) -> Option<String> {
+    use std::io::Read;
+    let path = cancel_request_path(stepbox, run_id);
+    let file = std::fs::File::open(&path).ok()?;
+    let mut bytes = Vec::new();
+    let read = file.take(MAX_CANCEL_REASON as u64 * 4).read_to_end(&mut bytes);
+    let _ = std::fs::remove_file(&path);
+    read.ok()?;
+    let reason = String::from_utf8_lossy(&bytes);
+    Some(reason.chars().take(MAX_CANCEL_REASON).collect::<String>().trim().to_owned())
+}
+
+fn cancel_request_path(stepbox: &Stepbox, run_id: &str) -> std::path::PathBuf {
+    stepbox.home.runs_dir().join(format!("{run_id}.cancel"))
+}
+
 /// Poll `id` until it has ended, reconciling as it goes.
 pub fn wait(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
-    let mut pause = Duration::from_millis(50);
+    wait_observing(stepbox, id, Duration::from_millis(500), |_| {})
+}
+
+/// [`wait`], calling `observe` with the run on every poll (at most `pause`
+/// apart) and once more after it has ended.
+pub fn wait_observing(
+    stepbox: &Stepbox,
+    id: &str,
+    longest_pause: Duration,
+    mut observe: impl FnMut(&RunRecord),
+) -> Result<RunRecord, String> {
+    let mut pause = Duration::from_millis(50).min(longest_pause);
     loop {
         let run = reconcile(stepbox, id)?;
+        observe(&run);
         if run.state != RunState::Running {
             return Ok(run);
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(500));
+        pause = (pause * 2).min(longest_pause);
     }
 }
 

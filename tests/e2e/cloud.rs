@@ -265,7 +265,7 @@ fn ctrl_c_stops_the_sagemaker_training_job() {
     assert!(stops[0].header("authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")), "signed too");
     assert_eq!(t.runs()[0]["state"], "cancelled");
     let message = t.runs()[0]["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.contains("cancelled by SIGINT"), "{message}");
+    assert!(message.contains("cancelled by Ctrl-C (SIGINT)"), "{message}");
 }
 
 const VERTEX_JOB: &str = "projects/123456789012/locations/us-central1/customJobs/4567890123456789012";

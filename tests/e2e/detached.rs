@@ -1,10 +1,17 @@
 //! `stepbox submit`, `status`, `wait` and `cancel`: a launch detached under a
-//! supervisor, followed from other processes through the store; and a run
-//! whose supervisor dies is reported failed, with its jobs gone.
+//! supervisor, followed from other processes through the store (its output
+//! too, with `wait --follow`); a run whose supervisor dies is reported
+//! failed, with its jobs gone; and no command panics when its reader goes
+//! away (`stepbox runs list | head`).
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use stepbox_e2e::{TestHome, live_processes_with, unique_marker, wait_until};
+use stepbox_e2e::{Run, TestHome, live_processes_with, unique_marker, wait_until};
+
+/// What `stepbox` exits with when nobody reads its stdout (128 + SIGPIPE).
+const CLOSED_PIPE: i32 = 141;
 
 const FLAVOR_ERROR_OR_INTERNAL: [i32; 2] = [70, 1];
 
@@ -49,11 +56,97 @@ fn cancel_stops_the_runs_jobs_and_records_it_cancelled() {
     let marker = unique_marker();
     let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
     assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
-    t.run(&["cancel", &id]).expect_code(0);
+    t.run(&["cancel", &id, "--reason", "the pipeline was interrupted (Ctrl-C)"]).expect_code(0);
     assert!(live_processes_with(&marker).is_empty(), "cancel returns once the job is gone");
-    assert_eq!(status(&t, &id)["state"], "cancelled");
+    let ended = status(&t, &id);
+    assert_eq!(ended["state"], "cancelled");
+    assert_eq!(
+        ended["message"], "cancelled by `stepbox cancel`: the pipeline was interrupted (Ctrl-C)",
+        "the run says who cancelled it and why, in the caller's words"
+    );
     t.run(&["wait", &id]).expect_code(143);
     t.run(&["cancel", &id]).expect_code(0);
+
+    let plain = submit(&t, &["sleep", "300"]);
+    t.run(&["cancel", &plain]).expect_code(0);
+    assert_eq!(status(&t, &plain)["message"], "cancelled by `stepbox cancel`");
+    let long = "x".repeat(501);
+    let other = submit(&t, &["sleep", "300"]);
+    t.run(&["cancel", &other, "--reason", &long]).expect_error(64, "--reason is 501 characters long");
+    assert_eq!(status(&t, &other)["state"], "running", "a refused cancel stops nothing");
+    t.run(&["cancel", &other]).expect_code(0);
+}
+
+#[test]
+fn wait_follow_shows_the_jobs_output_while_the_job_runs() {
+    let t = TestHome::new();
+    t.with_local();
+    // The job prints, then waits (up to a minute) for a file only the test creates once it
+    // has read that line: the line must reach `wait --follow` before the job ends.
+    let script = "echo first; i=0; while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+                  echo second >&2; exit 3";
+    let id = submit(&t, &["sh", "-c", script]);
+    let mut follow =
+        t.command(&["wait", "--follow", &id]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("wait");
+    let mut lines = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok);
+    assert_eq!(first.as_deref(), Some("first"), "shown while the job still runs");
+    assert_eq!(status(&t, &id)["state"], "running");
+    std::fs::write(t.scratch().join("go"), "").expect("let the job go on");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["second"], "stderr too, and each line once");
+    let waited = Run::from_output(follow.wait_with_output().expect("wait ends"));
+    waited.expect_code(3);
+    assert!(waited.stderr.contains("stepbox: run") && waited.stderr.contains("failed"), "{}", waited.stderr);
+}
+
+/// `command` run with a stdout whose reader has already gone.
+fn with_closed_stdout(mut command: Command) -> Run {
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    drop(reader);
+    command.stdout(Stdio::from(writer)).stderr(Stdio::piped());
+    Run::from_output(command.output().expect("stepbox runs"))
+}
+
+#[test]
+fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
+    let t = TestHome::new();
+    t.with_local();
+    let id = submit(&t, &["echo", "done"]);
+    t.run(&["wait", &id]).expect_code(0);
+    for args in [
+        vec!["runs", "list"],
+        vec!["runs", "list", "-o", "json"],
+        vec!["runs", "show", &id],
+        vec!["runs", "show", &id, "-o", "json"],
+        vec!["status", &id],
+        vec!["status", &id, "-o", "json"],
+        vec!["flavor", "list"],
+        vec!["flavor", "describe", "local"],
+        vec!["step-operator", "list"],
+        vec!["step-operator", "describe", "local"],
+        vec!["backends"],
+        vec!["limits"],
+        vec!["wait", "--follow", &id],
+    ] {
+        let run = with_closed_stdout(t.command(&args));
+        assert!(!run.stderr.contains("panicked") && run.stderr.is_empty(), "stepbox {args:?}: {}", run.stderr);
+        let expected = if args[0] == "wait" { 0 } else { CLOSED_PIPE };
+        assert_eq!(run.code, expected, "stepbox {args:?} ends quietly; wait still reports the run's outcome");
+    }
+
+    // `submit` has started the run when it prints: it succeeds, so a caller never runs the step twice.
+    let marker = unique_marker();
+    let mut submit = t.command(&["submit", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--"]);
+    submit.args(["sh", "-c", &format!("echo {marker}")]);
+    let submitted = with_closed_stdout(submit);
+    submitted.expect_code(0);
+    assert!(submitted.stderr.contains("could not be printed"), "{}", submitted.stderr);
+    assert!(!submitted.stderr.contains("panicked"), "{}", submitted.stderr);
+    let runs = t.run(&["runs", "list", "-o", "json"]).json();
+    let started = runs.as_array().expect("runs").iter().find(|run| run["run_name"] == "r").expect("the run").clone();
+    let started_id = started["id"].as_str().expect("its id").to_owned();
+    t.run(&["wait", &started_id]).expect_code(0);
 }
 
 #[test]

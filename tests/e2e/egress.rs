@@ -286,7 +286,12 @@ fn ctrl_c_reaches_a_flavor_waiting_on_remote_work_and_it_calls_the_stop_api() {
     let paths: Vec<String> = service.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(paths, ["POST /jobs", "POST /jobs/1:cancel"], "the stop call went out after the cancellation");
     let log = flavor_log(&t);
-    assert!(log.contains("http-probe: cancelled: cancelled by SIGINT; requested() says: cancelled by SIGINT"), "{log}");
+    assert!(
+        log.contains(
+            "http-probe: cancelled: cancelled by Ctrl-C (SIGINT); requested() says: cancelled by Ctrl-C (SIGINT)"
+        ),
+        "{log}"
+    );
     assert_eq!(t.runs()[0]["state"], "cancelled");
 }
 

@@ -20,6 +20,10 @@ import pytest
 
 PROJECT = Path(__file__).parent / "project"
 
+# The machine state these tests must not depend on (issue: they once passed only where an
+# earlier unconfined run had made `/app`, and where CI kept the venv outside /tmp).
+ZENML_CONTAINER_DIR = Path("/app")
+
 
 def files_containing(root: Path, text: str) -> list[Path]:
     """Files under `root` holding `text`: where a value that must never be stored was stored."""
@@ -63,17 +67,22 @@ class Stepbox:
 
 
 def make_stepbox(home: Path, writable: list[Path], more_grants: list[str] = ()) -> Stepbox:
+    """A stepbox home with the `local` flavor and a step operator `local` as docs/ZENML.md registers it."""
     binary = required_path("STEPBOX_BIN", "the stepbox binary")
     flavor = required_path("STEPBOX_LOCAL_FLAVOR", "the local example flavor (.wasm)")
     stepbox = Stepbox(binary=binary, home=home)
     stepbox.run("flavor", "register", str(flavor))
+    make_stepbox_operator(stepbox, "local", writable, more_grants)
+    return stepbox
+
+
+def make_stepbox_operator(stepbox: Stepbox, name: str, writable: list[Path], more_grants: list[str] = ()) -> None:
     grants = ["--grant", "jobs", "--grant", "requirements"]
     for directory in writable:
         grants += ["--grant", f"writable-dir={directory}"]
     for grant in more_grants:
         grants += ["--grant", grant]
-    stepbox.run("step-operator", "register", "local", "--flavor", "local", *grants)
-    return stepbox
+    stepbox.run("step-operator", "register", name, "--flavor", "local", *grants)
 
 
 @pytest.fixture
@@ -91,6 +100,8 @@ class ZenML:
     environment: dict[str, str]
     stepbox: Stepbox
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    trusted_stack_id: str = ""
+    """A stack whose stepbox step operator is granted `trusted`: its jobs run unconfined."""
     misconfigured_stack_id: str = ""
     """A stack whose step operator names a stepbox step operator that does not exist."""
     legacy_stack_id: str = ""
@@ -137,15 +148,31 @@ def report(stdout: str, stderr: str) -> dict:
 def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
     """ZenML with a local store, the stepbox flavor registered, and a stack using it.
 
-    Registration goes through ZenML's own CLI, as a user would do it.
+    Registration goes through ZenML's own CLI, as a user would do it, with no
+    grants beyond docs/ZENML.md's Install section. The venv running these tests
+    is under /tmp (scripts/test puts it there) and `/app` must not exist: a
+    step that needed either to be otherwise would fail here.
     """
+    if not sys.prefix.startswith("/tmp/"):
+        pytest.fail(f"the ZenML tests must run from a venv under /tmp (scripts/test makes one): {sys.prefix}")
+    if ZENML_CONTAINER_DIR.exists():
+        pytest.fail(
+            f"{ZENML_CONTAINER_DIR} exists on this machine, so these tests cannot prove that steps run "
+            f"without it; remove it (it is left by ZenML runs outside stepbox)",
+            pytrace=False,
+        )
     root = tmp_path_factory.mktemp("zenml")
     config = root / "zenml-config"
     config.mkdir()
     project = root / "project"
     shutil.copytree(PROJECT, project)
-    # A step with requirements installs this package as the test venv has it: from the checkout.
-    stepbox = make_stepbox(root / "stepbox-home", [config], ["requirement-urls", "source-builds"])
+    stepbox = make_stepbox(root / "stepbox-home", [config])
+    make_stepbox_operator(stepbox, "trusted-local", [config], ["trusted"])
+    # A pyenv-style `python` first on PATH that is not the pipeline's: a step must never run it.
+    decoy = root / "decoy-bin"
+    decoy.mkdir()
+    (decoy / "python").write_text('#!/bin/sh\necho "the decoy python ran, not the pipeline\'s" >&2\nexit 97\n')
+    (decoy / "python").chmod(0o755)
     environment = {
         **os.environ,
         "ZENML_CONFIG_PATH": str(config),
@@ -153,7 +180,9 @@ def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
         "ZENML_LOGGING_COLORS_DISABLED": "true",
         "ZENML_ENABLE_RICH_TRACEBACK": "false",
         "STEPBOX_HOME": str(stepbox.home),
-        "PATH": os.pathsep.join([str(stepbox.binary.parent), os.environ.get("PATH", "")]),
+        "PATH": os.pathsep.join([str(stepbox.binary.parent), str(decoy), os.environ.get("PATH", "")]),
+        # The stepbox-zenml wheel for steps with requirements is written here, not in ~/.cache.
+        "XDG_CACHE_HOME": str(root / "cache"),
     }
     zenml = ZenML(project=project, environment=environment, stepbox=stepbox)
     for command in (
@@ -161,6 +190,8 @@ def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
         ["step-operator", "flavor", "register", "stepbox_zenml.flavor.StepboxStepOperatorFlavor"],
         ["step-operator", "register", "sandboxed", "--flavor=stepbox", "--step_operator=local"],
         ["step-operator", "register", "misconfigured", "--flavor=stepbox", "--step_operator=nope"],
+        ["step-operator", "register", "unconfined", "--flavor=stepbox", "--step_operator=trusted-local"],
+        ["stack", "register", "trusted", "-o", "default", "-a", "default", "-s", "unconfined"],
         ["stack", "register", "sandboxed", "-o", "default", "-a", "default", "-s", "sandboxed", "--set"],
         ["stack", "register", "misconfigured", "-o", "default", "-a", "default", "-s", "misconfigured"],
         ["step-operator", "flavor", "register", "legacy.LegacyStepboxStepOperatorFlavor"],
@@ -174,7 +205,7 @@ def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
             sys.executable,
             "-c",
             "from zenml.client import Client; c = Client(); "
-            "print(c.get_stack('misconfigured').id, c.get_stack('legacy').id)",
+            "print(c.get_stack('misconfigured').id, c.get_stack('legacy').id, c.get_stack('trusted').id)",
         ],
         cwd=project,
         env=environment,
@@ -182,7 +213,11 @@ def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
         text=True,
         check=True,
     )
-    zenml.misconfigured_stack_id, zenml.legacy_stack_id = stack_ids.stdout.strip().splitlines()[-1].split()
+    (
+        zenml.misconfigured_stack_id,
+        zenml.legacy_stack_id,
+        zenml.trusted_stack_id,
+    ) = stack_ids.stdout.strip().splitlines()[-1].split()
     yield zenml
     for process in zenml.processes:
         if process.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -46,10 +47,11 @@ def test_submit_then_status_then_cancel(stepbox: Stepbox, tmp_path: Path) -> Non
     assert status.run_id == run_id
     assert status.state is RunState.RUNNING
 
-    client.cancel("step-1")
+    client.cancel("step-1", reason="the test is over")
     status = client.status("step-1")
     assert status.state is RunState.CANCELLED
     assert status.outcome_code == 143
+    assert status.message == "cancelled by `stepbox cancel`: the test is over"
 
 
 def test_the_environment_goes_by_stdin_and_no_file_is_left(stepbox: Stepbox, tmp_path: Path) -> None:
@@ -63,10 +65,13 @@ def test_the_environment_goes_by_stdin_and_no_file_is_left(stepbox: Stepbox, tmp
     assert files_containing(stepbox.home, secret) == []
 
 
-def test_a_failed_job_reports_its_exit_code(stepbox: Stepbox) -> None:
+def test_a_failed_job_reports_its_exit_code_and_its_output_is_followed(stepbox: Stepbox) -> None:
     client = cli(stepbox)
-    client.submit(request("step-3", ["sh", "-c", "echo broken >&2; exit 3"]), {})
-    client.wait("step-3")
+    client.submit(request("step-3", ["sh", "-c", "echo working; echo broken >&2; exit 3"]), {})
+    followed = io.StringIO()
+    client.wait("step-3", output=followed)
+    # Two pipes read side by side: their lines may interleave either way.
+    assert sorted(followed.getvalue().splitlines()) == ["broken", "working"], "stdout and stderr, each once"
     status = client.status("step-3")
     assert status.state is RunState.FAILED
     assert status.exit_code == 3

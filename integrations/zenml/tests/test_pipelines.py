@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
-from conftest import ZenML, files_containing, report
+from conftest import ZENML_CONTAINER_DIR, ZenML, files_containing, report
 
 
 def live_processes_with(text: str) -> list[int]:
@@ -35,6 +36,9 @@ def test_a_step_runs_sandboxed_through_stepbox_and_its_output_is_loaded_back(zen
     assert output["token"] == token, "the step's environment reached the job"
     assert output["step_operator_env"] == "True", "ZenML's own environment reached the job"
     assert output["pid"] < 100, "the job ran in its own PID namespace (confined by bubblewrap)"
+    assert output["python"] == sys.executable, "the pipeline's own interpreter (its venv under /tmp), no other"
+    assert output["cwd"] == str(zenml_project.project), "the step stayed in the source root (no /app)"
+    assert "summing 4 numbers in the sandbox" in log, "the step's output reached the pipeline's terminal"
 
     step_run_id = run["steps"]["total"]["id"]
     status = zenml_project.stepbox.status(step_run_id)
@@ -47,7 +51,8 @@ def test_a_step_runs_sandboxed_through_stepbox_and_its_output_is_loaded_back(zen
     assert request["step_run_id"] == step_run_id
     assert request["source_root"] == str(zenml_project.project)
     assert "STEP_TOKEN" in request["environment_names"]
-    assert request["entrypoint_command"][:3] == ["python", "-m", "zenml.entrypoints.entrypoint"]
+    assert request["entrypoint_command"][:3] == [sys.executable, "-m", "zenml.entrypoints.entrypoint"]
+    assert "stepbox_zenml.entrypoint.StepboxEntrypointConfiguration" in request["entrypoint_command"]
     assert files_containing(zenml_project.stepbox.home, token) == [], "the environment is never on disk"
 
 
@@ -62,6 +67,7 @@ def test_a_failing_step_fails_the_zenml_run_with_its_own_error(zenml_project: Ze
     assert status["state"] == "failed"
     assert status["exit_code"] == 1
     assert f"stepbox run {status['id'][:8]} failed: exited with code 1" in log, log
+    assert "ValueError: the data is bad: [1, 2, 3, 4]" in log, "the step's traceback reached the terminal"
 
 
 def test_interrupting_the_pipeline_cancels_the_step_and_leaves_no_job(zenml_project: ZenML, tmp_path: Path) -> None:
@@ -85,7 +91,19 @@ def test_interrupting_the_pipeline_cancels_the_step_and_leaves_no_job(zenml_proj
     assert run["status"] in ("failed", "stopped"), run
     status = zenml_project.stepbox.status(step_run_id)
     assert status["state"] == "cancelled", status
+    assert status["message"] == "cancelled by `stepbox cancel`: the ZenML pipeline was interrupted (Ctrl-C)"
+    assert "was cancelled in stepbox: the ZenML pipeline was interrupted (Ctrl-C)" in stdout + stderr
     assert live_processes_with(step_run_id) == [], "no process of the step's job is left"
+
+
+def test_an_unconfined_step_runs_in_the_source_root_and_makes_no_app_directory(zenml_project: ZenML) -> None:
+    code, run, log = zenml_project.run("unconfined_adder", ZENML_ACTIVE_STACK_ID=zenml_project.trusted_stack_id)
+    assert code == 0, log
+    output = run["outputs"]
+    assert output["sum"] == 10
+    assert output["pid"] >= 100, "a trusted step operator's job runs on the machine, unconfined"
+    assert output["cwd"] == str(zenml_project.project), "ZenML's entrypoint stayed in the source root"
+    assert not ZENML_CONTAINER_DIR.exists(), "nothing made /app on the machine"
 
 
 def test_requirements_and_resources_from_the_step_settings_reach_stepbox(zenml_project: ZenML) -> None:
@@ -99,7 +117,9 @@ def test_requirements_and_resources_from_the_step_settings_reach_stepbox(zenml_p
     status = zenml_project.stepbox.status(run["steps"]["with_six"]["id"])
     request = status["request"]
     assert request["requirements"][:2] == ["six==1.16.0", "zenml[local]==0.98.0"]
-    assert request["requirements"][2].startswith("stepbox-zenml @ file:///"), "installed as here"
+    wheel = request["requirements"][2]
+    assert wheel.startswith("stepbox-zenml @ file:///"), wheel
+    assert wheel.endswith("-py3-none-any.whl"), "a wheel of this package: no grant needed to install it"
     assert request["resources"]["cpu_count"] == 1.0
     assert request["resources"]["memory_bytes"] == 512 * 1024 * 1024
 

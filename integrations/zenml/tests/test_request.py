@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 
 from stepbox_zenml.request import LaunchRequest, Resources
@@ -82,9 +86,28 @@ def test_zenml_comes_with_the_drivers_its_store_needs() -> None:
     assert zenml_requirement("0.98.0", sql_store=False) == "zenml==0.98.0"
 
 
-def test_this_package_is_required_the_way_it_was_installed() -> None:
-    # The test environment installs it from the checkout (scripts/test).
-    assert integration_requirement().startswith("stepbox-zenml @ file:///")
+def test_a_checkout_install_is_required_as_a_wheel_of_its_own_files(tmp_path: Path) -> None:
+    # The test environment installs it from the checkout (scripts/test): a source tree,
+    # which stepbox would need `source-builds` to build; the step gets a wheel instead.
+    requirement = integration_requirement(tmp_path)
+    assert requirement.startswith("stepbox-zenml @ file:///"), requirement
+    wheel = Path(requirement.removeprefix("stepbox-zenml @ file://"))
+    assert wheel.is_relative_to(tmp_path)
+    assert wheel.name == "stepbox_zenml-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert "stepbox_zenml/entrypoint.py" in names
+        assert "stepbox_zenml/py.typed" in names
+        assert not any("__pycache__" in name for name in names)
+        metadata = archive.read("stepbox_zenml-0.1.0.dist-info/METADATA").decode()
+        assert "Name: stepbox-zenml" in metadata
+        record = archive.read("stepbox_zenml-0.1.0.dist-info/RECORD").decode()
+        assert "stepbox_zenml/cli.py,sha256=" in record
+    first = wheel.read_bytes()
+    assert integration_requirement(tmp_path) == requirement, "the same files make the same wheel, once"
+    wheel.unlink()
+    integration_requirement(tmp_path)
+    assert wheel.read_bytes() == first, "byte for byte"
 
 
 @pytest.mark.parametrize(
@@ -98,3 +121,24 @@ def test_this_package_is_required_the_way_it_was_installed() -> None:
 )
 def test_requirement_names_are_normalised(requirement: str, name: str | None) -> None:
     assert requirement_name(requirement) == name
+
+
+def test_a_step_without_an_environment_of_its_own_runs_this_interpreter_by_path() -> None:
+    from stepbox_zenml.step_operator import _with_interpreter
+
+    command = ["python", "-m", "zenml.entrypoints.entrypoint", "--step_name", "s"]
+    assert _with_interpreter(command, own_python=True) == [sys.executable, *command[1:]]
+    assert _with_interpreter(command, own_python=False) == command, "requirements: the environment's python"
+    assert _with_interpreter(["python3", "x.py"], own_python=True) == ["python3", "x.py"], "only ZenML's `python`"
+
+
+def test_the_entrypoint_stays_only_in_the_source_root_it_was_sent(tmp_path: Path) -> None:
+    from stepbox_zenml.entrypoint import runs_in_source_root
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path)
+    assert runs_in_source_root(str(tmp_path), str(tmp_path))
+    assert runs_in_source_root(str(tmp_path / "link"), str(tmp_path)), "the same directory by another name"
+    assert not runs_in_source_root(str(tmp_path / "elsewhere"), str(tmp_path)), "an image's working dir: /app"
+    assert not runs_in_source_root(str(tmp_path), None)
+    assert not runs_in_source_root(str(tmp_path), str(tmp_path / "missing"))

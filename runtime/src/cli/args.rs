@@ -75,6 +75,9 @@ Example:
         /// Find the run by the caller's step-run id instead (the --step-run-id it was launched with)
         #[arg(long, conflicts_with = "run", value_name = "ID")]
         step_run_id: Option<String>,
+        /// Show the jobs' output (stdout and stderr, scrubbed of secrets) on stdout as it is written
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Cancel a run: stop its jobs, and wait until they have stopped
     Cancel {
@@ -84,6 +87,10 @@ Example:
         /// Find the run by the caller's step-run id instead (the --step-run-id it was launched with)
         #[arg(long, conflicts_with = "run", value_name = "ID")]
         step_run_id: Option<String>,
+        /// Why, in the caller's words: recorded as the run's message
+        /// ("cancelled by `stepbox cancel`: REASON")
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Inspect past and running launches
     #[command(subcommand)]

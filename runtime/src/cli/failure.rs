@@ -20,6 +20,17 @@ impl Failure {
         Self { code, message: message.to_string() }
     }
 
+    /// The reader of stdout went away (`stepbox runs list | head`): the
+    /// command stops quietly, with the status of a program SIGPIPE ended.
+    pub fn closed_pipe() -> Self {
+        Self::new(exit::CLOSED_PIPE, "")
+    }
+
+    /// Whether this is [`Failure::closed_pipe`]: nothing to tell the user.
+    pub fn is_closed_pipe(&self) -> bool {
+        self.code == exit::CLOSED_PIPE && self.message.is_empty()
+    }
+
     /// Bad input: the user can fix it.
     pub fn input(message: impl Display) -> Self {
         Self::new(exit::BAD_INPUT, message)

@@ -15,13 +15,13 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
             let record = flavors::register(&stepbox, &path, replace).await?;
             match output {
                 Format::Json => output::json(&record)?,
-                Format::Table => println!(
+                Format::Table => output::line(format_args!(
                     "registered flavor `{}` {} (sha256 {}, imports: {})",
                     record.name,
                     crate::display::visible(&record.version),
                     output::short(&record.sha256),
                     capability_list(&record.shape.capabilities)
-                ),
+                ))?,
             }
         }
         FlavorCommand::Inspect { path, output } => {
@@ -30,7 +30,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
             let inspection = crate::inspect::inspect(&shown, &bytes);
             match output {
                 Format::Json => output::json(&inspection)?,
-                Format::Table => print_inspection(&inspection),
+                Format::Table => print_inspection(&inspection)?,
             }
             if let Some(problem) = &inspection.problem {
                 return Err(Failure::input(format!("not a flavor stepbox can register: {problem}")));
@@ -59,7 +59,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                 .map_err(|e| Failure::new(exit::INTERNAL, format!("the conformance check could not run: {e:#}")))?;
             match output {
                 Format::Json => output::json(&report)?,
-                Format::Table => print_conformance(&report),
+                Format::Table => print_conformance(&report)?,
             }
             if !report.passed() {
                 return Ok(1);
@@ -83,32 +83,34 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                         ]);
                     }
                     if listings.is_empty() {
-                        println!("no flavors registered; add one with `stepbox flavor register PATH.wasm`");
+                        output::line(format_args!(
+                            "no flavors registered; add one with `stepbox flavor register PATH.wasm`"
+                        ))?;
                     } else {
-                        println!("{table}");
+                        output::line(format_args!("{table}"))?;
                     }
                 }
             }
             for problem in &broken {
-                eprintln!("warning: unreadable flavor record {problem}");
+                output::note(format_args!("warning: unreadable flavor record {problem}"));
             }
         }
         FlavorCommand::Describe { name, output } => {
             let listing = flavors::get(&stepbox, &name)?;
             match output {
                 Format::Json => output::json(&listing)?,
-                Format::Table => describe(&listing),
+                Format::Table => describe(&listing)?,
             }
         }
         FlavorCommand::Delete { name } => {
             flavors::delete(&stepbox, &name)?;
-            println!("deleted flavor `{name}`");
+            output::line(format_args!("deleted flavor `{name}`"))?;
         }
     }
     Ok(exit::OK)
 }
 
-fn print_inspection(inspection: &crate::inspect::Inspection) {
+fn print_inspection(inspection: &crate::inspect::Inspection) -> Result<(), Failure> {
     let beyond: Vec<String> =
         inspection.wasi_beyond_minimal.iter().map(|w| format!("{} ({})", w.interface, w.note)).collect();
     output::fields(&[
@@ -121,7 +123,7 @@ fn print_inspection(inspection: &crate::inspect::Inspection) {
         ("capabilities", capability_list(&inspection.capabilities)),
         ("wasi (minimal)", format!("{} interfaces", inspection.wasi_minimal.len())),
         ("wasi (beyond)", if beyond.is_empty() { "none".to_owned() } else { beyond.join("; ") }),
-    ]);
+    ])?;
     if inspection.is_flavor() {
         let grants: Vec<String> = inspection
             .capabilities
@@ -129,18 +131,19 @@ fn print_inspection(inspection: &crate::inspect::Inspection) {
             .filter(|c| crate::component::needs_grant(c))
             .map(|c| format!("--grant {c}"))
             .collect();
-        println!(
+        output::line(format_args!(
             "\nA flavor. A step operator using it needs: {}",
             if grants.is_empty() { "no grants".to_owned() } else { grants.join(" ") }
-        );
+        ))?;
     }
+    Ok(())
 }
 
 fn capability_list(capabilities: &[String]) -> String {
     if capabilities.is_empty() { "-".to_owned() } else { capabilities.join(", ") }
 }
 
-fn describe(listing: &FlavorListing) {
+fn describe(listing: &FlavorListing) -> Result<(), Failure> {
     let record = &listing.record;
     output::fields(&[
         ("name", record.name.clone()),
@@ -156,21 +159,22 @@ fn describe(listing: &FlavorListing) {
         ("sha256", record.sha256.clone()),
         ("file", format!("{} ({})", record.source_path, listing.status)),
         ("registered", record.registered_at.clone()),
-    ]);
-    println!("\nconfig schema:\n{}", pretty(&record.config_schema));
-    println!("\nsettings schema:\n{}", pretty(&record.settings_schema));
+    ])?;
+    output::line(format_args!("\nconfig schema:\n{}", pretty(&record.config_schema)))?;
+    output::line(format_args!("\nsettings schema:\n{}", pretty(&record.settings_schema)))?;
+    Ok(())
 }
 
 fn pretty(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
-fn print_conformance(report: &crate::conformance::Report) {
+fn print_conformance(report: &crate::conformance::Report) -> Result<(), Failure> {
     let mut table = output::table(&["CHECK", "RESULT", "DETAIL"]);
     for check in &report.checks {
         table.add_row(vec![check.name.to_owned(), check.result.to_uppercase(), check.detail.clone()]);
     }
-    println!("{table}");
+    output::line(format_args!("{table}"))?;
     if !report.jobs.is_empty() {
         let mut jobs = output::table(&["JOB", "BACKEND", "COMMAND", "RUNTIME", "ENV", "OPTIONS"]);
         for job in &report.jobs {
@@ -183,9 +187,10 @@ fn print_conformance(report: &crate::conformance::Report) {
                 job.backend_options.join(" "),
             ]);
         }
-        println!("Jobs the dry-run launch submitted (none was run):\n{jobs}");
+        output::line(format_args!("Jobs the dry-run launch submitted (none was run):\n{jobs}"))?;
     }
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
     let name = report.flavor.as_deref().unwrap_or(&report.file);
-    println!("{verdict}: {name}");
+    output::line(format_args!("{verdict}: {name}"))?;
+    Ok(())
 }

@@ -20,12 +20,20 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     let launch_args = parse(args)?;
     let stepbox = open(home)?;
+    let record_id = launch_args.record_id.clone();
+    let stepbox_ref = &stepbox;
     let interrupted = async move {
         let interrupt = tokio::select! {
             _ = sigint.recv() => Interrupt::Interrupt,
-            _ = sigterm.recv() => Interrupt::Terminate,
+            _ = sigterm.recv() => {
+                // `stepbox cancel` leaves its request (and the caller's reason) before signalling.
+                match record_id.and_then(|id| crate::supervisor::take_cancel_request(stepbox_ref, &id)) {
+                    Some(reason) => Interrupt::Requested(reason),
+                    None => Interrupt::Terminate,
+                }
+            }
         };
-        eprintln!("stepbox: cancelling: stopping the step's jobs…");
+        output::note(format_args!("stepbox: cancelling ({interrupt}): stopping the step's jobs…"));
         interrupt
     };
     let outcome = launch::launch(&stepbox, launch_args, Arc::new(TerminalOutput), interrupted).await?;
@@ -35,7 +43,7 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
         state => {
             let message = outcome.message.as_deref().unwrap_or("");
             let message = crate::display::visible(message);
-            eprintln!("stepbox: run {id} {state}: {message} (details: stepbox runs show {id})");
+            output::note(format_args!("stepbox: run {id} {state}: {message} (details: stepbox runs show {id})"));
         }
     }
     Ok(outcome.exit_code)

@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            output::note(format_args!("error: cannot start the async runtime: {error}"));
             return ExitCode::from(exit::INTERNAL);
         }
     };
@@ -58,63 +58,71 @@ async fn run(cli: Cli) -> u8 {
         Command::Status { run, step_run_id, output } => {
             submit::status(cli.home, submit::Which::of(run, step_run_id), output)
         }
-        Command::Wait { run, step_run_id } => submit::wait(cli.home, submit::Which::of(run, step_run_id)),
-        Command::Cancel { run, step_run_id } => submit::cancel(cli.home, submit::Which::of(run, step_run_id)),
+        Command::Wait { run, step_run_id, follow } => {
+            submit::wait(cli.home, submit::Which::of(run, step_run_id), follow)
+        }
+        Command::Cancel { run, step_run_id, reason } => {
+            submit::cancel(cli.home, submit::Which::of(run, step_run_id), reason)
+        }
         Command::Runs(command) => runs::run(cli.home, command),
         Command::Secret(command) => secret::run(cli.home, command),
-        Command::New { name, lang, dir } => {
-            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
-            match crate::scaffold::create(&name, lang, &dir) {
-                Ok(files) => {
-                    println!("created {} ({lang:?}): {}", dir.display(), files.join(", "));
-                    println!("next: see {}/README.md to build, test and register it", dir.display());
-                    Ok(exit::OK)
-                }
-                Err(error) => Err(Failure::input(error)),
-            }
-        }
-        Command::Backends => {
-            let mut table = output::table(&["BACKEND", "OPTION", "WHAT IT IS"]);
-            table.add_row(vec![
-                "(every backend)".to_owned(),
-                crate::policy::connections::SECRET_ENV.to_owned(),
-                "NAME=SECRET: the job's variable NAME holds the stored secret SECRET (granted with --grant \
-                 secret=SECRET), filled in by the host; repeatable"
-                    .to_owned(),
-            ]);
-            for backend in crate::backends::catalogue::BACKENDS {
-                table.add_row(vec![backend.name.to_owned(), "-".to_owned(), backend.summary.to_owned()]);
-                for option in backend.options {
-                    table.add_row(vec![String::new(), option.key.to_owned(), option.help.to_owned()]);
-                }
-            }
-            println!(
-                "{table}\nGrant a backend with: stepbox step-operator update NAME --grant backend=BACKEND\n\
-                 A flavor passes options in its job spec's backend-options."
-            );
-            Ok(exit::OK)
-        }
-        Command::Limits => {
-            let defaults = crate::limits::Limits::default();
-            let mut table = output::table(&["LIMIT", "DEFAULT", "WHAT IT BOUNDS"]);
-            for (name, description) in crate::limits::LIMIT_NAMES {
-                table.add_row(vec![
-                    name.to_string(),
-                    defaults.value_of(name).unwrap_or_default(),
-                    description.to_string(),
-                ]);
-            }
-            println!("{table}\nOverride per step operator: stepbox step-operator update NAME --limit NAME=VALUE");
-            Ok(exit::OK)
-        }
+        Command::New { name, lang, dir } => new_flavor(&name, lang, dir),
+        Command::Backends => backends(),
+        Command::Limits => limits(),
     };
     match result {
         Ok(code) => code,
+        Err(failure) if failure.is_closed_pipe() => failure.code,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            output::note(format_args!("error: {}", failure.message));
             failure.code
         }
     }
+}
+
+/// `stepbox new`: a flavor project from a template.
+fn new_flavor(name: &str, lang: crate::scaffold::Lang, dir: Option<std::path::PathBuf>) -> Result<u8, Failure> {
+    let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(name));
+    let files = crate::scaffold::create(name, lang, &dir).map_err(Failure::input)?;
+    output::line(format_args!("created {} ({lang:?}): {}", dir.display(), files.join(", ")))?;
+    output::line(format_args!("next: see {}/README.md to build, test and register it", dir.display()))?;
+    Ok(exit::OK)
+}
+
+/// `stepbox backends`: each backend, its options and the grants they need.
+fn backends() -> Result<u8, Failure> {
+    let mut table = output::table(&["BACKEND", "OPTION", "WHAT IT IS"]);
+    table.add_row(vec![
+        "(every backend)".to_owned(),
+        crate::policy::connections::SECRET_ENV.to_owned(),
+        "NAME=SECRET: the job's variable NAME holds the stored secret SECRET (granted with --grant \
+         secret=SECRET), filled in by the host; repeatable"
+            .to_owned(),
+    ]);
+    for backend in crate::backends::catalogue::BACKENDS {
+        table.add_row(vec![backend.name.to_owned(), "-".to_owned(), backend.summary.to_owned()]);
+        for option in backend.options {
+            table.add_row(vec![String::new(), option.key.to_owned(), option.help.to_owned()]);
+        }
+    }
+    output::line(format_args!(
+        "{table}\nGrant a backend with: stepbox step-operator update NAME --grant backend=BACKEND\n\
+         A flavor passes options in its job spec's backend-options."
+    ))?;
+    Ok(exit::OK)
+}
+
+/// `stepbox limits`: the limits a step operator can override, with their defaults.
+fn limits() -> Result<u8, Failure> {
+    let defaults = crate::limits::Limits::default();
+    let mut table = output::table(&["LIMIT", "DEFAULT", "WHAT IT BOUNDS"]);
+    for (name, description) in crate::limits::LIMIT_NAMES {
+        table.add_row(vec![name.to_string(), defaults.value_of(name).unwrap_or_default(), description.to_string()]);
+    }
+    output::line(format_args!(
+        "{table}\nOverride per step operator: stepbox step-operator update NAME --limit NAME=VALUE"
+    ))?;
+    Ok(exit::OK)
 }
 
 /// Logs go to stderr. `-v` shows debug messages, `-vv` trace; `-q` only

@@ -1,6 +1,13 @@
 //! Printing lists and records as tables or JSON. Every table cell and field
 //! value goes through [`crate::display::visible`]: much of what is printed
 //! (names, messages, a flavor's metadata) was supplied by a flavor.
+//!
+//! Nothing here panics on a closed stream: `stepbox runs list | head` ends the
+//! command quietly ([`Failure::closed_pipe`]) instead of printing a backtrace,
+//! and a message to a closed stderr is dropped.
+
+use std::fmt::Display;
+use std::io::Write;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -49,16 +56,41 @@ pub fn table(header: &[&str]) -> TextTable {
 /// Print `value` as pretty JSON.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Failure::new(exit::INTERNAL, e))?;
-    println!("{text}");
-    Ok(())
+    line(text)
 }
 
 /// `key: value` lines, aligned.
-pub fn fields(rows: &[(&str, String)]) {
+pub fn fields(rows: &[(&str, String)]) -> Result<(), Failure> {
     let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
     for (key, value) in rows {
-        println!("{key:>width$}  {}", crate::display::visible(value));
+        line(format_args!("{key:>width$}  {}", crate::display::visible(value)))?;
     }
+    Ok(())
+}
+
+/// Print `text` and a newline to stdout.
+pub fn line(text: impl Display) -> Result<(), Failure> {
+    text_to(&mut std::io::stdout().lock(), format_args!("{text}\n"))
+}
+
+/// Print `text` to stdout as it is.
+pub fn text(text: impl Display) -> Result<(), Failure> {
+    text_to(&mut std::io::stdout().lock(), text)
+}
+
+/// Write `text` to `out` and flush it; a reader that went away is [`Failure::closed_pipe`].
+pub fn text_to(out: &mut impl Write, text: impl Display) -> Result<(), Failure> {
+    write!(out, "{text}").and_then(|()| out.flush()).map_err(|error| match error.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::closed_pipe(),
+        _ => Failure::new(exit::INTERNAL, format!("cannot write to stdout: {error}")),
+    })
+}
+
+/// Print a message for the user on stderr, and a newline. A closed stderr
+/// loses the message and nothing else: the command goes on.
+pub fn note(text: impl Display) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}").and_then(|()| err.flush());
 }
 
 /// The first 8 characters of an id, for tables.

@@ -17,7 +17,7 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
             match output {
                 Format::Json => output::json(&runs)?,
                 Format::Table if runs.is_empty() => {
-                    println!("no runs yet; start one with `stepbox launch`")
+                    output::line(format_args!("no runs yet; start one with `stepbox launch`"))?
                 }
                 Format::Table => {
                     let mut table =
@@ -34,7 +34,7 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                             run.started_at.clone(),
                         ]);
                     }
-                    println!("{table}");
+                    output::line(format_args!("{table}"))?;
                 }
             }
         }
@@ -62,9 +62,9 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                 }
                 Format::Json => output::json(&serde_json::json!({ "run": run, "jobs": jobs }))?,
                 Format::Table => {
-                    show(&run, &jobs, tail, &run_dir.join("flavor.log"));
+                    show(&run, &jobs, tail, &run_dir.join("flavor.log"))?;
                     if audit {
-                        show_audit(&entries);
+                        show_audit(&entries)?;
                     }
                 }
             }
@@ -79,10 +79,10 @@ fn read_audit(path: &Path) -> Vec<serde_json::Value> {
     text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
 }
 
-fn show_audit(entries: &[serde_json::Value]) {
+fn show_audit(entries: &[serde_json::Value]) -> Result<(), Failure> {
     if entries.is_empty() {
-        println!("\naudit: no host calls recorded");
-        return;
+        output::line(format_args!("\naudit: no host calls recorded"))?;
+        return Ok(());
     }
     let mut table = output::table(&["#", "CALL", "DECISION", "ARGUMENTS / REASON"]);
     for entry in entries {
@@ -95,10 +95,11 @@ fn show_audit(entries: &[serde_json::Value]) {
             detail,
         ]);
     }
-    println!("\naudit:\n{table}");
+    output::line(format_args!("\naudit:\n{table}"))?;
+    Ok(())
 }
 
-fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log: &Path) {
+fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log: &Path) -> Result<(), Failure> {
     output::fields(&[
         ("run", run.id.clone()),
         ("state", run.state.to_string()),
@@ -110,10 +111,10 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log
         ("ended", run.ended_at.clone().unwrap_or_else(|| "-".to_owned())),
         ("launched by", format!("pid {}", run.pid)),
         ("flavor log", flavor_log.display().to_string()),
-    ]);
+    ])?;
     if jobs.is_empty() {
-        println!("\nno jobs");
-        return;
+        output::line(format_args!("\nno jobs"))?;
+        return Ok(());
     }
     let mut table = output::table(&["JOB", "NAME", "BACKEND", "ID", "STATE", "EXIT", "MESSAGE"]);
     for job in jobs {
@@ -127,21 +128,22 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log
             job.message.clone().unwrap_or_default(),
         ]);
     }
-    println!("\n{table}");
+    output::line(format_args!("\n{table}"))?;
     for job in jobs {
         let path = Path::new(&job.log_path);
         match file_tail(path, tail) {
             Ok(text) if text.is_empty() => {
-                println!("\n{} produced no output ({})", job.name, job.log_path)
+                output::line(format_args!("\n{} produced no output ({})", job.name, job.log_path))?
             }
             Ok(text) => {
-                println!("\nlast {} bytes of {} ({}):", text.len(), job.name, job.log_path);
-                print!("{text}");
+                output::line(format_args!("\nlast {} bytes of {} ({}):", text.len(), job.name, job.log_path))?;
+                output::text(format_args!("{text}"))?;
                 if !text.ends_with('\n') {
-                    println!();
+                    output::line("")?;
                 }
             }
-            Err(error) => println!("\nno log for {}: {error}", job.name),
+            Err(error) => output::line(format_args!("\nno log for {}: {error}", job.name))?,
         }
     }
+    Ok(())
 }

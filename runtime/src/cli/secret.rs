@@ -22,23 +22,27 @@ pub fn run(home: Option<PathBuf>, command: SecretCommand) -> Result<u8, Failure>
                 None => read_stdin(&name)?,
             };
             secrets.set(&name, &value).map_err(failure)?;
-            eprintln!(
+            output::note(format_args!(
                 "stored secret `{name}`; grant it with: stepbox step-operator update NAME --grant secret={name} (for a backend), or --grant http-credential=ORIGIN=SCHEME:{name} (the credential of an origin)"
-            );
+            ));
         }
         SecretCommand::List { output } => {
             let names = secrets.list().map_err(failure)?;
             match output {
                 Format::Json => output::json(&names)?,
                 Format::Table if names.is_empty() => {
-                    println!("no secrets yet; store one with `stepbox secret set NAME`")
+                    output::line(format_args!("no secrets yet; store one with `stepbox secret set NAME`"))?
                 }
-                Format::Table => names.iter().for_each(|name| println!("{name}")),
+                Format::Table => {
+                    for name in &names {
+                        output::line(name)?;
+                    }
+                }
             }
         }
         SecretCommand::Delete { name } => {
             secrets.delete(&name).map_err(failure)?;
-            eprintln!("deleted secret `{name}`");
+            output::note(format_args!("deleted secret `{name}`"));
         }
     }
     Ok(exit::OK)

@@ -33,7 +33,9 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             match output {
                 Format::Json => output::json(&records)?,
                 Format::Table if records.is_empty() => {
-                    println!("no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`");
+                    output::line(format_args!(
+                        "no step operators; add one with `stepbox step-operator register NAME --flavor FLAVOR`"
+                    ))?;
                 }
                 Format::Table => {
                     let mut table = output::table(&["NAME", "FLAVOR", "GRANTS", "CONFIG", "UPDATED"]);
@@ -46,7 +48,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                             record.updated_at.clone(),
                         ]);
                     }
-                    println!("{table}");
+                    output::line(format_args!("{table}"))?;
                 }
             }
         }
@@ -78,7 +80,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
         }
         StepOperatorCommand::Delete { name } => {
             step_operators::delete(&stepbox, &name)?;
-            println!("deleted step operator `{name}`");
+            output::line(format_args!("deleted step operator `{name}`"))?;
         }
     }
     Ok(exit::OK)
@@ -114,14 +116,14 @@ fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
     let missing = step_operators::ungranted(&flavor.record, &record.grants);
     if !missing.is_empty() {
         let grants: Vec<String> = missing.iter().map(|c| format!("--grant {c}")).collect();
-        eprintln!(
+        output::note(format_args!(
             "warning: flavor `{}` imports {} but step operator `{}` does not grant it; launches will be refused until you run: stepbox step-operator update {} {}",
             record.flavor,
             missing.join(", "),
             record.name,
             record.name,
             grants.join(" ")
-        );
+        ));
     }
 }
 
@@ -130,10 +132,10 @@ fn warn_unstored_secrets(stepbox: &Stepbox, record: &StepOperatorRecord) {
     let secrets = stepbox.home.secrets();
     for name in record.grants.secret_names() {
         if matches!(secrets.get(&name), Err(crate::secrets::SecretError::NotFound(_))) {
-            eprintln!(
+            output::note(format_args!(
                 "warning: step operator `{}` uses the secret `{name}`, which is not stored yet; store it with: stepbox secret set {name}",
                 record.name
-            );
+            ));
         }
     }
 }
@@ -164,7 +166,7 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
         Format::Json => output::json(record),
         Format::Table => {
             if !verb.is_empty() {
-                println!("{verb} step operator `{}` (flavor `{}`)", record.name, record.flavor);
+                output::line(format_args!("{verb} step operator `{}` (flavor `{}`)", record.name, record.flavor))?;
                 return Ok(());
             }
             let limits = if record.limits.is_empty() {
@@ -180,8 +182,11 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
                 ("grants", grant_list(&record.grants)),
                 ("created", record.created_at.clone()),
                 ("updated", record.updated_at.clone()),
-            ]);
-            println!("\nconfig:\n{}", serde_json::to_string_pretty(&record.config).unwrap_or_default());
+            ])?;
+            output::line(format_args!(
+                "\nconfig:\n{}",
+                serde_json::to_string_pretty(&record.config).unwrap_or_default()
+            ))?;
             Ok(())
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::output::{self, Format};
 use super::{Failure, open};
 use crate::exit;
+use crate::follow::LogFollower;
 use crate::store::{RunRecord, RunState};
 use crate::supervisor;
 
@@ -29,7 +30,14 @@ pub fn submit(home: Option<PathBuf>, env_stdin: bool) -> Result<u8, Failure> {
         args.insert(0, "--env-file-consume".to_owned());
     }
     supervisor::spawn(&stepbox, &args, &run_id).map_err(Failure::input)?;
-    println!("{run_id}");
+    // The run has started: whatever happens to stdout now, the answer is
+    // success, or a caller that retries would run the step twice.
+    if output::line(&run_id).is_err() {
+        output::note(format_args!(
+            "stepbox: run {run_id} started, but its id could not be printed (stdout is closed); \
+             follow it with `stepbox status {run_id}`"
+        ));
+    }
     Ok(exit::OK)
 }
 
@@ -86,42 +94,76 @@ pub fn status(home: Option<PathBuf>, which: Which, format: Format) -> Result<u8,
                 run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
                 run.message.clone().unwrap_or_default(),
             ]);
-            println!("{table}");
+            output::line(format_args!("{table}"))?;
         }
     }
     Ok(exit::OK)
 }
 
-/// Exit with the code `stepbox launch` gave the run.
-pub fn wait(home: Option<PathBuf>, which: Which) -> Result<u8, Failure> {
+/// How often `wait --follow` looks for new output.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Exit with the code `stepbox launch` gave the run; with `follow`, show its
+/// jobs' output on stdout as it is written.
+pub fn wait(home: Option<PathBuf>, which: Which, follow: bool) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     let id = which.resolve(&stepbox)?;
-    let run = supervisor::wait(&stepbox, &id).map_err(Failure::input)?;
+    if !follow {
+        let run = supervisor::wait(&stepbox, &id).map_err(Failure::input)?;
+        return Ok(ended(&run));
+    }
+    let mut follower = Some(LogFollower::new());
+    let mut show = |run: &RunRecord| {
+        let Some(shown) = follower.as_mut() else { return };
+        let Ok(jobs) = stepbox.db.jobs_of(&run.id) else { return };
+        let mut out = std::io::stdout().lock();
+        // After the end, everything left; before it, a bounded piece per poll.
+        loop {
+            match shown.copy_new(&jobs, &mut out) {
+                Ok(true) if run.state != RunState::Running => continue,
+                Ok(_) => return,
+                Err(_) => break,
+            }
+        }
+        // Nobody reads the output any more: wait on without showing it.
+        follower = None;
+    };
+    let run = supervisor::wait_observing(&stepbox, &id, FOLLOW_POLL, &mut show).map_err(Failure::input)?;
     Ok(ended(&run))
 }
 
-pub fn cancel(home: Option<PathBuf>, which: Which) -> Result<u8, Failure> {
+/// Cancel a running run and wait until its jobs have stopped; `reason` is recorded.
+pub fn cancel(home: Option<PathBuf>, which: Which, reason: Option<String>) -> Result<u8, Failure> {
+    if let Some(reason) = &reason
+        && reason.chars().count() > supervisor::MAX_CANCEL_REASON
+    {
+        return Err(Failure::input(format!(
+            "--reason is {} characters long; keep it under {}",
+            reason.chars().count(),
+            supervisor::MAX_CANCEL_REASON
+        )));
+    }
     let stepbox = open(home)?;
     let id = which.resolve(&stepbox)?;
     let run = supervisor::reconcile(&stepbox, &id).map_err(Failure::input)?;
     if run.state != RunState::Running {
-        eprintln!("run {} already ended: {}", output::short(&run.id), run.state);
+        output::note(format_args!("run {} already ended: {}", output::short(&run.id), run.state));
         return Ok(exit::OK);
     }
-    supervisor::request_cancel(&run).map_err(Failure::input)?;
+    supervisor::request_cancel(&stepbox, &run, reason.as_deref()).map_err(Failure::input)?;
     let run = supervisor::wait(&stepbox, &run.id).map_err(Failure::input)?;
-    eprintln!("run {} {}", output::short(&run.id), run.state);
+    output::note(format_args!("run {} {}", output::short(&run.id), run.state));
     Ok(exit::OK)
 }
 
 fn ended(run: &RunRecord) -> u8 {
     if run.state != RunState::Succeeded {
         let id = output::short(&run.id);
-        eprintln!(
+        output::note(format_args!(
             "stepbox: run {id} {}: {} (details: stepbox runs show {id})",
             run.state,
             crate::display::visible(run.message.as_deref().unwrap_or(""))
-        );
+        ));
     }
     run.outcome_code.unwrap_or(match run.state {
         RunState::Succeeded => exit::OK,

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TextIO
 
 from stepbox_zenml.request import LaunchRequest
 
@@ -155,24 +156,59 @@ class StepboxCli:
         completed = self._run(args, stdin=None, timeout=QUERY_TIMEOUT_SECONDS)
         return RunStatus.from_json(completed.stdout)
 
-    def wait(self, step_run_id: str) -> None:
+    def wait(self, step_run_id: str, output: TextIO | None = None) -> None:
         """Block until the run launched with this step-run id has ended, however it ended.
 
-        `stepbox wait` exits with the run's outcome, which may be any code the
-        step exits with; ask `status` for the state.
+        With `output`, the run's job output is copied there line by line as it
+        is written (`stepbox wait --follow`). `stepbox wait` exits with the
+        run's outcome, which may be any code the step exits with; ask `status`
+        for the state.
         """
-        subprocess.run(
-            [self.binary, *self._home_args(), "-q", "wait", "--step-run-id", step_run_id],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-            env=self._environment(),
-        )
+        command = [self.binary, *self._home_args(), "-q", "wait", "--step-run-id", step_run_id]
+        if output is None:
+            subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+                env=self._environment(),
+            )
+            return
+        try:
+            process = subprocess.Popen(
+                [*command, "--follow"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+                env=self._environment(),
+            )
+        except OSError as error:
+            raise StepboxError("wait", 126, f"cannot run {self.binary}: {error}") from error
+        try:
+            if process.stdout is not None:
+                for line in process.stdout:
+                    output.write(line)
+                    output.flush()
+            process.wait()
+        finally:
+            # Interrupted (Ctrl-C reaches only this process when it is not in the
+            # terminal's foreground): the follower must not outlive the wait.
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
-    def cancel(self, step_run_id: str) -> None:
-        """Cancel the run launched with this step-run id and wait until its jobs have stopped."""
-        self._run(["cancel", "--step-run-id", step_run_id], stdin=None, timeout=None)
+    def cancel(self, step_run_id: str, reason: str | None = None) -> None:
+        """Cancel the run launched with this step-run id and wait until its jobs have stopped.
+
+        `reason` is recorded as the run's message: `cancelled by `stepbox cancel`: REASON`.
+        """
+        args = ["cancel", "--step-run-id", step_run_id]
+        if reason:
+            args += ["--reason", reason]
+        self._run(args, stdin=None, timeout=None)
 
     def _environment(self) -> dict[str, str]:
         """stepbox's own environment: this one, with this Python's directory first on PATH.

@@ -23,6 +23,7 @@ from zenml.utils import source_utils
 from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
 
 from stepbox_zenml.cli import RunState, RunStatus, StepboxCli, StepboxError
+from stepbox_zenml.entrypoint import SOURCE_ROOT_VARIABLE, StepboxEntrypointConfiguration
 from stepbox_zenml.flavor import StepboxStepOperatorConfig, StepboxStepOperatorSettings
 from stepbox_zenml.request import LaunchRequest, Resources
 from stepbox_zenml.requirements import parse_requirements_files, with_runtime
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from zenml.config.base_settings import BaseSettings
     from zenml.config.step_run_info import StepRunInfo
     from zenml.models import StepRunResponse
+    from zenml.step_operators.step_operator_entrypoint_configuration import (
+        StepOperatorEntrypointConfiguration,
+    )
 
 logger = get_logger(__name__)
 
@@ -46,6 +50,11 @@ STATUS_FOR_STATE = {
     RunState.CANCELLED: ExecutionStatus.STOPPED,
 }
 
+# Why this package cancels a run, as `stepbox runs show` and ZenML's log then say.
+INTERRUPTED = "the ZenML pipeline was interrupted (Ctrl-C)"
+ABANDONED = "ZenML stopped waiting for the step (its pipeline process failed or ended)"
+STOP_REQUESTED = "ZenML asked to stop the step"
+
 
 class StepboxStepOperator(BaseStepOperator):
     """Runs each step as a launch of a stepbox step operator: a sandboxed Wasm flavor."""
@@ -59,6 +68,11 @@ class StepboxStepOperator(BaseStepOperator):
     def settings_class(self) -> type[BaseSettings] | None:
         """Per-step settings: the flavor's own settings and an image."""
         return StepboxStepOperatorSettings
+
+    @property
+    def entrypoint_config_class(self) -> type[StepOperatorEntrypointConfiguration]:
+        """ZenML's step entrypoint, staying in the source root where the job runs there (no `/app`)."""
+        return StepboxEntrypointConfiguration
 
     def submit(
         self,
@@ -102,24 +116,30 @@ class StepboxStepOperator(BaseStepOperator):
         return STATUS_FOR_STATE[status.state]
 
     def wait(self, step_run: StepRunResponse) -> ExecutionStatus:
-        """Block until the step's run has ended, and return how it ended.
+        """Show the step's output as it runs, block until its run has ended, and return how it ended.
 
-        `stepbox wait` notices the end within half a second; ZenML's own
-        `wait` polls `get_status` at 1, 2, 4, 8 and then every 16 seconds,
-        so a step would end up to 16 seconds before ZenML saw it.
+        `stepbox wait --follow` copies the job's output (scrubbed of secrets) to
+        this process's stdout, where ZenML's own steps print, and notices the
+        end within half a second; ZenML's own `wait` polls `get_status` at 1,
+        2, 4, 8 and then every 16 seconds. Ctrl-C cancels the run, saying so.
         """
         cli = self._cli()
         try:
-            cli.wait(str(step_run.id))
-            return self.get_status(step_run)
+            cli.wait(str(step_run.id), output=sys.stdout)
+        except KeyboardInterrupt:
+            logger.warning("Ctrl-C: stopping step `%s` in stepbox...", step_run.name)
+            cli.cancel(str(step_run.id), reason=INTERRUPTED)
+            logger.warning("Step `%s` was cancelled in stepbox: %s.", step_run.name, INTERRUPTED)
+            raise
         except StepboxError as error:
             logger.error("Waiting for step `%s` in stepbox failed: %s", step_run.name, error)
             return super().wait(step_run)
+        return self.get_status(step_run)
 
     def cancel(self, step_run: StepRunResponse) -> None:
         """Cancel the step's stepbox run and wait until its jobs have stopped."""
         logger.info("Cancelling step `%s` in stepbox...", step_run.name)
-        self._cli().cancel(str(step_run.id))
+        self._cli().cancel(str(step_run.id), reason=STOP_REQUESTED)
 
     def cleanup_step_submission(self, step_run: StepRunResponse) -> None:
         """Cancel the step's run if it is still running: ZenML stopped waiting (Ctrl-C, an error).
@@ -134,7 +154,7 @@ class StepboxStepOperator(BaseStepOperator):
                 "Step `%s` is still running in stepbox after ZenML stopped waiting for it: cancelling it.",
                 step_run.name,
             )
-            cli.cancel(str(step_run.id))
+            cli.cancel(str(step_run.id), reason=ABANDONED)
 
     def _cli(self) -> StepboxCli:
         return StepboxCli.find(self.config.binary, self.config.home)
@@ -142,6 +162,7 @@ class StepboxStepOperator(BaseStepOperator):
     def _request(self, info: StepRunInfo, entrypoint_command: list[str]) -> LaunchRequest:
         settings = cast(StepboxStepOperatorSettings, self.get_settings(info))
         resources = info.config.resource_settings
+        requirements = self._requirements(info)
         return LaunchRequest(
             step_operator=self.config.step_operator,
             pipeline=info.pipeline.name,
@@ -149,8 +170,8 @@ class StepboxStepOperator(BaseStepOperator):
             step=info.pipeline_step_name,
             run_id=str(info.run_id),
             step_run_id=str(info.step_run_id),
-            command=entrypoint_command,
-            requirements=self._requirements(info),
+            command=_with_interpreter(entrypoint_command, own_python=not requirements and not settings.image),
+            requirements=requirements,
             resources=Resources(
                 cpu_count=resources.cpu_count,
                 gpu_count=resources.gpu_count,
@@ -190,28 +211,54 @@ class StepboxStepOperator(BaseStepOperator):
 
 
 def _interpreter_dirs() -> list[str]:
-    """Where the running interpreter lives: a step without requirements runs with it.
+    """Where the running interpreter and this package live: a step without requirements runs with them.
 
     A confined job reads only the machine's system directories, its environment and the
     source root; the pipeline's virtual environment (and the Python it was made from, which
-    may live under a home directory) must be named, or the job finds no `python`.
+    may live under a home directory) must be named, or the job finds no `python`. So must
+    this package's directory when it is outside them (an editable install from a checkout).
     """
     real_prefix = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
     prefixes = {sys.prefix, sys.base_prefix, real_prefix}
+    package_root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    if not any(_is_within(package_root, os.path.realpath(prefix)) for prefix in prefixes if prefix):
+        prefixes.add(package_root)
     return sorted(prefix for prefix in prefixes if prefix and os.path.isdir(prefix) and prefix != "/")
 
 
+def _is_within(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
+
+
+def _with_interpreter(command: list[str], own_python: bool) -> list[str]:
+    """The entrypoint command, run by this very interpreter when the step has no environment of its own.
+
+    ZenML's command starts with `python`, found on the job's PATH. A step
+    without requirements or an image must run in the pipeline's interpreter:
+    named by its path, the job runs exactly it, or fails saying it cannot
+    start it, and never runs another `python` further down PATH (a pyenv
+    shim, another virtual environment). A step with requirements keeps
+    `python`: stepbox puts its environment's `bin` first on the job's PATH.
+    """
+    if own_python and command and command[0] == "python":
+        return [sys.executable, *command[1:]]
+    return list(command)
+
+
 def _job_environment(environment: dict[str, str]) -> dict[str, str]:
-    """ZenML's environment for the step, plus where this process keeps ZenML's config.
+    """ZenML's environment for the step, plus where this process keeps ZenML's config and its code.
 
     stepbox starts jobs with only the variables they are given. A job on this
     machine reads the same local store and artifact store as the pipeline only
     if it finds the same global config, which `ZENML_CONFIG_PATH` may have moved.
+    The source root tells the entrypoint (`entrypoint.py`) that a job started
+    there needs no move to `/app`.
     """
     job_environment = dict(environment)
     config_path = os.environ.get(ENV_ZENML_CONFIG_PATH)
     if config_path and ENV_ZENML_CONFIG_PATH not in job_environment:
         job_environment[ENV_ZENML_CONFIG_PATH] = config_path
+    job_environment.setdefault(SOURCE_ROOT_VARIABLE, source_utils.get_source_root())
     return job_environment
 
 

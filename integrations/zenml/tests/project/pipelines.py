@@ -13,20 +13,37 @@ def numbers() -> list[int]:
     return [1, 2, 3, 4]
 
 
-@step(step_operator="sandboxed", environment={"STEP_TOKEN": os.environ.get("STEP_TOKEN", "")})
-def total(values: list[int]) -> dict:
+def summed(values: list[int]) -> dict:
+    """What the adder steps report: the sum and where they ran."""
+    print(f"summing {len(values)} numbers in the sandbox", flush=True)
     return {
         "sum": sum(values),
         "token": os.environ.get("STEP_TOKEN"),
         "step_operator_env": os.environ.get("ZENML_STEP_OPERATOR"),
         "pid": os.getpid(),
         "python": sys.executable,
+        "cwd": os.getcwd(),
     }
+
+
+@step(step_operator="sandboxed", environment={"STEP_TOKEN": os.environ.get("STEP_TOKEN", "")})
+def total(values: list[int]) -> dict:
+    return summed(values)
 
 
 @pipeline(enable_cache=False)
 def adder() -> None:
     total(numbers())
+
+
+@step(step_operator="unconfined")
+def unconfined_total(values: list[int]) -> dict:
+    return summed(values)
+
+
+@pipeline(enable_cache=False)
+def unconfined_adder() -> None:
+    unconfined_total(numbers())
 
 
 @step(step_operator="sandboxed")
