@@ -9,9 +9,14 @@ run again by ZenML's step-run id, so nothing is kept in this process.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from typing import TYPE_CHECKING, cast
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
 
 import zenml
 from zenml.client import Client
@@ -19,7 +24,7 @@ from zenml.constants import ENV_ZENML_CONFIG_PATH
 from zenml.enums import ExecutionStatus, StoreType
 from zenml.logger import get_logger
 from zenml.step_operators import BaseStepOperator
-from zenml.utils import source_utils
+from zenml.utils import io_utils, source_utils
 from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
 
 from stepbox_zenml.cli import RunState, RunStatus, StepboxCli, StepboxError
@@ -52,6 +57,7 @@ STATUS_FOR_STATE = {
 
 # Why this package cancels a run, as `stepbox runs show` and ZenML's log then say.
 INTERRUPTED = "the ZenML pipeline was interrupted (Ctrl-C)"
+TERMINATED = "the ZenML pipeline process was asked to stop (SIGTERM)"
 ABANDONED = "ZenML stopped waiting for the step (its pipeline process failed or ended)"
 STOP_REQUESTED = "ZenML asked to stop the step"
 
@@ -124,16 +130,21 @@ class StepboxStepOperator(BaseStepOperator):
         2, 4, 8 and then every 16 seconds. Ctrl-C cancels the run, saying so.
         """
         cli = self._cli()
+        signals: list[int] = []
         try:
-            cli.wait(str(step_run.id), output=sys.stdout)
-        except KeyboardInterrupt:
-            logger.warning("Ctrl-C: stopping step `%s` in stepbox...", step_run.name)
-            cli.cancel(str(step_run.id), reason=INTERRUPTED)
-            logger.warning("Step `%s` was cancelled in stepbox: %s.", step_run.name, INTERRUPTED)
-            raise
+            with _signals_noted(signals):
+                cli.wait(str(step_run.id), output=sys.stdout)
         except StepboxError as error:
             logger.error("Waiting for step `%s` in stepbox failed: %s", step_run.name, error)
             return super().wait(step_run)
+        except BaseException:
+            # ZenML's own handler turns the signal into its exception (or KeyboardInterrupt).
+            if signals:
+                reason = _signal_reason(signals[0])
+                logger.warning("Stopping step `%s` in stepbox: %s...", step_run.name, reason)
+                cli.cancel(str(step_run.id), reason=reason)
+                logger.warning("Step `%s` was cancelled in stepbox: %s.", step_run.name, reason)
+            raise
         return self.get_status(step_run)
 
     def cancel(self, step_run: StepRunResponse) -> None:
@@ -210,6 +221,46 @@ class StepboxStepOperator(BaseStepOperator):
         return with_runtime(parse_requirements_files(files), runtime)
 
 
+@contextlib.contextmanager
+def _signals_noted(received: list[int]) -> Iterator[None]:
+    """Note SIGINT and SIGTERM in `received`, then hand them to the handlers already installed.
+
+    In a static pipeline ZenML's step launcher installs its own handler, which raises
+    `RunInterruptedException` for either signal: noting which one arrived lets the
+    run's cancellation say "Ctrl-C". Outside the main thread signals cannot be handled,
+    so nothing is noted there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        handler = previous.get(signum)
+        if handler == signal.SIG_IGN:
+            return
+        received.append(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            # The default would end the process on the spot, leaving the step running.
+            raise SystemExit(128 + signum)
+
+    for wanted in (signal.SIGINT, signal.SIGTERM):
+        previous[wanted] = signal.signal(wanted, note)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _signal_reason(signum: int) -> str:
+    return INTERRUPTED if signum == signal.SIGINT else TERMINATED
+
+
 def _interpreter_dirs() -> list[str]:
     """Where the running interpreter and this package live: a step without requirements runs with them.
 
@@ -248,16 +299,15 @@ def _with_interpreter(command: list[str], own_python: bool) -> list[str]:
 def _job_environment(environment: dict[str, str]) -> dict[str, str]:
     """ZenML's environment for the step, plus where this process keeps ZenML's config and its code.
 
-    stepbox starts jobs with only the variables they are given. A job on this
-    machine reads the same local store and artifact store as the pipeline only
-    if it finds the same global config, which `ZENML_CONFIG_PATH` may have moved.
-    The source root tells the entrypoint (`entrypoint.py`) that a job started
-    there needs no move to `/app`.
+    stepbox starts jobs with only the variables they are given (no `HOME`). A job
+    on this machine reads the same local store and artifact store as the pipeline
+    only if it finds the same global config: always named, since ZenML would
+    otherwise look under the home directory of the job's user, which need not be
+    this process's `HOME`. The source root tells the entrypoint (`entrypoint.py`)
+    that a job started there needs no move to `/app`.
     """
     job_environment = dict(environment)
-    config_path = os.environ.get(ENV_ZENML_CONFIG_PATH)
-    if config_path and ENV_ZENML_CONFIG_PATH not in job_environment:
-        job_environment[ENV_ZENML_CONFIG_PATH] = config_path
+    job_environment.setdefault(ENV_ZENML_CONFIG_PATH, io_utils.get_global_config_directory())
     job_environment.setdefault(SOURCE_ROOT_VARIABLE, source_utils.get_source_root())
     return job_environment
 
