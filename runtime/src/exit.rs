@@ -20,6 +20,8 @@ pub const TIMED_OUT: u8 = 124;
 pub const DENIED: u8 = 77;
 /// The launch was cancelled by SIGINT (Ctrl-C).
 pub const CANCELLED_SIGINT: u8 = 130;
+/// The launch was cancelled by SIGHUP (its terminal closed).
+pub const CANCELLED_SIGHUP: u8 = 129;
 /// The launch was cancelled by SIGTERM.
 pub const CANCELLED_SIGTERM: u8 = 143;
 /// Nobody reads stdout any more (`stepbox runs list | head`): the command

@@ -66,6 +66,8 @@ pub enum Interrupt {
     Interrupt,
     /// SIGTERM.
     Terminate,
+    /// SIGHUP: the terminal closed.
+    Hangup,
     /// `stepbox cancel` (a SIGTERM it announced), with the reason its caller
     /// gave (`--reason`; empty for none).
     Requested(String),
@@ -79,6 +81,7 @@ impl std::fmt::Display for Interrupt {
         match self {
             Interrupt::Interrupt => f.write_str("cancelled by Ctrl-C (SIGINT)"),
             Interrupt::Terminate => f.write_str("cancelled by SIGTERM"),
+            Interrupt::Hangup => f.write_str("cancelled: the terminal closed (SIGHUP)"),
             Interrupt::Requested(reason) if reason.is_empty() => f.write_str("cancelled by `stepbox cancel`"),
             Interrupt::Requested(reason) => write!(f, "cancelled by `stepbox cancel`: {reason}"),
             Interrupt::WallClock(budget) => {
@@ -369,6 +372,9 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
                 "{interrupt}; its jobs were cancelled. If it really needs more: stepbox step-operator update NAME --limit wall-clock=DURATION"
             )),
         ),
+        Err(interrupt @ Interrupt::Hangup) => {
+            done(RunState::Cancelled, exit::CANCELLED_SIGHUP, None, Some(interrupt.to_string()))
+        }
         Err(interrupt @ (Interrupt::Terminate | Interrupt::Requested(_))) => {
             done(RunState::Cancelled, exit::CANCELLED_SIGTERM, None, Some(interrupt.to_string()))
         }

@@ -301,3 +301,65 @@ fn guarded_job_environment_needs_the_user_or_a_grant() {
     assert_eq!(described["grants"]["job_env"], serde_json::json!(["LD_PRELOAD"]), "{described}");
     t.launch("inject-env", "s", &["true"]).expect_code(0);
 }
+
+/// `stepbox` still running after `deadline`: killed, and the test fails saying so.
+fn exit_within(child: &mut std::process::Child, deadline: std::time::Duration, what: &str) -> i32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for stepbox") {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("{what}: stepbox did not exit (killed after {deadline:?})");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_launch_whose_stdout_nobody_reads_is_still_cancelled_by_sigterm() {
+    let t = TestHome::new();
+    t.with_local();
+    let started = t.scratch().join("started");
+    // 20 MB of output into a pipe nobody drains (64 KiB), then a long sleep.
+    let script = format!("yes stepbox-output | head -c 20000000; touch {}; sleep 300", started.display());
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    let stderr = fs::File::create(t.scratch().join("stderr")).expect("a stderr file");
+    let mut launch = t
+        .launch_command("local", "flood", &["sh", "-c", &script])
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(stderr)
+        .spawn()
+        .expect("stepbox starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the job never got past its output");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launch.id() as i32), Signal::SIGTERM).expect("signal");
+    let code = exit_within(&mut launch, std::time::Duration::from_secs(60), "SIGTERM with a stuck stdout");
+    drop(reader);
+    assert_eq!(code, CANCELLED_SIGTERM, "{}", fs::read_to_string(t.scratch().join("stderr")).unwrap_or_default());
+    let run = &t.runs()[0];
+    assert_eq!(run["state"], "cancelled", "the outcome is recorded, whatever the terminal does");
+    let log = t.run(&["runs", "show", run["id"].as_str().expect("id")]);
+    assert!(log.stdout.contains("stepbox-output"), "the log keeps what the terminal could not take");
+}
+
+#[test]
+fn sighup_cancels_the_launch_and_stops_its_jobs() {
+    let t = TestHome::new();
+    t.with_local();
+    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+    let marker = unique_marker();
+    let script = format!("echo ready; sleep 300 # {marker}");
+    let mut launch = t.spawn_launch("local", "hangup", &["sh", "-c", &script]);
+    assert_eq!(launch.next_line(), "ready");
+    launch.signal(Signal::SIGHUP); // the terminal closed, or ssh dropped
+    launch.finish().expect_code(129);
+    assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the trusted job is not orphaned");
+    let run = &t.runs()[0];
+    assert_eq!(run["state"], "cancelled");
+    assert_eq!(run["message"], "cancelled: the terminal closed (SIGHUP)");
+}

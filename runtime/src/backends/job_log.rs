@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Which stream a chunk of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,22 +22,103 @@ pub trait OutputSink: Send + Sync {
     fn write(&self, stream: Stream, bytes: &[u8]);
 }
 
-/// Writes job stdout to our stdout and job stderr to our stderr.
-pub struct TerminalOutput;
+/// Writes job stdout to our stdout and job stderr to our stderr, from one
+/// thread of its own: a terminal or pipe that does not keep up (a paused
+/// terminal, a log shipper that stopped reading) must never block the job's
+/// supervision, its cancellation or the store. What the writer cannot take
+/// within [`TERMINAL_QUEUE_CHUNKS`] chunks is dropped from the terminal (the
+/// log file keeps it), and a note says how much once the writer catches up.
+pub struct TerminalOutput {
+    queue: std::sync::mpsc::SyncSender<(Stream, Vec<u8>)>,
+    /// Bytes dropped since the last note about them.
+    dropped: AtomicU64,
+    /// Chunks queued and not yet written.
+    pending: Arc<AtomicUsize>,
+}
+
+/// Chunks of output waiting for the terminal before more are dropped.
+pub const TERMINAL_QUEUE_CHUNKS: usize = 1024;
+
+/// How long [`TerminalOutput::drain`] waits for a terminal that takes nothing.
+const STALLED_TERMINAL: Duration = Duration::from_secs(5);
+
+impl TerminalOutput {
+    /// Start the writer thread. If it cannot be started, output is dropped
+    /// (and counted) rather than written from the caller's thread.
+    pub fn new() -> Self {
+        let (queue, chunks) = std::sync::mpsc::sync_channel::<(Stream, Vec<u8>)>(TERMINAL_QUEUE_CHUNKS);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let written = Arc::clone(&pending);
+        let started = std::thread::Builder::new().name("terminal-output".to_owned()).spawn(move || {
+            for (stream, bytes) in chunks {
+                // A closed terminal must not fail the job: write errors are ignored.
+                let _ = match stream {
+                    Stream::Stdout => {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes).and_then(|()| out.flush())
+                    }
+                    Stream::Stderr => {
+                        let mut err = std::io::stderr().lock();
+                        err.write_all(&bytes).and_then(|()| err.flush())
+                    }
+                };
+                written.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
+        if let Err(error) = started {
+            tracing::warn!("cannot start the terminal writer ({error}); job output goes to its log only");
+        }
+        Self { queue, dropped: AtomicU64::new(0), pending }
+    }
+
+    /// Queue a chunk; `false` if the writer cannot take it now.
+    fn queue(&self, stream: Stream, bytes: Vec<u8>) -> bool {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.queue.try_send((stream, bytes)).is_ok() {
+            return true;
+        }
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+
+    /// Wait until what is queued has been written, for as long as the
+    /// terminal keeps taking it: a reader that stopped reading costs at most
+    /// [`STALLED_TERMINAL`], never a hang.
+    pub fn drain(&self) {
+        let mut last = self.pending.load(Ordering::Acquire);
+        let mut since = Instant::now();
+        while last > 0 && since.elapsed() < STALLED_TERMINAL {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.pending.load(Ordering::Acquire);
+            if now < last {
+                since = Instant::now();
+            }
+            last = now;
+        }
+    }
+}
+
+impl Default for TerminalOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl OutputSink for TerminalOutput {
     fn write(&self, stream: Stream, bytes: &[u8]) {
-        // A closed terminal must not fail the job: ignore write errors.
-        let _ = match stream {
-            Stream::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(bytes).and_then(|()| out.flush())
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let note = format!(
+                "\n[stepbox: {dropped} bytes of job output were not shown here: the terminal did not keep up; \
+                 the run's log has them]\n"
+            );
+            if !self.queue(Stream::Stderr, note.into_bytes()) {
+                self.dropped.fetch_add(dropped, Ordering::Relaxed);
             }
-            Stream::Stderr => {
-                let mut err = std::io::stderr().lock();
-                err.write_all(bytes).and_then(|()| err.flush())
-            }
-        };
+        }
+        if !self.queue(stream, bytes.to_vec()) {
+            self.dropped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
     }
 }
 

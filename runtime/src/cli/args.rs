@@ -21,7 +21,7 @@ Quick tour:
   stepbox runs list
 
 Exit codes of `stepbox launch`: the job's own exit code when a job ran; 64 bad input,
-70 flavor error, 77 denied by policy, 124 job timed out, 130/143 cancelled by SIGINT/SIGTERM.")]
+70 flavor error, 77 denied by policy, 124 job timed out, 129/130/143 cancelled by SIGHUP/SIGINT/SIGTERM.")]
 pub struct Cli {
     /// State directory [default: $STEPBOX_HOME, else ~/.local/share/stepbox]
     #[arg(long, global = true, value_name = "DIR")]
@@ -329,7 +329,7 @@ every job the launch started (their whole process groups) and records the run as
 
 Exit codes: the job's own exit code when a job ran (128+N when killed by signal N);
 64 bad input, 70 flavor error, 77 denied by policy, 124 the job timed out,
-130/143 cancelled by SIGINT/SIGTERM.")]
+129/130/143 cancelled by SIGHUP/SIGINT/SIGTERM.")]
 pub struct LaunchArgs {
     /// The step operator to launch with
     #[arg(long, short = 's')]

@@ -18,6 +18,8 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
     // Handle signals before anything starts, so Ctrl-C always cancels cleanly.
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    // The terminal closed (ssh dropped): cancel as for SIGTERM, rather than die with jobs left running.
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     let launch_args = parse(args)?;
     let stepbox = open(home)?;
     let record_id = launch_args.record_id.clone();
@@ -25,6 +27,7 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
     let interrupted = async move {
         let interrupt = tokio::select! {
             _ = sigint.recv() => Interrupt::Interrupt,
+            _ = sighup.recv() => Interrupt::Hangup,
             _ = sigterm.recv() => {
                 // `stepbox cancel` leaves its request (and the caller's reason) before signalling.
                 match record_id.and_then(|id| crate::supervisor::take_cancel_request(stepbox_ref, &id)) {
@@ -36,7 +39,11 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
         output::note(format_args!("stepbox: cancelling ({interrupt}): stopping the step's jobs…"));
         interrupt
     };
-    let outcome = launch::launch(&stepbox, launch_args, Arc::new(TerminalOutput), interrupted).await?;
+    let terminal = Arc::new(TerminalOutput::new());
+    let outcome = launch::launch(&stepbox, launch_args, Arc::clone(&terminal) as _, interrupted).await;
+    // The run is recorded; let the job's last output reach the terminal (if it takes it).
+    terminal.drain();
+    let outcome = outcome?;
     let id = output::short(&outcome.run_id);
     match outcome.state {
         RunState::Succeeded => tracing::debug!("run {} succeeded", outcome.run_id),

@@ -29,6 +29,7 @@ EXIT_CODE_MEANINGS = {
     70: "the flavor failed",
     77: "denied by the step operator's grants",
     124: "the job ran past its timeout",
+    129: "cancelled (SIGHUP: the terminal closed)",
     130: "cancelled (SIGINT)",
     143: "cancelled (SIGTERM)",
 }

@@ -227,7 +227,7 @@ mod tests {
         let log = JobLog::create(
             &std::env::temp_dir().join(format!("stepbox-ray-test-{}.log", std::process::id())),
             1 << 20,
-            Arc::new(crate::backends::TerminalOutput),
+            Arc::new(crate::backends::TerminalOutput::new()),
         )
         .expect("a job log");
         let request = JobRequest {
