@@ -230,8 +230,13 @@ pub fn request_cancel(stepbox: &Stepbox, run: &RunRecord, reason: Option<&str>) 
     let path = cancel_request_path(stepbox, &run.id);
     std::fs::write(&path, reason.unwrap_or_default())
         .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), nix::sys::signal::Signal::SIGTERM)
-        .map_err(|error| format!("cannot signal the supervisor (pid {}): {error}", run.pid))
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), nix::sys::signal::Signal::SIGTERM).map_err(
+        |error| {
+            // No signal, no request: a later SIGTERM from elsewhere must not read as this cancel.
+            let _ = std::fs::remove_file(&path);
+            format!("cannot signal the supervisor (pid {}): {error}", run.pid)
+        },
+    )
 }
 
 /// Whether run `run_id`'s SIGTERM came from `stepbox cancel`, and the reason it

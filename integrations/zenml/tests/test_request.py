@@ -142,3 +142,50 @@ def test_the_entrypoint_stays_only_in_the_source_root_it_was_sent(tmp_path: Path
     assert not runs_in_source_root(str(tmp_path / "elsewhere"), str(tmp_path)), "an image's working dir: /app"
     assert not runs_in_source_root(str(tmp_path), None)
     assert not runs_in_source_root(str(tmp_path), str(tmp_path / "missing"))
+
+
+def test_the_job_is_told_where_zenmls_config_is_even_when_the_pipeline_was_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zenml.utils import io_utils
+
+    from stepbox_zenml.step_operator import _job_environment
+
+    monkeypatch.delenv("ZENML_CONFIG_PATH", raising=False)
+    environment = _job_environment({"ZENML_STEP_OPERATOR": "True"})
+    # A job has no HOME: without this, ZenML in the job would look under another directory.
+    assert environment["ZENML_CONFIG_PATH"] == io_utils.get_global_config_directory()
+    assert environment["ZENML_STEP_OPERATOR"] == "True"
+    assert _job_environment({"ZENML_CONFIG_PATH": "/mine"})["ZENML_CONFIG_PATH"] == "/mine", "ZenML's own wins"
+
+
+class StopRequestedError(Exception):
+    pass
+
+
+def test_a_signal_while_waiting_is_noted_then_handed_to_the_handler_in_place() -> None:
+    import os
+    import signal
+
+    from stepbox_zenml.step_operator import _signal_reason, _signals_noted
+
+    def zenmls_handler(signum: int, frame: object) -> None:
+        raise StopRequestedError(signum)
+
+    previous = signal.signal(signal.SIGTERM, zenmls_handler)
+    try:
+        received: list[int] = []
+        with _signals_noted(received), pytest.raises(StopRequestedError):
+            os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler before the next line
+        assert received == [signal.SIGTERM]
+        assert _signal_reason(received[0]) == "the ZenML pipeline process was asked to stop (SIGTERM)"
+        assert signal.getsignal(signal.SIGTERM) is zenmls_handler, "restored afterwards"
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        ignored: list[int] = []
+        with _signals_noted(ignored):
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert ignored == [], "an ignored signal stays ignored and cancels nothing"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert _signal_reason(signal.SIGINT) == "the ZenML pipeline was interrupted (Ctrl-C)"

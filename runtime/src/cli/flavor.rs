@@ -87,7 +87,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                             "no flavors registered; add one with `stepbox flavor register PATH.wasm`"
                         ))?;
                     } else {
-                        output::line(format_args!("{table}"))?;
+                        output::line(&table)?;
                     }
                 }
             }
@@ -174,7 +174,7 @@ fn print_conformance(report: &crate::conformance::Report) -> Result<(), Failure>
     for check in &report.checks {
         table.add_row(vec![check.name.to_owned(), check.result.to_uppercase(), check.detail.clone()]);
     }
-    output::line(format_args!("{table}"))?;
+    output::line(&table)?;
     if !report.jobs.is_empty() {
         let mut jobs = output::table(&["JOB", "BACKEND", "COMMAND", "RUNTIME", "ENV", "OPTIONS"]);
         for job in &report.jobs {

@@ -34,7 +34,7 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                             run.started_at.clone(),
                         ]);
                     }
-                    output::line(format_args!("{table}"))?;
+                    output::line(&table)?;
                 }
             }
         }
@@ -137,7 +137,7 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log
             }
             Ok(text) => {
                 output::line(format_args!("\nlast {} bytes of {} ({}):", text.len(), job.name, job.log_path))?;
-                output::text(format_args!("{text}"))?;
+                output::text(&text)?;
                 if !text.ends_with('\n') {
                     output::line("")?;
                 }

@@ -48,7 +48,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                             record.updated_at.clone(),
                         ]);
                     }
-                    output::line(format_args!("{table}"))?;
+                    output::line(&table)?;
                 }
             }
         }

@@ -94,7 +94,7 @@ pub fn status(home: Option<PathBuf>, which: Which, format: Format) -> Result<u8,
                 run.exit_code.map_or_else(|| "-".to_owned(), |code| code.to_string()),
                 run.message.clone().unwrap_or_default(),
             ]);
-            output::line(format_args!("{table}"))?;
+            output::line(&table)?;
         }
     }
     Ok(exit::OK)
@@ -134,12 +134,10 @@ pub fn wait(home: Option<PathBuf>, which: Which, follow: bool) -> Result<u8, Fai
 
 /// Cancel a running run and wait until its jobs have stopped; `reason` is recorded.
 pub fn cancel(home: Option<PathBuf>, which: Which, reason: Option<String>) -> Result<u8, Failure> {
-    if let Some(reason) = &reason
-        && reason.chars().count() > supervisor::MAX_CANCEL_REASON
-    {
+    let length = reason.as_deref().map_or(0, |reason| reason.chars().count());
+    if length > supervisor::MAX_CANCEL_REASON {
         return Err(Failure::input(format!(
-            "--reason is {} characters long; keep it under {}",
-            reason.chars().count(),
+            "--reason is {length} characters long; keep it to at most {}",
             supervisor::MAX_CANCEL_REASON
         )));
     }

@@ -142,8 +142,13 @@ class StepboxStepOperator(BaseStepOperator):
             if signals:
                 reason = _signal_reason(signals[0])
                 logger.warning("Stopping step `%s` in stepbox: %s...", step_run.name, reason)
-                cli.cancel(str(step_run.id), reason=reason)
-                logger.warning("Step `%s` was cancelled in stepbox: %s.", step_run.name, reason)
+                try:
+                    cli.cancel(str(step_run.id), reason=reason)
+                except StepboxError as error:
+                    # The interruption is what the caller must see; `cleanup_step_submission` tries again.
+                    logger.error("Cancelling step `%s` in stepbox failed: %s", step_run.name, error)
+                else:
+                    logger.warning("Step `%s` was cancelled in stepbox: %s.", step_run.name, reason)
             raise
         return self.get_status(step_run)
 
