@@ -57,6 +57,12 @@ pub fn compatible_contract(version: &str) -> bool {
 pub enum ComponentError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a regular file (a device, a pipe or a directory): name the .wasm file itself")]
+    NotAFile { path: PathBuf },
+    #[error(
+        "{path} is {size} bytes, over the {MAX_COMPONENT_BYTES}-byte limit for a flavor component: is it the right file?"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("{0} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
     NotWasm(String),
     #[error(
@@ -82,6 +88,33 @@ pub enum ComponentError {
     Compile { path: String, message: String },
     #[error("cannot write the compiled component to {path}: {source}")]
     Cache { path: PathBuf, source: std::io::Error },
+}
+
+/// The largest component file stepbox reads (a Python flavor with its
+/// interpreter is about 40 MB): checked before reading, so `/dev/zero` or a
+/// multi-gigabyte file is refused at once instead of filling memory.
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// The bytes of the component file at `path`: a regular file of at most
+/// [`MAX_COMPONENT_BYTES`], refused before anything is read otherwise.
+pub fn read_component_file(path: &Path) -> Result<Vec<u8>, ComponentError> {
+    use std::io::Read;
+    let read_error = |source| ComponentError::Read { path: path.to_owned(), source };
+    let file = fs::File::open(path).map_err(read_error)?;
+    let metadata = file.metadata().map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(ComponentError::NotAFile { path: path.to_owned() });
+    }
+    if metadata.len() > MAX_COMPONENT_BYTES {
+        return Err(ComponentError::TooLarge { path: path.to_owned(), size: metadata.len() });
+    }
+    // The file may grow while it is read: never take more than the bound.
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_COMPONENT_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(ComponentError::TooLarge { path: path.to_owned(), size: bytes.len() as u64 });
+    }
+    Ok(bytes)
 }
 
 /// The sha256 of `bytes`, in hex.

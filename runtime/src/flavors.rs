@@ -62,7 +62,7 @@ impl FlavorError {
 /// name is replaced; registering the very same file again is a no-op.
 pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<FlavorRecord, FlavorError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ComponentError::Read { path: path.to_owned(), source })?;
+    let bytes = component::read_component_file(path)?;
     component::check_binary(&shown, &bytes)?;
     let sha256 = component::sha256_hex(&bytes);
     let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;

@@ -207,6 +207,7 @@ fn stop_orphan(job: &crate::store::JobRecord) -> Result<(), String> {
 fn find(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
     match stepbox.db.find_run(id).map_err(store)? {
         RunLookup::Found(run) => Ok(*run),
+        RunLookup::Missing if id.is_empty() => Err("the run id is empty; `stepbox runs list` shows them".to_owned()),
         RunLookup::Missing => Err(format!("no run `{id}`; `stepbox runs list` shows them")),
         RunLookup::Ambiguous(ids) => Err(format!("`{id}` matches several runs: {}", ids.join(", "))),
     }

@@ -232,3 +232,81 @@ fn environment_from_stdin_reaches_the_job_and_never_the_command_line_or_the_disk
         "these hold the value"
     );
 }
+
+#[test]
+fn bad_input_names_no_run_and_leaves_nothing_behind() {
+    let t = TestHome::new();
+    t.with_local();
+    let id = submit(&t, &["sleep", "300"]);
+    // An empty id or a LIKE wildcard is no run id: it must not match (and cancel) the only run.
+    t.run(&["cancel", ""]).expect_error(64, "the run id is empty");
+    t.run(&["status", "%"]).expect_error(64, "no run `%`");
+    t.run(&["runs", "show", ""]).expect_error(64, "no run matches");
+    assert_eq!(status(&t, &id)["state"], "running", "nothing was cancelled");
+    t.run(&["cancel", &id]).expect_code(0);
+
+    // A bad flag after --env-stdin: the supervisor refuses it, and the environment is not left on disk.
+    let secret = format!("s3cret-{}", unique_marker());
+    let mut refused = t
+        .command(&["submit", "--env-stdin", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s"])
+        .args(["--env", "NOT A VARIABLE", "--", "true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts");
+    std::io::Write::write_all(
+        &mut refused.stdin.take().expect("stdin"),
+        format!("{{\"TOKEN\": \"{secret}\"}}").as_bytes(),
+    )
+    .expect("write the environment");
+    Run::from_output(refused.wait_with_output().expect("submit ends")).expect_error(64, "--env");
+    assert_eq!(stepbox_e2e::files_containing(t.home(), &secret), Vec::<std::path::PathBuf>::new());
+
+    // The hidden run id names files under runs/: only a UUID will do.
+    t.run(&[
+        "launch",
+        "--record-id",
+        "../../escaped",
+        "-s",
+        "local",
+        "--pipeline",
+        "p",
+        "--run",
+        "r",
+        "--step",
+        "s",
+        "--",
+        "true",
+    ])
+    .expect_error(64, "is not a run id");
+    assert!(
+        !t.home().join("escaped.supervisor.log").exists()
+            && !t.home().parent().expect("parent").join("escaped").exists()
+    );
+
+    // A --home that is not UTF-8 is refused, not a panic.
+    use std::os::unix::ffi::OsStrExt;
+    let odd_home = t.scratch().join(std::ffi::OsStr::from_bytes(b"home-\xff"));
+    let mut args = vec![std::ffi::OsString::from("--home"), odd_home.into_os_string()];
+    args.extend(
+        ["submit", "-s", "local", "--pipeline", "p", "--run", "r", "--step", "s", "--", "true"].map(Into::into),
+    );
+    let mut odd = Command::new(stepbox_e2e::stepbox_bin());
+    odd.args(&args).current_dir(t.scratch()).stdin(Stdio::null());
+    let ran = Run::from_output(odd.output().expect("stepbox runs"));
+    ran.expect_error(64, "not valid UTF-8");
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_component_file_is_refused_before_reading_when_it_is_no_file_or_too_large() {
+    let t = TestHome::new();
+    t.run(&["flavor", "register", "/dev/zero"]).expect_error(64, "is not a regular file");
+    t.run(&["flavor", "inspect", "/dev/zero"]).expect_error(64, "is not a regular file");
+    let huge = t.scratch().join("huge.wasm");
+    std::fs::File::create(&huge).and_then(|file| file.set_len(300 << 20)).expect("a sparse 300 MiB file");
+    let path = huge.to_str().expect("utf-8 path");
+    t.run(&["flavor", "register", path]).expect_error(64, "over the 268435456-byte limit");
+    t.run(&["flavor", "inspect", path]).expect_error(64, "over the 268435456-byte limit");
+}

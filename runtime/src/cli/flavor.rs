@@ -26,7 +26,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
         }
         FlavorCommand::Inspect { path, output } => {
             let shown = path.display().to_string();
-            let bytes = std::fs::read(&path).map_err(|e| Failure::input(format!("cannot read {shown}: {e}")))?;
+            let bytes = crate::component::read_component_file(&path).map_err(Failure::input)?;
             let inspection = crate::inspect::inspect(&shown, &bytes);
             match output {
                 Format::Json => output::json(&inspection)?,

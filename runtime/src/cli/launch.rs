@@ -57,6 +57,13 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure>
 }
 
 fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
+    // Gone before anything else is checked, whatever it held: a bad flag must not leave
+    // the step's environment (its secrets) on disk.
+    let consumed = args.env_file_consume.as_ref().map(|path| {
+        let text = std::fs::read_to_string(path);
+        let _ = std::fs::remove_file(path);
+        text.map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))
+    });
     let mut environment = args
         .env
         .iter()
@@ -69,12 +76,14 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
             .map_err(|e| Failure::input(format!("--env-stdin: cannot read stdin: {e}")))?;
         environment.extend(env_json(&text, "--env-stdin")?);
     }
-    if let Some(path) = &args.env_file_consume {
-        let text = std::fs::read_to_string(path);
-        // Gone before anything else happens, whatever it held.
-        let _ = std::fs::remove_file(path);
-        let text = text.map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))?;
-        environment.extend(env_json(&text, "the environment file")?);
+    if let Some(text) = consumed {
+        environment.extend(env_json(&text?, "the environment file")?);
+    }
+    // The run id names files under the home's `runs/`: only a run id (a UUID) will do.
+    if let Some(id) = &args.record_id
+        && uuid::Uuid::parse_str(id).is_err()
+    {
+        return Err(Failure::input(format!("--record-id `{id}` is not a run id (a UUID)")));
     }
     let memory_bytes =
         args.memory.as_deref().map(parse_memory).transpose().map_err(|e| Failure::input(format!("--memory {e}")))?;

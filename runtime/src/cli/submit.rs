@@ -13,7 +13,18 @@ use crate::supervisor;
 /// Start the launch detached; print its run id once it is recorded.
 pub fn submit(home: Option<PathBuf>, env_stdin: bool) -> Result<u8, Failure> {
     let stepbox = open(home)?;
-    let argv: Vec<String> = std::env::args().collect();
+    // The supervisor gets these arguments again as text; a path that is not UTF-8 (clap
+    // accepts one for `--home`) is refused here rather than panicking in `std::env::args`.
+    let argv = std::env::args_os()
+        .map(|arg| {
+            arg.into_string().map_err(|arg| {
+                Failure::input(format!(
+                    "the argument {} is not valid UTF-8; `stepbox submit` needs its arguments as text",
+                    arg.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, Failure>>()?;
     let mut args: Vec<String> =
         supervisor::arguments_after_subcommand(&argv).into_iter().filter(|arg| arg != "--env-stdin").collect();
     let run_id = uuid::Uuid::new_v4().to_string();

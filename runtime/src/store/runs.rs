@@ -221,7 +221,12 @@ impl Db {
 
     /// Find a run by its id or an unambiguous prefix of it.
     pub fn find_run(&self, id_or_prefix: &str) -> Result<RunLookup, StoreError> {
-        let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
+        // Run ids are UUIDs: anything else (an empty string, `%`) names no run,
+        // rather than matching the only one there is.
+        if !is_run_id_prefix(id_or_prefix) {
+            return Ok(RunLookup::Missing);
+        }
+        let pattern = format!("{id_or_prefix}%");
         self.read(|conn| {
             let mut statement =
                 conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 ORDER BY started_at LIMIT 11"))?;
@@ -328,4 +333,10 @@ impl Db {
             rows.map(|row| decode_job(row?)).collect()
         })
     }
+}
+
+/// Whether `text` can begin a run id: a non-empty run of hex digits and dashes
+/// (run ids are UUIDs), no longer than one.
+pub fn is_run_id_prefix(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 36 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
