@@ -363,3 +363,33 @@ fn sighup_cancels_the_launch_and_stops_its_jobs() {
     assert_eq!(run["state"], "cancelled");
     assert_eq!(run["message"], "cancelled: the terminal closed (SIGHUP)");
 }
+
+#[test]
+fn a_slow_reader_of_the_launch_gets_every_byte_of_the_jobs_output() {
+    use std::io::Read;
+    let t = TestHome::new();
+    t.with_local();
+    let mut launch = t
+        .launch_command("local", "flood", &["sh", "-c", "head -c 20000000 /dev/zero"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(fs::File::create(t.scratch().join("stderr")).expect("a stderr file"))
+        .spawn()
+        .expect("stepbox starts");
+    let mut stdout = launch.stdout.take().expect("stdout");
+    // Slower than the job writes, but always reading: the job must wait for it, not lose output.
+    let mut buffer = vec![0; 64 << 10];
+    let mut received = 0;
+    loop {
+        let read = stdout.read(&mut buffer).expect("read the launch's output");
+        if read == 0 {
+            break;
+        }
+        received += read;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let code = exit_within(&mut launch, std::time::Duration::from_secs(60), "a slow reader");
+    let stderr = fs::read_to_string(t.scratch().join("stderr")).unwrap_or_default();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(received, 20_000_000, "every byte reached the reader");
+    assert!(!stderr.contains("not shown"), "nothing was dropped: {stderr}");
+}

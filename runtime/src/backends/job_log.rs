@@ -20,13 +20,22 @@ pub enum Stream {
 /// Where live job output goes besides the log file (the terminal, usually).
 pub trait OutputSink: Send + Sync {
     fn write(&self, stream: Stream, bytes: &[u8]);
+
+    /// Whether the sink is behind but still taking output: a reader of the
+    /// job's pipes should wait (asynchronously) before writing more, so a slow
+    /// terminal slows the job as a plain pipe would, and loses nothing.
+    fn congested(&self) -> bool {
+        false
+    }
 }
 
 /// Writes job stdout to our stdout and job stderr to our stderr, from one
 /// thread of its own: a terminal or pipe that does not keep up (a paused
 /// terminal, a log shipper that stopped reading) must never block the job's
-/// supervision, its cancellation or the store. What the writer cannot take
-/// within [`TERMINAL_QUEUE_CHUNKS`] chunks is dropped from the terminal (the
+/// supervision, its cancellation or the store. While the terminal takes
+/// output, a full queue is [`OutputSink::congested`] and the job's readers wait
+/// (the job slows down, nothing is lost); once it has taken nothing for
+/// [`STALLED_TERMINAL`], what does not fit is dropped from the terminal (the
 /// log file keeps it), and a note says how much once the writer catches up.
 pub struct TerminalOutput {
     queue: std::sync::mpsc::SyncSender<(Stream, Vec<u8>)>,
@@ -34,6 +43,9 @@ pub struct TerminalOutput {
     dropped: AtomicU64,
     /// Chunks queued and not yet written.
     pending: Arc<AtomicUsize>,
+    /// When the writer last finished a chunk, in milliseconds since `started`.
+    progress: Arc<AtomicU64>,
+    started: Instant,
 }
 
 /// Chunks of output waiting for the terminal before more are dropped.
@@ -49,7 +61,10 @@ impl TerminalOutput {
         let (queue, chunks) = std::sync::mpsc::sync_channel::<(Stream, Vec<u8>)>(TERMINAL_QUEUE_CHUNKS);
         let pending = Arc::new(AtomicUsize::new(0));
         let written = Arc::clone(&pending);
-        let started = std::thread::Builder::new().name("terminal-output".to_owned()).spawn(move || {
+        let started = Instant::now();
+        let progress = Arc::new(AtomicU64::new(0));
+        let progressed = Arc::clone(&progress);
+        let writer = std::thread::Builder::new().name("terminal-output".to_owned()).spawn(move || {
             for (stream, bytes) in chunks {
                 // A closed terminal must not fail the job: write errors are ignored.
                 let _ = match stream {
@@ -63,12 +78,13 @@ impl TerminalOutput {
                     }
                 };
                 written.fetch_sub(1, Ordering::AcqRel);
+                progressed.store(started.elapsed().as_millis() as u64, Ordering::Release);
             }
         });
-        if let Err(error) = started {
+        if let Err(error) = writer {
             tracing::warn!("cannot start the terminal writer ({error}); job output goes to its log only");
         }
-        Self { queue, dropped: AtomicU64::new(0), pending }
+        Self { queue, dropped: AtomicU64::new(0), pending, progress, started }
     }
 
     /// Queue a chunk; `false` if the writer cannot take it now.
@@ -81,19 +97,18 @@ impl TerminalOutput {
         false
     }
 
+    /// Whether the writer has finished a chunk within [`STALLED_TERMINAL`].
+    fn progressing(&self) -> bool {
+        let last = Duration::from_millis(self.progress.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(last) < STALLED_TERMINAL
+    }
+
     /// Wait until what is queued has been written, for as long as the
     /// terminal keeps taking it: a reader that stopped reading costs at most
     /// [`STALLED_TERMINAL`], never a hang.
     pub fn drain(&self) {
-        let mut last = self.pending.load(Ordering::Acquire);
-        let mut since = Instant::now();
-        while last > 0 && since.elapsed() < STALLED_TERMINAL {
+        while self.pending.load(Ordering::Acquire) > 0 && self.progressing() {
             std::thread::sleep(Duration::from_millis(10));
-            let now = self.pending.load(Ordering::Acquire);
-            if now < last {
-                since = Instant::now();
-            }
-            last = now;
         }
     }
 }
@@ -105,6 +120,10 @@ impl Default for TerminalOutput {
 }
 
 impl OutputSink for TerminalOutput {
+    fn congested(&self) -> bool {
+        self.pending.load(Ordering::Acquire) >= TERMINAL_QUEUE_CHUNKS && self.progressing()
+    }
+
     fn write(&self, stream: Stream, bytes: &[u8]) {
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -183,6 +202,16 @@ impl JobLog {
 
     /// Record a chunk of output.
     pub fn write(&self, stream: Stream, bytes: &[u8]) {
+        self.record(stream, bytes, false);
+    }
+
+    /// [`JobLog::write`], after waiting (without blocking a runtime thread)
+    /// while the live output is [`OutputSink::congested`]: what readers of a
+    /// job's pipes use, so a slow terminal slows the job instead of losing output.
+    pub async fn write_paced(&self, stream: Stream, bytes: &[u8]) {
+        while self.sink.congested() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.record(stream, bytes, false);
     }
 

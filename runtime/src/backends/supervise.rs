@@ -151,7 +151,7 @@ pub fn spawn_readers(child: &mut Child, log: &Arc<JobLog>) -> Vec<JoinHandle<()>
 async fn copy_into(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<JobLog>, stream: Stream) {
     let mut buffer = vec![0; 8192];
     while let Ok(n @ 1..) = from.read(&mut buffer).await {
-        log.write(stream, &buffer[..n]);
+        log.write_paced(stream, &buffer[..n]).await;
     }
 }
 

@@ -294,7 +294,7 @@ async fn copy_new_bytes(path: &Path, offset: u64, stream: Stream, log: &JobLog) 
     let mut copied = 0;
     let mut buffer = vec![0; READ_CHUNK];
     while let Ok(read @ 1..) = file.read(&mut buffer).await {
-        log.write(stream, &buffer[..read]);
+        log.write_paced(stream, &buffer[..read]).await;
         copied += read as u64;
     }
     copied
