@@ -79,7 +79,7 @@ pub fn text(text: impl Display) -> Result<(), Failure> {
 }
 
 /// Write `text` to `out` and flush it; a reader that went away is [`Failure::closed_pipe`].
-pub fn text_to(out: &mut impl Write, text: impl Display) -> Result<(), Failure> {
+fn text_to(out: &mut impl Write, text: impl Display) -> Result<(), Failure> {
     write!(out, "{text}").and_then(|()| out.flush()).map_err(|error| match error.kind() {
         std::io::ErrorKind::BrokenPipe => Failure::closed_pipe(),
         _ => Failure::new(exit::INTERNAL, format!("cannot write to stdout: {error}")),
