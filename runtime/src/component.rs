@@ -3,9 +3,14 @@
 //!
 //! Compiling a component is slow (milliseconds for Rust flavors, seconds for
 //! Python and JavaScript), so registration compiles once and writes the
-//! artifact to `$STEPBOX_HOME/cache/<wasm sha256>-<engine key>.cwasm`; every
-//! later load memory-maps it. A precompiled artifact is native code, so only
-//! files this runtime wrote, in its own owner-only directory, are loaded.
+//! artifact to `$STEPBOX_HOME/cache/<wasm sha256>-<engine key>.sealed.cwasm`; every
+//! later load reads it. A precompiled artifact is native code, so only files
+//! this runtime wrote, in its own owner-only directory, are loaded, and only
+//! after their bytes match the digest sealed into them when they were written
+//! ([`seal`]): a damaged copy (bit rot, a bad copy, a truncation while a
+//! launch runs) would otherwise be executed, crash every launch of the flavor
+//! the same way (SIGSEGV, SIGILL, SIGBUS) or, worse, run wrongly. A damaged
+//! artifact is compiled again from the registered component.
 
 use std::fs;
 use std::io::Write;
@@ -253,7 +258,7 @@ impl ComponentCache {
     }
 
     fn artifact(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}-{}.cwasm", self.engine.compatibility_key()))
+        self.dir.join(format!("{sha256}-{}{SEALED_SUFFIX}", self.engine.compatibility_key()))
     }
 
     /// Compile `bytes` (whose sha256 is `sha256`), write the artifact, and
@@ -265,28 +270,43 @@ impl ComponentCache {
             .precompile_component(bytes)
             .map_err(|error| ComponentError::Compile { path: path.to_owned(), message: format!("{error:#}") })?;
         let artifact = self.artifact(sha256);
-        write_atomically(&artifact, &compiled)
+        let sealed = seal(compiled);
+        write_atomically(&artifact, &sealed)
             .map_err(|source| ComponentError::Cache { path: artifact.clone(), source })?;
+        // The unsealed artifact an earlier stepbox wrote is never read again.
+        let _ = fs::remove_file(self.dir.join(format!("{sha256}-{}.cwasm", self.engine.compatibility_key())));
+        let compiled =
+            unseal(&sealed).map_err(|damage| ComponentError::Compile { path: path.to_owned(), message: damage })?;
         // SAFETY: `compiled` was produced by this engine a moment ago.
-        unsafe { Component::deserialize(self.engine.engine(), &compiled) }
+        unsafe { Component::deserialize(self.engine.engine(), compiled) }
             .map_err(|error| ComponentError::Compile { path: path.to_owned(), message: format!("{error:#}") })
     }
 
     /// Load the component whose source is the blob at `blob` with `sha256`:
-    /// from the cache when this engine compiled it before, otherwise compile
-    /// it again (after checking the blob still has the expected hash).
+    /// from the cache when this engine compiled it before and the artifact is
+    /// intact, otherwise compile it again (after checking the blob still has
+    /// the expected hash).
     pub fn load(&self, blob: &Path, sha256: &str) -> Result<Component, ComponentError> {
         let artifact = self.artifact(sha256);
-        if artifact.is_file() {
-            // SAFETY: the cache directory is private to this user and holds
-            // only artifacts this runtime wrote with `precompile_component`;
-            // wasmtime additionally checks the engine compatibility header.
-            match unsafe { Component::deserialize_file(self.engine.engine(), &artifact) } {
-                Ok(component) => return Ok(component),
-                Err(error) => {
-                    tracing::warn!("ignoring unusable cached artifact {}: {error:#}", artifact.display());
-                }
-            }
+        match read_sealed(&artifact) {
+            Ok(Some(sealed)) => match unseal(&sealed) {
+                // SAFETY: the cache directory is private to this user and holds only artifacts this
+                // runtime wrote with `precompile_component`, and these bytes are the ones it wrote (the
+                // digest matched); they are in memory, so nothing done to the file now can reach them.
+                // wasmtime additionally checks the engine compatibility header.
+                Ok(compiled) => match unsafe { Component::deserialize(self.engine.engine(), compiled) } {
+                    Ok(component) => return Ok(component),
+                    Err(error) => {
+                        tracing::warn!("ignoring unusable cached artifact {}: {error:#}", artifact.display());
+                    }
+                },
+                Err(damage) => tracing::warn!(
+                    "the precompiled copy {} is damaged ({damage}); compiling the flavor again",
+                    artifact.display()
+                ),
+            },
+            Ok(None) => {}
+            Err(error) => tracing::warn!("cannot read the precompiled copy {}: {error}", artifact.display()),
         }
         let display = blob.display().to_string();
         let bytes = fs::read(blob).map_err(|source| ComponentError::Read { path: blob.to_owned(), source })?;
@@ -303,6 +323,80 @@ impl ComponentCache {
     }
 }
 
+/// How a sealed artifact's file name ends (earlier stepboxes wrote `.cwasm`
+/// files without a seal; they are not read).
+const SEALED_SUFFIX: &str = ".sealed.cwasm";
+
+/// What ends every cached artifact: the sha256 of the bytes before it, then
+/// this tag. A file without it (written by an earlier stepbox, or cut short)
+/// is not loaded.
+const SEAL_TAG: &[u8; 8] = b"stpbxsl1";
+/// The length of the seal: a sha256 and the tag.
+const SEAL_LEN: usize = 32 + SEAL_TAG.len();
+
+/// `compiled` with its seal appended.
+pub fn seal(mut compiled: Vec<u8>) -> Vec<u8> {
+    let digest = Sha256::digest(&compiled);
+    compiled.extend_from_slice(&digest);
+    compiled.extend_from_slice(SEAL_TAG);
+    compiled
+}
+
+/// The artifact inside `sealed`, if its seal is there and its digest matches.
+pub fn unseal(sealed: &[u8]) -> Result<&[u8], String> {
+    let Some(body_len) = sealed.len().checked_sub(SEAL_LEN) else {
+        return Err(format!("{} bytes, shorter than its seal", sealed.len()));
+    };
+    let (body, seal) = sealed.split_at(body_len);
+    let (digest, tag) = seal.split_at(32);
+    if tag != SEAL_TAG {
+        return Err("no seal at its end: cut short, or written by an earlier stepbox".to_owned());
+    }
+    if Sha256::digest(body).as_slice() != digest {
+        return Err("its bytes do not match the digest sealed into it when it was written".to_owned());
+    }
+    Ok(body)
+}
+
+/// The bytes of the artifact at `path`, or `None` if there is none. An
+/// artifact is never larger than this (a 256 MiB component compiles to less).
+fn read_sealed(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > MAX_ARTIFACT_BYTES {
+        return Err(std::io::Error::other("not a regular file of a plausible size"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ARTIFACT_BYTES).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Whether the precompiled copies of the component `sha256` in `dir` (one
+/// per engine that compiled it) are intact: `Err` names the first damaged one.
+pub fn check_artifacts(dir: &Path, sha256: &str) -> Result<(), String> {
+    let prefix = format!("{sha256}-");
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(&prefix) && name.ends_with(SEALED_SUFFIX)) {
+            continue;
+        }
+        let checked = match read_sealed(&entry.path()) {
+            Ok(Some(sealed)) => unseal(&sealed).map(drop),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        };
+        checked.map_err(|damage| format!("{name}: {damage}"))?;
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` through a temporary file and a rename, so readers
 /// never see half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -317,6 +411,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_artifact_opens_only_while_every_byte_is_as_written() {
+        let sealed = seal(b"native code".to_vec());
+        assert_eq!(unseal(&sealed), Ok(&b"native code"[..]));
+        for flipped in [0, 5, sealed.len() - SEAL_LEN, sealed.len() - 1] {
+            let mut damaged = sealed.clone();
+            damaged[flipped] ^= 0x40;
+            assert!(unseal(&damaged).is_err(), "a flipped bit at {flipped} is found");
+        }
+        assert!(unseal(&sealed[..sealed.len() - 1]).is_err(), "cut short");
+        assert!(unseal(&sealed[..10]).is_err(), "shorter than a seal");
+        assert!(unseal(b"").is_err());
+        assert!(unseal(b"an artifact from before seals existed, long enough to hold one").is_err());
+    }
 
     #[test]
     fn flavors_of_the_same_contract_series_are_accepted_up_to_this_patch() {

@@ -14,6 +14,12 @@ pub const INTERNAL: u8 = 1;
 pub const BAD_INPUT: u8 = 64;
 /// The flavor failed: it returned an error, trapped, or hit a limit.
 pub const FLAVOR_ERROR: u8 = 70;
+/// The job's program could not be executed (not executable), as a shell
+/// reports it.
+pub const CANNOT_EXECUTE: u8 = 126;
+/// The job's program does not exist (not on the job's PATH, or no such
+/// file), as a shell reports it; the same whether the job is confined or not.
+pub const PROGRAM_NOT_FOUND: u8 = 127;
 /// The job ran past its timeout and was stopped (as `timeout(1)` exits).
 pub const TIMED_OUT: u8 = 124;
 /// The flavor asked for something its step operator's grants do not allow.

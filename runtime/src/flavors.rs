@@ -193,7 +193,12 @@ pub fn list(stepbox: &Stepbox) -> Result<(Vec<FlavorListing>, Vec<String>), Flav
 fn file_status(stepbox: &Stepbox, record: &FlavorRecord) -> String {
     let blob = stepbox.home.flavor_blob(&record.sha256);
     match std::fs::metadata(&blob) {
-        Ok(meta) if meta.len() == record.size => "ok".to_owned(),
+        Ok(meta) if meta.len() == record.size => {
+            match crate::component::check_artifacts(&stepbox.home.cache_dir(), &record.sha256) {
+                Ok(()) => "ok".to_owned(),
+                Err(damage) => format!("precompiled copy damaged ({damage}); the next launch compiles it again"),
+            }
+        }
         Ok(_) => "component file changed".to_owned(),
         Err(_) => "component file missing".to_owned(),
     }

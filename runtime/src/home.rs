@@ -4,7 +4,7 @@
 //! ```text
 //! state.db                  SQLite (WAL): flavors, step operators, runs, jobs
 //! flavors/<sha256>.wasm     registered components, content-addressed
-//! cache/<sha256>-<engine>.cwasm   precompiled components (trusted native code;
+//! cache/<sha256>-<engine>.sealed.cwasm   precompiled components (trusted native code;
 //!                           STEPBOX_CACHE_DIR moves them, to share one cache)
 //! runs/<run-id>/            job logs and the flavor's log for each run
 //! secrets/<name>            named secrets, mode 0600 (`stepbox secret set`)

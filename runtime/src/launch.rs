@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -26,6 +27,7 @@ use crate::host::launch_context::{JobRegistry, TrackedJob};
 use crate::host::{FlavorLogger, LaunchContext};
 use crate::limits::Limits;
 
+use crate::store::pending::{OutcomeSlot, PendingJob, PendingOutcome};
 use crate::store::{RunRecord, RunState, StoreError};
 
 /// What the caller asks to run: ZenML's launch arguments.
@@ -72,7 +74,7 @@ pub enum Interrupt {
     /// gave (`--reason`; empty for none).
     Requested(String),
     /// The launch ran past its `wall-clock` limit.
-    WallClock(std::time::Duration),
+    WallClock(Duration),
 }
 
 impl std::fmt::Display for Interrupt {
@@ -194,6 +196,7 @@ pub async fn launch(
         exit_code: None,
         message: None,
         pid: std::process::id(),
+        supervisor: crate::processes::Identity::current(),
         request: recorded_request(&request),
         started_at: crate::store::now(),
         ended_at: None,
@@ -201,6 +204,10 @@ pub async fn launch(
     };
     stepbox.db.insert_run(&run)?;
     let run_dir = stepbox.home.run_dir(&run_id).map_err(|e| LaunchError::Internal(e.to_string()))?;
+    // Room for the outcome, taken now: a disk that fills during the run cannot lose it.
+    let slot = OutcomeSlot::reserve(&run_dir)
+        .inspect_err(|error| tracing::warn!("cannot reserve space for the run's outcome: {error}"))
+        .ok();
     let flavor_log = std::fs::File::create(run_dir.join("flavor.log")).ok();
     let logger = Arc::new(FlavorLogger::new(&flavor.name, flavor_log, &limits));
 
@@ -261,8 +268,7 @@ pub async fn launch(
             crate::bindings::log::Level::Info,
             &format!("cancelling ({interrupt}); the flavor has {} to stop its work", humantime::format_duration(grace)),
         );
-        let (_, cleanup) = tokio::join!(context.jobs.close_and_cancel(grace), tokio::time::timeout(grace, &mut call));
-        if cleanup.is_err() {
+        if !flavor_returns_after_its_jobs(&context.jobs, grace, &mut call).await {
             logger.note(
                 crate::bindings::log::Level::Warn,
                 &format!(
@@ -289,17 +295,81 @@ pub async fn launch(
     outcome.message = outcome
         .message
         .map(|message| crate::host::log::truncate(&context.redactor.scrub_text(&message), limits.argument_bytes));
-    stepbox.db.finish_run(
+    let recorded = stepbox.db.finish_run(
         &outcome.run_id,
         outcome.state,
         outcome.job_exit_code,
         outcome.message.as_deref(),
         outcome.exit_code,
-    )?;
+    );
+    match (recorded, slot) {
+        (Ok(()), slot) => slot.into_iter().for_each(OutcomeSlot::release),
+        // The database cannot take it (a full disk): the outcome is not lost, nor the exit code.
+        (Err(error), Some(slot)) => {
+            let kept = kept_outcome(&outcome, &host_jobs);
+            if let Err(keep_error) = slot.keep(&kept) {
+                tracing::error!("cannot keep the run's outcome in {} either: {keep_error}", slot.path().display());
+                return Err(error.into());
+            }
+            tracing::warn!(
+                "the run's outcome could not be recorded in the state database ({error}); it is kept in {} and \
+                 recorded once the database can take it (the next `stepbox status {}`, `wait` or `runs list`)",
+                slot.path().display(),
+                outcome.run_id
+            );
+        }
+        (Err(error), None) => return Err(error.into()),
+    }
     Ok(outcome)
 }
 
+/// The outcome and the jobs' ends, as kept when the database cannot take them.
+fn kept_outcome(outcome: &LaunchOutcome, host_jobs: &[Arc<TrackedJob>]) -> PendingOutcome {
+    PendingOutcome {
+        state: outcome.state.as_str().to_owned(),
+        exit_code: outcome.job_exit_code,
+        message: outcome.message.clone(),
+        outcome_code: outcome.exit_code,
+        jobs: host_jobs
+            .iter()
+            .map(|job| {
+                let status = job.job.status();
+                PendingJob {
+                    id: job.id.clone(),
+                    state: status.state.as_str().to_owned(),
+                    exit_code: status.exit_code,
+                    message: status.message,
+                }
+            })
+            .collect(),
+    }
+}
+
 type CallResult = Result<Result<LaunchReport, WitLaunchError>, crate::instance::GuestFailure>;
+
+/// At least this long is left to a cancelled flavor after the host's jobs
+/// have stopped: it may have been waiting on them all along.
+const FLAVOR_TIME_AFTER_JOBS: Duration = Duration::from_secs(2);
+
+/// Cancel the launch's jobs (each with `grace`) while the flavor, told of the
+/// cancellation, winds down; whether the flavor returned in time. Its time
+/// runs out `grace` after the cancellation, or [`FLAVOR_TIME_AFTER_JOBS`]
+/// after the last job stopped if that is later: a job that took its whole
+/// grace to stop must not make the flavor waiting on it look stuck.
+async fn flavor_returns_after_its_jobs(jobs: &JobRegistry, grace: Duration, call: &mut (impl Future + Unpin)) -> bool {
+    let started = tokio::time::Instant::now();
+    let stopping = jobs.close_and_cancel(grace);
+    let mut stopping = std::pin::pin!(stopping);
+    tokio::select! {
+        _ = &mut stopping => {}
+        _ = &mut *call => {
+            stopping.await;
+            return true;
+        }
+    }
+    let left = grace.saturating_sub(started.elapsed()).max(FLAVOR_TIME_AFTER_JOBS);
+    tokio::time::timeout(left, call).await.is_ok()
+}
 
 /// The scrubber for a launch's job output: every secret the step operator's
 /// grants reach that is stored (one not stored cannot leak).

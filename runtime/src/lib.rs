@@ -17,6 +17,7 @@
 //! - [`secrets`]: named credentials the host applies for a flavor;
 //! - [`flavors`], [`step_operators`], [`launch`]: the operations the CLI offers;
 //! - [`supervisor`], [`follow`]: detached runs, and following them from another process;
+//!   [`processes`]: proving a process is stepbox's before signalling it;
 //! - [`cli`]: the `stepbox` command.
 
 pub mod backends;
@@ -38,7 +39,9 @@ pub mod inspect;
 pub mod instance;
 pub mod launch;
 pub mod limits;
+pub mod pause_points;
 pub mod policy;
+pub mod processes;
 pub mod programs;
 pub mod scaffold;
 pub mod secrets;

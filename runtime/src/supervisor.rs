@@ -5,27 +5,62 @@
 //!
 //! A run whose supervisor is gone without recording an outcome (killed,
 //! machine reboot) is found by [`reconcile`]: it is marked failed with the
-//! reason, and the process groups of its local jobs are killed, so a run never
-//! stays "running" forever.
+//! reason, and its local jobs are killed, so a run never stays "running"
+//! forever. Nothing is signalled on the strength of a recorded number alone:
+//! [`crate::processes`] proves a process is the run's first.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use thiserror::Error;
+
 use crate::context::Stepbox;
 use crate::store::{RunLookup, RunRecord, RunState, StoreError};
+
+/// Why a detached run could not be started, found, followed or cancelled.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The id names no run, or several: the user can fix it.
+    #[error("{0}")]
+    NoSuchRun(String),
+    /// The run has no live supervisor to ask.
+    #[error("{0}")]
+    NotRunning(String),
+    /// The detached launch ended before recording its run, with its own exit code.
+    #[error("the launch did not start ({status}): {message}")]
+    LaunchFailed { code: u8, status: String, message: String },
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The machine refused something (a file, a process, a signal).
+    #[error("{0}")]
+    System(String),
+}
+
+impl RunError {
+    /// The exit code for the command that failed with this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::NoSuchRun(_) | RunError::NotRunning(_) => crate::exit::BAD_INPUT,
+            RunError::LaunchFailed { code, .. } => *code,
+            RunError::Store(_) | RunError::System(_) => crate::exit::INTERNAL,
+        }
+    }
+}
 
 /// How long `submit` waits for the detached launch to record its run.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Start `stepbox launch ARGS --record-id ID` detached; returns once the run
 /// is recorded (so `status` finds it), or with the launch's own error.
-pub fn spawn(stepbox: &Stepbox, launch_args: &[String], run_id: &str) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|error| format!("cannot find the stepbox binary: {error}"))?;
+pub fn spawn(stepbox: &Stepbox, launch_args: &[String], run_id: &str) -> Result<(), RunError> {
+    let system = RunError::System;
+    let exe = std::env::current_exe().map_err(|error| system(format!("cannot find the stepbox binary: {error}")))?;
     let log_path = stepbox.home.runs_dir().join(format!("{run_id}.supervisor.log"));
-    let log =
-        std::fs::File::create(&log_path).map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
-    let err = log.try_clone().map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|error| system(format!("cannot create {}: {error}", log_path.display())))?;
+    let err = log.try_clone().map_err(|error| system(format!("cannot create {}: {error}", log_path.display())))?;
     let mut command = Command::new(exe);
     command
         .arg("--home")
@@ -43,7 +78,7 @@ pub fn spawn(stepbox: &Stepbox, launch_args: &[String], run_id: &str) -> Result<
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
-    let mut child = command.spawn().map_err(|error| format!("cannot start the supervisor: {error}"))?;
+    let mut child = command.spawn().map_err(|error| system(format!("cannot start the supervisor: {error}")))?;
     let started = Instant::now();
     loop {
         if matches!(stepbox.db.find_run(run_id), Ok(RunLookup::Found(_))) {
@@ -52,15 +87,20 @@ pub fn spawn(stepbox: &Stepbox, launch_args: &[String], run_id: &str) -> Result<
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(format!("the launch did not start ({status}): {}", said.trim()));
+            let said = crate::backends::file_tail(&log_path, 16 * 1024).unwrap_or_default();
+            // Its own words and exit code: a step operator that does not exist is bad input there too.
+            return Err(RunError::LaunchFailed {
+                code: status.code().and_then(|code| u8::try_from(code).ok()).unwrap_or(crate::exit::INTERNAL),
+                status: status.to_string(),
+                message: said.trim().to_owned(),
+            });
         }
         if started.elapsed() > START_TIMEOUT {
-            return Err(format!(
+            return Err(system(format!(
                 "the launch did not record its run within {}s; see {}",
                 START_TIMEOUT.as_secs(),
                 log_path.display()
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -102,28 +142,27 @@ fn without_home(args: &[String]) -> Vec<String> {
     out
 }
 
-/// Whether `pid` is the supervisor of `run` (or, for a run launched in the
-/// foreground, a live `stepbox`).
+/// Whether the process that launched `run` is still running: the same
+/// process, not merely one with its PID ([`crate::processes::Identity`]).
 pub fn supervisor_alive(run: &RunRecord) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", run.pid)) else { return false };
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    if !is_running_process(run.pid) {
-        return false;
+    match &run.supervisor {
+        Some(identity) => identity.is_alive(),
+        None => legacy_supervisor_alive(run),
     }
-    cmdline.contains(&run.id) || (cmdline.contains("stepbox") && cmdline.contains("launch"))
 }
 
-/// Not a zombie.
-fn is_running_process(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
+/// For runs recorded before supervisors' identities were: a live process
+/// with the PID whose command line names the run, or any `stepbox launch`.
+fn legacy_supervisor_alive(run: &RunRecord) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", run.pid)) else { return false };
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    crate::processes::Identity::of(run.pid).is_some()
+        && (cmdline.contains(&run.id) || (cmdline.contains("stepbox") && cmdline.contains("launch")))
 }
 
 /// Look a run up, reconciling it first: a "running" run whose supervisor is
 /// gone is marked failed, and its local jobs' process groups are killed.
-pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
+pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
     let run = find(stepbox, id)?;
     if run.state != RunState::Running || supervisor_alive(&run) {
         return Ok(run);
@@ -134,33 +173,54 @@ pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
     if run.state != RunState::Running {
         return Ok(run);
     }
-    let mut cancelled = Vec::new();
+    // The launch decided the outcome but the database could not take it then (a full disk).
+    if let Some(kept) = crate::store::pending::read_kept(&stepbox.home.runs_dir().join(&run.id)) {
+        stepbox.db.record_kept(&run.id, &kept)?;
+        let _ = std::fs::remove_file(stepbox.home.runs_dir().join(&run.id).join(crate::store::pending::SLOT_FILE));
+        return find(stepbox, &run.id);
+    }
+    let mut stopped = Vec::new();
     let mut left = Vec::new();
-    for job in stepbox.db.jobs_of(&run.id).map_err(store)? {
+    for job in stepbox.db.jobs_of(&run.id)? {
         if job.state.is_terminal() {
             continue;
         }
         match stop_orphan(&job) {
-            Ok(()) => cancelled.push(job.name.clone()),
-            Err(why) => left.push(format!("{} ({why})", job.name)),
+            Ok(()) => {
+                stopped.push(job.name.clone());
+                let _ = stepbox.db.finish_job(
+                    &job.id,
+                    crate::backends::JobState::Cancelled,
+                    None,
+                    Some("its supervisor died; stepbox stopped it"),
+                );
+            }
+            // Not recorded stopped: it may still be running, and the record says so.
+            Err(why) => {
+                left.push(format!("{} ({why})", job.name));
+                let _ = stepbox.db.note_job(&job.id, &format!("its supervisor died; it may still be running: {why}"));
+            }
         }
-        let _ = stepbox.db.finish_job(&job.id, crate::backends::JobState::Cancelled, None, Some("its supervisor died"));
     }
     let mut message = format!("the supervisor (pid {}) ended without recording an outcome", run.pid);
-    if !cancelled.is_empty() {
-        message.push_str(&format!("; its jobs were stopped: {}", cancelled.join(", ")));
+    if !stopped.is_empty() {
+        message.push_str(&format!("; its jobs were stopped: {}", stopped.join(", ")));
     }
     if !left.is_empty() {
         message.push_str(&format!("; could not stop: {}", left.join(", ")));
     }
-    stepbox.db.finish_run(&run.id, RunState::Failed, None, Some(&message), crate::exit::INTERNAL).map_err(store)?;
+    stepbox.db.finish_run(&run.id, RunState::Failed, None, Some(&message), crate::exit::INTERNAL)?;
     find(stepbox, &run.id)
 }
 
+/// How long stopping an orphaned local job may take (it is SIGKILLed).
+const ORPHAN_KILL_LIMIT: Duration = Duration::from_secs(5);
+
 /// Stop a job whose supervisor is gone, by what its backend recorded:
-/// local process groups are killed, containers removed by label, Slurm jobs
-/// cancelled. A Ray job cannot be (its cluster's address and token are the
-/// launch's, not recorded), and the message says so.
+/// local processes are found by their marker ([`crate::processes`]) and
+/// killed, containers removed by label, Slurm jobs cancelled. A Ray job
+/// cannot be (its cluster's address and token are the launch's, not
+/// recorded), and the message says so.
 fn stop_orphan(job: &crate::store::JobRecord) -> Result<(), String> {
     let external = job.external_id.as_deref().unwrap_or_default();
     let run = |program: std::path::PathBuf, args: &[&str]| {
@@ -174,12 +234,12 @@ fn stop_orphan(job: &crate::store::JobRecord) -> Result<(), String> {
             })
     };
     match job.backend.as_str() {
-        "local" => {
-            let group = external.parse::<i32>().ok().filter(|pid| *pid > 1).ok_or("no process group recorded")?;
-            // Gone already is fine: a confined job dies with its supervisor.
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
-            Ok(())
-        }
+        // By marker, not by the recorded group: that number may be someone else's by now, and
+        // a launch killed right after spawning the job had not recorded it yet.
+        "local" => match crate::processes::kill_marked(&job.id, ORPHAN_KILL_LIMIT) {
+            Ok(_) => Ok(()),
+            Err(alive) => Err(format!("processes {alive:?} survived SIGKILL")),
+        },
         "container" => {
             let podman = crate::programs::locate("podman", "STEPBOX_PODMAN")?;
             let label = format!("label=stepbox.job={}", job.id);
@@ -204,17 +264,17 @@ fn stop_orphan(job: &crate::store::JobRecord) -> Result<(), String> {
     }
 }
 
-fn find(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
-    match stepbox.db.find_run(id).map_err(store)? {
+fn find(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
+    match stepbox.db.find_run(id)? {
         RunLookup::Found(run) => Ok(*run),
-        RunLookup::Missing if id.is_empty() => Err("the run id is empty; `stepbox runs list` shows them".to_owned()),
-        RunLookup::Missing => Err(format!("no run `{id}`; `stepbox runs list` shows them")),
-        RunLookup::Ambiguous(ids) => Err(format!("`{id}` matches several runs: {}", ids.join(", "))),
+        RunLookup::Missing if id.is_empty() => {
+            Err(RunError::NoSuchRun("the run id is empty; `stepbox runs list` shows them".to_owned()))
+        }
+        RunLookup::Missing => Err(RunError::NoSuchRun(format!("no run `{id}`; `stepbox runs list` shows them"))),
+        RunLookup::Ambiguous(ids) => {
+            Err(RunError::NoSuchRun(format!("`{id}` matches several runs: {}", ids.join(", "))))
+        }
     }
-}
-
-fn store(error: StoreError) -> String {
-    error.to_string()
 }
 
 /// Longest reason `stepbox cancel --reason` keeps.
@@ -224,20 +284,27 @@ pub const MAX_CANCEL_REASON: usize = 500;
 /// its grace period and records the run cancelled). The supervisor records
 /// why as `cancelled by \`stepbox cancel\`: REASON`; the reason goes to it
 /// in a file beside the run's, written before the signal.
-pub fn request_cancel(stepbox: &Stepbox, run: &RunRecord, reason: Option<&str>) -> Result<(), String> {
+pub fn request_cancel(stepbox: &Stepbox, run: &RunRecord, reason: Option<&str>) -> Result<(), RunError> {
     if !supervisor_alive(run) {
-        return Err(format!("the supervisor of run {} (pid {}) is not running", run.id, run.pid));
+        return Err(RunError::NotRunning(format!("the supervisor of run {} (pid {}) is not running", run.id, run.pid)));
     }
     let path = cancel_request_path(stepbox, &run.id);
     std::fs::write(&path, reason.unwrap_or_default())
-        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), nix::sys::signal::Signal::SIGTERM).map_err(
-        |error| {
-            // No signal, no request: a later SIGTERM from elsewhere must not read as this cancel.
-            let _ = std::fs::remove_file(&path);
-            format!("cannot signal the supervisor (pid {}): {error}", run.pid)
-        },
-    )
+        .map_err(|error| RunError::System(format!("cannot write {}: {error}", path.display())))?;
+    let signalled = match &run.supervisor {
+        Some(identity) => identity.signal(nix::sys::signal::Signal::SIGTERM),
+        None => nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), nix::sys::signal::Signal::SIGTERM)
+            .map(|()| true)
+            .map_err(std::io::Error::from),
+    };
+    let failure = match signalled {
+        Ok(true) => return Ok(()),
+        Ok(false) => RunError::NotRunning(format!("the supervisor of run {} (pid {}) has just ended", run.id, run.pid)),
+        Err(error) => RunError::System(format!("cannot signal the supervisor (pid {}): {error}", run.pid)),
+    };
+    // No signal, no request: a later SIGTERM from elsewhere must not read as this cancel.
+    let _ = std::fs::remove_file(&path);
+    Err(failure)
 }
 
 /// Whether run `run_id`'s SIGTERM came from `stepbox cancel`, and the reason it
@@ -259,7 +326,7 @@ fn cancel_request_path(stepbox: &Stepbox, run_id: &str) -> std::path::PathBuf {
 }
 
 /// Poll `id` until it has ended, reconciling as it goes.
-pub fn wait(stepbox: &Stepbox, id: &str) -> Result<RunRecord, String> {
+pub fn wait(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
     wait_observing(stepbox, id, Duration::from_millis(500), |_| {})
 }
 
@@ -270,7 +337,7 @@ pub fn wait_observing(
     id: &str,
     longest_pause: Duration,
     mut observe: impl FnMut(&RunRecord),
-) -> Result<RunRecord, String> {
+) -> Result<RunRecord, RunError> {
     let mut pause = Duration::from_millis(50).min(longest_pause);
     loop {
         let run = reconcile(stepbox, id)?;

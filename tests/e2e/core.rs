@@ -87,7 +87,7 @@ fn a_failing_step_exits_with_its_code_and_the_run_shows_the_log_tail() {
 }
 
 #[test]
-fn a_job_sees_only_its_own_environment_plus_path() {
+fn a_job_sees_only_its_own_environment_plus_path_and_its_job_marker() {
     let t = TestHome::new();
     t.with_local();
     let mut command = t.launch_command_with("local", "env", &["-e", "ONLY=this"], &["env"]);
@@ -99,9 +99,41 @@ fn a_job_sees_only_its_own_environment_plus_path() {
         .filter_map(|line| line.split_once('=').map(|(name, _)| name.to_owned()))
         .collect();
     names.sort();
-    // `env` itself may add PWD on some systems; nothing of the host's may appear.
+    // `env` itself may add PWD on some systems; nothing of the host's may appear. STEPBOX_JOB_ID
+    // marks the job's processes, so that a job whose launch died can be found (RELIABILITY.md).
     names.retain(|name| name != "PWD");
-    assert_eq!(names, ["ONLY", "PATH"]);
+    assert_eq!(names, ["ONLY", "PATH", "STEPBOX_JOB_ID"]);
+}
+
+#[test]
+fn a_program_that_is_missing_or_not_executable_fails_the_same_way_confined_or_trusted() {
+    let t = TestHome::new();
+    t.with_local();
+    let not_executable = t.scratch().join("not-executable.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\necho ran\n").expect("write");
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let not_executable = path_str(&not_executable).to_owned();
+    for trust in ["confined", "trusted"] {
+        if trust == "trusted" {
+            t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+        }
+        // As a shell reports them: 127 for no such program, 126 for one that cannot be executed.
+        let missing = t.launch("local", "s", &["/nonexistent/program"]);
+        missing.expect_code(127);
+        assert!(
+            missing.stderr.contains("cannot start `/nonexistent/program`: no such program"),
+            "{trust}: {}",
+            missing.stderr
+        );
+        let unknown = t.launch("local", "s", &["no-such-program-anywhere"]);
+        unknown.expect_code(127);
+        assert!(unknown.stderr.contains("is it on the job's PATH?"), "{trust}: {}", unknown.stderr);
+        let refused = t.launch("local", "s", &[&not_executable]);
+        refused.expect_code(126);
+        assert!(refused.stderr.contains("permission denied"), "{trust}: {}", refused.stderr);
+        let run = &t.runs()[0];
+        assert_eq!((run["state"].as_str(), run["exit_code"].as_i64()), (Some("failed"), Some(126)), "{trust}: {run}");
+    }
 }
 
 #[test]
@@ -376,6 +408,42 @@ fn registration_compiles_once_and_launches_survive_a_wiped_cache() {
     fs::create_dir(t.home().join("cache")).expect("recreate it empty");
     t.launch("local", "s", &["true"]).expect_code(0);
     assert_eq!(cached(&t), 1, "the launch recompiled and cached it again");
+}
+
+#[test]
+fn a_damaged_precompiled_copy_is_never_run_and_is_compiled_again() {
+    let t = TestHome::new();
+    t.with_local();
+    let sha = t.run(&["flavor", "describe", "local", "-o", "json"]).json()["sha256"].as_str().expect("sha").to_owned();
+    let artifact = fs::read_dir(t.home().join("cache"))
+        .expect("cache dir")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .find(|path| path_str(path).contains(&sha) && path_str(path).ends_with(".cwasm"))
+        .expect("registration wrote a precompiled copy");
+    let status =
+        |t: &TestHome| t.run(&["flavor", "list", "-o", "json"]).json()[0]["status"].as_str().map(str::to_owned);
+    assert_eq!(status(&t).as_deref(), Some("ok"));
+    for damage in ["bit rot", "cut short"] {
+        let mut bytes = fs::read(&artifact).expect("read the copy");
+        match damage {
+            // Native code overwritten with `ud2` (SIGILL) from the middle on, as a bad disk would.
+            "bit rot" => {
+                let middle = bytes.len() / 2;
+                for (i, byte) in bytes[middle..middle + 4096].iter_mut().enumerate() {
+                    *byte = if i % 2 == 0 { 0x0f } else { 0x0b };
+                }
+            }
+            _ => bytes.truncate(bytes.len() * 2 / 3),
+        }
+        fs::write(&artifact, &bytes).expect("damage it");
+        let listed = status(&t).unwrap_or_default();
+        assert!(listed.contains("precompiled copy damaged"), "{damage}: flavor list says so: {listed}");
+        let run = t.launch("local", "s", &["echo", "still-right"]);
+        run.expect_code(0);
+        assert!(run.stdout.contains("still-right"), "{damage}: {}", run.stdout);
+        assert!(run.stderr.contains("is damaged"), "{damage}: the launch says why it compiled: {}", run.stderr);
+        assert_eq!(status(&t).as_deref(), Some("ok"), "{damage}: the copy was written again");
+    }
 }
 
 #[test]

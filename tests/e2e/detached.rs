@@ -5,6 +5,7 @@
 //! away (`stepbox runs list | head`).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -166,6 +167,206 @@ fn a_run_whose_supervisor_died_is_reported_failed_and_its_jobs_are_gone() {
     assert!(wait_until(Duration::from_secs(5), || live_processes_with(&marker).is_empty()), "its job is gone");
     let waited = t.run(&["wait", &id]);
     assert!(FLAVOR_ERROR_OR_INTERNAL.contains(&waited.code), "wait reports the failure: {}", waited.code);
+}
+
+/// The run's state database, to stage what only time and bad luck produce (a reused PID).
+fn state_db(t: &TestHome) -> rusqlite::Connection {
+    rusqlite::Connection::open(t.home().join("state.db")).expect("state.db opens")
+}
+
+#[test]
+fn a_launch_killed_between_spawning_a_job_and_recording_it_leaves_no_job_running() {
+    let t = TestHome::new();
+    t.with_local();
+    // Trusted: the job runs unconfined, in a process group of its own, and outlives a killed launch.
+    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+    let marker = unique_marker();
+    let step_run = format!("window-{marker}");
+    let mut launch = t.launch_command_with(
+        "local",
+        "s",
+        &["--step-run-id", &step_run],
+        &["sh", "-c", &format!("sleep 300 # {marker}")],
+    );
+    // Hold the launch between spawning the job and recording its process.
+    launch.env("STEPBOX_TEST_PAUSE_AT", "job-spawned").stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = launch.spawn().expect("stepbox starts");
+    let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let paused = stderr.lines().map_while(Result::ok).any(|line| line.contains("paused at job-spawned"));
+    assert!(paused, "the launch reached the window");
+    child.kill().expect("SIGKILL the launch");
+    child.wait().expect("reaped");
+    let shown = t.run(&["status", "--step-run-id", &step_run, "-o", "json"]);
+    shown.expect_code(0);
+    let run = shown.json();
+    assert_eq!(run["state"], "failed", "{run}");
+    let message = run["message"].as_str().unwrap_or_default();
+    assert!(message.contains("its jobs were stopped"), "{message}");
+    assert!(!message.contains("could not stop"), "{message}");
+    assert!(wait_until(Duration::from_secs(5), || live_processes_with(&marker).is_empty()), "the job is gone");
+    let jobs = t.run_details(run["id"].as_str().expect("id"))["jobs"].clone();
+    assert_eq!(jobs[0]["state"], "cancelled", "recorded stopped, and it was: {jobs}");
+}
+
+#[test]
+fn status_never_signals_a_stranger_that_now_has_a_dead_jobs_process_group_id() {
+    let t = TestHome::new();
+    t.with_local();
+    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+    let marker = unique_marker();
+    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
+    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    // The supervisor and its job die, and the job's process-group id is taken by an unrelated
+    // process (staged: the record is pointed at a stranger's group, as PID reuse would).
+    let stranger_marker = unique_marker();
+    let mut stranger = Command::new("sh")
+        .args(["-c", &format!("sleep 300 # {stranger_marker}")])
+        .process_group(0)
+        .spawn()
+        .expect("a stranger starts");
+    let supervisor = status(&t, &id)["pid"].as_i64().expect("the supervisor's pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    for pid in live_processes_with(&marker) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(wait_until(Duration::from_secs(5), || live_processes_with(&marker).is_empty()), "the job died");
+    state_db(&t)
+        .execute("UPDATE jobs SET external_id = ?1 WHERE run_id = ?2", (stranger.id().to_string(), &id))
+        .expect("stage the reused id");
+    let run = status(&t, &id);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(stranger.try_wait().expect("the stranger"), None, "status killed an unrelated process");
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+#[test]
+fn a_dead_supervisors_pid_taken_by_another_launch_does_not_keep_its_run_running() {
+    let t = TestHome::new();
+    t.with_local();
+    let marker = unique_marker();
+    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
+    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    let other_marker = unique_marker();
+    let other = t.spawn_launch("local", "other", &["sh", "-c", &format!("sleep 300 # {other_marker}")]);
+    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&other_marker).is_empty()), "it started");
+    let supervisor = status(&t, &id)["pid"].as_i64().expect("the supervisor's pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    // Staged PID reuse: the dead supervisor's PID is now the other `stepbox launch`'s.
+    let db = state_db(&t);
+    let recorded: String =
+        db.query_row("SELECT supervisor FROM runs WHERE id = ?1", [&id], |row| row.get(0)).expect("recorded");
+    let (_, rest) = recorded.split_once(':').expect("PID:START:BOOT");
+    db.execute(
+        "UPDATE runs SET pid = ?1, supervisor = ?2 WHERE id = ?3",
+        (other.pid(), format!("{}:{rest}", other.pid()), &id),
+    )
+    .expect("stage the reused PID");
+    // `runs list` reconciles too: a killed run is not shown `running` forever.
+    let listed = t.runs();
+    let run = listed.iter().find(|run| run["id"] == id.as_str()).expect("listed");
+    assert_eq!(run["state"], "failed", "another launch with the PID is not this run's supervisor: {run}");
+    assert!(wait_until(Duration::from_secs(5), || live_processes_with(&marker).is_empty()), "its job was stopped");
+    assert!(!live_processes_with(&other_marker).is_empty(), "the other launch's job is untouched");
+    other.signal(nix::sys::signal::Signal::SIGTERM);
+    other.finish();
+}
+
+#[test]
+fn backup_writes_one_complete_file_that_a_new_home_opens() {
+    let t = TestHome::new();
+    t.with_local();
+    let id = submit(&t, &["true"]);
+    t.run(&["wait", &id]).expect_code(0);
+    let copy = t.scratch().join("state-backup.db");
+    let copy_path = copy.to_str().expect("UTF-8").to_owned();
+    t.run(&["backup", &copy_path]).expect_code(0);
+    assert!(!t.scratch().join("state-backup.db-wal").exists(), "one file: nothing left in a WAL");
+    let restored = TestHome::new();
+    std::fs::copy(&copy, restored.home().join("state.db")).expect("restore");
+    let runs = restored.runs();
+    assert_eq!(runs.len(), 1, "the run is in the copy: {runs:?}");
+    assert_eq!((runs[0]["id"].as_str(), runs[0]["state"].as_str()), (Some(id.as_str()), Some("succeeded")));
+    let listed = restored.run(&["step-operator", "list", "-o", "json"]);
+    assert_eq!(listed.json()[0]["name"], "local", "{}", listed.stdout);
+    t.run(&["backup", &copy_path]).expect_error(64, "already exists");
+}
+
+#[test]
+fn a_damaged_run_record_is_reported_and_the_rest_are_still_listed() {
+    let t = TestHome::new();
+    t.with_local();
+    let ids: Vec<String> = (0..3).map(|_| submit(&t, &["true"])).collect();
+    for id in &ids {
+        t.run(&["wait", id]).expect_code(0);
+    }
+    let db = state_db(&t);
+    db.execute("UPDATE runs SET state = 'exploded' WHERE id = ?1", [&ids[0]]).expect("damage a state");
+    db.execute("UPDATE runs SET pid = 'not a number' WHERE id = ?1", [&ids[1]]).expect("damage a column's type");
+    let listed = t.run(&["runs", "list", "-o", "json"]);
+    listed.expect_code(0);
+    let runs = listed.json();
+    let shown: Vec<&str> = runs.as_array().expect("a list").iter().filter_map(|run| run["id"].as_str()).collect();
+    assert_eq!(shown, [ids[2].as_str()], "the intact run is listed");
+    for damaged in &ids[..2] {
+        assert!(listed.stderr.contains(&format!("the record of run {damaged} cannot be read")), "{}", listed.stderr);
+    }
+    t.run(&["runs", "list"]).expect_code(0);
+}
+
+/// Run `script` with `sh` in a mount namespace of its own (as root: CI is), with `$STEPBOX`,
+/// `$FLAVOR` (the local flavor), `$STEPBOX_HOME` and `$SCRATCH` set.
+fn in_mount_namespace(t: &TestHome, script: &str) -> Run {
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("STEPBOX", stepbox_e2e::stepbox_bin())
+        .env("FLAVOR", stepbox_e2e::local_flavor())
+        .env("STEPBOX_HOME", t.home())
+        .env("SCRATCH", t.scratch())
+        .env_remove("STEPBOX_CACHE_DIR")
+        .current_dir(t.scratch())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare runs (util-linux)");
+    Run::from_output(output)
+}
+
+#[test]
+fn a_disk_that_fills_during_a_run_loses_neither_its_outcome_nor_its_exit_code() {
+    let t = TestHome::new();
+    // The home on a 16 MiB file system that the job's 32 MiB of output fills: the job's log
+    // cannot be written to the end, nor the run's and the job's ends into the database.
+    let script = r#"
+set -e
+mount -t tmpfs -o size=16m,mode=0700 stepbox-disk-full "$STEPBOX_HOME"
+"$STEPBOX" flavor register "$FLAVOR" >/dev/null
+"$STEPBOX" step-operator register local --flavor local --grant jobs --grant requirements >/dev/null
+set +e
+"$STEPBOX" launch -s local --pipeline p --run r --step s --step-run-id full --     sh -c 'head -c 33554432 /dev/zero; echo the-job-is-done >&2' >/dev/null 2>"$SCRATCH/launch.err"
+echo "launch exited $?"
+df -h "$STEPBOX_HOME" | tail -1
+# Space returns.
+find "$STEPBOX_HOME/runs" -name '*.log' -delete
+"$STEPBOX" status --step-run-id full -o json >"$SCRATCH/status.json" || echo "status failed"
+id=$(grep -m1 '"id"' "$SCRATCH/status.json" | cut -d'"' -f4)
+"$STEPBOX" runs show "$id" -o json
+"#;
+    let run = in_mount_namespace(&t, script);
+    let launch_err = std::fs::read_to_string(t.scratch().join("launch.err")).unwrap_or_default();
+    assert!(
+        run.stdout.contains("launch exited 0"),
+        "the job exited 0, and so does the launch: {}\n{launch_err}",
+        run.stdout
+    );
+    assert!(launch_err.contains("cannot write the job's log"), "the cut log is said: {launch_err}");
+    assert!(launch_err.contains("it is kept in"), "where the outcome waits is said: {launch_err}");
+    assert!(launch_err.contains("the-job-is-done"), "{launch_err}");
+    let json_at = run.stdout.find('{').unwrap_or_else(|| panic!("no JSON: {}\n{}", run.stdout, run.stderr));
+    let shown: serde_json::Value = serde_json::from_str(&run.stdout[json_at..]).expect("JSON");
+    assert_eq!(shown["run"]["state"], "succeeded", "recorded as it ended, once space returned: {shown}");
+    assert_eq!(shown["run"]["outcome_code"], 0, "{shown}");
+    assert_eq!(shown["jobs"][0]["state"], "succeeded", "the job is not recorded cancelled: {shown}");
+    assert_eq!(shown["jobs"][0]["exit_code"], 0, "{shown}");
 }
 
 #[test]

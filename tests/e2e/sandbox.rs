@@ -120,13 +120,54 @@ fn sigterm_cancels_the_launch_and_a_job_ignoring_sigterm_is_killed_after_the_gra
     let mut launch = t.spawn_launch("local", "stubborn", &["sh", "-c", &script]);
     assert_eq!(launch.next_line(), "ready");
     launch.signal(Signal::SIGTERM);
-    launch.finish().expect_code(CANCELLED_SIGTERM);
+    let finished = launch.finish();
+    finished.expect_code(CANCELLED_SIGTERM);
+    // The flavor waited on the job the whole grace period: that is the job's doing, not the flavor's.
+    assert!(!finished.stderr.contains("the flavor did not return"), "{}", finished.stderr);
     assert_eq!(live_processes_with(&format!("0.{marker}")), Vec::<i32>::new(), "the job was killed");
     assert_eq!(live_processes_with(&marker), Vec::<i32>::new(), "the job that ignored SIGTERM was killed");
     let details = t.run_details(t.runs()[0]["id"].as_str().expect("id"));
     assert_eq!(details["run"]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["state"], "cancelled");
     assert_eq!(details["jobs"][0]["exit_code"], 128 + 9, "it took SIGKILL");
+}
+
+#[test]
+fn a_ctrl_c_that_lands_before_the_launch_handles_signals_still_cancels_it() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let t = TestHome::new();
+    t.with_local();
+    let marker = unique_marker();
+    let mut command = t.launch_command("local", "s", &["sh", "-c", &format!("sleep 300 # {marker}")]);
+    // Paused before its handlers exist, and started as a script's background job is: SIGINT ignored.
+    command.env("STEPBOX_TEST_PAUSE_AT", "signals-held:1").stdout(std::process::Stdio::null());
+    command.stderr(std::process::Stdio::piped());
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigIgn)
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().expect("stepbox starts");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("stderr");
+    assert!(line.contains("paused at signals-held"), "{line}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("Ctrl-C");
+    let ended = stepbox_e2e::wait_until(std::time::Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("reaped");
+    assert_eq!(status.code(), Some(130), "the Ctrl-C cancelled the launch");
+    assert!(
+        stepbox_e2e::wait_until(std::time::Duration::from_secs(5), || live_processes_with(&marker).is_empty()),
+        "no job is left running"
+    );
+    assert_eq!(t.runs()[0]["state"], "cancelled");
 }
 
 #[test]

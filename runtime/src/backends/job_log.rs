@@ -231,11 +231,19 @@ impl JobLog {
         state.tail.drain(..excess);
         let room = self.limit.saturating_sub(state.written);
         let keep = (bytes.len() as u64).min(room) as usize;
+        let mut lost = None;
         if let Some(file) = state.file.as_mut()
             && keep > 0
-            && file.write_all(&bytes[..keep]).is_err()
+            && let Err(error) = file.write_all(&bytes[..keep])
         {
+            // A full disk, say: the terminal still gets the output, and is told the log stops here.
             state.file = None;
+            lost = Some(format!(
+                "\n[stepbox: cannot write the job's log {} ({error}); it ends after {} bytes, and the output from \
+                 there on is only shown here]\n",
+                self.path.display(),
+                state.written
+            ));
         }
         state.written += keep as u64;
         if keep < bytes.len() && !state.truncated {
@@ -249,6 +257,9 @@ impl JobLog {
         // Outside the lock (a slow terminal must not hold up `job.logs()`);
         // each stream has one writer, so its chunks stay in order.
         self.sink.write(stream, bytes);
+        if let Some(note) = lost {
+            self.sink.write(Stream::Stderr, note.as_bytes());
+        }
     }
 
     /// The last `max` bytes of output, as text.

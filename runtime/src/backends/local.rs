@@ -2,7 +2,8 @@
 //! group, so that cancelling it reaches every process it started.
 //!
 //! - The environment is exactly the job's, plus `PATH` from the runtime when
-//!   the job sets none. A job in a Python environment gets its `bin` first on
+//!   the job sets none, and `STEPBOX_JOB_ID` (the job's id, which marks it
+//!   and everything it starts: [`crate::processes`]). A job in a Python environment gets its `bin` first on
 //!   PATH and `VIRTUAL_ENV`. Images are for container backends.
 //! - Output is read from pipes and streamed to the job's [`JobLog`].
 //! - Cancel and timeout send SIGTERM to the whole group, wait a grace period,
@@ -27,12 +28,15 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use super::supervise::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
-use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, RunningJob};
+use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// How long to wait for a killed process group to disappear.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a confined job being stopped is looked for among bubblewrap's
+/// descendants (it may not have started yet).
+const CONFINED_LOOK_AGAIN: Duration = Duration::from_millis(20);
 
 /// Runs jobs as local processes.
 pub struct LocalBackend {
@@ -101,6 +105,8 @@ impl JobBackend for LocalBackend {
             .args(args)
             .env_clear()
             .envs(request.env.iter().map(|(k, v)| (k, v)))
+            // Marks the job and all it starts, before it runs: what finds it if the launch dies.
+            .env(crate::processes::JOB_MARKER, &request.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -109,31 +115,34 @@ impl JobBackend for LocalBackend {
             Some((_, path)) => path.clone(),
             None => std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned()),
         };
-        match environment {
+        let job_path = match environment {
             Some(environment) => {
-                command.env("PATH", format!("{}:{path}", environment.bin_dir().display()));
                 command.env("VIRTUAL_ENV", &environment.root);
+                format!("{}:{path}", environment.bin_dir().display())
             }
-            None => {
-                command.env("PATH", path);
-            }
-        }
+            None => path,
+        };
+        command.env("PATH", &job_path);
         if let Some(dir) = &request.working_dir {
             command.current_dir(dir);
         }
-        let mut child = command.spawn().map_err(|error| {
-            BackendError::Failed(match error.kind() {
-                std::io::ErrorKind::NotFound => {
-                    format!("cannot start `{program}`: no such program (is it on the job's PATH?)")
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    format!("cannot start `{program}`: permission denied")
-                }
-                _ => format!("cannot start `{program}`: {error}"),
-            })
-        })?;
+        // A program that is not there fails the job as a shell would (127), confined or not:
+        // bubblewrap would start and fail inside the sandbox with its own exit code 1.
+        if request.confinement.is_some()
+            && let Err(why) = findable(program, &job_path, request.working_dir.as_deref())
+        {
+            return Ok(not_started(&request, why));
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => match NotStarted::from_spawn_error(program, &error) {
+                Some(why) => return Ok(not_started(&request, why)),
+                None => return Err(BackendError::Failed(format!("cannot start `{program}`: {error}"))),
+            },
+        };
         let pid =
             child.id().ok_or_else(|| BackendError::Failed(format!("`{program}` exited before it could be tracked")))?;
+        crate::pause_points::pause_at_async(crate::pause_points::JOB_SPAWNED).await;
         let readers = supervise::spawn_readers(&mut child, &request.log);
         let (handle, link) = supervise::link();
         let confined = request.confinement.is_some();
@@ -141,6 +150,77 @@ impl JobBackend for LocalBackend {
         tokio::spawn(supervisor.run(request.timeout, link));
         Ok(Arc::new(SupervisedJob::new(pid.to_string(), handle)))
     }
+}
+
+/// Why a job's program could not be started: the exit code a shell gives
+/// and the message.
+struct NotStarted {
+    code: u8,
+    message: String,
+}
+
+impl NotStarted {
+    fn missing(program: &str) -> Self {
+        NotStarted {
+            code: crate::exit::PROGRAM_NOT_FOUND,
+            message: format!("cannot start `{program}`: no such program (is it on the job's PATH?)"),
+        }
+    }
+
+    fn not_executable(program: &str) -> Self {
+        NotStarted {
+            code: crate::exit::CANNOT_EXECUTE,
+            message: format!("cannot start `{program}`: permission denied (not an executable file)"),
+        }
+    }
+
+    /// The job's own failure, for spawn errors that are about its program.
+    fn from_spawn_error(program: &str, error: &std::io::Error) -> Option<Self> {
+        match error.kind() {
+            std::io::ErrorKind::NotFound => Some(NotStarted::missing(program)),
+            std::io::ErrorKind::PermissionDenied => Some(NotStarted::not_executable(program)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `program` can be found as the job would look for it: a path (from
+/// `working_dir`), or a name on `path`. Used for confined jobs, whose program
+/// is looked up inside the sandbox: what is not on this machine is not there.
+fn findable(program: &str, path: &str, working_dir: Option<&std::path::Path>) -> Result<(), NotStarted> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |candidate: &std::path::Path| {
+        std::fs::metadata(candidate).ok().map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let candidate = match working_dir {
+            Some(dir) => dir.join(program),
+            None => std::path::PathBuf::from(program),
+        };
+        return match executable(&candidate) {
+            None => Err(NotStarted::missing(program)),
+            Some(false) => Err(NotStarted::not_executable(program)),
+            Some(true) => Ok(()),
+        };
+    }
+    let found = path
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .any(|dir| executable(&std::path::Path::new(dir).join(program)) == Some(true));
+    if found { Ok(()) } else { Err(NotStarted::missing(program)) }
+}
+
+/// A job whose program could not be started: it failed at once, with the
+/// reason in its log and the exit code a shell would give.
+fn not_started(request: &JobRequest, why: NotStarted) -> Arc<dyn RunningJob> {
+    request.log.write(Stream::Stderr, format!("stepbox: {}\n", why.message).as_bytes());
+    let (handle, link) = supervise::link();
+    link.status.send_replace(JobStatus {
+        state: JobState::Failed,
+        exit_code: Some(i32::from(why.code)),
+        message: Some(why.message),
+    });
+    Arc::new(SupervisedJob::new(String::new(), handle))
 }
 
 /// Owns the child process and decides how the job ended.
@@ -171,20 +251,32 @@ impl Supervisor {
     /// dies of it and would tear the sandbox down before the job could use
     /// its grace period.
     async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
-        if self.confined {
-            // The job runs in a session of its own (no controlling terminal),
-            // so it is found by descent from bubblewrap, not by group.
-            for (pid, _) in descendants(self.group.as_raw()).into_iter().filter(|(_, comm)| comm != "bwrap") {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-        } else {
+        let deadline = tokio::time::Instant::now() + grace;
+        if !self.confined {
             signal_group(self.group, Signal::SIGTERM);
         }
-        match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(exit) => exit,
-            Err(_) => {
+        let mut terminated = std::collections::HashSet::new();
+        loop {
+            if self.confined {
+                // The job runs in a session of its own (no controlling terminal),
+                // so it is found by descent from bubblewrap, not by group; and
+                // looked for again until it ends: cancelled while bubblewrap
+                // was still building the sandbox, the job appears a few
+                // milliseconds later and gets its SIGTERM then.
+                for (pid, _) in descendants(self.group.as_raw()).into_iter().filter(|(_, comm)| comm != "bwrap") {
+                    if terminated.insert(pid) {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                    }
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 signal_group(self.group, Signal::SIGKILL);
-                self.child.wait().await
+                return self.child.wait().await;
+            }
+            let look_again = if self.confined { CONFINED_LOOK_AGAIN } else { deadline - now };
+            if let Ok(exit) = tokio::time::timeout((deadline - now).min(look_again), self.child.wait()).await {
+                return exit;
             }
         }
     }

@@ -95,6 +95,21 @@ Example:
     /// Inspect past and running launches
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Copy the state database (flavors, step operators, runs) into one self-contained file
+    #[command(after_help = "\
+state.db is kept in SQLite's WAL mode: recent changes live in state.db-wal until a checkpoint, so a
+copy of state.db alone may miss them. `stepbox backup` writes a consistent, complete copy while
+other stepbox commands go on. Back up the flavors/ and secrets/ directories beside it with it.
+
+To restore: stop every stepbox process, remove state.db-wal and state.db-shm, and copy the backup
+to $STEPBOX_HOME/state.db.
+
+Example:
+  stepbox backup ~/stepbox-state-$(date +%F).db")]
+    Backup {
+        /// Where to write the copy (a new file: an existing one is never overwritten)
+        destination: std::path::PathBuf,
+    },
     /// List the limits a step operator can override, with their defaults
     Limits,
     /// List the job backends, the options each takes and the grants they need

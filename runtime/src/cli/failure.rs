@@ -55,6 +55,12 @@ impl From<LaunchError> for Failure {
     }
 }
 
+impl From<crate::supervisor::RunError> for Failure {
+    fn from(error: crate::supervisor::RunError) -> Self {
+        Self::new(error.exit_code(), error)
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Self {
         Self::new(exit::INTERNAL, error)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::args::LaunchArgs;
+use super::held_signals::HeldSignals;
 use super::output;
 use super::{Failure, open};
 use crate::backends::TerminalOutput;
@@ -14,12 +15,16 @@ use crate::launch::{self, Interrupt};
 use crate::store::RunState;
 use crate::units::{parse_env_var, parse_memory};
 
-pub async fn run(home: Option<PathBuf>, args: LaunchArgs) -> Result<u8, Failure> {
+pub async fn run(home: Option<PathBuf>, args: LaunchArgs, held: Option<HeldSignals>) -> Result<u8, Failure> {
     // Handle signals before anything starts, so Ctrl-C always cancels cleanly.
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     // The terminal closed (ssh dropped): cancel as for SIGTERM, rather than die with jobs left running.
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    // Handled from here: what arrived while `main` held them back is delivered now.
+    if let Some(held) = held {
+        held.release();
+    }
     let launch_args = parse(args)?;
     let stepbox = open(home)?;
     let record_id = launch_args.record_id.clone();

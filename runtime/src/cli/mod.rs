@@ -4,6 +4,7 @@
 mod args;
 mod failure;
 mod flavor;
+mod held_signals;
 mod launch;
 mod output;
 mod runs;
@@ -21,6 +22,7 @@ pub use failure::Failure;
 
 /// Run the command line and return the process exit code.
 pub fn main() -> ExitCode {
+    let held = held_signals::HeldSignals::hold();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -34,6 +36,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Only a launch cancels on these signals; every other command takes them as usual, at once.
+    let held = match cli.command {
+        Command::Launch(_) => {
+            crate::pause_points::pause_at(crate::pause_points::SIGNALS_HELD);
+            Some(held)
+        }
+        _ => {
+            held.release();
+            None
+        }
+    };
     init_tracing(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -42,18 +55,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    let code = runtime.block_on(run(cli));
+    let code = runtime.block_on(run(cli, held));
     // Do not wait for detached tasks (a reader of a pipe that an escaped
     // process still holds, say): everything that matters has been awaited.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     ExitCode::from(code)
 }
 
-async fn run(cli: Cli) -> u8 {
+async fn run(cli: Cli, held: Option<held_signals::HeldSignals>) -> u8 {
     let result = match cli.command {
         Command::Flavor(command) => flavor::run(cli.home, command).await,
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
-        Command::Launch(args) => launch::run(cli.home, *args).await,
+        Command::Launch(args) => launch::run(cli.home, *args, held).await,
         Command::Submit(args) => submit::submit(cli.home, args.env_stdin),
         Command::Status { run, step_run_id, output } => {
             submit::status(cli.home, submit::Which::of(run, step_run_id), output)
@@ -68,6 +81,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Secret(command) => secret::run(cli.home, command),
         Command::New { name, lang, dir } => new_flavor(&name, lang, dir),
         Command::Backends => backends(),
+        Command::Backup { destination } => backup(cli.home, &destination),
         Command::Limits => limits(),
     };
     match result {
@@ -108,6 +122,28 @@ fn backends() -> Result<u8, Failure> {
     output::line(format_args!(
         "{table}\nGrant a backend with: stepbox step-operator update NAME --grant backend=BACKEND\n\
          A flavor passes options in its job spec's backend-options."
+    ))?;
+    Ok(exit::OK)
+}
+
+/// `stepbox backup DEST`: a consistent copy of the state database in one file.
+fn backup(home: Option<std::path::PathBuf>, destination: &std::path::Path) -> Result<u8, Failure> {
+    if destination.exists() {
+        return Err(Failure::input(format!(
+            "{} already exists; stepbox backup never overwrites a file: name a new one",
+            destination.display()
+        )));
+    }
+    let Some(path) = destination.to_str() else {
+        return Err(Failure::input(format!("{} is not valid UTF-8; name the backup in text", destination.display())));
+    };
+    let stepbox = open(home)?;
+    stepbox.db.backup_to(path).map_err(|error| {
+        Failure::new(exit::INTERNAL, format!("cannot write the backup to {}: {error}", destination.display()))
+    })?;
+    output::line(format_args!(
+        "backed up the state database to {} (with the flavors/ and secrets/ directories, that is all of stepbox's state)",
+        destination.display()
     ))?;
     Ok(exit::OK)
 }

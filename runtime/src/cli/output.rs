@@ -30,10 +30,24 @@ pub enum Format {
 pub struct TextTable(Table);
 
 impl TextTable {
-    /// Add a row; each cell is made [`crate::display::visible`].
+    /// Add a row; each cell is made [`crate::display::visible`] and cut to
+    /// [`MAX_CELL_CHARS`].
     pub fn add_row<I: IntoIterator<Item = String>>(&mut self, cells: I) -> &mut Self {
-        self.0.add_row(cells.into_iter().map(|cell| crate::display::visible(&cell).into_owned()));
+        self.0.add_row(cells.into_iter().map(|cell| shortened(&crate::display::visible(&cell))));
         self
+    }
+}
+
+/// The most characters a table cell shows. Laying out a table costs more
+/// than linear time in its cells' length (a 4 MiB config value took 96 s),
+/// and nobody reads a 4 MiB cell: `-o json` prints values whole.
+pub const MAX_CELL_CHARS: usize = 400;
+
+/// `cell`, or its first [`MAX_CELL_CHARS`] characters and how much was left out.
+fn shortened(cell: &str) -> String {
+    match cell.char_indices().nth(MAX_CELL_CHARS) {
+        None => cell.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes in all; -o json shows it whole)", &cell[..cut], cell.len()),
     }
 }
 
@@ -96,4 +110,21 @@ pub fn note(text: impl Display) {
 /// The first 8 characters of an id, for tables.
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_cells_are_cut_and_say_so_and_short_ones_are_whole() {
+        assert_eq!(shortened("timeout=30"), "timeout=30");
+        let long = "é".repeat(4 << 20);
+        let cut = shortened(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_CELL_CHARS)), "cut on a character boundary");
+        assert!(cut.ends_with(&format!("… ({} bytes in all; -o json shows it whole)", long.len())), "{}", &cut[..40]);
+        let mut table = table(&["CONFIG"]);
+        table.add_row(vec![long]);
+        assert!(table.to_string().len() < 16 * 1024, "the table holds the cut cell, not 8 MiB");
+    }
 }

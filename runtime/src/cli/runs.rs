@@ -7,13 +7,21 @@ use super::output::{self, Format};
 use super::{Failure, open};
 use crate::backends::file_tail;
 use crate::exit;
-use crate::store::{RunLookup, RunRecord};
+use crate::store::{RunLookup, RunRecord, RunState};
 
 pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     match command {
         RunsCommand::List { limit, output } => {
-            let runs = stepbox.db.runs(limit)?;
+            let (runs, damaged) = stepbox.db.runs(limit)?;
+            // A run whose launch was killed is shown failed, not `running` forever.
+            let runs = runs
+                .into_iter()
+                .map(|run| match run.state {
+                    RunState::Running => crate::supervisor::reconcile(&stepbox, &run.id),
+                    _ => Ok(run),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             match output {
                 Format::Json => output::json(&runs)?,
                 Format::Table if runs.is_empty() => {
@@ -37,9 +45,18 @@ pub fn run(home: Option<PathBuf>, command: RunsCommand) -> Result<u8, Failure> {
                     output::line(&table)?;
                 }
             }
+            for (id, error) in &damaged {
+                output::note(format_args!(
+                    "warning: the record of run {} cannot be read and is not listed: {error}",
+                    crate::display::visible(id)
+                ));
+            }
         }
         RunsCommand::Show { id, tail, audit, output } => {
             let run = match stepbox.db.find_run(&id)? {
+                RunLookup::Found(run) if run.state == RunState::Running => {
+                    crate::supervisor::reconcile(&stepbox, &run.id)?
+                }
                 RunLookup::Found(run) => *run,
                 RunLookup::Missing => {
                     return Err(Failure::input(format!(

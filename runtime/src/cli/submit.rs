@@ -40,7 +40,7 @@ pub fn submit(home: Option<PathBuf>, env_stdin: bool) -> Result<u8, Failure> {
         args.insert(0, path.display().to_string());
         args.insert(0, "--env-file-consume".to_owned());
     }
-    supervisor::spawn(&stepbox, &args, &run_id).map_err(Failure::input)?;
+    supervisor::spawn(&stepbox, &args, &run_id)?;
     // The run has started: whatever happens to stdout now, the answer is
     // success, or a caller that retries would run the step twice.
     if output::line(&run_id).is_err() {
@@ -93,7 +93,7 @@ impl Which {
 pub fn status(home: Option<PathBuf>, which: Which, format: Format) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     let id = which.resolve(&stepbox)?;
-    let run = supervisor::reconcile(&stepbox, &id).map_err(Failure::input)?;
+    let run = supervisor::reconcile(&stepbox, &id)?;
     match format {
         Format::Json => output::json(&run)?,
         Format::Table => {
@@ -120,7 +120,7 @@ pub fn wait(home: Option<PathBuf>, which: Which, follow: bool) -> Result<u8, Fai
     let stepbox = open(home)?;
     let id = which.resolve(&stepbox)?;
     if !follow {
-        let run = supervisor::wait(&stepbox, &id).map_err(Failure::input)?;
+        let run = supervisor::wait(&stepbox, &id)?;
         return Ok(ended(&run));
     }
     let mut follower = Some(LogFollower::new());
@@ -139,7 +139,7 @@ pub fn wait(home: Option<PathBuf>, which: Which, follow: bool) -> Result<u8, Fai
         // Nobody reads the output any more: wait on without showing it.
         follower = None;
     };
-    let run = supervisor::wait_observing(&stepbox, &id, FOLLOW_POLL, &mut show).map_err(Failure::input)?;
+    let run = supervisor::wait_observing(&stepbox, &id, FOLLOW_POLL, &mut show)?;
     Ok(ended(&run))
 }
 
@@ -154,13 +154,13 @@ pub fn cancel(home: Option<PathBuf>, which: Which, reason: Option<String>) -> Re
     }
     let stepbox = open(home)?;
     let id = which.resolve(&stepbox)?;
-    let run = supervisor::reconcile(&stepbox, &id).map_err(Failure::input)?;
+    let run = supervisor::reconcile(&stepbox, &id)?;
     if run.state != RunState::Running {
         output::note(format_args!("run {} already ended: {}", output::short(&run.id), run.state));
         return Ok(exit::OK);
     }
-    supervisor::request_cancel(&stepbox, &run, reason.as_deref()).map_err(Failure::input)?;
-    let run = supervisor::wait(&stepbox, &run.id).map_err(Failure::input)?;
+    supervisor::request_cancel(&stepbox, &run, reason.as_deref())?;
+    let run = supervisor::wait(&stepbox, &run.id)?;
     output::note(format_args!("run {} {}", output::short(&run.id), run.state));
     Ok(exit::OK)
 }

@@ -5,6 +5,7 @@
 //! [`BUSY_TIMEOUT`]) for other writers instead of failing.
 
 mod flavors;
+pub mod pending;
 mod runs;
 mod schema;
 mod step_operators;
@@ -87,6 +88,16 @@ impl Db {
         let result = f(&tx)?;
         tx.commit()?;
         Ok(result)
+    }
+
+    /// Write a consistent copy of the whole database, WAL included, to the
+    /// new file `destination` (`VACUUM INTO`: a reader, so other processes
+    /// go on writing meanwhile).
+    pub fn backup_to(&self, destination: &str) -> Result<(), StoreError> {
+        self.read(|conn| {
+            conn.execute("VACUUM INTO ?1", [destination])?;
+            Ok(())
+        })
     }
 
     /// Run `f` with this database on a blocking thread, for async callers (a

@@ -67,6 +67,10 @@ pub struct RunRecord {
     pub message: Option<String>,
     /// The process that ran the launch.
     pub pid: u32,
+    /// That process beyond its PID (start time, boot); `None` in runs
+    /// recorded by a stepbox before 0.1 kept it.
+    #[serde(skip)]
+    pub supervisor: Option<crate::processes::Identity>,
     /// The launch request, as JSON (environment values are not stored).
     pub request: serde_json::Value,
     pub started_at: String,
@@ -96,7 +100,7 @@ pub struct JobRecord {
 }
 
 const RUN_COLUMNS: &str = "id, step_operator, flavor, flavor_sha256, pipeline, run_name, step, state, \
-                           exit_code, message, pid, request, started_at, ended_at, outcome_code";
+                           exit_code, message, pid, request, started_at, ended_at, outcome_code, supervisor";
 const JOB_COLUMNS: &str = "id, run_id, seq, name, backend, external_id, command, state, exit_code, \
                            message, log_path, submitted_at, ended_at";
 
@@ -104,7 +108,10 @@ fn corrupt(what: &str, message: String) -> StoreError {
     StoreError::Corrupt { what: what.to_owned(), message }
 }
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, String, String)> {
+/// A run's row before its text columns are decoded: state, request, supervisor.
+type RunRow = (RunRecord, String, String, Option<String>);
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok((
         RunRecord {
             id: row.get(0)?,
@@ -122,16 +129,19 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, String, String)> 
             started_at: row.get(12)?,
             ended_at: row.get(13)?,
             outcome_code: row.get::<_, Option<i64>>(14)?.and_then(|code| u8::try_from(code).ok()),
+            supervisor: None,
         },
         row.get(7)?,
         row.get(11)?,
+        row.get(15)?,
     ))
 }
 
-fn decode_run((mut run, state, request): (RunRecord, String, String)) -> Result<RunRecord, StoreError> {
+fn decode_run((mut run, state, request, supervisor): RunRow) -> Result<RunRecord, StoreError> {
     let what = format!("run {}", run.id);
     run.state = state.parse().map_err(|message| corrupt(&what, message))?;
     run.request = json_column(&what, &request)?;
+    run.supervisor = supervisor.map(|text| text.parse()).transpose().map_err(|message| corrupt(&what, message))?;
     Ok(run)
 }
 
@@ -164,6 +174,9 @@ fn decode_job((mut job, command, state): (JobRecord, String, String)) -> Result<
     Ok(job)
 }
 
+/// The runs that could be read, and each damaged record's id with its error.
+pub type RunListing = (Vec<RunRecord>, Vec<(String, StoreError)>);
+
 /// A run id given by a user could not be resolved.
 #[derive(Debug)]
 pub enum RunLookup {
@@ -177,7 +190,7 @@ impl Db {
         let run = run.clone();
         self.write(move |tx| {
             tx.execute(
-                &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
                     run.id,
                     run.step_operator,
@@ -194,6 +207,7 @@ impl Db {
                     run.started_at,
                     run.ended_at,
                     run.outcome_code,
+                    run.supervisor.as_ref().map(ToString::to_string),
                 ],
             )?;
             Ok(())
@@ -258,13 +272,24 @@ impl Db {
         })
     }
 
-    /// The most recent runs, newest first.
-    pub fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+    /// The most recent runs, newest first. A record that cannot be read (a
+    /// damaged row) comes back in the second list, with its id where that
+    /// can be read, instead of failing the whole listing.
+    pub fn runs(&self, limit: u32) -> Result<RunListing, StoreError> {
         self.read(|conn| {
             let mut statement =
                 conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT ?1"))?;
-            let rows = statement.query_map([limit], run_from_row)?;
-            rows.map(|row| decode_run(row?)).collect()
+            let mut rows = statement.query([limit])?;
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id = row.get::<_, String>(0).unwrap_or_else(|_| "(an unreadable id)".to_owned());
+                match run_from_row(row).map_err(StoreError::from).and_then(decode_run) {
+                    Ok(run) => good.push(run),
+                    Err(error) => bad.push((id, error)),
+                }
+            }
+            Ok((good, bad))
         })
     }
 
@@ -320,6 +345,15 @@ impl Db {
                 "UPDATE jobs SET state = ?2, exit_code = ?3, message = ?4, ended_at = ?5 WHERE id = ?1",
                 params![id, state.as_str(), exit_code, message, super::now()],
             )?;
+            Ok(())
+        })
+    }
+
+    /// Leave a message on a job without changing its state (one that may
+    /// still be running must not be recorded ended).
+    pub fn note_job(&self, id: &str, message: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute("UPDATE jobs SET message = ?2 WHERE id = ?1", params![id, message])?;
             Ok(())
         })
     }

@@ -71,6 +71,11 @@ ALTER TABLE step_operators ADD COLUMN grants TEXT NOT NULL DEFAULT '{}';
     r#"
 ALTER TABLE runs ADD COLUMN outcome_code INTEGER;
 "#,
+    // Who the supervisor is beyond its PID (`processes::Identity`): PID,
+    // start time and boot, so a reused PID is never taken for it.
+    r#"
+ALTER TABLE runs ADD COLUMN supervisor TEXT;
+"#,
 ];
 
 /// Whether the schema is behind this stepbox (a cheap read, no lock).

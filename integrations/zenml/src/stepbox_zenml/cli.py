@@ -29,6 +29,8 @@ EXIT_CODE_MEANINGS = {
     70: "the flavor failed",
     77: "denied by the step operator's grants",
     124: "the job ran past its timeout",
+    126: "the step's program cannot be executed",
+    127: "the step's program does not exist",
     129: "cancelled (SIGHUP: the terminal closed)",
     130: "cancelled (SIGINT)",
     143: "cancelled (SIGTERM)",
