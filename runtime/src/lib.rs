@@ -25,6 +25,7 @@ pub mod bindings;
 pub mod cli;
 pub mod component;
 pub mod conformance;
+pub mod contained_panics;
 pub mod context;
 pub mod display;
 pub mod engine;

@@ -53,10 +53,7 @@ fn a_submitted_run_is_followed_to_its_exit_code_from_other_processes() {
 #[test]
 fn cancel_stops_the_runs_jobs_and_records_it_cancelled() {
     let t = TestHome::new();
-    t.with_local();
-    let marker = unique_marker();
-    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
-    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    let (id, marker) = sleeping_run(&t, false);
     t.run(&["cancel", &id, "--reason", "the pipeline was interrupted (Ctrl-C)"]).expect_code(0);
     assert!(live_processes_with(&marker).is_empty(), "cancel returns once the job is gone");
     let ended = status(&t, &id);
@@ -150,16 +147,31 @@ fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
     t.run(&["wait", &started_id]).expect_code(0);
 }
 
+/// A home with the local step operator (`trusted`: its jobs run unconfined, in process groups
+/// of their own, and outlive a killed supervisor) and a submitted job that sleeps; the run id
+/// and the job's marker, once the job is running.
+fn sleeping_run(t: &TestHome, trusted: bool) -> (String, String) {
+    t.with_local();
+    if trusted {
+        t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+    }
+    let marker = unique_marker();
+    let id = submit(t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
+    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    (id, marker)
+}
+
+/// SIGKILL run `id`'s supervisor.
+fn kill_supervisor(t: &TestHome, id: &str) {
+    let pid = status(t, id)["pid"].as_i64().expect("the supervisor's pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill it");
+}
+
 #[test]
 fn a_run_whose_supervisor_died_is_reported_failed_and_its_jobs_are_gone() {
     let t = TestHome::new();
-    t.with_local();
-    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
-    let marker = unique_marker();
-    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
-    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
-    let pid = status(&t, &id)["pid"].as_i64().expect("the supervisor's pid") as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill it");
+    let (id, marker) = sleeping_run(&t, true);
+    kill_supervisor(&t, &id);
     assert!(wait_until(Duration::from_secs(5), || status(&t, &id)["state"] == "failed"), "never stays running");
     let ended = status(&t, &id);
     let message = ended["message"].as_str().unwrap_or("");
@@ -211,11 +223,7 @@ fn a_launch_killed_between_spawning_a_job_and_recording_it_leaves_no_job_running
 #[test]
 fn status_never_signals_a_stranger_that_now_has_a_dead_jobs_process_group_id() {
     let t = TestHome::new();
-    t.with_local();
-    t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
-    let marker = unique_marker();
-    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
-    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    let (id, marker) = sleeping_run(&t, true);
     // The supervisor and its job die, and the job's process-group id is taken by an unrelated
     // process (staged: the record is pointed at a stranger's group, as PID reuse would).
     let stranger_marker = unique_marker();
@@ -224,8 +232,7 @@ fn status_never_signals_a_stranger_that_now_has_a_dead_jobs_process_group_id() {
         .process_group(0)
         .spawn()
         .expect("a stranger starts");
-    let supervisor = status(&t, &id)["pid"].as_i64().expect("the supervisor's pid") as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    kill_supervisor(&t, &id);
     for pid in live_processes_with(&marker) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
@@ -243,15 +250,11 @@ fn status_never_signals_a_stranger_that_now_has_a_dead_jobs_process_group_id() {
 #[test]
 fn a_dead_supervisors_pid_taken_by_another_launch_does_not_keep_its_run_running() {
     let t = TestHome::new();
-    t.with_local();
-    let marker = unique_marker();
-    let id = submit(&t, &["sh", "-c", &format!("sleep 300 # {marker}")]);
-    assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&marker).is_empty()), "the job started");
+    let (id, marker) = sleeping_run(&t, false);
     let other_marker = unique_marker();
     let other = t.spawn_launch("local", "other", &["sh", "-c", &format!("sleep 300 # {other_marker}")]);
     assert!(wait_until(Duration::from_secs(10), || !live_processes_with(&other_marker).is_empty()), "it started");
-    let supervisor = status(&t, &id)["pid"].as_i64().expect("the supervisor's pid") as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    kill_supervisor(&t, &id);
     // Staged PID reuse: the dead supervisor's PID is now the other `stepbox launch`'s.
     let db = state_db(&t);
     let recorded: String =

@@ -20,6 +20,17 @@ pub enum SpecError {
     Python(String),
 }
 
+/// The leading package name of `text` when it ends in `.`, `-` or `_`
+/// followed by more of the requirement (`six.=1`). pep508_rs 0.9.2 accepts
+/// such a name and then panics building it (found by `cargo fuzz run
+/// requirements`); a flavor's requirements must never crash the host, so
+/// they are refused here first.
+fn name_ending_in_a_separator(text: &str) -> Option<&str> {
+    let end = text.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))).unwrap_or(text.len());
+    let name = &text[..end];
+    (end < text.len() && name.ends_with(['.', '-', '_'])).then_some(name)
+}
+
 /// Requirements parsed, normalized (names lowercased with `-`), deduplicated
 /// and sorted; a Python version checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,10 +47,22 @@ impl NormalizedSpec {
         let mut normalized = Vec::with_capacity(requirements.len());
         let mut direct_references = Vec::new();
         for text in requirements.iter().map(|text| text.trim()).filter(|text| !text.is_empty()) {
-            let parsed = Requirement::<VerbatimUrl>::from_str(text).map_err(|error| SpecError::Requirement {
-                requirement: text.to_owned(),
-                message: error.message.to_string(),
-            })?;
+            if let Some(name) = name_ending_in_a_separator(text) {
+                return Err(SpecError::Requirement {
+                    requirement: text.to_owned(),
+                    message: format!("the package name `{name}` must end with a letter or digit"),
+                });
+            }
+            // pep508_rs panics on some malformed extras: contained, and reported as invalid.
+            let parsed = crate::contained_panics::catch(|| Requirement::<VerbatimUrl>::from_str(text))
+                .map_err(|panic| SpecError::Requirement {
+                    requirement: text.to_owned(),
+                    message: format!("it cannot be parsed ({panic})"),
+                })?
+                .map_err(|error| SpecError::Requirement {
+                    requirement: text.to_owned(),
+                    message: error.message.to_string(),
+                })?;
             if matches!(parsed.version_or_url, Some(VersionOrUrl::Url(_))) {
                 direct_references.push(parsed.to_string());
             }
@@ -108,6 +131,23 @@ fn is_python_version(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_ending_in_a_separator_is_refused_not_a_panic() {
+        // Each of these panicked inside pep508_rs 0.9.2 (found by fuzzing).
+        for text in ["six.=1", "six-==1", "six_ [x]", "six.;python_version>'3'", "s.@ https://example.com/x.whl"] {
+            let refused = NormalizedSpec::new(&[text.to_owned()], None).expect_err(text);
+            assert!(refused.to_string().contains("must end with a letter or digit"), "{text}: {refused}");
+        }
+        // An extra name ending in a separator: pep508_rs panics; contained, and refused.
+        for text in ["s[o. kg]", "s[o. kg", "pkg[a_ ,b]==1"] {
+            let refused = NormalizedSpec::new(&[text.to_owned()], None).expect_err(text);
+            assert!(refused.to_string().contains("is not a valid requirement"), "{text}: {refused}");
+        }
+        for text in ["six", "zope.interface==6", "typing_extensions>=4", "a-b[c]==1"] {
+            assert!(NormalizedSpec::new(&[text.to_owned()], None).is_ok(), "{text}");
+        }
+    }
 
     fn spec(requirements: &[&str], python: Option<&str>) -> Result<NormalizedSpec, SpecError> {
         let owned: Vec<String> = requirements.iter().map(|r| r.to_string()).collect();

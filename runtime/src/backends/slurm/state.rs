@@ -30,11 +30,16 @@ pub fn parse_fields(line: &str) -> BTreeMap<String, String> {
 }
 
 /// The exit code in Slurm's `ExitCode=CODE:SIGNAL`: the code, or 128 +
-/// the signal that killed the job.
+/// the signal that killed the job. Anything else (a signal no process can
+/// get, which `128 +` would overflow) is no exit code.
 pub fn exit_code(text: &str) -> Option<i32> {
     let (code, signal) = text.split_once(':')?;
     let (code, signal): (i32, i32) = (code.parse().ok()?, signal.parse().ok()?);
-    Some(if signal != 0 { 128 + signal } else { code })
+    match signal {
+        0 => Some(code),
+        1..=127 => Some(128 + signal),
+        _ => None,
+    }
 }
 
 /// The job's status from its fields. `cancel_requested` says stepbox asked
@@ -89,6 +94,15 @@ mod tests {
         assert_eq!(fields["ExitCode"], "7:0");
         assert_eq!(fields["Command"], "/runs/my step/run.sh", "a value with a space");
         assert_eq!(fields["TRES"], "cpu=1,mem=100M,node=1");
+    }
+
+    #[test]
+    fn exit_codes_are_read_and_impossible_signals_are_none() {
+        assert_eq!(exit_code("3:0"), Some(3));
+        assert_eq!(exit_code("0:15"), Some(143));
+        assert_eq!(exit_code("0:2147483647"), None, "128 + i32::MAX would overflow");
+        assert_eq!(exit_code("0:-5"), None);
+        assert_eq!(exit_code("nonsense"), None);
     }
 
     #[test]
