@@ -181,8 +181,38 @@ fn in_process(home: &Path, iterations: usize) -> anyhow::Result<()> {
     let record = state.db.flavor("local")?.context("flavor registered above")?;
     let blob = state.home.flavor_blob(&record.sha256);
     let cache = state.cache()?;
-    let load = samples(iterations, || cache.load(&blob, &record.sha256).map(drop).map_err(Into::into))?;
-    println!("\ncomponent load from cache (mmap)    median {}  p90 {}", us(median(&load)), us(p90(&load)));
+    // Side by side: today's load (read the sealed artifact, check its sha256, deserialize from
+    // memory) and the earlier one (memory-map the unsealed artifact), interleaved.
+    let sealed = std::fs::read_dir(state.home.cache_dir())?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .find(|path| {
+            path.to_string_lossy().contains(&record.sha256) && path.to_string_lossy().ends_with(".sealed.cwasm")
+        })
+        .context("the registered flavor's sealed artifact")?;
+    let sealed = std::fs::read(sealed)?;
+    let unsealed = home.join("unsealed.cwasm");
+    std::fs::write(&unsealed, stepbox::component::unseal(&sealed).map_err(anyhow::Error::msg)?)?;
+    let engine = stepbox::engine::StepboxEngine::shared()?;
+    let times = interleaved(
+        iterations,
+        &mut [&mut || cache.load(&blob, &record.sha256).map(drop).map_err(Into::into), &mut || {
+            // SAFETY: the file holds an artifact this engine wrote a moment ago.
+            unsafe { wasmtime::component::Component::deserialize_file(engine.engine(), &unsealed) }
+                .map(drop)
+                .map_err(|error| anyhow::anyhow!("{error:#}"))
+        }],
+    )?;
+    println!(
+        "\ncomponent load from cache: sealed, checked, read  median {}  p90 {}   ({} KB artifact)",
+        us(median(&times[0])),
+        us(p90(&times[0])),
+        sealed.len() / 1024
+    );
+    println!(
+        "component load, earlier: mmap, unchecked        median {}  p90 {}",
+        us(median(&times[1])),
+        us(p90(&times[1]))
+    );
 
     let prepared = stepbox::flavors::prepare(&state, &record)?;
     let limits = Limits::for_query();

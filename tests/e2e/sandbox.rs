@@ -389,6 +389,33 @@ fn a_launch_whose_stdout_nobody_reads_is_still_cancelled_by_sigterm() {
 }
 
 #[test]
+fn a_launch_whose_stderr_nobody_reads_is_still_cancelled_by_sigterm() {
+    let t = TestHome::new();
+    t.with_local();
+    let started = t.scratch().join("started");
+    // 20 MB on the job's stderr into a pipe nobody drains, then a long sleep: the launch's own
+    // messages (the flavor's log, "cancelling…") go to that stderr too.
+    let script = format!("yes stepbox-output | head -c 20000000 >&2; touch {}; sleep 300", started.display());
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    let mut launch = t
+        .launch_command("local", "flood", &["sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(writer))
+        .spawn()
+        .expect("stepbox starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the job never got past its output");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launch.id() as i32), Signal::SIGTERM).expect("signal");
+    let code = exit_within(&mut launch, std::time::Duration::from_secs(60), "SIGTERM with a stuck stderr");
+    drop(reader);
+    assert_eq!(code, CANCELLED_SIGTERM);
+    assert_eq!(t.runs()[0]["state"], "cancelled", "the outcome is recorded, whatever the terminal does");
+}
+
+#[test]
 fn sighup_cancels_the_launch_and_stops_its_jobs() {
     let t = TestHome::new();
     t.with_local();

@@ -103,6 +103,13 @@ impl TerminalOutput {
         self.started.elapsed().saturating_sub(last) < STALLED_TERMINAL
     }
 
+    /// A message for the user, on stderr, in order with the job's output and
+    /// never blocking the caller (a terminal that stopped reading must not
+    /// hold up a cancellation).
+    pub fn note(&self, text: &str) {
+        OutputSink::write(self, Stream::Stderr, format!("{text}\n").as_bytes());
+    }
+
     /// Wait until what is queued has been written, for as long as the
     /// terminal keeps taking it: a reader that stopped reading costs at most
     /// [`STALLED_TERMINAL`], never a hang.

@@ -29,6 +29,10 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs, held: Option<HeldSigna
     let stepbox = open(home)?;
     let record_id = launch_args.record_id.clone();
     let stepbox_ref = &stepbox;
+    // Job output and the launch's own messages reach the terminal from one writer thread: a
+    // terminal that stops reading never blocks the launch (backends/job_log.rs).
+    let terminal = Arc::new(TerminalOutput::new());
+    let notes = Arc::clone(&terminal);
     let interrupted = async move {
         let interrupt = tokio::select! {
             _ = sigint.recv() => Interrupt::Interrupt,
@@ -41,24 +45,24 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs, held: Option<HeldSigna
                 }
             }
         };
-        output::note(format_args!("stepbox: cancelling ({interrupt}): stopping the step's jobs…"));
+        notes.note(&format!("stepbox: cancelling ({interrupt}): stopping the step's jobs…"));
         interrupt
     };
-    let terminal = Arc::new(TerminalOutput::new());
     let outcome = launch::launch(&stepbox, launch_args, Arc::clone(&terminal) as _, interrupted).await;
-    // The run is recorded; let the job's last output reach the terminal (if it takes it).
-    terminal.drain();
-    let outcome = outcome?;
-    let id = output::short(&outcome.run_id);
-    match outcome.state {
-        RunState::Succeeded => tracing::debug!("run {} succeeded", outcome.run_id),
-        state => {
-            let message = outcome.message.as_deref().unwrap_or("");
-            let message = crate::display::visible(message);
-            output::note(format_args!("stepbox: run {id} {state}: {message} (details: stepbox runs show {id})"));
+    if let Ok(outcome) = &outcome {
+        let id = output::short(&outcome.run_id);
+        match outcome.state {
+            RunState::Succeeded => tracing::debug!("run {} succeeded", outcome.run_id),
+            state => {
+                let message = outcome.message.as_deref().unwrap_or("");
+                let message = crate::display::visible(message);
+                terminal.note(&format!("stepbox: run {id} {state}: {message} (details: stepbox runs show {id})"));
+            }
         }
     }
-    Ok(outcome.exit_code)
+    // The run is recorded; let the job's last output reach the terminal (if it takes it).
+    terminal.drain();
+    Ok(outcome?.exit_code)
 }
 
 fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {

@@ -47,7 +47,8 @@ pub fn main() -> ExitCode {
             None
         }
     };
-    init_tracing(cli.verbose, cli.quiet);
+    // Kept to the end: dropping it flushes the log lines still queued (waiting 1 s at most).
+    let _log_writer = init_tracing(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -163,7 +164,12 @@ fn limits() -> Result<u8, Failure> {
 
 /// Logs go to stderr. `-v` shows debug messages, `-vv` trace; `-q` only
 /// errors. `STEPBOX_LOG` (an `EnvFilter` directive) overrides both.
-fn init_tracing(verbose: u8, quiet: bool) {
+///
+/// They are written from a thread of their own: a stderr nobody reads (a
+/// stuck pipe, a paused terminal) must never block the thread that logs,
+/// which may be the one supervising jobs or running the flavor. Lines that
+/// do not fit the writer's queue while stderr is stuck are dropped.
+fn init_tracing(verbose: u8, quiet: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn,stepbox=info,flavor=info",
@@ -172,13 +178,19 @@ fn init_tracing(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEPBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("stepbox-log")
+        .finish(std::io::stderr());
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
-        .try_init();
+        .try_init()
+        .ok()
+        .map(|()| guard)
 }
 
 /// Open the state at `--home`, `$STEPBOX_HOME` or the default.
