@@ -137,6 +137,28 @@ fn a_program_that_is_missing_or_not_executable_fails_the_same_way_confined_or_tr
 }
 
 #[test]
+fn a_job_starts_with_no_signal_blocked_or_ignored_confined_or_trusted() {
+    let t = TestHome::new();
+    t.with_local();
+    for trust in ["confined", "trusted"] {
+        if trust == "trusted" {
+            t.run(&["step-operator", "update", "local", "--grant", "trusted"]).expect_code(0);
+        }
+        // A job that inherited SIGTERM blocked would never see its cancellation coming.
+        let run = t.launch("local", "s", &["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+        run.expect_code(0);
+        let mask = |name: &str| {
+            let line = run.stdout.lines().find(|line| line.starts_with(name)).expect("the mask's line");
+            u64::from_str_radix(line[name.len()..].trim(), 16).expect("a hex mask")
+        };
+        assert_eq!(mask("SigBlk:"), 0, "{trust}: nothing is blocked: {}", run.stdout);
+        // SIGHUP, SIGINT, SIGTERM (bits 0, 1, 14): not ignored. (What the test runner itself ignores
+        // and passed down, a real-time signal, is not stepbox's to change.)
+        assert_eq!(mask("SigIgn:") & 0x4003, 0, "{trust}: {}", run.stdout);
+    }
+}
+
+#[test]
 fn invalid_config_is_refused_with_the_flavors_message() {
     let t = TestHome::new();
     t.run(&["flavor", "register", path_str(&local_flavor())]).expect_code(0);

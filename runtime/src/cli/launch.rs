@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::args::LaunchArgs;
-use super::held_signals::HeldSignals;
+use super::held_signals::EarlySignals;
 use super::output;
 use super::{Failure, open};
 use crate::backends::TerminalOutput;
@@ -14,17 +14,16 @@ use crate::exit;
 use crate::launch::{self, Interrupt};
 use crate::store::RunState;
 use crate::units::{parse_env_var, parse_memory};
+use nix::sys::signal::Signal;
 
-pub async fn run(home: Option<PathBuf>, args: LaunchArgs, held: Option<HeldSignals>) -> Result<u8, Failure> {
+pub async fn run(home: Option<PathBuf>, args: LaunchArgs, early: Option<EarlySignals>) -> Result<u8, Failure> {
     // Handle signals before anything starts, so Ctrl-C always cancels cleanly.
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     // The terminal closed (ssh dropped): cancel as for SIGTERM, rather than die with jobs left running.
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Failure::new(exit::INTERNAL, e))?;
-    // Handled from here: what arrived while `main` held them back is delivered now.
-    if let Some(held) = held {
-        held.release();
-    }
+    // Handled from here; what arrived before (noted since `main`) counts as if it came now.
+    let early = early.and_then(|early| early.first());
     let launch_args = parse(args)?;
     let stepbox = open(home)?;
     let record_id = launch_args.record_id.clone();
@@ -34,16 +33,21 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs, held: Option<HeldSigna
     let terminal = Arc::new(TerminalOutput::new());
     let notes = Arc::clone(&terminal);
     let interrupted = async move {
+        // `stepbox cancel` leaves its request (and the caller's reason) before signalling.
+        let terminated = || match record_id.and_then(|id| crate::supervisor::take_cancel_request(stepbox_ref, &id)) {
+            Some(reason) => Interrupt::Requested(reason),
+            None => Interrupt::Terminate,
+        };
         let interrupt = tokio::select! {
+            biased;
+            () = std::future::ready(()), if early.is_some() => match early {
+                Some(Signal::SIGTERM) => terminated(),
+                Some(Signal::SIGHUP) => Interrupt::Hangup,
+                _ => Interrupt::Interrupt,
+            },
             _ = sigint.recv() => Interrupt::Interrupt,
             _ = sighup.recv() => Interrupt::Hangup,
-            _ = sigterm.recv() => {
-                // `stepbox cancel` leaves its request (and the caller's reason) before signalling.
-                match record_id.and_then(|id| crate::supervisor::take_cancel_request(stepbox_ref, &id)) {
-                    Some(reason) => Interrupt::Requested(reason),
-                    None => Interrupt::Terminate,
-                }
-            }
+            _ = sigterm.recv() => terminated(),
         };
         notes.note(&format!("stepbox: cancelling ({interrupt}): stopping the step's jobs…"));
         interrupt

@@ -37,10 +37,10 @@ pub fn main() -> ExitCode {
         }
     };
     // Only a launch cancels on these signals; every other command takes them as usual, at once.
-    let held = match cli.command {
+    let early = match cli.command {
         Command::Launch(_) => {
             crate::pause_points::pause_at(crate::pause_points::SIGNALS_HELD);
-            Some(held)
+            Some(held.note_for_launch())
         }
         _ => {
             held.release();
@@ -56,18 +56,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    let code = runtime.block_on(run(cli, held));
+    let code = runtime.block_on(run(cli, early));
     // Do not wait for detached tasks (a reader of a pipe that an escaped
     // process still holds, say): everything that matters has been awaited.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     ExitCode::from(code)
 }
 
-async fn run(cli: Cli, held: Option<held_signals::HeldSignals>) -> u8 {
+async fn run(cli: Cli, early: Option<held_signals::EarlySignals>) -> u8 {
     let result = match cli.command {
         Command::Flavor(command) => flavor::run(cli.home, command).await,
         Command::StepOperator(command) => step_operator::run(cli.home, command).await,
-        Command::Launch(args) => launch::run(cli.home, *args, held).await,
+        Command::Launch(args) => launch::run(cli.home, *args, early).await,
         Command::Submit(args) => submit::submit(cli.home, args.env_stdin),
         Command::Status { run, step_run_id, output } => {
             submit::status(cli.home, submit::Which::of(run, step_run_id), output)

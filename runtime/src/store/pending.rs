@@ -62,8 +62,18 @@ impl OutcomeSlot {
         let path = run_dir.join(SLOT_FILE);
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         // SAFETY: fallocate(2) on a descriptor we own, mode 0 (allocate, extend the size).
-        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, SLOT_BYTES as libc::off_t) } != 0 {
-            let error = std::io::Error::last_os_error();
+        let reserved = if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, SLOT_BYTES as libc::off_t) } == 0 {
+            Ok(())
+        } else {
+            match std::io::Error::last_os_error() {
+                // A file system without fallocate (some network ones): writing the blanks allocates them.
+                error if error.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    file.write_all_at(&[b' '; SLOT_BYTES], 0).and_then(|()| file.sync_data())
+                }
+                error => Err(error),
+            }
+        };
+        if let Err(error) = reserved {
             let _ = std::fs::remove_file(&path);
             return Err(error);
         }
