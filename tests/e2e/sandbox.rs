@@ -358,30 +358,38 @@ fn exit_within(child: &mut std::process::Child, deadline: std::time::Duration, w
     }
 }
 
-#[test]
-fn a_launch_whose_stdout_nobody_reads_is_still_cancelled_by_sigterm() {
+/// A launch whose job writes 20 MB to `stream` (1: stdout, 2: stderr), which goes into a pipe
+/// nobody drains (64 KiB), then sleeps; SIGTERMed once the job is past its output. The home,
+/// and what the launch exited with.
+fn flood_an_undrained_pipe_then_sigterm(stream: u8) -> (TestHome, i32) {
     let t = TestHome::new();
     t.with_local();
     let started = t.scratch().join("started");
-    // 20 MB of output into a pipe nobody drains (64 KiB), then a long sleep.
-    let script = format!("yes stepbox-output | head -c 20000000; touch {}; sleep 300", started.display());
+    let script = format!("yes stepbox-output | head -c 20000000 >&{stream}; touch {}; sleep 300", started.display());
     let (reader, writer) = nix::unistd::pipe().expect("a pipe");
-    let stderr = fs::File::create(t.scratch().join("stderr")).expect("a stderr file");
-    let mut launch = t
-        .launch_command("local", "flood", &["sh", "-c", &script])
-        .stdout(std::process::Stdio::from(writer))
-        .stderr(stderr)
-        .spawn()
-        .expect("stepbox starts");
+    let other = fs::File::create(t.scratch().join("other-stream")).expect("a file for the other stream");
+    let mut command = t.launch_command("local", "flood", &["sh", "-c", &script]);
+    if stream == 1 {
+        command.stdout(std::process::Stdio::from(writer)).stderr(other);
+    } else {
+        command.stderr(std::process::Stdio::from(writer)).stdout(other);
+    }
+    let mut launch = command.spawn().expect("stepbox starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !started.exists() {
         assert!(std::time::Instant::now() < deadline, "the job never got past its output");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(launch.id() as i32), Signal::SIGTERM).expect("signal");
-    let code = exit_within(&mut launch, std::time::Duration::from_secs(60), "SIGTERM with a stuck stdout");
+    let code = exit_within(&mut launch, std::time::Duration::from_secs(60), "SIGTERM with a stuck output stream");
     drop(reader);
-    assert_eq!(code, CANCELLED_SIGTERM, "{}", fs::read_to_string(t.scratch().join("stderr")).unwrap_or_default());
+    (t, code)
+}
+
+#[test]
+fn a_launch_whose_stdout_nobody_reads_is_still_cancelled_by_sigterm() {
+    let (t, code) = flood_an_undrained_pipe_then_sigterm(1);
+    assert_eq!(code, CANCELLED_SIGTERM, "{}", fs::read_to_string(t.scratch().join("other-stream")).unwrap_or_default());
     let run = &t.runs()[0];
     assert_eq!(run["state"], "cancelled", "the outcome is recorded, whatever the terminal does");
     let log = t.run(&["runs", "show", run["id"].as_str().expect("id")]);
@@ -390,27 +398,8 @@ fn a_launch_whose_stdout_nobody_reads_is_still_cancelled_by_sigterm() {
 
 #[test]
 fn a_launch_whose_stderr_nobody_reads_is_still_cancelled_by_sigterm() {
-    let t = TestHome::new();
-    t.with_local();
-    let started = t.scratch().join("started");
-    // 20 MB on the job's stderr into a pipe nobody drains, then a long sleep: the launch's own
-    // messages (the flavor's log, "cancelling…") go to that stderr too.
-    let script = format!("yes stepbox-output | head -c 20000000 >&2; touch {}; sleep 300", started.display());
-    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
-    let mut launch = t
-        .launch_command("local", "flood", &["sh", "-c", &script])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(writer))
-        .spawn()
-        .expect("stepbox starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !started.exists() {
-        assert!(std::time::Instant::now() < deadline, "the job never got past its output");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launch.id() as i32), Signal::SIGTERM).expect("signal");
-    let code = exit_within(&mut launch, std::time::Duration::from_secs(60), "SIGTERM with a stuck stderr");
-    drop(reader);
+    // The launch's own messages (the flavor's log, "cancelling…") go to that stderr too.
+    let (t, code) = flood_an_undrained_pipe_then_sigterm(2);
     assert_eq!(code, CANCELLED_SIGTERM);
     assert_eq!(t.runs()[0]["state"], "cancelled", "the outcome is recorded, whatever the terminal does");
 }
