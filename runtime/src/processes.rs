@@ -56,11 +56,11 @@ impl Identity {
     /// The live (not zombie) process `pid` now, if there is one.
     pub fn of(pid: u32) -> Option<Identity> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let fields = StatFields::parse(&stat)?;
-        if matches!(fields.state, "Z" | "X") {
+        let stat = Stat::parse(&stat)?;
+        if !stat.is_live() {
             return None;
         }
-        Some(Identity { pid, start_ticks: fields.start_ticks, boot_id: boot_id()? })
+        Some(Identity { pid, start_ticks: stat.start_ticks()?, boot_id: boot_id()? })
     }
 
     /// Whether this very process is still alive (not merely its PID).
@@ -95,20 +95,52 @@ impl FromStr for Identity {
     }
 }
 
-/// The fields of a `/proc/PID/stat` line stepbox reads.
-struct StatFields<'a> {
-    state: &'a str,
-    start_ticks: u64,
+/// A `/proc/PID/stat` line, read the one way stepbox reads it everywhere.
+pub struct Stat<'a> {
+    /// The command name (field 2), without its parentheses.
+    pub name: &'a str,
+    /// Field 3 onwards: state, ppid, pgrp, …
+    fields: Vec<&'a str>,
 }
 
-impl<'a> StatFields<'a> {
-    /// The command name (field 2) is in parentheses and may hold anything,
-    /// spaces and `)` included: the fields after it start after the last `)`.
-    fn parse(stat: &'a str) -> Option<Self> {
-        let (_, rest) = stat.rsplit_once(')')?;
+impl<'a> Stat<'a> {
+    /// The command name is in parentheses and may hold anything, spaces and
+    /// `)` included: the fields after it start after the last `)`.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let (head, rest) = line.rsplit_once(')')?;
+        let (_, name) = head.split_once('(')?;
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the name: state is field 3, start time field 22.
-        Some(StatFields { state: fields.first()?, start_ticks: fields.get(22 - 3)?.parse().ok()? })
+        fields.first()?;
+        Some(Stat { name, fields })
+    }
+
+    /// The state letter (`R`, `S`, `Z`, …).
+    pub fn state(&self) -> &'a str {
+        self.fields[0]
+    }
+
+    /// Not a zombie or dead: a process that holds something and can be signalled.
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state(), "Z" | "X")
+    }
+
+    /// The parent's PID (field 4).
+    pub fn parent(&self) -> Option<i32> {
+        self.field(4)
+    }
+
+    /// The process group (field 5).
+    pub fn group(&self) -> Option<i32> {
+        self.field(5)
+    }
+
+    /// Clock ticks from boot to the process's start (field 22).
+    pub fn start_ticks(&self) -> Option<u64> {
+        self.field(22)
+    }
+
+    fn field<T: FromStr>(&self, number: usize) -> Option<T> {
+        self.fields.get(number.checked_sub(3)?)?.parse().ok()
     }
 }
 
@@ -209,10 +241,11 @@ mod tests {
     #[test]
     fn the_start_time_is_read_after_a_command_name_holding_spaces_and_parentheses() {
         let stat = "4244 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 50";
-        let fields = StatFields::parse(stat).expect("parses");
-        assert_eq!((fields.state, fields.start_ticks), ("S", 98765));
-        assert!(StatFields::parse("garbage").is_none());
-        assert!(StatFields::parse("1 (short) S 1").is_none());
+        let fields = Stat::parse(stat).expect("parses");
+        assert_eq!((fields.state(), fields.start_ticks()), ("S", Some(98765)));
+        assert_eq!((fields.name, fields.parent(), fields.group()), ("a (weird) name", Some(1), Some(4242)));
+        assert!(Stat::parse("garbage").is_none());
+        assert_eq!(Stat::parse("1 (short) S 1").and_then(|short| short.start_ticks()), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use crate::processes::Stat;
+
 use super::supervise::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
 
@@ -309,11 +311,8 @@ fn descendants(root: i32) -> Vec<(i32, String)> {
 
 /// The parent pid and state of a `/proc/PID/stat` line.
 fn parent_and_state(stat: &str) -> Option<(i32, &str)> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let parent = fields.next()?.parse().ok()?;
-    Some((parent, state))
+    let stat = Stat::parse(stat)?;
+    Some((stat.parent()?, stat.state()))
 }
 
 fn signal_group(group: Pid, signal: Signal) {
@@ -343,20 +342,12 @@ fn group_members(group: Pid) -> Vec<(i32, String)> {
 
 /// Whether a `/proc/PID/stat` line is of a live (non-zombie) process in `group`.
 fn running_in_group(stat: &str, group: Pid) -> bool {
-    // Fields after the parenthesised command name: state, ppid, pgrp, …
-    let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-    let mut fields = rest.split_whitespace();
-    let state = fields.next().unwrap_or("X");
-    let pgrp = fields.nth(1).and_then(|pgrp| pgrp.parse::<i32>().ok());
-    pgrp == Some(group.as_raw()) && state != "Z" && state != "X"
+    Stat::parse(stat).is_some_and(|stat| stat.is_live() && stat.group() == Some(group.as_raw()))
 }
 
 /// The command name in a `/proc/PID/stat` line.
 fn command_name(stat: &str) -> String {
-    match (stat.find('('), stat.rfind(')')) {
-        (Some(open), Some(close)) if open < close => stat[open + 1..close].to_owned(),
-        _ => String::new(),
-    }
+    Stat::parse(stat).map(|stat| stat.name.to_owned()).unwrap_or_default()
 }
 
 /// Stop every process left in `group`: SIGTERM, up to `grace`, then SIGKILL,
