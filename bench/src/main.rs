@@ -181,7 +181,7 @@ fn in_process(home: &Path, iterations: usize) -> anyhow::Result<()> {
     let record = state.db.flavor("local")?.context("flavor registered above")?;
     let blob = state.home.flavor_blob(&record.sha256);
     let cache = state.cache()?;
-    // Side by side: today's load (read the sealed artifact, check its sha256, deserialize from
+    // Side by side: today's load (read the sealed artifact, check its checksum, deserialize from
     // memory) and the earlier one (memory-map the unsealed artifact), interleaved.
     let sealed = std::fs::read_dir(state.home.cache_dir())?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -212,6 +212,24 @@ fn in_process(home: &Path, iterations: usize) -> anyhow::Result<()> {
         "component load, earlier: mmap, unchecked        median {}  p90 {}",
         us(median(&times[1])),
         us(p90(&times[1]))
+    );
+
+    // The seal's checksum over an artifact the size of a Python flavor's (36 MiB): today's
+    // xxh3-128 (all of `unseal`) against the sha256 it replaced, interleaved.
+    let python_sized = stepbox::component::seal((0..36u32 << 20).map(|i| (i % 251) as u8).collect());
+    let times = interleaved(
+        iterations,
+        &mut [&mut || stepbox::component::unseal(&python_sized).map(drop).map_err(anyhow::Error::msg), &mut || {
+            use sha2::Digest;
+            std::hint::black_box(sha2::Sha256::digest(&python_sized));
+            Ok(())
+        }],
+    )?;
+    println!(
+        "seal check of a 36 MiB artifact: xxh3-128 median {}   sha256 (before) median {}   ({:.1}x)",
+        us(median(&times[0])),
+        us(median(&times[1])),
+        median(&times[1]).as_secs_f64() / median(&times[0]).as_secs_f64()
     );
 
     let prepared = stepbox::flavors::prepare(&state, &record)?;

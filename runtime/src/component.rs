@@ -6,7 +6,7 @@
 //! artifact to `$STEPBOX_HOME/cache/<wasm sha256>-<engine key>.sealed.cwasm`; every
 //! later load reads it. A precompiled artifact is native code, so only files
 //! this runtime wrote, in its own owner-only directory, are loaded, and only
-//! after their bytes match the digest sealed into them when they were written
+//! after their bytes match the checksum sealed into them when they were written
 //! ([`seal`]): a damaged copy (bit rot, a bad copy, a truncation while a
 //! launch runs) would otherwise be executed, crash every launch of the flavor
 //! the same way (SIGSEGV, SIGILL, SIGBUS) or, worse, run wrongly. A damaged
@@ -327,33 +327,47 @@ impl ComponentCache {
 /// files without a seal; they are not read).
 const SEALED_SUFFIX: &str = ".sealed.cwasm";
 
-/// What ends every cached artifact: the sha256 of the bytes before it, then
+/// What ends every cached artifact: a checksum of the bytes before it, then
 /// this tag. A file without it (written by an earlier stepbox, or cut short)
 /// is not loaded.
-const SEAL_TAG: &[u8; 8] = b"stpbxsl1";
-/// The length of the seal: a sha256 and the tag.
-const SEAL_LEN: usize = 32 + SEAL_TAG.len();
+///
+/// The checksum is xxh3-128, not a cryptographic digest: it guards against
+/// accidental damage (bit rot, a bad copy, a truncation), which is all it can
+/// guard against, since whoever can write the owner-only cache directory can
+/// write a matching digest too. It runs on every launch over artifacts of up
+/// to ~40 MB (Python flavors), where sha256 cost 15 times as much
+/// (docs/PERFORMANCE.md, "Compile once").
+const SEAL_TAG: &[u8; 8] = b"stpbxsl2";
+/// The length of the checksum.
+const CHECKSUM_LEN: usize = 16;
+/// The length of the seal: the checksum and the tag.
+const SEAL_LEN: usize = CHECKSUM_LEN + SEAL_TAG.len();
+
+/// The seal's checksum of `body`.
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    xxhash_rust::xxh3::xxh3_128(body).to_le_bytes()
+}
 
 /// `compiled` with its seal appended.
 pub fn seal(mut compiled: Vec<u8>) -> Vec<u8> {
-    let digest = Sha256::digest(&compiled);
-    compiled.extend_from_slice(&digest);
+    let checksum = checksum(&compiled);
+    compiled.extend_from_slice(&checksum);
     compiled.extend_from_slice(SEAL_TAG);
     compiled
 }
 
-/// The artifact inside `sealed`, if its seal is there and its digest matches.
+/// The artifact inside `sealed`, if its seal is there and its checksum matches.
 pub fn unseal(sealed: &[u8]) -> Result<&[u8], String> {
     let Some(body_len) = sealed.len().checked_sub(SEAL_LEN) else {
         return Err(format!("{} bytes, shorter than its seal", sealed.len()));
     };
     let (body, seal) = sealed.split_at(body_len);
-    let (digest, tag) = seal.split_at(32);
+    let (sealed_checksum, tag) = seal.split_at(CHECKSUM_LEN);
     if tag != SEAL_TAG {
         return Err("no seal at its end: cut short, or written by an earlier stepbox".to_owned());
     }
-    if Sha256::digest(body).as_slice() != digest {
-        return Err("its bytes do not match the digest sealed into it when it was written".to_owned());
+    if checksum(body) != sealed_checksum {
+        return Err("its bytes do not match the checksum sealed into it when it was written".to_owned());
     }
     Ok(body)
 }

@@ -31,6 +31,23 @@ fn name_ending_in_a_separator(text: &str) -> Option<&str> {
     (end < text.len() && name.ends_with(['.', '-', '_'])).then_some(name)
 }
 
+/// One requirement parsed, or why not: never a panic.
+fn parse(text: &str) -> Result<Requirement<VerbatimUrl>, SpecError> {
+    if let Some(name) = name_ending_in_a_separator(text) {
+        return Err(SpecError::Requirement {
+            requirement: text.to_owned(),
+            message: format!("the package name `{name}` must end with a letter or digit"),
+        });
+    }
+    // pep508_rs panics on some malformed extras: contained, and reported as invalid.
+    crate::contained_panics::catch(|| Requirement::<VerbatimUrl>::from_str(text))
+        .map_err(|panic| SpecError::Requirement {
+            requirement: text.to_owned(),
+            message: format!("it cannot be parsed ({panic})"),
+        })?
+        .map_err(|error| SpecError::Requirement { requirement: text.to_owned(), message: error.message.to_string() })
+}
+
 /// Requirements parsed, normalized (names lowercased with `-`), deduplicated
 /// and sorted; a Python version checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,26 +64,25 @@ impl NormalizedSpec {
         let mut normalized = Vec::with_capacity(requirements.len());
         let mut direct_references = Vec::new();
         for text in requirements.iter().map(|text| text.trim()).filter(|text| !text.is_empty()) {
-            if let Some(name) = name_ending_in_a_separator(text) {
+            let parsed = parse(text)?;
+            let written = parsed.to_string();
+            // What is installed, described and hashed is the normalized text, so it must read
+            // back as itself. pep508_rs does not always (a `file://` URL with an odd host loses
+            // the host on the second reading: found by fuzzing); such a requirement would be
+            // one thing in the handle and another in the environment, so it is refused.
+            let again = parse(&written).map(|parsed| parsed.to_string());
+            if again.as_deref() != Ok(written.as_str()) {
                 return Err(SpecError::Requirement {
                     requirement: text.to_owned(),
-                    message: format!("the package name `{name}` must end with a letter or digit"),
+                    message: format!(
+                        "it is normalized to `{written}`, which does not read back the same; write the URL or version plainly"
+                    ),
                 });
             }
-            // pep508_rs panics on some malformed extras: contained, and reported as invalid.
-            let parsed = crate::contained_panics::catch(|| Requirement::<VerbatimUrl>::from_str(text))
-                .map_err(|panic| SpecError::Requirement {
-                    requirement: text.to_owned(),
-                    message: format!("it cannot be parsed ({panic})"),
-                })?
-                .map_err(|error| SpecError::Requirement {
-                    requirement: text.to_owned(),
-                    message: error.message.to_string(),
-                })?;
             if matches!(parsed.version_or_url, Some(VersionOrUrl::Url(_))) {
-                direct_references.push(parsed.to_string());
+                direct_references.push(written.clone());
             }
-            normalized.push(parsed.to_string());
+            normalized.push(written);
         }
         normalized.sort();
         normalized.dedup();
@@ -147,6 +163,16 @@ mod tests {
         for text in ["six", "zope.interface==6", "typing_extensions>=4", "a-b[c]==1"] {
             assert!(NormalizedSpec::new(&[text.to_owned()], None).is_ok(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_requirement_whose_normal_form_reads_back_differently_is_refused() {
+        // Found by fuzzing: pep508_rs writes this URL so that it loses its host when read again.
+        let text = "local @ file://Gtl-`//\t\t\te://5.0.0.0/\t\t\tnkI";
+        let refused = NormalizedSpec::new(&[text.to_owned()], None).expect_err(text);
+        assert!(refused.to_string().contains("does not read back the same"), "{refused}");
+        let plain = "local @ file:///srv/wheels/local-1.0-py3-none-any.whl";
+        assert!(NormalizedSpec::new(&[plain.to_owned()], None).is_ok(), "{plain}");
     }
 
     fn spec(requirements: &[&str], python: Option<&str>) -> Result<NormalizedSpec, SpecError> {

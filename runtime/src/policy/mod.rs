@@ -216,11 +216,11 @@ impl Grants {
                 push_unique(&mut self.images, image)
             }
             ("writable-dir", Some(dir)) => {
-                let dir = writable_dir(dir).ok_or_else(|| bad("an absolute directory path without `..`"))?;
+                let dir = writable_dir(dir).ok_or_else(|| bad(DIRECTORY))?;
                 push_unique(&mut self.writable_dirs, &dir)
             }
             ("readable-dir", Some(dir)) => {
-                let dir = writable_dir(dir).ok_or_else(|| bad("an absolute directory path without `..`"))?;
+                let dir = writable_dir(dir).ok_or_else(|| bad(DIRECTORY))?;
                 push_unique(&mut self.readable_dirs, &dir)
             }
             ("http-origin", Some(pattern)) => {
@@ -674,6 +674,10 @@ pub fn overlap(a: &Path, b: &Path) -> bool {
 }
 
 /// Longest GPU class name.
+/// What a `writable-dir=` or `readable-dir=` value must be.
+const DIRECTORY: &str =
+    "an absolute directory path other than `/`, without `..`, control characters or trailing spaces";
+
 const MAX_GPU_CLASS: usize = 64;
 
 /// What any job's resources must be before a ceiling is compared: a CPU
@@ -726,8 +730,13 @@ fn writable_dir(text: &str) -> Option<String> {
     let path = std::path::Path::new(text);
     let components_ok =
         path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
-    let normal: std::path::PathBuf = path.components().collect();
-    (path.is_absolute() && components_ok && normal.parent().is_some()).then(|| normal.display().to_string())
+    let normal = path.components().collect::<std::path::PathBuf>().display().to_string();
+    // A `--grant` value is trimmed, so a path ending in whitespace (`/data /`) could not be
+    // granted again from `describe()`; no directory has a control character in its name by
+    // intent, and a NUL cannot reach bubblewrap at all. Both are refused here, where the user
+    // typed them (found by fuzzing, docs/RELIABILITY.md).
+    let plain = normal.trim_end() == normal && !normal.contains(char::is_control);
+    (path.is_absolute() && components_ok && plain && normal != "/").then_some(normal)
 }
 
 fn push_unique(list: &mut Vec<String>, item: &str) {
@@ -839,6 +848,9 @@ mod tests {
             ("writable-dir=relative/dir", "is not an absolute directory path"),
             ("writable-dir=/home/me/../../etc", "is not an absolute directory path"),
             ("writable-dir=/", "is not an absolute directory path"),
+            // Found by fuzzing: a trailing space could not be granted again from describe().
+            ("readable-dir=/data /", "without `..`, control characters or trailing spaces"),
+            ("writable-dir=/data\0/x", "without `..`, control characters or trailing spaces"),
             ("http-origin=ftp://example.com", "is not an origin such as https://api.example.com"),
         ];
         for (grant, message) in cases {
