@@ -55,7 +55,24 @@ pub enum EgressError {
 
 impl OriginPattern {
     /// Parse `scheme://host[:port]`, where host may start with `*.`.
+    ///
+    /// The pattern is stored and shown in its normal form, so that form must
+    /// read back as the same pattern: the URL parser decodes `%2a` to `*` and
+    /// drops tabs and line breaks, which could otherwise turn an exact host
+    /// into a wildcard once stored (`https://%2a.example.com`; found by
+    /// fuzzing the `grants` target).
     pub fn parse(text: &str) -> Result<Self, EgressError> {
+        let pattern = Self::parse_once(text)?;
+        match Self::parse_once(&pattern.to_string()) {
+            Ok(again) if again == pattern => Ok(pattern),
+            _ => Err(EgressError::BadPattern(
+                text.to_owned(),
+                "once normalized it reads back as another pattern; write the host plainly",
+            )),
+        }
+    }
+
+    fn parse_once(text: &str) -> Result<Self, EgressError> {
         let bad = |why| EgressError::BadPattern(text.to_owned(), why);
         let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("it has no scheme"))?;
         let scheme = scheme.to_ascii_lowercase();
@@ -78,6 +95,9 @@ impl OriginPattern {
         // Let the URL parser normalise the host (case, IDNA, IP literals) and the port.
         let url = url::Url::parse(&format!("{scheme}://{rest}")).map_err(|_| bad("the host is not valid"))?;
         let host = url.host_str().filter(|host| !host.is_empty()).ok_or_else(|| bad("it has no host"))?;
+        if host.contains('*') {
+            return Err(bad("`*` may only stand for the leftmost labels, as in *.example.com"));
+        }
         let port = url.port().unwrap_or(default_port);
         if wildcard && (host.parse::<IpAddr>().is_ok() || host.starts_with('[')) {
             return Err(bad("an IP address cannot have a wildcard"));
@@ -384,6 +404,9 @@ mod tests {
             ("https://*.com", "two labels"),
             ("https://*.10.0.0.1", "wildcard"),
             ("https://", "host"),
+            // Found by fuzzing: decoded, `%2a` would make an exact host a wildcard once stored.
+            ("https://%2a.example.com", "leftmost"),
+            ("https://*.ex%2aample.com", "leftmost"),
         ];
         for (text, message) in cases {
             let error = OriginPattern::parse(text).expect_err(text).to_string();
