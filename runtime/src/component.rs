@@ -13,7 +13,6 @@
 //! artifact is compiled again from the registered component.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -271,7 +270,7 @@ impl ComponentCache {
             .map_err(|error| ComponentError::Compile { path: path.to_owned(), message: format!("{error:#}") })?;
         let artifact = self.artifact(sha256);
         let sealed = seal(compiled);
-        write_atomically(&artifact, &sealed)
+        crate::files::write_atomically(&artifact, &sealed)
             .map_err(|source| ComponentError::Cache { path: artifact.clone(), source })?;
         // The unsealed artifact an earlier stepbox wrote is never read again.
         let _ = fs::remove_file(self.dir.join(format!("{sha256}-{}.cwasm", self.engine.compatibility_key())));
@@ -408,17 +407,6 @@ pub fn check_artifacts(dir: &Path, sha256: &str) -> Result<(), String> {
         };
         checked.map_err(|damage| format!("{name}: {damage}"))?;
     }
-    Ok(())
-}
-
-/// Write `bytes` to `path` through a temporary file and a rename, so readers
-/// never see half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|error| error.error)?;
     Ok(())
 }
 

@@ -92,7 +92,7 @@ pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<F
     }
     let blob = stepbox.home.flavor_blob(&sha256);
     if !blob.is_file() {
-        component::write_atomically(&blob, &bytes)
+        crate::files::write_atomically(&blob, &bytes)
             .map_err(|e| FlavorError::Internal(format!("cannot store {}: {e}", blob.display())))?;
     }
     let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());

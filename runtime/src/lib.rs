@@ -7,7 +7,7 @@
 //! capability-limited host functions, and blocks until the step's jobs end.
 //!
 //! The modules, from the bottom up:
-//! - [`home`]: where state lives (`$STEPBOX_HOME`);
+//! - [`home`]: where state lives (`$STEPBOX_HOME`); [`files`]: writing a file whole or not at all;
 //! - [`store`]: the SQLite state database;
 //! - [`engine`], [`limits`], [`component`]: wasmtime, limits, loading and
 //!   checking components, the precompiled-component cache;
@@ -31,6 +31,7 @@ pub mod display;
 pub mod engine;
 pub mod environments;
 pub mod exit;
+pub mod files;
 pub mod flavors;
 pub mod follow;
 pub mod home;

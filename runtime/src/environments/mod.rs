@@ -216,7 +216,7 @@ impl Environments {
             context: "cannot encode the environment marker".to_owned(),
             source: std::io::Error::other(error),
         })?;
-        crate::component::write_atomically(&root.join(MARKER), &text)
+        crate::files::write_atomically(&root.join(MARKER), &text)
             .map_err(io_error(format!("cannot finish {}", root.display())))?;
         progress(&format!("environment {handle} is ready"));
         Ok(environment(handle, &root))

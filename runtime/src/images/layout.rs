@@ -28,7 +28,7 @@ impl Layout {
         }
         let index = root.join("index.json");
         if !index.exists() {
-            crate::component::write_atomically(&index, br#"{"schemaVersion":2,"manifests":[]}"#)?;
+            crate::files::write_atomically(&index, br#"{"schemaVersion":2,"manifests":[]}"#)?;
         }
         Ok(Self { root: root.to_owned() })
     }
@@ -71,7 +71,7 @@ impl Layout {
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
         let path = self.blob_path(&digest)?;
         if !path.is_file() {
-            crate::component::write_atomically(&path, bytes)?;
+            crate::files::write_atomically(&path, bytes)?;
         }
         Ok(digest)
     }
@@ -120,6 +120,6 @@ impl Layout {
             "annotations": { REF_NAME: name },
         }));
         index["manifests"] = Value::Array(manifests);
-        crate::component::write_atomically(&path, &serde_json::to_vec_pretty(&index)?)
+        crate::files::write_atomically(&path, &serde_json::to_vec_pretty(&index)?)
     }
 }

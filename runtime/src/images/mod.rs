@@ -294,7 +294,7 @@ impl Builder {
         })
         .map_err(io_error("cannot read the installed packages"))?;
         let layer = self.write_layer(&entries)?;
-        crate::component::write_atomically(&entry, &serde_json::to_vec(&layer).unwrap_or_default())
+        crate::files::write_atomically(&entry, &serde_json::to_vec(&layer).unwrap_or_default())
             .map_err(io_error("cannot record the dependency layer"))?;
         Ok(layer)
     }
