@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::backends::dry_run::{RecordedJob, Recorder};
 use crate::backends::{OutputSink, Stream};
 use crate::context::Stepbox;
-use crate::launch::{self, Interrupt, LaunchArgs};
+use crate::launch::{self, Interrupt, StepRequest};
 use crate::store::RunState;
 
 /// The entrypoint the dry-run launch asks the flavor to run.
@@ -173,7 +173,7 @@ pub async fn check(
     let recorder = Recorder::default();
     let source_root = scratch.path().join("step");
     std::fs::create_dir_all(&source_root)?;
-    let args = LaunchArgs {
+    let args = StepRequest {
         step_operator: "conformance".to_owned(),
         pipeline: "conformance".to_owned(),
         run_name: "dry-run".to_owned(),

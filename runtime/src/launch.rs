@@ -32,7 +32,7 @@ use crate::store::{RunRecord, RunState, StoreError};
 
 /// What the caller asks to run: ZenML's launch arguments.
 #[derive(Debug, Clone, Default)]
-pub struct LaunchArgs {
+pub struct StepRequest {
     pub step_operator: String,
     pub pipeline: String,
     pub run_name: String,
@@ -147,7 +147,7 @@ impl LaunchError {
 /// done or `interrupted` resolves.
 pub async fn launch(
     stepbox: &Stepbox,
-    args: LaunchArgs,
+    args: StepRequest,
     output: Arc<dyn OutputSink>,
     interrupted: impl Future<Output = Interrupt>,
 ) -> Result<LaunchOutcome, LaunchError> {
@@ -498,7 +498,7 @@ fn outcome(run_id: String, result: Result<CallResult, Interrupt>) -> LaunchOutco
 }
 
 /// The request the flavor receives.
-fn wit_request(args: &LaunchArgs, run_id: &str) -> WitRequest {
+fn wit_request(args: &StepRequest, run_id: &str) -> WitRequest {
     WitRequest {
         pipeline_name: args.pipeline.clone(),
         run_name: args.run_name.clone(),

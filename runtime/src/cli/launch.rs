@@ -69,7 +69,7 @@ pub async fn run(home: Option<PathBuf>, args: LaunchArgs, early: Option<EarlySig
     Ok(outcome?.exit_code)
 }
 
-fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
+fn parse(args: LaunchArgs) -> Result<launch::StepRequest, Failure> {
     // Gone before anything else is checked, whatever it held: a bad flag must not leave
     // the step's environment (its secrets) on disk.
     let consumed = args.env_file_consume.as_ref().map(|path| {
@@ -135,7 +135,7 @@ fn parse(args: LaunchArgs) -> Result<launch::LaunchArgs, Failure> {
         }
         read_dirs.push(resolved);
     }
-    Ok(launch::LaunchArgs {
+    Ok(launch::StepRequest {
         step_operator: args.step_operator,
         pipeline: args.pipeline,
         run_name: args.run,
