@@ -60,7 +60,7 @@ struct Egress {
 
 impl Egress {
     /// Count one request, or refuse it past the launch's `http-requests` limit.
-    fn count_request(&self) -> Result<(), Refusal> {
+    fn count_request(&self) -> Result<(), NoResponse> {
         let limit = self.launch.limits.http_requests;
         let made = self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if made >= limit {
@@ -110,7 +110,7 @@ impl WasiHttpHooks for EgressHooks {
                     record(Some(response.status().as_u16()), Decision::Allowed);
                     Ok((response, io))
                 }
-                Err(Refusal::Denied(error)) => {
+                Err(NoResponse::Denied(error)) => {
                     record(None, Decision::Denied(error.to_string()));
                     logger.note(Level::Warn, &format!("http: {} {}: denied: {error}", summary.method, summary.url));
                     Err(match error {
@@ -119,7 +119,7 @@ impl WasiHttpHooks for EgressHooks {
                         _ => Error::HttpRequestDenied,
                     })
                 }
-                Err(Refusal::Failed(error, message)) => {
+                Err(NoResponse::Failed(error, message)) => {
                     record(None, Decision::Failed(message.clone()));
                     logger.note(Level::Warn, &format!("http: {} {}: {message}", summary.method, summary.url));
                     Err(error)
@@ -130,15 +130,15 @@ impl WasiHttpHooks for EgressHooks {
 }
 
 /// Why a request did not get a response.
-enum Refusal {
+enum NoResponse {
     /// The egress rules said no.
     Denied(EgressError),
     /// It was allowed but did not work; the message is for the log and audit.
     Failed(Error, String),
 }
 
-fn failed(error: Error, message: String) -> Refusal {
-    Refusal::Failed(error, message)
+fn failed(error: Error, message: String) -> NoResponse {
+    NoResponse::Failed(error, message)
 }
 
 /// What the audit record keeps of a request: method, and the URL with the
@@ -194,11 +194,11 @@ async fn send_checked(
     egress: &Arc<Egress>,
     request: http::Request<WasiBody>,
     timeouts: Timeouts,
-) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
+) -> Result<(http::Response<WasiBody>, IoFuture), NoResponse> {
     let url = url::Url::parse(&request.uri().to_string())
-        .map_err(|_| Refusal::Denied(EgressError::BadUrl(request.uri().to_string())))?;
+        .map_err(|_| NoResponse::Denied(EgressError::BadUrl(request.uri().to_string())))?;
     // Refuse an unlisted origin before reading the body or fetching a token.
-    let pattern = egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
+    let pattern = egress.rules.check_origin(&url).map_err(NoResponse::Denied)?;
     egress.count_request()?;
     let (mut parts, body) = request.into_parts();
     let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
@@ -253,7 +253,7 @@ async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
     parts.headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
     let outcome = async {
-        let pattern = egress.rules.check_origin(&url).map_err(Refusal::Denied)?;
+        let pattern = egress.rules.check_origin(&url).map_err(NoResponse::Denied)?;
         egress.count_request()?;
         let timeouts = Timeouts { connect: TIMEOUT, first_byte: TIMEOUT, between_bytes: TIMEOUT };
         let (response, io) = transmit(&egress.rules, pattern, &url, parts, Bytes::from(form), timeouts).await?;
@@ -262,7 +262,7 @@ async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(
             failed(Error::HttpResponseBodySize(None), "the token reply is too large or was cut off".to_owned())
         })?;
         drop(io);
-        Ok::<_, Refusal>((status, body.to_bytes()))
+        Ok::<_, NoResponse>((status, body.to_bytes()))
     }
     .await;
     match outcome {
@@ -270,11 +270,11 @@ async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(
             record(Some(status), Decision::Allowed);
             Ok((status, body))
         }
-        Err(Refusal::Denied(error)) => {
+        Err(NoResponse::Denied(error)) => {
             record(None, Decision::Denied(error.to_string()));
             Err(format!("denied: {error}"))
         }
-        Err(Refusal::Failed(_, message)) => {
+        Err(NoResponse::Failed(_, message)) => {
             record(None, Decision::Failed(message.clone()));
             Err(message)
         }
@@ -290,11 +290,11 @@ async fn transmit(
     mut parts: http::request::Parts,
     body: Bytes,
     timeouts: Timeouts,
-) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), Refusal> {
+) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), NoResponse> {
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let addresses = resolve(url, port, timeouts.connect).await.map_err(|(error, message)| failed(error, message))?;
-    rules.check_addresses(pattern, &host, &addresses).map_err(Refusal::Denied)?;
+    rules.check_addresses(pattern, &host, &addresses).map_err(NoResponse::Denied)?;
 
     let address = SocketAddr::new(addresses[0], port);
     let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(address))

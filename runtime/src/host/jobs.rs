@@ -9,7 +9,7 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 
 use super::audit::{Decision, redacted_env};
-use super::launch_context::{LaunchContext, Refusal, TrackedJob};
+use super::launch_context::{LaunchContext, NotAdmitted, TrackedJob};
 use crate::backends::{self, JobLog, JobRequest, JobResources, JobRuntime};
 use crate::bindings::jobs::{Host, HostJob, JobSpec, JobState, JobStatus, Runtime};
 use crate::bindings::types::Error;
@@ -308,11 +308,11 @@ enum Submission {
 async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Submission> {
     let seq = match launch.jobs.begin(launch.limits.jobs_per_launch) {
         Ok(seq) => seq,
-        Err(Refusal::Closed) => {
+        Err(NotAdmitted::Closed) => {
             let message = "the launch is ending; no new jobs are accepted".to_owned();
             return Err(Submission::Refused(Error::Cancelled(message)));
         }
-        Err(Refusal::Limit(limit)) => return Err(Submission::Limit(limit)),
+        Err(NotAdmitted::Limit(limit)) => return Err(Submission::Limit(limit)),
     };
     let result = start(&launch, seq, spec).await;
     if result.is_err() {

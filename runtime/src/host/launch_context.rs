@@ -172,7 +172,7 @@ struct Registry {
 }
 
 /// Why a submission could not start.
-pub enum Refusal {
+pub enum NotAdmitted {
     /// The launch is over or being cancelled.
     Closed,
     /// The per-launch job limit is reached.
@@ -192,13 +192,13 @@ impl JobRegistry {
     }
 
     /// Reserve a place for a new job; returns its sequence number (from 1).
-    pub fn begin(&self, limit: usize) -> Result<usize, Refusal> {
+    pub fn begin(&self, limit: usize) -> Result<usize, NotAdmitted> {
         let mut registry = self.lock();
         if registry.closed {
-            return Err(Refusal::Closed);
+            return Err(NotAdmitted::Closed);
         }
         if registry.started >= limit {
-            return Err(Refusal::Limit(limit));
+            return Err(NotAdmitted::Limit(limit));
         }
         registry.started += 1;
         registry.in_flight += 1;
