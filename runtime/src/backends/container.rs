@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::{Child, Command};
 
-use super::supervise::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
+use super::process_job::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
 
 /// The environment variable that names the podman to use instead of PATH's.
@@ -197,8 +197,8 @@ impl JobBackend for ContainerBackend {
         let mut child = command
             .spawn()
             .map_err(|error| BackendError::Failed(format!("cannot start {}: {error}", podman.display())))?;
-        let readers = supervise::spawn_readers(&mut child, &request.log);
-        let (handle, link) = supervise::link();
+        let readers = process_job::spawn_readers(&mut child, &request.log);
+        let (handle, link) = process_job::link();
         let name = container_name(&request);
         let supervisor =
             Supervisor { child, podman, name: name.clone(), grace: self.grace, readers, log: Arc::clone(&request.log) };
@@ -226,7 +226,7 @@ impl Supervisor {
         };
         // `--rm` removes it on exit; make sure, whatever happened.
         let _ = run_quietly(&self.podman, &["rm", "--force", "--ignore", &self.name]).await;
-        supervise::drain(std::mem::take(&mut self.readers)).await;
+        process_job::drain(std::mem::take(&mut self.readers)).await;
         link.status.send_replace(self.verdict(exit, ended_by, timeout));
     }
 
@@ -256,7 +256,7 @@ impl Supervisor {
         ended_by: Option<JobState>,
         timeout: Option<Duration>,
     ) -> JobStatus {
-        let mut status = supervise::verdict(exit, ended_by, timeout);
+        let mut status = process_job::verdict(exit, ended_by, timeout);
         if ended_by.is_none()
             && let Some(code @ 125..=127) = status.exit_code
         {

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::processes::Stat;
 
-use super::supervise::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
+use super::process_job::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
 
 /// PATH for jobs when neither the job nor the runtime has one.
@@ -145,8 +145,8 @@ impl JobBackend for LocalBackend {
         let pid =
             child.id().ok_or_else(|| BackendError::Failed(format!("`{program}` exited before it could be tracked")))?;
         crate::pause_points::pause_at_async(crate::pause_points::JOB_SPAWNED).await;
-        let readers = supervise::spawn_readers(&mut child, &request.log);
-        let (handle, link) = supervise::link();
+        let readers = process_job::spawn_readers(&mut child, &request.log);
+        let (handle, link) = process_job::link();
         let confined = request.confinement.is_some();
         let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers, confined };
         tokio::spawn(supervisor.run(request.timeout, link));
@@ -216,7 +216,7 @@ fn findable(program: &str, path: &str, working_dir: Option<&std::path::Path>) ->
 /// reason in its log and the exit code a shell would give.
 fn not_started(request: &JobRequest, why: NotStarted) -> Arc<dyn RunningJob> {
     request.log.write(Stream::Stderr, format!("stepbox: {}\n", why.message).as_bytes());
-    let (handle, link) = supervise::link();
+    let (handle, link) = process_job::link();
     link.status.send_replace(JobStatus {
         state: JobState::Failed,
         exit_code: Some(i32::from(why.code)),
@@ -244,8 +244,8 @@ impl Supervisor {
         };
         // The main process is gone; end whatever it left in its group.
         stop_group(self.group, self.grace).await;
-        supervise::drain(self.readers).await;
-        link.status.send_replace(supervise::verdict(exit, ended_by, timeout));
+        process_job::drain(self.readers).await;
+        link.status.send_replace(process_job::verdict(exit, ended_by, timeout));
     }
 
     /// SIGTERM the group, wait up to `grace` for the main process, then SIGKILL.

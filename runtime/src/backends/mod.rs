@@ -8,12 +8,12 @@ pub mod container;
 pub mod dry_run;
 mod job_log;
 pub mod local;
+mod process_job;
 pub mod ray;
 pub mod redact;
 mod remote;
 pub mod seccomp;
 pub mod slurm;
-mod supervise;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::supervise::{SupervisedJob, SupervisorLink};
+use super::process_job::{SupervisedJob, SupervisorLink};
 use super::{JobLog, JobState, JobStatus, RunningJob};
 
 /// Attempts at a call an engine did not answer, before giving up.
@@ -102,7 +102,7 @@ pub fn follow(
     timeout: Option<Duration>,
     default_grace: Duration,
 ) -> Arc<dyn RunningJob> {
-    let (handle, link) = super::supervise::link();
+    let (handle, link) = super::process_job::link();
     let external_id = job.external_id();
     tokio::spawn(follow_to_end(job, log, timeout, default_grace, link));
     Arc::new(SupervisedJob::new(external_id, handle))
