@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use crate::capability::Capability;
 use wasmtime::component::Component;
 
 use crate::engine::StepboxEngine;
@@ -25,17 +27,6 @@ use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 /// The export every flavor must have.
 pub fn operator_export() -> String {
     format!("{CONTRACT_PACKAGE}/operator@{CONTRACT_VERSION}")
-}
-
-/// The capability interfaces this runtime provides, by WIT interface name.
-pub const CAPABILITIES: &[&str] = &["log", "cancellation", "jobs", "requirements", "images", "types"];
-
-/// Capabilities every flavor has without a grant: they only inform.
-pub const ALWAYS_GRANTED: &[&str] = &["log", "cancellation"];
-
-/// Whether a step operator must grant `capability` for a flavor importing it.
-pub fn needs_grant(capability: &str) -> bool {
-    !ALWAYS_GRANTED.contains(&capability)
 }
 
 /// Whether a flavor built against contract `version` runs on this host: the
@@ -221,18 +212,21 @@ fn classify_import(path: &str, import: &Import, shape: &mut ComponentShape) -> R
                 found: format!("{CONTRACT_PACKAGE}@{version}"),
             });
         }
-        if !CAPABILITIES.contains(&interface) {
-            return Err(unknown());
+        // `types` holds only types: importing it is no capability.
+        if interface == "types" {
+            return Ok(());
         }
-        if interface != "types" && import.calls_functions {
-            shape.capabilities.push(interface.to_owned());
+        let capability = Capability::of_contract_interface(interface).ok_or_else(unknown)?;
+        if import.calls_functions {
+            shape.capabilities.push(capability.name().to_owned());
         }
         return Ok(());
     }
     // Outgoing HTTP is the `http` capability: granted, and checked per request.
     if name.starts_with("wasi:http/") && name.contains("@0.2.") {
-        if !shape.capabilities.iter().any(|c| c == "http") {
-            shape.capabilities.push("http".to_owned());
+        let http = Capability::Http.name();
+        if !shape.capabilities.iter().any(|c| c == http) {
+            shape.capabilities.push(http.to_owned());
         }
         shape.wasi.push(name.to_owned());
         return Ok(());

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::backends::dry_run::{RecordedJob, Recorder};
 use crate::backends::{OutputSink, Stream};
+use crate::capability::Capability;
 use crate::context::Stepbox;
 use crate::launch::{self, Interrupt, StepRequest};
 use crate::store::RunState;
@@ -133,7 +134,7 @@ pub async fn check(
     let sample = serde_json::Value::Object(crate::step_operators::config_from_pairs(&record.config_schema, sample));
     // A step operator granted what the flavor imports and every backend.
     let mut grants: Vec<String> =
-        record.shape.capabilities.iter().filter(|c| crate::component::needs_grant(c)).cloned().collect();
+        record.shape.capabilities.iter().filter(|c| crate::capability::needs_grant(c)).cloned().collect();
     grants.extend(crate::backends::catalogue::BACKENDS.iter().map(|info| format!("backend={}", info.name)));
     let registered = crate::step_operators::register(
         &stepbox,
@@ -168,8 +169,8 @@ pub async fn check(
     // A remote flavor (outgoing HTTP, no host jobs) launches on a service
     // no dry run can stand in for: its launch runs offline instead, and
     // must end with a clean error that names the refused request.
-    let remote =
-        record.shape.capabilities.iter().any(|c| c == "http") && !record.shape.capabilities.iter().any(|c| c == "jobs");
+    let imports = |capability: Capability| record.shape.capabilities.iter().any(|c| c == capability.name());
+    let remote = imports(Capability::Http) && !imports(Capability::Jobs);
     let recorder = Recorder::default();
     let source_root = scratch.path().join("step");
     std::fs::create_dir_all(&source_root)?;

@@ -15,6 +15,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::Flavor;
 use crate::bindings::operator::{ConfigError, FlavorMetadata};
+use crate::capability::Capability;
 use crate::engine::StepboxEngine;
 use crate::host::{FlavorLogger, HostState, LaunchContext};
 use crate::limits::Limits;
@@ -112,7 +113,7 @@ impl Prepared {
         self.called.get_or_init(|| {
             crate::component::check_shape(&self.engine, "flavor", &self.component)
                 .map(|shape| shape.capabilities)
-                .unwrap_or_else(|_| crate::policy::CAPABILITIES.iter().map(|c| (*c).to_owned()).collect())
+                .unwrap_or_else(|_| Capability::grantable().map(|c| c.name().to_owned()).collect())
         })
     }
 
@@ -129,7 +130,8 @@ impl Prepared {
                 // imports for their types only (it can call nothing in them).
                 let called = self.called_capabilities();
                 let linker = crate::host::linker(engine, |capability| {
-                    context.grants.allows_capability(capability) || !called.iter().any(|c| c == capability)
+                    context.grants.allows_capability(capability.name())
+                        || !called.iter().any(|c| c == capability.name())
                 });
                 linker.map(Cow::Owned).map_err(failed)
             }

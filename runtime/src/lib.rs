@@ -22,6 +22,7 @@
 
 pub mod backends;
 pub mod bindings;
+pub mod capability;
 pub mod cli;
 pub mod component;
 pub mod conformance;

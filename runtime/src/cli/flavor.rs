@@ -128,7 +128,7 @@ fn print_inspection(inspection: &crate::inspect::Inspection) -> Result<(), Failu
         let grants: Vec<String> = inspection
             .capabilities
             .iter()
-            .filter(|c| crate::component::needs_grant(c))
+            .filter(|c| crate::capability::needs_grant(c))
             .map(|c| format!("--grant {c}"))
             .collect();
         output::line(format_args!(

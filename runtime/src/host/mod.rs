@@ -27,6 +27,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings;
+use crate::capability::Capability;
 use crate::limits::Limits;
 pub use launch_context::LaunchContext;
 pub use log::FlavorLogger;
@@ -89,22 +90,22 @@ impl wasmtime_wasi_http::WasiHttpView for HostState {
 
 /// A linker with WASI 0.2 (without ambient authority: see [`HostState::new`]),
 /// `log`, and the capabilities `allowed` says yes to.
-pub fn linker(engine: &wasmtime::Engine, allowed: impl Fn(&str) -> bool) -> anyhow::Result<Linker<HostState>> {
+pub fn linker(engine: &wasmtime::Engine, allowed: impl Fn(Capability) -> bool) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     bindings::cancellation::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    if allowed("jobs") {
+    if allowed(Capability::Jobs) {
         bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     }
-    if allowed("requirements") {
+    if allowed(Capability::Requirements) {
         bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     }
-    if allowed("images") {
+    if allowed(Capability::Images) {
         bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     }
-    if allowed("http") {
+    if allowed(Capability::Http) {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
     Ok(linker)

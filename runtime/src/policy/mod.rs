@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backends::JobResources;
-
-/// The capabilities a step operator can grant (`log` is always granted).
-pub const CAPABILITIES: &[&str] = &["jobs", "requirements", "images", "http"];
+use crate::capability::Capability;
 
 /// The job backends this runtime has.
 pub fn backend_names() -> Vec<&'static str> {
@@ -185,7 +183,7 @@ impl Grants {
         let bad =
             |expected| GrantError::BadValue { name: name.to_owned(), value: value.unwrap_or("").to_owned(), expected };
         match (name, value) {
-            (capability, None) if CAPABILITIES.contains(&capability) => {
+            (capability, None) if grantable(capability) => {
                 self.capabilities.insert(capability.to_owned());
             }
             ("arbitrary-commands", None) => self.arbitrary_commands = true,
@@ -281,7 +279,7 @@ impl Grants {
             None => (text.trim(), None),
         };
         match (name, value) {
-            (capability, None) if CAPABILITIES.contains(&capability) => {
+            (capability, None) if grantable(capability) => {
                 self.capabilities.remove(capability);
             }
             ("arbitrary-commands", None) => self.arbitrary_commands = false,
@@ -337,7 +335,7 @@ impl Grants {
 
     /// Whether the capability (an interface name such as `jobs`) is granted.
     pub fn allows_capability(&self, capability: &str) -> bool {
-        !crate::component::needs_grant(capability) || self.capabilities.contains(capability)
+        !crate::capability::needs_grant(capability) || self.capabilities.contains(capability)
     }
 
     /// The `--grant` values that would recreate these grants.
@@ -719,6 +717,12 @@ pub enum Refused {
     Invalid(String),
 }
 
+/// Whether `name` is a capability a step operator grants (`log` and
+/// `cancellation` every flavor has).
+fn grantable(name: &str) -> bool {
+    name.parse::<Capability>().is_ok_and(Capability::needs_grant)
+}
+
 /// ` (granted: a, b)`, or nothing when none is.
 fn granted_list(items: &[String]) -> String {
     if items.is_empty() { String::new() } else { format!(" (granted: {})", items.join(", ")) }
@@ -786,8 +790,8 @@ mod tests {
         let grants = Grants::default();
         assert!(grants.allows_capability("log"));
         assert!(grants.allows_capability("cancellation"));
-        for capability in CAPABILITIES {
-            assert!(!grants.allows_capability(capability), "{capability}");
+        for capability in Capability::grantable() {
+            assert!(!grants.allows_capability(capability.name()), "{capability}");
         }
         assert!(!grants.arbitrary_commands);
     }
