@@ -10,10 +10,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// One capability of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One capability of the contract. Stored (serde) as its name; ordered by
+/// its name, so lists of capabilities read as they did when they were
+/// strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// `log`: the flavor's own log lines. Always granted.
     Log,
@@ -62,6 +66,18 @@ impl Capability {
     /// and for names the contract does not have.
     pub fn of_contract_interface(interface: &str) -> Option<Capability> {
         interface.parse().ok().filter(|capability| *capability != Self::Http)
+    }
+}
+
+impl Ord for Capability {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for Capability {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -130,6 +146,20 @@ mod tests {
             assert!(refused.to_string().contains("there are: log, cancellation, jobs"), "{refused}");
             assert!(needs_grant(name), "{name:?}");
         }
+    }
+
+    #[test]
+    fn capabilities_are_stored_as_their_names_and_sorted_by_them() {
+        for capability in Capability::ALL {
+            let stored = serde_json::to_string(&capability).expect("serializes");
+            assert_eq!(stored, format!("\"{capability}\""));
+            assert_eq!(serde_json::from_str::<Capability>(&stored).expect("reads back"), capability);
+        }
+        assert!(serde_json::from_str::<Capability>("\"network\"").is_err());
+        let mut sorted = Capability::ALL.to_vec();
+        sorted.sort();
+        let names: Vec<&str> = sorted.into_iter().map(Capability::name).collect();
+        assert_eq!(names, ["cancellation", "http", "images", "jobs", "log", "requirements"]);
     }
 
     #[test]

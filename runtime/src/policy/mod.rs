@@ -112,8 +112,8 @@ pub enum GrantError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Grants {
-    /// Capabilities beyond `log`: `jobs`, `requirements`, `images`.
-    pub capabilities: BTreeSet<String>,
+    /// Capabilities beyond `log` and `cancellation`: `jobs`, `requirements`, `images`, `http`.
+    pub capabilities: BTreeSet<Capability>,
     /// Job backends; the first is the default. Empty means `local` once
     /// `jobs` is granted.
     pub backends: Vec<String>,
@@ -183,8 +183,8 @@ impl Grants {
         let bad =
             |expected| GrantError::BadValue { name: name.to_owned(), value: value.unwrap_or("").to_owned(), expected };
         match (name, value) {
-            (capability, None) if grantable(capability) => {
-                self.capabilities.insert(capability.to_owned());
+            (capability, None) if grantable(capability).is_some() => {
+                self.capabilities.extend(grantable(capability));
             }
             ("arbitrary-commands", None) => self.arbitrary_commands = true,
             ("trusted", None) => self.trusted = true,
@@ -279,8 +279,8 @@ impl Grants {
             None => (text.trim(), None),
         };
         match (name, value) {
-            (capability, None) if grantable(capability) => {
-                self.capabilities.remove(capability);
+            (capability, None) if grantable(capability).is_some() => {
+                self.capabilities.retain(|granted| Some(*granted) != grantable(capability));
             }
             ("arbitrary-commands", None) => self.arbitrary_commands = false,
             ("trusted", None) => self.trusted = false,
@@ -335,12 +335,13 @@ impl Grants {
 
     /// Whether the capability (an interface name such as `jobs`) is granted.
     pub fn allows_capability(&self, capability: &str) -> bool {
-        !crate::capability::needs_grant(capability) || self.capabilities.contains(capability)
+        !crate::capability::needs_grant(capability)
+            || capability.parse().is_ok_and(|capability| self.capabilities.contains(&capability))
     }
 
     /// The `--grant` values that would recreate these grants.
     pub fn describe(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.capabilities.iter().cloned().collect();
+        let mut out: Vec<String> = self.capabilities.iter().map(Capability::to_string).collect();
         out.extend(self.backends.iter().map(|b| format!("backend={b}")));
         out.extend(self.job_env.iter().map(|n| format!("job-env={n}")));
         out.extend(self.secret_env.iter().map(|b| format!("secret-env={b}")));
@@ -717,10 +718,10 @@ pub enum Refused {
     Invalid(String),
 }
 
-/// Whether `name` is a capability a step operator grants (`log` and
+/// The capability `name`, if a step operator grants it (`log` and
 /// `cancellation` every flavor has).
-fn grantable(name: &str) -> bool {
-    name.parse::<Capability>().is_ok_and(Capability::needs_grant)
+fn grantable(name: &str) -> Option<Capability> {
+    name.parse::<Capability>().ok().filter(|capability| capability.needs_grant())
 }
 
 /// ` (granted: a, b)`, or nothing when none is.
