@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-
-use crate::capability::Capability;
 use wasmtime::component::Component;
 
+use crate::capability::Capability;
 use crate::engine::StepboxEngine;
 use crate::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 

@@ -130,8 +130,7 @@ impl Prepared {
                 // imports for their types only (it can call nothing in them).
                 let called = self.called_capabilities();
                 let linker = crate::host::linker(engine, |capability| {
-                    context.grants.allows_capability(capability.name())
-                        || !called.iter().any(|c| c == capability.name())
+                    context.grants.allows(capability) || !called.iter().any(|c| c == capability.name())
                 });
                 linker.map(Cow::Owned).map_err(failed)
             }

@@ -182,10 +182,11 @@ impl Grants {
         };
         let bad =
             |expected| GrantError::BadValue { name: name.to_owned(), value: value.unwrap_or("").to_owned(), expected };
+        if let (Some(capability), None) = (grantable(name), value) {
+            self.capabilities.insert(capability);
+            return Ok(());
+        }
         match (name, value) {
-            (capability, None) if grantable(capability).is_some() => {
-                self.capabilities.extend(grantable(capability));
-            }
             ("arbitrary-commands", None) => self.arbitrary_commands = true,
             ("trusted", None) => self.trusted = true,
             ("job-network", None) => self.job_network = true,
@@ -278,10 +279,11 @@ impl Grants {
             Some((name, value)) => (name.trim(), Some(value.trim())),
             None => (text.trim(), None),
         };
+        if let (Some(capability), None) = (grantable(name), value) {
+            self.capabilities.remove(&capability);
+            return Ok(());
+        }
         match (name, value) {
-            (capability, None) if grantable(capability).is_some() => {
-                self.capabilities.retain(|granted| Some(*granted) != grantable(capability));
-            }
             ("arbitrary-commands", None) => self.arbitrary_commands = false,
             ("trusted", None) => self.trusted = false,
             ("job-network", None) => self.job_network = false,
@@ -333,10 +335,16 @@ impl Grants {
         Ok(())
     }
 
-    /// Whether the capability (an interface name such as `jobs`) is granted.
+    /// Whether `capability` is granted (`log` and `cancellation` always are).
+    pub fn allows(&self, capability: Capability) -> bool {
+        !capability.needs_grant() || self.capabilities.contains(&capability)
+    }
+
+    /// Whether the capability named `capability` (as a component's shape
+    /// records it, such as `jobs`) is granted; a name that is no capability
+    /// is not.
     pub fn allows_capability(&self, capability: &str) -> bool {
-        !crate::capability::needs_grant(capability)
-            || capability.parse().is_ok_and(|capability| self.capabilities.contains(&capability))
+        capability.parse().is_ok_and(|capability| self.allows(capability))
     }
 
     /// The `--grant` values that would recreate these grants.
@@ -672,11 +680,11 @@ pub fn overlap(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Longest GPU class name.
 /// What a `writable-dir=` or `readable-dir=` value must be.
 const DIRECTORY: &str =
     "an absolute directory path other than `/`, without `..`, control characters or trailing spaces";
 
+/// Longest GPU class name.
 const MAX_GPU_CLASS: usize = 64;
 
 /// What any job's resources must be before a ceiling is compared: a CPU
