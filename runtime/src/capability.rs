@@ -108,12 +108,6 @@ fn names() -> String {
     Capability::ALL.map(Capability::name).join(", ")
 }
 
-/// Whether a flavor importing the capability `name` needs it granted; a name
-/// that is no capability does (nothing unknown is granted by default).
-pub fn needs_grant(name: &str) -> bool {
-    name.parse::<Capability>().map_or(true, Capability::needs_grant)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,18 +127,16 @@ mod tests {
             assert_eq!(name.parse::<Capability>(), Ok(capability), "{name}");
             assert_eq!(capability.to_string(), name);
             assert_eq!(capability.needs_grant(), grant, "{name}");
-            assert_eq!(needs_grant(name), grant, "{name}");
         }
         let grantable: Vec<&str> = Capability::grantable().map(Capability::name).collect();
         assert_eq!(grantable, ["jobs", "requirements", "images", "http"]);
     }
 
     #[test]
-    fn names_that_are_no_capability_are_refused_and_need_a_grant() {
+    fn names_that_are_no_capability_are_refused() {
         for name in ["", "JOBS", "types", "network", "jobs ", "wasi:http"] {
             let refused = name.parse::<Capability>().expect_err(name);
             assert!(refused.to_string().contains("there are: log, cancellation, jobs"), "{refused}");
-            assert!(needs_grant(name), "{name:?}");
         }
     }
 

@@ -119,8 +119,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// What a component imports and exports, sorted into what matters to a user.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ComponentShape {
-    /// The stepbox capabilities it imports, by interface name (`jobs`, `log`, …).
-    pub capabilities: Vec<String>,
+    /// The stepbox capabilities it imports (stored by name: `jobs`, `log`, …), sorted by name.
+    pub capabilities: Vec<Capability>,
     /// The WASI interfaces it imports, with versions.
     pub wasi: Vec<String>,
     /// Everything it exports.
@@ -217,15 +217,14 @@ fn classify_import(path: &str, import: &Import, shape: &mut ComponentShape) -> R
         }
         let capability = Capability::of_contract_interface(interface).ok_or_else(unknown)?;
         if import.calls_functions {
-            shape.capabilities.push(capability.name().to_owned());
+            shape.capabilities.push(capability);
         }
         return Ok(());
     }
     // Outgoing HTTP is the `http` capability: granted, and checked per request.
     if name.starts_with("wasi:http/") && name.contains("@0.2.") {
-        let http = Capability::Http.name();
-        if !shape.capabilities.iter().any(|c| c == http) {
-            shape.capabilities.push(http.to_owned());
+        if !shape.capabilities.contains(&Capability::Http) {
+            shape.capabilities.push(Capability::Http);
         }
         shape.wasi.push(name.to_owned());
         return Ok(());
@@ -450,7 +449,11 @@ mod tests {
             import("stepbox:operator/images@0.2.1", false),
         ];
         let shape = check_names("old.wasm", &exports, &imports).expect("accepted");
-        assert_eq!(shape.capabilities, ["cancellation", "jobs", "log"], "images is imported for its types only");
+        assert_eq!(
+            shape.capabilities,
+            [Capability::Cancellation, Capability::Jobs, Capability::Log],
+            "images is imported for its types only"
+        );
         let future = check_names("new.wasm", &["stepbox:operator/operator@0.3.0".to_owned()], &[]).unwrap_err();
         assert!(future.to_string().contains("built against contract stepbox:operator@0.3.0"), "{future}");
     }

@@ -134,7 +134,7 @@ pub async fn check(
     let sample = serde_json::Value::Object(crate::step_operators::config_from_pairs(&record.config_schema, sample));
     // A step operator granted what the flavor imports and every backend.
     let mut grants: Vec<String> =
-        record.shape.capabilities.iter().filter(|c| crate::capability::needs_grant(c)).cloned().collect();
+        record.shape.capabilities.iter().filter(|c| c.needs_grant()).map(Capability::to_string).collect();
     grants.extend(crate::backends::catalogue::BACKENDS.iter().map(|info| format!("backend={}", info.name)));
     let registered = crate::step_operators::register(
         &stepbox,
@@ -169,7 +169,7 @@ pub async fn check(
     // A remote flavor (outgoing HTTP, no host jobs) launches on a service
     // no dry run can stand in for: its launch runs offline instead, and
     // must end with a clean error that names the refused request.
-    let imports = |capability: Capability| record.shape.capabilities.iter().any(|c| c == capability.name());
+    let imports = |capability: Capability| record.shape.capabilities.contains(&capability);
     let remote = imports(Capability::Http) && !imports(Capability::Jobs);
     let recorder = Recorder::default();
     let source_root = scratch.path().join("step");

@@ -64,7 +64,7 @@ pub struct Inspection {
     pub contract: Option<String>,
     pub exports: Vec<String>,
     /// The stepbox capabilities it imports (`log` is always granted).
-    pub capabilities: Vec<String>,
+    pub capabilities: Vec<crate::capability::Capability>,
     pub wasi_minimal: Vec<String>,
     pub wasi_beyond_minimal: Vec<WasiImport>,
     /// Why it cannot be registered, if it cannot.

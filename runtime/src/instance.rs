@@ -99,7 +99,7 @@ pub struct Prepared {
     /// first use, since a launch builds its own restricted linker instead.
     query_linker: std::sync::OnceLock<Linker<HostState>>,
     /// The capabilities whose functions the component imports.
-    called: std::sync::OnceLock<Vec<String>>,
+    called: std::sync::OnceLock<Vec<Capability>>,
 }
 
 impl Prepared {
@@ -109,11 +109,11 @@ impl Prepared {
 
     /// The capabilities whose functions the component imports (registration
     /// checked the component, so a failure here leaves nothing out).
-    fn called_capabilities(&self) -> &[String] {
+    fn called_capabilities(&self) -> &[Capability] {
         self.called.get_or_init(|| {
             crate::component::check_shape(&self.engine, "flavor", &self.component)
                 .map(|shape| shape.capabilities)
-                .unwrap_or_else(|_| Capability::grantable().map(|c| c.name().to_owned()).collect())
+                .unwrap_or_else(|_| Capability::grantable().collect())
         })
     }
 
@@ -130,7 +130,7 @@ impl Prepared {
                 // imports for their types only (it can call nothing in them).
                 let called = self.called_capabilities();
                 let linker = crate::host::linker(engine, |capability| {
-                    context.grants.allows(capability) || !called.iter().any(|c| c == capability.name())
+                    context.grants.allows(capability) || !called.contains(&capability)
                 });
                 linker.map(Cow::Owned).map_err(failed)
             }

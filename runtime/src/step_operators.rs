@@ -232,8 +232,8 @@ pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), StepOperatorError> {
 }
 
 /// The capabilities `flavor` imports that `grants` does not allow.
-pub fn ungranted(flavor: &crate::store::FlavorRecord, grants: &Grants) -> Vec<String> {
-    flavor.shape.capabilities.iter().filter(|capability| !grants.allows_capability(capability)).cloned().collect()
+pub fn ungranted(flavor: &crate::store::FlavorRecord, grants: &Grants) -> Vec<crate::capability::Capability> {
+    flavor.shape.capabilities.iter().copied().filter(|capability| !grants.allows(*capability)).collect()
 }
 
 /// Keys of a flat config, for display.

@@ -252,22 +252,9 @@ pub struct ConfigArgs {
     /// Override a limit, e.g. guest-cpu=5s or guest-memory=128MiB (repeatable; `stepbox limits` lists them)
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
-    /// Grant the flavor a capability or a permission (repeatable): jobs, requirements, images,
-    /// arbitrary-commands, trusted (unconfined local jobs), job-network, writable-dir=PATH (one more
-    /// directory jobs may write and work in, e.g. a local ZenML store), readable-dir=PATH (one more
-    /// directory confined jobs may read), http (wasi:http) with http-origin=ORIGIN (repeatable, e.g.
-    /// https://*.amazonaws.com), http-private and http-credential=ORIGIN=SCHEME:SECRET (the host
-    /// authenticates with bearer, aws-sigv4, google-service-account or azure-client-credentials; the
-    /// flavor never sees it), requirement-urls, source-builds, flavor-packages (packages the step did
-    /// not ask for: equal to running the flavor's code in the step), image=REF or image=PREFIX* (an
-    /// image jobs may run in besides the ones the launch built or the caller passed),
-    /// registry-credential=HOST=basic:SECRET (the host's login to an image registry), job-env=NAME or
-    /// job-env=PREFIX_* (a variable the flavor may set besides the caller's), secret-env=VAR=SECRET
-    /// (the stored secret SECRET in the job variable VAR), backend=NAME (`stepbox backends` lists
-    /// them), ray-address=URL (a Ray cluster), secret=NAME (a stored secret for a backend option),
-    /// registry=HOST, base-image=REF, max-cpu=N, max-gpu=N, max-memory=SIZE,
-    /// max-job-timeout=DURATION. Nothing but logging is granted by default
-    #[arg(long = "grant", value_name = "GRANT")]
+    /// Grant the flavor a capability or a permission (repeatable; `--help` lists every grant).
+    /// Nothing but logging is granted by default
+    #[arg(long = "grant", value_name = "GRANT", long_help = crate::policy::grant::help())]
     pub grants: Vec<String>,
 }
 
@@ -320,7 +307,9 @@ Examples:
         /// Remove a limit override, back to the default (repeatable)
         #[arg(long, value_name = "NAME")]
         unset_limit: Vec<String>,
-        /// Take back a grant: as given to --grant, or a ceiling by name such as max-gpu (repeatable)
+        /// Take back a grant: as given to --grant, a keyed one by its key (secret-env=VAR,
+        /// http-credential=ORIGIN, registry-credential=HOST), or a ceiling by name such as max-gpu
+        /// (repeatable)
         #[arg(long, value_name = "GRANT")]
         revoke: Vec<String>,
         #[arg(short, long, value_enum, default_value_t)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::args::FlavorCommand;
 use super::output::{self, Format};
 use super::{Failure, open};
+use crate::capability::Capability;
 use crate::exit;
 use crate::flavors::{self, FlavorListing};
 
@@ -125,12 +126,8 @@ fn print_inspection(inspection: &crate::inspect::Inspection) -> Result<(), Failu
         ("wasi (beyond)", if beyond.is_empty() { "none".to_owned() } else { beyond.join("; ") }),
     ])?;
     if inspection.is_flavor() {
-        let grants: Vec<String> = inspection
-            .capabilities
-            .iter()
-            .filter(|c| crate::capability::needs_grant(c))
-            .map(|c| format!("--grant {c}"))
-            .collect();
+        let grants: Vec<String> =
+            inspection.capabilities.iter().filter(|c| c.needs_grant()).map(|c| format!("--grant {c}")).collect();
         output::line(format_args!(
             "\nA flavor. A step operator using it needs: {}",
             if grants.is_empty() { "no grants".to_owned() } else { grants.join(" ") }
@@ -139,8 +136,12 @@ fn print_inspection(inspection: &crate::inspect::Inspection) -> Result<(), Failu
     Ok(())
 }
 
-fn capability_list(capabilities: &[String]) -> String {
-    if capabilities.is_empty() { "-".to_owned() } else { capabilities.join(", ") }
+fn capability_list(capabilities: &[Capability]) -> String {
+    if capabilities.is_empty() {
+        "-".to_owned()
+    } else {
+        capabilities.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+    }
 }
 
 fn describe(listing: &FlavorListing) -> Result<(), Failure> {

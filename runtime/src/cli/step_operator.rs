@@ -119,7 +119,7 @@ fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
         output::note(format_args!(
             "warning: flavor `{}` imports {} but step operator `{}` does not grant it; launches will be refused until you run: stepbox step-operator update {} {}",
             record.flavor,
-            missing.join(", "),
+            missing.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
             record.name,
             record.name,
             grants.join(" ")

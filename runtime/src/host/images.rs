@@ -124,7 +124,7 @@ fn registry_logins(launch: &LaunchContext) -> Result<Vec<crate::images::registry
     }
     let secrets = launch.home.secrets();
     let mut logins = Vec::new();
-    for credential in launch.grants.registry_credentials() {
+    for credential in &launch.grants.registry_credentials {
         let value = secrets.get(&credential.secret).map_err(|error| {
             Error::Failed(format!(
                 "the login for {} is the secret `{}`: {error}",
@@ -138,7 +138,7 @@ fn registry_logins(launch: &LaunchContext) -> Result<Vec<crate::images::registry
             ))
         })?;
         logins.push(crate::images::registry::Login {
-            registry: credential.registry,
+            registry: credential.registry.clone(),
             username: stored.username,
             password: crate::secrets::SecretValue::new(stored.password),
         });

@@ -115,7 +115,7 @@ impl Grants {
 
     /// Whether the user bound the secret `secret` to the variable `name`.
     pub fn secret_env_bound(&self, name: &str, secret: &str) -> bool {
-        self.secret_env.iter().any(|binding| binding.split_once('=') == Some((name, secret)))
+        self.secret_env.iter().any(|binding| binding.var == name && binding.secret == secret)
     }
 
     /// Check `requested` options for `backend` and resolve addresses and

@@ -286,6 +286,24 @@ impl CredentialGrant {
     }
 }
 
+impl std::str::FromStr for CredentialGrant {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl std::str::FromStr for OriginPattern {
+    type Err = EgressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+super::stored_as_text!(OriginPattern, CredentialGrant);
+
 impl std::fmt::Display for CredentialGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}={}:{}", self.origin, self.scheme.name(), self.secret)

@@ -10,18 +10,21 @@
 //! never be complete (`HOME` moves Python's user site, `ZENML_STORE_URL`
 //! points a step at another server, `PYENV_VERSION` swaps the interpreter).
 
-/// A `job-env` grant: a variable name, or a prefix ending in `*`.
+use std::fmt;
+use std::str::FromStr;
+
+/// A `job-env` grant: a variable name, or a prefix ending in `*`. Stored as its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvPattern<'a> {
-    text: &'a str,
+pub struct EnvPattern {
+    text: String,
 }
 
-impl<'a> EnvPattern<'a> {
+impl EnvPattern {
     /// Parse a grant's value: `NAME` or `PREFIX*` (the prefix itself a
     /// valid name start, so `*` alone, which would allow everything, is refused).
-    pub fn parse(text: &'a str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         let name = text.strip_suffix('*').unwrap_or(text);
-        crate::units::is_env_name(name).then_some(Self { text })
+        crate::units::is_env_name(name).then(|| Self { text: text.to_owned() })
     }
 
     /// Whether the pattern allows the variable `name` (exact, case-sensitive,
@@ -33,6 +36,56 @@ impl<'a> EnvPattern<'a> {
         }
     }
 }
+
+impl fmt::Display for EnvPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for EnvPattern {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+            .ok_or_else(|| format!("`{text}` is not an environment variable name or a prefix such as MLFLOW_*"))
+    }
+}
+
+/// A `secret-env=VAR=SECRET` grant: the user's binding of a stored secret to
+/// one job variable. Stored as `VAR=SECRET`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretBinding {
+    /// The job's environment variable.
+    pub var: String,
+    /// The stored secret's name.
+    pub secret: String,
+}
+
+impl SecretBinding {
+    /// Parse `VAR=SECRET`: a variable name and a valid secret name.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (var, secret) = text.split_once('=')?;
+        let valid = crate::units::is_env_name(var) && crate::secrets::check_name(secret).is_ok();
+        valid.then(|| Self { var: var.to_owned(), secret: secret.to_owned() })
+    }
+}
+
+impl fmt::Display for SecretBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.var, self.secret)
+    }
+}
+
+impl FromStr for SecretBinding {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text).ok_or_else(|| format!("`{text}` is not VAR=SECRET"))
+    }
+}
+
+super::stored_as_text!(EnvPattern, SecretBinding);
 
 /// The denial message for a variable the flavor set on its own authority.
 pub fn denial_message(name: &str) -> String {
