@@ -10,13 +10,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::backends::container::ContainerBackend;
-use crate::backends::dry_run::DryRunBackend;
-use crate::backends::local::LocalBackend;
-use crate::backends::ray::RayBackend;
+use crate::backends::OutputSink;
 use crate::backends::redact::Redactor;
-use crate::backends::slurm::SlurmBackend;
-use crate::backends::{JobBackend, OutputSink};
 use crate::bindings::jobs::JobState as WitJobState;
 use crate::bindings::operator::{LaunchError as WitLaunchError, LaunchReport, LaunchRequest as WitRequest};
 use crate::bindings::types::{EnvVar, Resources};
@@ -211,10 +206,6 @@ pub async fn launch(
     let flavor_log = std::fs::File::create(run_dir.join("flavor.log")).ok();
     let logger = Arc::new(FlavorLogger::new(&flavor.name, flavor_log, &limits));
 
-    let local: Arc<dyn JobBackend> = Arc::new(LocalBackend::new(limits.cancel_grace));
-    let container: Arc<dyn JobBackend> = Arc::new(ContainerBackend::new(limits.cancel_grace));
-    let slurm: Arc<dyn JobBackend> = Arc::new(SlurmBackend::new(limits.cancel_grace, run_dir.join("slurm")));
-    let ray: Arc<dyn JobBackend> = Arc::new(RayBackend::new(limits.cancel_grace));
     let context = Arc::new(LaunchContext {
         run_id: run_id.clone(),
         db: stepbox.db.clone(),
@@ -231,14 +222,8 @@ pub async fn launch(
         read_dirs: args.read_dirs.clone(),
         built_images: Default::default(),
         backends: match &args.dry_run {
-            Some(recorder) => crate::backends::catalogue::BACKENDS
-                .iter()
-                .map(|info| {
-                    let backend: Arc<dyn JobBackend> = Arc::new(DryRunBackend::new(info.name, recorder.clone()));
-                    (info.name, backend)
-                })
-                .collect(),
-            None => [local, container, slurm, ray].into_iter().map(|backend| (backend.name(), backend)).collect(),
+            Some(recorder) => crate::backends::dry_run::standing_in(recorder),
+            None => crate::backends::standard(limits.cancel_grace, &run_dir),
         },
         output,
         redactor: Arc::new(launch_redactor(&operator.grants, &stepbox.home.secrets())),

@@ -185,7 +185,7 @@ pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
         if job.state.is_terminal() {
             continue;
         }
-        match stop_orphan(&job) {
+        match stop_orphan(stepbox, &run, &job) {
             Ok(()) => {
                 stopped.push(job.name.clone());
                 let _ = stepbox.db.finish_job(
@@ -213,55 +213,15 @@ pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
     find(stepbox, &run.id)
 }
 
-/// How long stopping an orphaned local job may take (it is SIGKILLed).
-const ORPHAN_KILL_LIMIT: Duration = Duration::from_secs(5);
-
-/// Stop a job whose supervisor is gone, by what its backend recorded:
-/// local processes are found by their marker ([`crate::processes`]) and
-/// killed, containers removed by label, Slurm jobs cancelled. A Ray job
-/// cannot be (its cluster's address and token are the launch's, not
-/// recorded), and the message says so.
-fn stop_orphan(job: &crate::store::JobRecord) -> Result<(), String> {
-    let external = job.external_id.as_deref().unwrap_or_default();
-    let run = |program: std::path::PathBuf, args: &[&str]| {
-        Command::new(&program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|error| format!("cannot run {}: {error}", program.display()))
-            .and_then(|out| {
-                if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
-            })
-    };
-    match job.backend.as_str() {
-        // By marker, not by the recorded group: that number may be someone else's by now, and
-        // a launch killed right after spawning the job had not recorded it yet.
-        "local" => match crate::processes::kill_marked(&job.id, ORPHAN_KILL_LIMIT) {
-            Ok(_) => Ok(()),
-            Err(alive) => Err(format!("processes {alive:?} survived SIGKILL")),
-        },
-        "container" => {
-            let podman = crate::programs::locate("podman", "STEPBOX_PODMAN")?;
-            let label = format!("label=stepbox.job={}", job.id);
-            let listed = Command::new(&podman)
-                .args(["ps", "--all", "--quiet", "--filter", &label])
-                .output()
-                .map_err(|error| format!("cannot run podman: {error}"))?;
-            for container in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
-                run(podman.clone(), &["rm", "--force", container])?;
-            }
-            Ok(())
-        }
-        "slurm" if !external.is_empty() => {
-            let scancel = match std::env::var_os("STEPBOX_SLURM_BIN") {
-                Some(dir) => std::path::PathBuf::from(dir).join("scancel"),
-                None => crate::programs::on_path("scancel").ok_or("scancel is not on PATH")?,
-            };
-            run(scancel, &[external])
-        }
-        "ray" => Err(format!("Ray job {external} may still be running; stop it on its cluster")),
-        other => Err(format!("the {other} backend cannot stop a job without its launch")),
-    }
+/// Stop a job whose supervisor is gone: its backend does, from the record
+/// alone (see [`crate::backends::JobBackend::stop_orphan`]).
+fn stop_orphan(stepbox: &Stepbox, run: &RunRecord, job: &crate::store::JobRecord) -> Result<(), String> {
+    let limits = crate::limits::Limits::default();
+    let backends = crate::backends::standard(limits.cancel_grace, &stepbox.home.runs_dir().join(&run.id));
+    let backend = backends
+        .get(job.backend.as_str())
+        .ok_or_else(|| format!("this stepbox has no `{}` backend to stop it with", job.backend))?;
+    backend.stop_orphan(&crate::backends::OrphanedJob { id: &job.id, external_id: job.external_id.as_deref() })
 }
 
 fn find(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use tokio::process::{Child, Command};
 
 use super::process_job::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
-use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob};
+use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, OrphanedJob, RunningJob};
 
 /// The environment variable that names the podman to use instead of PATH's.
 pub const PODMAN_VARIABLE: &str = "STEPBOX_PODMAN";
@@ -32,6 +32,9 @@ pub const PODMAN_VARIABLE: &str = "STEPBOX_PODMAN";
 /// Pulls and copies have no bound of their own: they can take long for big
 /// images, and the launch's `wall-clock` limit (or Ctrl-C) ends them.
 const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The label every job's container carries, with the job's id.
+const JOB_LABEL: &str = "stepbox.job";
 
 /// Runs jobs as podman containers.
 pub struct ContainerBackend {
@@ -68,7 +71,7 @@ fn container_name(request: &JobRequest) -> String {
 /// The `podman run` arguments for `request`, image and command last.
 fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), container_name(request)];
-    args.extend(["--label".into(), format!("stepbox.job={}", request.id)]);
+    args.extend(["--label".into(), format!("{JOB_LABEL}={}", request.id)]);
     args.extend(["--pull".into(), "never".into()]);
     if !network {
         args.extend(["--network".into(), "none".into()]);
@@ -155,6 +158,19 @@ async fn ensure_image(podman: &Path, image: &str) -> Result<String, BackendError
 
 #[async_trait]
 impl JobBackend for ContainerBackend {
+    /// Every container labelled with the job's id is removed.
+    fn stop_orphan(&self, job: &OrphanedJob<'_>) -> Result<(), String> {
+        let podman = podman().map_err(|error| error.to_string())?;
+        let filter = format!("label={JOB_LABEL}={}", job.id);
+        let listed = super::run_to_end(
+            std::process::Command::new(&podman).args(["ps", "--all", "--quiet", "--filter", &filter]),
+        )?;
+        for container in listed.split_whitespace() {
+            super::run_to_end(std::process::Command::new(&podman).args(["rm", "--force", container]))?;
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "container"
     }

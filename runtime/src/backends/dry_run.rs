@@ -8,7 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{BackendError, JobBackend, JobRequest, JobResources, JobRuntime, JobState, JobStatus, RunningJob, Stream};
+use super::{
+    BackendError, JobBackend, JobRequest, JobResources, JobRuntime, JobState, JobStatus, OrphanedJob, RunningJob,
+    Stream,
+};
 
 /// A job as the dry run saw it. Environment values are left out.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,17 @@ pub struct DryRunBackend {
     recorder: Recorder,
 }
 
+/// A dry-run stand-in for every backend of the catalogue, by name.
+pub fn standing_in(recorder: &Recorder) -> std::collections::BTreeMap<&'static str, Arc<dyn JobBackend>> {
+    super::catalogue::BACKENDS
+        .iter()
+        .map(|info| {
+            let backend: Arc<dyn JobBackend> = Arc::new(DryRunBackend::new(info.name, recorder.clone()));
+            (info.name, backend)
+        })
+        .collect()
+}
+
 impl DryRunBackend {
     pub fn new(name: &'static str, recorder: Recorder) -> Self {
         Self { name, recorder }
@@ -56,6 +70,11 @@ impl DryRunBackend {
 impl JobBackend for DryRunBackend {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// A dry run started nothing.
+    fn stop_orphan(&self, _job: &OrphanedJob<'_>) -> Result<(), String> {
+        Ok(())
     }
 
     async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use crate::processes::Stat;
 
 use super::process_job::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
-use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
+use super::{BackendError, JobBackend, JobRequest, JobRuntime, JobState, JobStatus, OrphanedJob, RunningJob, Stream};
 
 /// PATH for jobs when neither the job nor the runtime has one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -53,10 +53,23 @@ impl LocalBackend {
     }
 }
 
+/// How long stopping an orphaned local job may take (it is SIGKILLed).
+const ORPHAN_KILL_LIMIT: Duration = Duration::from_secs(5);
+
 #[async_trait]
 impl JobBackend for LocalBackend {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    /// By marker, not by the recorded process group: that number may be
+    /// someone else's by now, and a launch killed right after spawning the
+    /// job had not recorded it yet.
+    fn stop_orphan(&self, job: &OrphanedJob<'_>) -> Result<(), String> {
+        match crate::processes::kill_marked(job.id, ORPHAN_KILL_LIMIT) {
+            Ok(_) => Ok(()),
+            Err(alive) => Err(format!("processes {alive:?} survived SIGKILL")),
+        }
     }
 
     async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {

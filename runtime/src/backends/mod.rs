@@ -174,6 +174,52 @@ pub trait JobBackend: Send + Sync {
 
     /// Start a job. Returns once the backend has accepted it.
     async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError>;
+
+    /// Stop a job whose launch is gone (its supervisor died), from what
+    /// was recorded of it alone. Blocking: it runs where no launch is, in
+    /// `stepbox runs show` and `wait`. `Err` says why the job may still be
+    /// running.
+    fn stop_orphan(&self, job: &OrphanedJob<'_>) -> Result<(), String>;
+}
+
+/// What the store recorded of a job whose launch is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct OrphanedJob<'a> {
+    /// The runtime's id for the job (what local processes and containers are marked with).
+    pub id: &'a str,
+    /// The backend's own id, if it was recorded.
+    pub external_id: Option<&'a str>,
+}
+
+/// Every backend this runtime has, by name, as a launch uses them: stopped
+/// jobs get `grace` before they are forced, and Slurm keeps its job files
+/// under `run_dir`.
+pub fn standard(
+    grace: Duration,
+    run_dir: &std::path::Path,
+) -> std::collections::BTreeMap<&'static str, Arc<dyn JobBackend>> {
+    let backends: [Arc<dyn JobBackend>; 4] = [
+        Arc::new(local::LocalBackend::new(grace)),
+        Arc::new(container::ContainerBackend::new(grace)),
+        Arc::new(slurm::SlurmBackend::new(grace, run_dir.join("slurm"))),
+        Arc::new(ray::RayBackend::new(grace)),
+    ];
+    backends.into_iter().map(|backend| (backend.name(), backend)).collect()
+}
+
+/// Run a program to its end with no input: `Err` holds what it said on
+/// failure. For the blocking [`JobBackend::stop_orphan`].
+fn run_to_end(command: &mut std::process::Command) -> Result<String, String> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!("{program} failed: {}", String::from_utf8_lossy(&output.stderr).trim()))
+    }
 }
 
 /// A job a backend accepted.

@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::remote::{self, EngineError, EngineJob, with_retries};
-use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, RunningJob, Stream};
+use super::{
+    BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, OrphanedJob, RunningJob, Stream,
+};
 pub use api::{JobDetails, RayApi};
 pub use package::{MAX_PACKAGE_BYTES, Package, package};
 
@@ -109,6 +111,12 @@ pub fn status_of(details: &JobDetails, stop_requested: bool) -> JobStatus {
 impl JobBackend for RayBackend {
     fn name(&self) -> &'static str {
         "ray"
+    }
+
+    /// A Ray job cannot be: its cluster's address and token were the
+    /// launch's grants and secrets, not recorded with the job.
+    fn stop_orphan(&self, job: &OrphanedJob<'_>) -> Result<(), String> {
+        Err(format!("Ray job {} may still be running; stop it on its cluster", job.external_id.unwrap_or("(no id)")))
     }
 
     async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {

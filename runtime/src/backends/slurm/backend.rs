@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use super::script::{OutputFiles, Placement, batch_script, sbatch_args};
 use super::state::{parse_fields, status_of};
 use crate::backends::remote::{self, EngineError, EngineJob, with_retries};
-use crate::backends::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobStatus, RunningJob, Stream};
+use crate::backends::{
+    BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobStatus, OrphanedJob, RunningJob, Stream,
+};
 
 /// The variable naming the directory of Slurm's commands (default: PATH).
 pub const SLURM_BIN_VAR: &str = "STEPBOX_SLURM_BIN";
@@ -180,6 +182,17 @@ fn parse_job_id(stdout: &str) -> Option<String> {
 
 #[async_trait]
 impl JobBackend for SlurmBackend {
+    /// `scancel` the recorded Slurm job id, through the commands a launch uses.
+    fn stop_orphan(&self, job: &OrphanedJob<'_>) -> Result<(), String> {
+        let id = job.external_id.filter(|id| !id.is_empty()).ok_or("its Slurm job id was never recorded")?;
+        let mut command = std::process::Command::new(Commands::locate()?.scancel);
+        command.arg(id).env_clear();
+        if let Some(conf) = std::env::var_os("SLURM_CONF") {
+            command.env("SLURM_CONF", conf);
+        }
+        crate::backends::run_to_end(&mut command).map(|_| ())
+    }
+
     fn name(&self) -> &'static str {
         "slurm"
     }
