@@ -50,6 +50,7 @@
 
 pub mod bindings;
 pub mod cancellation;
+pub mod contract;
 mod errors;
 mod flavor;
 #[cfg(feature = "http")]
@@ -70,8 +71,8 @@ pub use bindings::stepbox::operator::types::{EnvVar, Error, Resources};
 pub use flavor::{Flavor, FlavorInfo, NoSettings};
 pub use schemars;
 
-/// The contract version this SDK builds flavors against.
-pub const CONTRACT_VERSION: &str = "0.2.1";
+/// The contract version this SDK builds flavors against (see [`contract`]).
+pub const CONTRACT_VERSION: &str = contract::VERSION;
 
 /// Export a type that implements [`Flavor`] as the component's `operator`.
 ///

@@ -1,7 +1,7 @@
 //! stepbox: a WebAssembly-sandboxed runtime for step-operator flavors.
 //!
 //! A flavor is a WebAssembly component implementing the
-//! `stepbox:operator@0.2.1` contract (`wit/operator.wit`). The runtime
+//! `stepbox:operator` contract ([`contract`]: the SDK's `guest-sdk/wit/`). The runtime
 //! registers flavors, configures step operators, and launches steps: it
 //! instantiates the flavor with no ambient authority and a small set of
 //! capability-limited host functions, and blocks until the step's jobs end.
@@ -28,6 +28,8 @@ pub mod component;
 pub mod conformance;
 pub mod contained_panics;
 pub mod context;
+#[path = "../../guest-sdk/src/contract.rs"]
+pub mod contract;
 pub mod display;
 pub mod engine;
 pub mod environments;
@@ -54,7 +56,7 @@ pub mod store;
 pub mod supervisor;
 pub mod units;
 
-/// The contract version this runtime implements.
-pub const CONTRACT_VERSION: &str = "0.2.1";
+/// The contract version this runtime implements (the SDK's, see [`contract`]).
+pub const CONTRACT_VERSION: &str = contract::VERSION;
 /// The contract's WIT package name.
-pub const CONTRACT_PACKAGE: &str = "stepbox:operator";
+pub const CONTRACT_PACKAGE: &str = contract::PACKAGE;

@@ -1,7 +1,7 @@
 //! `stepbox new`: a flavor project in Rust, Python or JavaScript that builds
 //! and registers as it comes. The templates live in `runtime/templates/` and
 //! are compiled into the binary (the JavaScript build script is the js-local
-//! example's own `build.mjs`), with the contract (`wit/operator.wit`) this
+//! example's own `build.mjs`), with the contract (`operator.wit`, from the SDK's `wit/since_v…`) this
 //! stepbox implements, so a new project always matches its runtime.
 
 use std::fs;
@@ -14,7 +14,7 @@ pub const COMPONENTIZE_PY: &str = "0.25.1";
 /// The pinned componentize-js a JavaScript project builds with.
 pub const COMPONENTIZE_JS: &str = "0.23.0";
 
-const CONTRACT: &str = include_str!("../../wit/operator.wit");
+const CONTRACT: &str = crate::contract::WIT;
 
 /// A language `stepbox new` scaffolds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

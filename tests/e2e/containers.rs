@@ -1,8 +1,9 @@
 //! The container backend and the container flavor, against real podman and a
 //! real registry (`scripts/services` starts both): a step runs in an image
 //! with its environment, exit code and resource limits; the network is off
-//! unless granted; cancelling stops and removes the container; podman's
-//! errors come back as clear errors.
+//! unless granted; cancelling stops and removes the container, and so does
+//! the next look at a run whose launch was killed; podman's errors come back
+//! as clear errors.
 
 use std::time::Duration;
 
@@ -106,6 +107,29 @@ fn cancelling_a_launch_stops_and_removes_its_container() {
         containers_of(&t)
     );
     assert_eq!(t.runs()[0]["state"], "cancelled");
+}
+
+/// A launch killed outright (no chance to clean up) leaves its container
+/// running; the next look at the run finds the supervisor gone and asks the
+/// container backend to stop the job from its record alone.
+#[test]
+fn a_killed_launchs_container_is_removed_when_its_run_is_next_looked_at() {
+    let t = container_home(&[]);
+    let image = busybox();
+    let mut launch = t.spawn_launch_with("box", "s", &["--image", &image], &["sh", "-c", "echo started; sleep 300"]);
+    assert_eq!(launch.next_line(), "started");
+    assert_eq!(containers_of(&t).len(), 1, "the job's container runs");
+    launch.signal(Signal::SIGKILL);
+    launch.finish();
+    let id = t.runs()[0]["id"].as_str().expect("a run id").to_owned();
+    let shown = t.run(&["runs", "show", &id, "-o", "json"]);
+    shown.expect_code(0);
+    let shown = shown.json();
+    assert_eq!(shown["run"]["state"], "failed", "{shown}");
+    let message = shown["run"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("its jobs were stopped") && !message.contains("could not stop"), "{message}");
+    assert_eq!(shown["jobs"][0]["state"], "cancelled", "{shown}");
+    assert!(containers_of(&t).is_empty(), "the container was removed: {:?}", containers_of(&t));
 }
 
 #[test]
