@@ -51,9 +51,15 @@ mod tests {
 
     use super::*;
 
-    /// The workspace root: this file is compiled by `guest-sdk` and by `runtime`, both one level down.
+    /// The workspace root: this file is compiled by `guest-sdk` and by `stepbox-host`, at
+    /// different depths, so look upwards for the directory holding `guest-sdk/wit`.
     fn workspace() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate_dir
+            .ancestors()
+            .find(|dir| dir.join("guest-sdk/wit").is_dir())
+            .unwrap_or_else(|| panic!("no guest-sdk/wit above {}", crate_dir.display()))
+            .to_owned()
     }
 
     fn read(path: &Path) -> String {

@@ -1,0 +1,280 @@
+//! Flavor registration: check a `.wasm`, compile it once, ask it who it is,
+//! and keep it content-addressed; and listing, describing and deleting.
+//!
+//! Listing reads only the database and checks each file's presence, so one
+//! broken or deleted file never hides the others.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::component::{self, ComponentError};
+use crate::context::Stepbox;
+use crate::host::FlavorLogger;
+use crate::instance::{GuestFailure, Prepared};
+use crate::limits::Limits;
+use stepbox_backends::exit;
+use stepbox_store::store::{FlavorRecord, StoreError};
+
+/// Why a flavor operation failed.
+#[derive(Debug, Error)]
+pub enum FlavorError {
+    #[error("no flavor named `{0}` is registered; `stepbox flavor list` shows the registered ones")]
+    NotFound(String),
+    #[error(
+        "a different flavor named `{name}` is already registered (sha256 {existing}). Use `stepbox flavor register --replace {path}` to replace it, or `stepbox flavor delete {name}` first"
+    )]
+    AlreadyRegistered { name: String, existing: String, path: String },
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    #[error("{path}: the flavor's metadata is not acceptable: {message}")]
+    BadMetadata { path: String, message: String },
+    #[error("{path}: {failure}")]
+    Guest { path: String, failure: GuestFailure },
+    #[error(
+        "the flavor `{name}` is used by the step operators {users}; delete them first (`stepbox step-operator delete NAME`)"
+    )]
+    InUse { name: String, users: String },
+    #[error(
+        "the component file of flavor `{name}` is missing or unreadable ({path}); register the flavor again with `stepbox flavor register --replace PATH`"
+    )]
+    MissingFile { name: String, path: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl FlavorError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            FlavorError::Guest { .. } => exit::FLAVOR_ERROR,
+            FlavorError::Store(_) | FlavorError::Internal(_) => exit::INTERNAL,
+            _ => exit::BAD_INPUT,
+        }
+    }
+}
+
+/// Register the component at `path`. With `replace`, a flavor of the same
+/// name is replaced; registering the very same file again is a no-op.
+pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<FlavorRecord, FlavorError> {
+    let shown = path.display().to_string();
+    let bytes = component::read_component_file(path)?;
+    component::check_binary(&shown, &bytes)?;
+    let sha256 = component::sha256_hex(&bytes);
+    let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let compiled = cache.compile(&shown, &sha256, &bytes)?;
+    let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let shape = component::check_shape(&engine, &shown, &compiled)?;
+    let prepared = Prepared::new(engine, compiled).map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
+    let logger = Arc::new(FlavorLogger::new(&label, None, &Limits::for_query()));
+    let metadata =
+        prepared.metadata(logger).await.map_err(|failure| FlavorError::Guest { path: shown.clone(), failure })?;
+    let bad = |message: String| FlavorError::BadMetadata { path: shown.clone(), message };
+    check_metadata_sizes(&metadata).map_err(bad)?;
+    if !valid_name(&metadata.name) {
+        return Err(bad(format!(
+            "its name `{}` must be 1-63 lowercase letters, digits, `-` or `_`, starting with a letter",
+            crate::display::visible(&metadata.name)
+        )));
+    }
+    let config_schema = parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
+    let settings_schema = parse_schema(&metadata.settings_schema).map_err(|m| bad(format!("settings schema: {m}")))?;
+    if let Some(existing) = stepbox.db.flavor(&metadata.name)?
+        && existing.sha256 != sha256
+        && !replace
+    {
+        return Err(FlavorError::AlreadyRegistered { name: metadata.name, existing: existing.sha256, path: shown });
+    }
+    let blob = stepbox.home.flavor_blob(&sha256);
+    if !blob.is_file() {
+        stepbox_backends::files::write_atomically(&blob, &bytes)
+            .map_err(|e| FlavorError::Internal(format!("cannot store {}: {e}", blob.display())))?;
+    }
+    let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let record = FlavorRecord {
+        name: metadata.name,
+        sha256,
+        size: bytes.len() as u64,
+        version: metadata.version,
+        display_name: metadata.display_name,
+        description: metadata.description,
+        docs_url: metadata.docs_url,
+        config_schema,
+        settings_schema,
+        shape,
+        source_path: source_path.display().to_string(),
+        registered_at: stepbox_store::store::now(),
+    };
+    stepbox.db.put_flavor(&record)?;
+    Ok(record)
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Most bytes of one schema a flavor may declare.
+pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
+/// Most bytes of one of the short metadata texts (name, version, display
+/// name, description, docs URL).
+pub const MAX_METADATA_TEXT_BYTES: usize = 16 << 10;
+
+/// The flavor's metadata is stored and printed: each part is bounded, so a
+/// 50 MB schema is refused at registration instead of stored (twice).
+fn check_metadata_sizes(metadata: &crate::bindings::operator::FlavorMetadata) -> Result<(), String> {
+    let schemas = [("config schema", &metadata.config_schema), ("settings schema", &metadata.settings_schema)];
+    for (what, text) in schemas {
+        if text.len() > MAX_SCHEMA_BYTES {
+            return Err(format!(
+                "its {what} is {} bytes; a schema may be at most {MAX_SCHEMA_BYTES} bytes (1 MiB)",
+                text.len()
+            ));
+        }
+    }
+    let texts = [
+        ("name", Some(&metadata.name)),
+        ("version", Some(&metadata.version)),
+        ("display name", Some(&metadata.display_name)),
+        ("description", Some(&metadata.description)),
+        ("docs URL", metadata.docs_url.as_ref()),
+    ];
+    for (what, text) in texts {
+        if let Some(text) = text
+            && text.len() > MAX_METADATA_TEXT_BYTES
+        {
+            return Err(format!(
+                "its {what} is {} bytes; it may be at most {MAX_METADATA_TEXT_BYTES} bytes",
+                text.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_schema(text: &str) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    match value {
+        serde_json::Value::Object(_) | serde_json::Value::Bool(_) => Ok(value),
+        _ => Err("a JSON Schema must be an object or a boolean".to_owned()),
+    }
+}
+
+/// A flavor as listed, with the state of its component file.
+#[derive(Debug, Serialize)]
+pub struct FlavorListing {
+    #[serde(flatten)]
+    pub record: FlavorRecord,
+    /// `ok`, or what is wrong with the component file.
+    pub status: String,
+}
+
+/// Every registered flavor. Unreadable records come back as errors beside
+/// the good ones rather than failing the listing.
+pub fn list(stepbox: &Stepbox) -> Result<(Vec<FlavorListing>, Vec<String>), FlavorError> {
+    let (records, broken) = stepbox.db.flavors()?;
+    let listings = records
+        .into_iter()
+        .map(|record| {
+            let status = file_status(stepbox, &record);
+            FlavorListing { record, status }
+        })
+        .collect();
+    let broken = broken.into_iter().map(|(name, error)| format!("{name}: {error}")).collect();
+    Ok((listings, broken))
+}
+
+fn file_status(stepbox: &Stepbox, record: &FlavorRecord) -> String {
+    let blob = stepbox.home.flavor_blob(&record.sha256);
+    match std::fs::metadata(&blob) {
+        Ok(meta) if meta.len() == record.size => {
+            match crate::component::check_artifacts(&stepbox.home.cache_dir(), &record.sha256) {
+                Ok(()) => "ok".to_owned(),
+                Err(damage) => format!("precompiled copy damaged ({damage}); the next launch compiles it again"),
+            }
+        }
+        Ok(_) => "component file changed".to_owned(),
+        Err(_) => "component file missing".to_owned(),
+    }
+}
+
+/// One flavor by name.
+pub fn get(stepbox: &Stepbox, name: &str) -> Result<FlavorListing, FlavorError> {
+    let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
+    let status = file_status(stepbox, &record);
+    Ok(FlavorListing { record, status })
+}
+
+/// Delete a flavor. Refused while step operators use it.
+pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), FlavorError> {
+    let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
+    let users = stepbox.db.step_operators_using(name)?;
+    if !users.is_empty() {
+        return Err(FlavorError::InUse { name: name.to_owned(), users: users.join(", ") });
+    }
+    stepbox.db.delete_flavor(name)?;
+    if stepbox.db.flavors_with_sha(&record.sha256)? == 0 {
+        let _ = std::fs::remove_file(stepbox.home.flavor_blob(&record.sha256));
+    }
+    Ok(())
+}
+
+/// Load a registered flavor's component, ready to instantiate.
+pub fn prepare(stepbox: &Stepbox, record: &FlavorRecord) -> Result<Prepared, FlavorError> {
+    let blob = stepbox.home.flavor_blob(&record.sha256);
+    if !blob.is_file() {
+        return Err(FlavorError::MissingFile { name: record.name.clone(), path: blob.display().to_string() });
+    }
+    let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    let started = std::time::Instant::now();
+    let component = cache.load(&blob, &record.sha256)?;
+    tracing::debug!(micros = started.elapsed().as_micros() as u64, "loaded the precompiled flavor");
+    let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
+    Prepared::new(engine, component).map_err(|e| FlavorError::Internal(format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_METADATA_TEXT_BYTES, MAX_SCHEMA_BYTES, check_metadata_sizes, valid_name};
+    use crate::bindings::operator::FlavorMetadata;
+
+    #[test]
+    fn metadata_past_its_bounds_is_refused_naming_the_part() {
+        let metadata = || FlavorMetadata {
+            name: "big".into(),
+            display_name: "Big".into(),
+            version: "1.0.0".into(),
+            description: "d".into(),
+            docs_url: None,
+            config_schema: "{}".into(),
+            settings_schema: "{}".into(),
+        };
+        assert!(check_metadata_sizes(&metadata()).is_ok());
+        let mut schema = metadata();
+        schema.config_schema = format!("{{\"description\": \"{}\"}}", "x".repeat(MAX_SCHEMA_BYTES));
+        let error = check_metadata_sizes(&schema).unwrap_err();
+        assert!(error.contains("config schema") && error.contains("1 MiB"), "{error}");
+        let mut settings = metadata();
+        settings.settings_schema = " ".repeat(50 << 20);
+        assert!(check_metadata_sizes(&settings).unwrap_err().contains("settings schema"));
+        let mut description = metadata();
+        description.description = "x".repeat(MAX_METADATA_TEXT_BYTES + 1);
+        assert!(check_metadata_sizes(&description).unwrap_err().contains("description"));
+    }
+
+    #[test]
+    fn flavor_names_are_lowercase_identifiers() {
+        for name in ["local", "my-flavor", "sage_maker2"] {
+            assert!(valid_name(name), "{name}");
+        }
+        for name in ["", "Local", "2fast", "a b", "ünï", &"x".repeat(64)] {
+            assert!(!valid_name(name), "{name}");
+        }
+    }
+}

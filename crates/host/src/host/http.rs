@@ -1,0 +1,474 @@
+//! Outgoing HTTP for flavors: the standard `wasi:http/outgoing-handler`, so
+//! guests in every language use their usual HTTP client, with every request
+//! sent by the host under the step operator's egress rules.
+//!
+//! For each request: the origin must be allowed (`http-origin` grants, see
+//! [`stepbox_store::policy::egress`]); the name is resolved here and every address
+//! checked (no loopback, link-local or metadata address, private ranges only
+//! with `http-private`); the connection goes to the address that was checked,
+//! so a second DNS answer cannot redirect it; request and response bodies are
+//! bounded, and so are connecting, waiting for the response, each pause in
+//! its body, and the number of requests a launch makes. Redirects are
+//! not followed: the guest gets the 3xx, and a request to where it points is
+//! checked like any other. A credential the step operator configured for the
+//! origin (`http-credential`) is applied here (see [`crate::host::credentials`]),
+//! after the guest built the request, so the guest never holds it. Every
+//! request is in the audit record, with the query string's values and all
+//! header values left out.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use bytes::Bytes;
+
+use crate::bindings::log::Level;
+use crate::host::audit::Decision;
+use crate::host::credentials::{Credentials, TokenSender};
+use crate::host::{FlavorLogger, LaunchContext};
+use stepbox_store::policy::egress::{EgressError, EgressRules, OriginPattern};
+
+/// Largest request body a flavor may send.
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Largest response body a flavor may read.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Time to resolve and connect, and (separately) to wait for the response's
+/// headers, unless the guest asks for less.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `wasi:http` hooks of one flavor instance: requests go out only during
+/// a launch, under its step operator's rules.
+pub struct EgressHooks {
+    launch: Option<Arc<Egress>>,
+    logger: Arc<FlavorLogger>,
+}
+
+/// What the hooks need of a launch: its rules (parsed once, not per
+/// request) and its credentials' token cache.
+struct Egress {
+    launch: Arc<LaunchContext>,
+    rules: EgressRules,
+    credentials: Credentials,
+    /// Requests made so far, against the `http-requests` limit.
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl Egress {
+    /// Count one request, or refuse it past the launch's `http-requests` limit.
+    fn count_request(&self) -> Result<(), NoResponse> {
+        let limit = self.launch.limits.http_requests;
+        let made = self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if made >= limit {
+            return Err(failed(
+                Error::HttpRequestDenied,
+                format!(
+                    "this launch has made its {limit} outgoing HTTP requests (limit `http-requests`); if it really needs more: stepbox step-operator update NAME --limit http-requests=N"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl EgressHooks {
+    /// Hooks for an instance; without a launch (`metadata`, `validate-config`) every request is denied.
+    pub fn new(launch: Option<Arc<LaunchContext>>, logger: Arc<FlavorLogger>) -> Self {
+        let launch = launch.map(|launch| {
+            let rules = launch.grants.egress_rules();
+            Arc::new(Egress { launch, rules, credentials: Credentials::default(), requests: Default::default() })
+        });
+        Self { launch, logger }
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _body_written: IoFuture,
+    ) -> SendFuture {
+        let egress = self.launch.clone();
+        let logger = Arc::clone(&self.logger);
+        Box::new(async move {
+            let Some(egress) = egress else {
+                logger.note(Level::Warn, "outgoing HTTP is only available while a step is being launched");
+                return Err(Error::HttpRequestDenied);
+            };
+            let summary = RequestSummary::of(request.method().as_str(), &request.uri().to_string());
+            let record = |status, decision| egress.launch.audit.record("http.request", summary.json(status), decision);
+            match send_checked(&egress, request, Timeouts::from(options)).await {
+                Ok((response, io)) => {
+                    record(Some(response.status().as_u16()), Decision::Allowed);
+                    Ok((response, io))
+                }
+                Err(NoResponse::Denied(error)) => {
+                    record(None, Decision::Denied(error.to_string()));
+                    logger.note(Level::Warn, &format!("http: {} {}: denied: {error}", summary.method, summary.url));
+                    Err(match error {
+                        EgressError::AddressRefused { .. } => Error::DestinationIpProhibited,
+                        EgressError::NoAddress { .. } => Error::DestinationNotFound,
+                        _ => Error::HttpRequestDenied,
+                    })
+                }
+                Err(NoResponse::Failed(error, message)) => {
+                    record(None, Decision::Failed(message.clone()));
+                    logger.note(Level::Warn, &format!("http: {} {}: {message}", summary.method, summary.url));
+                    Err(error)
+                }
+            }
+        })
+    }
+}
+
+/// Why a request did not get a response.
+enum NoResponse {
+    /// The egress rules said no.
+    Denied(EgressError),
+    /// It was allowed but did not work; the message is for the log and audit.
+    Failed(Error, String),
+}
+
+fn failed(error: Error, message: String) -> NoResponse {
+    NoResponse::Failed(error, message)
+}
+
+/// What the audit record keeps of a request: method, and the URL with the
+/// query's values removed (they may be signatures or SAS tokens).
+struct RequestSummary {
+    method: String,
+    url: String,
+}
+
+impl RequestSummary {
+    fn of(method: &str, uri: &str) -> Self {
+        let (url, query) = match uri.split_once('?') {
+            Some((url, query)) => (url.to_owned(), Some(query)),
+            None => (uri.to_owned(), None),
+        };
+        let mut url = url.split_once('#').map_or(url.clone(), |(url, _)| url.to_owned());
+        if let Some(query) = query {
+            let query = query.split_once('#').map_or(query, |(query, _)| query);
+            let keys: Vec<&str> = query.split('&').map(|pair| pair.split('=').next().unwrap_or("")).collect();
+            url.push('?');
+            url.push_str(&keys.iter().map(|key| format!("{key}=…")).collect::<Vec<_>>().join("&"));
+        }
+        Self { method: method.to_owned(), url }
+    }
+
+    fn json(&self, status: Option<u16>) -> serde_json::Value {
+        serde_json::json!({ "method": self.method, "url": self.url, "status": status })
+    }
+}
+
+/// How long to wait to connect, then for the response's headers, then for
+/// each next piece of the body.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    between_bytes: Duration,
+}
+
+impl From<Option<RequestOptions>> for Timeouts {
+    /// The guest's timeouts, capped at [`TIMEOUT`].
+    fn from(options: Option<RequestOptions>) -> Self {
+        Self {
+            connect: options.and_then(|o| o.connect_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
+            first_byte: options.and_then(|o| o.first_byte_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
+            between_bytes: options.and_then(|o| o.between_bytes_timeout).unwrap_or(TIMEOUT).min(TIMEOUT),
+        }
+    }
+}
+
+/// A guest's request: bounded body, the host's credential, then out.
+async fn send_checked(
+    egress: &Arc<Egress>,
+    request: http::Request<WasiBody>,
+    timeouts: Timeouts,
+) -> Result<(http::Response<WasiBody>, IoFuture), NoResponse> {
+    let url = url::Url::parse(&request.uri().to_string())
+        .map_err(|_| NoResponse::Denied(EgressError::BadUrl(request.uri().to_string())))?;
+    // Refuse an unlisted origin before reading the body or fetching a token.
+    let pattern = egress.rules.check_origin(&url).map_err(NoResponse::Denied)?;
+    egress.count_request()?;
+    let (mut parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map_err(|_| {
+        failed(
+            Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)),
+            format!("the request body is over the {} MiB limit, or could not be read", MAX_REQUEST_BYTES >> 20),
+        )
+    })?;
+    let body = body.to_bytes();
+    if let Some(grant) = egress.rules.credential_for(&url) {
+        let token_egress = Arc::clone(egress);
+        let send_token_request: TokenSender<'_> = &move |url, form| {
+            let egress = Arc::clone(&token_egress);
+            Box::pin(async move { token_request(&egress, url, form).await })
+        };
+        egress
+            .credentials
+            .apply(grant, &egress.launch.home.secrets(), &mut parts, &body, send_token_request)
+            .await
+            .map_err(|error| failed(Error::HttpRequestDenied, error.to_string()))?;
+    }
+    let (response, io) = transmit(&egress.rules, pattern, &url, parts, body, timeouts).await?;
+    let response = response.map(|incoming| {
+        let limited =
+            Limited::new(incoming, MAX_RESPONSE_BYTES).map_err(|error| match error.downcast::<hyper::Error>() {
+                Ok(hyper) => Error::Hyper(*hyper),
+                Err(_) => Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
+            });
+        BetweenBytes::new(limited, timeouts.between_bytes).boxed_unsync()
+    });
+    Ok((response, io))
+}
+
+/// Largest token-endpoint reply the host reads.
+const MAX_TOKEN_REPLY_BYTES: usize = 1 << 20;
+
+/// The host's own request for an access token: a form POST to `url`, under
+/// the same egress rules as the guest's requests, audited as `http.token`
+/// (URL and status; never the form or the reply).
+async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(u16, Bytes), String> {
+    let summary = RequestSummary::of("POST", url.as_str());
+    let record = |status, decision| egress.launch.audit.record("http.token", summary.json(status), decision);
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = http::Method::POST;
+    parts.uri = url.as_str().parse().map_err(|_| format!("{url} is not a valid request URI"))?;
+    if let Some(authority) = parts.uri.authority() {
+        let host = http::HeaderValue::from_str(authority.as_str()).map_err(|_| format!("{url}: bad host"))?;
+        parts.headers.insert(http::header::HOST, host);
+    }
+    parts
+        .headers
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
+    parts.headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+    let outcome = async {
+        let pattern = egress.rules.check_origin(&url).map_err(NoResponse::Denied)?;
+        egress.count_request()?;
+        let timeouts = Timeouts { connect: TIMEOUT, first_byte: TIMEOUT, between_bytes: TIMEOUT };
+        let (response, io) = transmit(&egress.rules, pattern, &url, parts, Bytes::from(form), timeouts).await?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_TOKEN_REPLY_BYTES).collect().await.map_err(|_| {
+            failed(Error::HttpResponseBodySize(None), "the token reply is too large or was cut off".to_owned())
+        })?;
+        drop(io);
+        Ok::<_, NoResponse>((status, body.to_bytes()))
+    }
+    .await;
+    match outcome {
+        Ok((status, body)) => {
+            record(Some(status), Decision::Allowed);
+            Ok((status, body))
+        }
+        Err(NoResponse::Denied(error)) => {
+            record(None, Decision::Denied(error.to_string()));
+            Err(format!("denied: {error}"))
+        }
+        Err(NoResponse::Failed(_, message)) => {
+            record(None, Decision::Failed(message.clone()));
+            Err(message)
+        }
+    }
+}
+
+/// Resolve, check the addresses, connect to the checked one, and send.
+/// `pattern` is the allowed origin `url` matched (the caller checked it).
+async fn transmit(
+    rules: &EgressRules,
+    pattern: &OriginPattern,
+    url: &url::Url,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    timeouts: Timeouts,
+) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), NoResponse> {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses = resolve(url, port, timeouts.connect).await.map_err(|(error, message)| failed(error, message))?;
+    rules.check_addresses(pattern, &host, &addresses).map_err(NoResponse::Denied)?;
+
+    let address = SocketAddr::new(addresses[0], port);
+    let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(address))
+        .await
+        .map_err(|_| failed(Error::ConnectionTimeout, format!("connecting to {address} timed out")))?
+        .map_err(|e| failed(Error::ConnectionRefused, format!("cannot connect to {address}: {e}")))?;
+    let io: Box<dyn Stream> = if url.scheme() == "https" {
+        Box::new(tls(&host, stream).await.map_err(|message| failed(Error::TlsProtocolError, message))?)
+    } else {
+        Box::new(stream)
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| failed(Error::HttpProtocolError, format!("HTTP handshake with {host}: {e}")))?;
+    let worker = tokio::spawn(connection);
+
+    // On the wire the request line carries the path only (no proxy here).
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+        .parse()
+        .map_err(|_| failed(Error::HttpRequestUriInvalid, "the request's path is not valid".to_owned()))?;
+    let request = http::Request::from_parts(parts, Full::new(body));
+    let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| failed(Error::HttpResponseTimeout, format!("{host} sent no response in time")))?
+        .map_err(|e| failed(Error::HttpProtocolError, format!("{host}: {e}")))?;
+    let io: IoFuture = Box::new(async move {
+        match worker.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Error::Hyper(error)),
+            Err(_) => Err(Error::ConnectionTerminated),
+        }
+    });
+    Ok((response, io))
+}
+
+/// A response body that fails with `connection-read-timeout` when the
+/// server sends nothing for `limit` (a stalled body would otherwise hold
+/// the flavor until the launch's wall clock).
+struct BetweenBytes<B> {
+    inner: B,
+    limit: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> BetweenBytes<B> {
+    fn new(inner: B, limit: Duration) -> Self {
+        Self { inner, limit, deadline: Box::pin(tokio::time::sleep(limit)) }
+    }
+}
+
+impl<B> hyper::body::Body for BetweenBytes<B>
+where
+    B: hyper::body::Body<Error = Error> + Unpin,
+{
+    type Data = B::Data;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + self.limit;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The addresses of the URL's host: the literal itself, or what DNS says.
+async fn resolve(url: &url::Url, port: u16, timeout: Duration) -> Result<Vec<IpAddr>, (Error, String)> {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),
+        Some(url::Host::Ipv6(ip)) => Ok(vec![IpAddr::V6(ip)]),
+        Some(url::Host::Domain(name)) => {
+            let lookup = tokio::net::lookup_host((name, port));
+            let found = tokio::time::timeout(timeout, lookup)
+                .await
+                .map_err(|_| (Error::DnsTimeout, format!("resolving {name} timed out")))?
+                .map_err(|e| {
+                    (Error::DnsError { rcode: None, info_code: None }, format!("cannot resolve {name}: {e}"))
+                })?;
+            Ok(found.map(|address| address.ip()).collect())
+        }
+        None => Err((Error::HttpRequestUriInvalid, "the URL has no host".to_owned())),
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// The TLS client configuration (platform trust store), made once per process:
+/// building the verifier reads the system's certificates.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|builder| builder.with_platform_verifier())
+                .map_err(|e| format!("TLS setup: {e}"))?
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
+/// TLS to `host` over `stream`, verified with the platform's trust store.
+async fn tls(host: &str, stream: TcpStream) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
+    tokio_rustls::TlsConnector::from(tls_config()?)
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS with {host}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One frame, then silence.
+    struct Stalls(bool);
+
+    impl hyper::body::Body for Stalls {
+        type Data = Bytes;
+        type Error = Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Error>>> {
+            if std::mem::replace(&mut self.0, true) {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"partial")))))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_fails_with_a_read_timeout() {
+        let mut body = BetweenBytes::new(Stalls(false), Duration::from_secs(60));
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"partial")));
+        // Paused time jumps ahead to the deadline once everything is idle.
+        let stalled = body.frame().await.expect("an outcome");
+        assert!(matches!(stalled, Err(Error::ConnectionReadTimeout)), "{stalled:?}");
+    }
+
+    #[test]
+    fn the_audit_summary_keeps_query_keys_but_not_values() {
+        let summary =
+            RequestSummary::of("GET", "https://acct.blob.core.windows.net/logs/std_log.txt?sv=2021&sig=SECRET&se=2030");
+        assert_eq!(summary.url, "https://acct.blob.core.windows.net/logs/std_log.txt?sv=…&sig=…&se=…");
+        assert!(!summary.json(Some(200)).to_string().contains("SECRET"));
+    }
+}

@@ -1,0 +1,142 @@
+//! Registered flavors: their metadata, schemas and what they import.
+
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{Db, StoreError, json_column, optional};
+use crate::shape::ComponentShape;
+
+/// Registered flavors that could be decoded, and the names of those that
+/// could not, with the reason.
+pub type FlavorListing = (Vec<FlavorRecord>, Vec<(String, StoreError)>);
+
+/// One registered flavor.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlavorRecord {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    pub version: String,
+    pub display_name: String,
+    pub description: String,
+    pub docs_url: Option<String>,
+    /// JSON Schema of the step operator configuration.
+    pub config_schema: serde_json::Value,
+    /// JSON Schema of the per-step settings.
+    pub settings_schema: serde_json::Value,
+    pub shape: ComponentShape,
+    /// The file it was registered from.
+    pub source_path: String,
+    pub registered_at: String,
+}
+
+const COLUMNS: &str = "name, sha256, size, version, display_name, description, docs_url, \
+                       config_schema, settings_schema, shape, source_path, registered_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(FlavorRecord, String, String, String)> {
+    Ok((
+        FlavorRecord {
+            name: row.get(0)?,
+            sha256: row.get(1)?,
+            size: row.get::<_, i64>(2)? as u64,
+            version: row.get(3)?,
+            display_name: row.get(4)?,
+            description: row.get(5)?,
+            docs_url: row.get(6)?,
+            config_schema: serde_json::Value::Null,
+            settings_schema: serde_json::Value::Null,
+            shape: ComponentShape::default(),
+            source_path: row.get(10)?,
+            registered_at: row.get(11)?,
+        },
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+    ))
+}
+
+fn decode(parts: (FlavorRecord, String, String, String)) -> Result<FlavorRecord, StoreError> {
+    let (mut record, config, settings, shape) = parts;
+    let what = format!("flavor {}", record.name);
+    record.config_schema = json_column(&what, &config)?;
+    record.settings_schema = json_column(&what, &settings)?;
+    record.shape = json_column(&what, &shape)?;
+    Ok(record)
+}
+
+impl Db {
+    /// Insert or replace a flavor.
+    pub fn put_flavor(&self, flavor: &FlavorRecord) -> Result<(), StoreError> {
+        let flavor = flavor.clone();
+        self.write(move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO flavors ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(name) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size,
+                       version = excluded.version, display_name = excluded.display_name,
+                       description = excluded.description, docs_url = excluded.docs_url,
+                       config_schema = excluded.config_schema, settings_schema = excluded.settings_schema,
+                       shape = excluded.shape, source_path = excluded.source_path,
+                       registered_at = excluded.registered_at"
+                ),
+                params![
+                    flavor.name,
+                    flavor.sha256,
+                    flavor.size as i64,
+                    flavor.version,
+                    flavor.display_name,
+                    flavor.description,
+                    flavor.docs_url,
+                    flavor.config_schema.to_string(),
+                    flavor.settings_schema.to_string(),
+                    serde_json::to_string(&flavor.shape).unwrap_or_default(),
+                    flavor.source_path,
+                    flavor.registered_at,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The flavor called `name`, if registered.
+    pub fn flavor(&self, name: &str) -> Result<Option<FlavorRecord>, StoreError> {
+        self.read(|conn| {
+            let row =
+                optional(conn.query_row(&format!("SELECT {COLUMNS} FROM flavors WHERE name = ?1"), [name], from_row))?;
+            row.map(decode).transpose()
+        })
+    }
+
+    /// Every registered flavor, by name. A record that cannot be decoded is
+    /// reported in the second list instead of failing the whole listing.
+    pub fn flavors(&self) -> Result<FlavorListing, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM flavors ORDER BY name"))?;
+            let rows = statement.query_map([], from_row)?;
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            for row in rows {
+                let parts = row?;
+                let name = parts.0.name.clone();
+                match decode(parts) {
+                    Ok(record) => good.push(record),
+                    Err(error) => bad.push((name, error)),
+                }
+            }
+            Ok((good, bad))
+        })
+    }
+
+    /// Delete a flavor; returns whether it existed.
+    pub fn delete_flavor(&self, name: &str) -> Result<bool, StoreError> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM flavors WHERE name = ?1", [name])? > 0))
+    }
+
+    /// How many registered flavors use the component with this sha256.
+    pub fn flavors_with_sha(&self, sha256: &str) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT COUNT(*) FROM flavors WHERE sha256 = ?1", [sha256], |row| row.get::<_, i64>(0))?
+                as u64)
+        })
+    }
+}
