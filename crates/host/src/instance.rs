@@ -16,7 +16,7 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::Flavor;
 use crate::bindings::operator::{ConfigError, FlavorMetadata};
 use crate::engine::StepboxEngine;
-use crate::host::{FlavorLogger, HostState, LaunchContext};
+use crate::host::{FlavorLogger, HostState, Launch};
 use crate::limits::Limits;
 use stepbox_store::capability::Capability;
 
@@ -117,20 +117,20 @@ impl Prepared {
         })
     }
 
-    /// The linker for a call: a launch links only what its step operator
-    /// grants; `metadata` and `validate-config` get every capability (outside
-    /// a launch they answer `unsupported`, and a flavor must be able to
-    /// describe itself whatever it imports).
-    fn linker(&self, launch: Option<&LaunchContext>) -> Result<Cow<'_, Linker<HostState>>, GuestFailure> {
+    /// The linker for a call: a launch links only what it provides (what
+    /// its step operator grants); `metadata` and `validate-config` get every
+    /// capability (outside a launch they answer `unsupported`, and a flavor
+    /// must be able to describe itself whatever it imports).
+    fn linker(&self, launch: Option<&Launch>) -> Result<Cow<'_, Linker<HostState>>, GuestFailure> {
         let engine = self.engine.engine();
         let failed = |error: anyhow::Error| GuestFailure::Instantiate(format!("{error:#}"));
         match launch {
-            Some(context) => {
-                // The granted capabilities, and the interfaces the flavor
-                // imports for their types only (it can call nothing in them).
+            Some(launch) => {
+                // The capabilities the launch provides, and the interfaces the
+                // flavor imports for their types only (it can call nothing in them).
                 let called = self.called_capabilities();
                 let linker = crate::host::linker(engine, |capability| {
-                    context.grants.allows(capability) || !called.contains(&capability)
+                    launch.provides(capability) || !called.contains(&capability)
                 });
                 linker.map(Cow::Owned).map_err(failed)
             }
@@ -148,10 +148,10 @@ impl Prepared {
         &self,
         limits: &Limits,
         logger: Arc<FlavorLogger>,
-        launch: Option<Arc<LaunchContext>>,
+        launch: Option<Launch>,
     ) -> Result<(Store<HostState>, Flavor), GuestFailure> {
         let started = std::time::Instant::now();
-        let linker = self.linker(launch.as_deref())?;
+        let linker = self.linker(launch.as_ref())?;
         let mut store = new_store(&self.engine, HostState::new(limits, logger, launch));
         let flavor = Flavor::instantiate_async(&mut store, &self.component, &linker).await.map_err(|error| {
             match classify(error, limits) {
@@ -201,13 +201,13 @@ impl Prepared {
     /// registry still holds every job.
     pub async fn launch(
         &self,
-        launch: Arc<LaunchContext>,
+        launch: Launch,
         logger: Arc<FlavorLogger>,
         config: &str,
         request: &crate::bindings::operator::LaunchRequest,
     ) -> Result<Result<crate::bindings::operator::LaunchReport, crate::bindings::operator::LaunchError>, GuestFailure>
     {
-        let limits = launch.limits.clone();
+        let limits = launch.shared.limits.clone();
         let (mut store, flavor) = self.instantiate(&limits, logger, Some(launch)).await?;
         flavor
             .stepbox_operator_operator()

@@ -15,8 +15,8 @@ use crate::bindings::operator::{LaunchError as WitLaunchError, LaunchReport, Lau
 use crate::bindings::types::{EnvVar, Resources};
 use crate::context::Stepbox;
 use crate::flavors::{self, FlavorError};
-use crate::host::launch_context::{JobRegistry, TrackedJob};
-use crate::host::{FlavorLogger, LaunchContext};
+use crate::host::jobs::{JobRegistry, JobSecrets, JobsCtx, TrackedJob};
+use crate::host::{FlavorLogger, Launch, LaunchContext};
 use crate::limits::Limits;
 use stepbox_backends::backends::OutputSink;
 use stepbox_backends::backends::redact::Redactor;
@@ -221,22 +221,27 @@ pub async fn launch(
         image: args.image.clone(),
         read_dirs: args.read_dirs.clone(),
         built_images: Default::default(),
+        redactor: Arc::new(launch_redactor(&operator.grants, &stepbox.home.secrets())),
+        audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
+        environments: Default::default(),
+        cancellation: Default::default(),
+    });
+    // The launch owns its jobs whether or not the flavor may submit any: the
+    // registry outlives the instance, which may be dropped mid-call.
+    let jobs = Arc::new(JobsCtx {
         backends: match &args.dry_run {
             Some(recorder) => stepbox_backends::backends::dry_run::standing_in(recorder),
             None => stepbox_backends::backends::standard(limits.cancel_grace, &run_dir),
         },
+        registry: JobRegistry::default(),
         output,
-        redactor: Arc::new(launch_redactor(&operator.grants, &stepbox.home.secrets())),
-        jobs: JobRegistry::default(),
-        audit: crate::host::audit::Audit::create(&run_dir.join(crate::host::audit::AUDIT_FILE)),
-        environments: Default::default(),
-        dry_run: args.dry_run.is_some(),
-        cancellation: Default::default(),
+        secrets: if args.dry_run.is_some() { JobSecrets::NotRead } else { JobSecrets::Stored },
     });
+    let launch = Launch::granted(&context, &jobs, args.dry_run.is_some());
     tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
 
     let config = operator.config.to_string();
-    let call = prepared.launch(Arc::clone(&context), Arc::clone(&logger), &config, &request);
+    let call = prepared.launch(launch, Arc::clone(&logger), &config, &request);
     let mut call = std::pin::pin!(call);
     let budget = limits.wall_clock;
     let result = tokio::select! {
@@ -253,7 +258,7 @@ pub async fn launch(
             crate::bindings::log::Level::Info,
             &format!("cancelling ({interrupt}); the flavor has {} to stop its work", humantime::format_duration(grace)),
         );
-        if !flavor_returns_after_its_jobs(&context.jobs, grace, &mut call).await {
+        if !flavor_returns_after_its_jobs(&jobs.registry, grace, &mut call).await {
             logger.note(
                 crate::bindings::log::Level::Warn,
                 &format!(
@@ -264,7 +269,7 @@ pub async fn launch(
         }
     }
     // Whatever happened, the launch owns its jobs: cancel and await any still running.
-    let leftover = context.jobs.close_and_cancel(limits.cancel_grace).await;
+    let leftover = jobs.registry.close_and_cancel(limits.cancel_grace).await;
     if result.is_ok() {
         for job in &leftover {
             logger.note(
@@ -273,7 +278,7 @@ pub async fn launch(
             );
         }
     }
-    let host_jobs = context.jobs.all();
+    let host_jobs = jobs.registry.all();
     let mut outcome = outcome(run_id, result.map(|call| check_report(call, &host_jobs)));
     // The message may come from the flavor: keep the run record bounded, and
     // free of any secret value the launch could reach.

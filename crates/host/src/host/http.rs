@@ -44,13 +44,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The `wasi:http` hooks of one flavor instance: requests go out only during
 /// a launch, under its step operator's rules.
 pub struct EgressHooks {
-    launch: Option<Arc<Egress>>,
+    launch: Option<Arc<HttpCtx>>,
     logger: Arc<FlavorLogger>,
 }
 
-/// What the hooks need of a launch: its rules (parsed once, not per
-/// request) and its credentials' token cache.
-struct Egress {
+/// The `http` capability's state for one launch: its rules (parsed once,
+/// not per request), its credentials' token cache and its request count.
+pub struct HttpCtx {
     launch: Arc<LaunchContext>,
     rules: EgressRules,
     credentials: Credentials,
@@ -58,7 +58,13 @@ struct Egress {
     requests: std::sync::atomic::AtomicU64,
 }
 
-impl Egress {
+impl HttpCtx {
+    /// The `http` state of `launch`, from its grants.
+    pub fn new(launch: Arc<LaunchContext>) -> Self {
+        let rules = launch.grants.egress_rules();
+        Self { launch, rules, credentials: Credentials::default(), requests: Default::default() }
+    }
+
     /// Count one request, or refuse it past the launch's `http-requests` limit.
     fn count_request(&self) -> Result<(), NoResponse> {
         let limit = self.launch.limits.http_requests;
@@ -76,14 +82,17 @@ impl Egress {
 }
 
 impl EgressHooks {
-    /// Hooks for an instance; without a launch (`metadata`, `validate-config`) every request is denied.
-    pub fn new(launch: Option<Arc<LaunchContext>>, logger: Arc<FlavorLogger>) -> Self {
-        let launch = launch.map(|launch| {
-            let rules = launch.grants.egress_rules();
-            Arc::new(Egress { launch, rules, credentials: Credentials::default(), requests: Default::default() })
-        });
+    /// Hooks for an instance; without a launch granted `http` (`metadata`,
+    /// `validate-config`) every request is denied.
+    pub fn new(launch: Option<Arc<HttpCtx>>, logger: Arc<FlavorLogger>) -> Self {
         Self { launch, logger }
     }
+}
+
+/// Link `wasi:http`'s outgoing handler (the `http` capability); its
+/// requests go through [`EgressHooks`].
+pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<super::HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -191,7 +200,7 @@ impl From<Option<RequestOptions>> for Timeouts {
 
 /// A guest's request: bounded body, the host's credential, then out.
 async fn send_checked(
-    egress: &Arc<Egress>,
+    egress: &Arc<HttpCtx>,
     request: http::Request<WasiBody>,
     timeouts: Timeouts,
 ) -> Result<(http::Response<WasiBody>, IoFuture), NoResponse> {
@@ -238,7 +247,7 @@ const MAX_TOKEN_REPLY_BYTES: usize = 1 << 20;
 /// The host's own request for an access token: a form POST to `url`, under
 /// the same egress rules as the guest's requests, audited as `http.token`
 /// (URL and status; never the form or the reply).
-async fn token_request(egress: &Egress, url: url::Url, form: String) -> Result<(u16, Bytes), String> {
+async fn token_request(egress: &HttpCtx, url: url::Url, form: String) -> Result<(u16, Bytes), String> {
     let summary = RequestSummary::of("POST", url.as_str());
     let record = |status, decision| egress.launch.audit.record("http.token", summary.json(status), decision);
     let mut parts = http::Request::new(()).into_parts().0;

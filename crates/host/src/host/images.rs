@@ -4,15 +4,52 @@
 
 use std::sync::Arc;
 
+use wasmtime::component::{HasData, Linker};
+
+use super::{FlavorLogger, HostState, LaunchContext};
 use crate::bindings::images::{Host, Image, ImageSpec};
 use crate::bindings::log::Level;
 use crate::bindings::types::Error;
 use crate::host::audit::Decision;
-use crate::host::{FlavorLogger, HostState, LaunchContext};
 use stepbox_backends::environments::NormalizedSpec;
 use stepbox_backends::images::{BuildRequest, Builder, ImageError};
 
-impl Host for HostState {
+/// How a launch's images are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagesCtx {
+    /// Built with the daemonless builder under the home's `images/`, on a
+    /// granted base image, pushed to a granted registry.
+    Build,
+    /// The dry run's twin (`stepbox flavor test`): the spec's checks, and a
+    /// made-up digest of the target; nothing pulled, built or pushed, so
+    /// the base-image and registry grants are not asked for.
+    DryRun,
+}
+
+/// What `images` sees of an instance.
+pub struct ImagesView<'a> {
+    launch: Option<(&'a Arc<LaunchContext>, ImagesCtx)>,
+    logger: &'a Arc<FlavorLogger>,
+}
+
+/// The `images` capability, for the linker.
+struct ImagesCapability;
+
+impl HasData for ImagesCapability {
+    type Data<'a> = ImagesView<'a>;
+}
+
+fn view(state: &mut HostState) -> ImagesView<'_> {
+    let launch = state.launch.as_ref().and_then(|launch| Some((&launch.shared, launch.images?)));
+    ImagesView { launch, logger: &state.logger }
+}
+
+/// Link `images`.
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    crate::bindings::images::add_to_linker::<HostState, ImagesCapability>(linker, view)
+}
+
+impl Host for ImagesView<'_> {
     async fn build(&mut self, spec: ImageSpec) -> wasmtime::Result<Result<Image, Error>> {
         let strings = |list: &[String]| list.iter().map(String::len).sum::<usize>();
         let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
@@ -25,8 +62,10 @@ impl Host for HostState {
             + strings(&spec.entrypoint)
             + optional(&spec.target);
         self.logger.check_argument("an image spec", bytes)?;
-        let Some(launch) = self.launch.clone() else {
-            return Ok(Err(Error::Unsupported("images can only be built while a step is being launched".into())));
+        let Some((launch, ctx)) = self.launch else {
+            return Ok(Err(Error::Unsupported(
+                "images can only be built while a step is being launched, by a step operator granted `images`".into(),
+            )));
         };
         let args = serde_json::json!({
             "base": spec.base,
@@ -39,28 +78,30 @@ impl Host for HostState {
             "entrypoint": spec.entrypoint,
             "target": spec.target,
         });
-        let result = build_checked(Arc::clone(&self.logger), &launch, spec).await;
+        let result = build_checked(Arc::clone(self.logger), launch, ctx, spec).await;
         launch.audit.record("images.build", args, Decision::of(&result));
         Ok(result)
     }
 }
 
 /// Check the spec against the grants, then build.
-async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: ImageSpec) -> Result<Image, Error> {
+async fn build_checked(
+    logger: Arc<FlavorLogger>,
+    launch: &LaunchContext,
+    ctx: ImagesCtx,
+    spec: ImageSpec,
+) -> Result<Image, Error> {
     let denied = |denial: stepbox_store::policy::Denial| {
         logger.note(Level::Warn, &denial.to_string());
         Error::Denied(denial.to_string())
     };
-    if !launch.dry_run {
-        launch.grants.base_image(&spec.base).map_err(denied)?;
-    }
-    if let Some(target) = &spec.target {
-        let registry = stepbox_backends::images::registry::parse(target)
-            .map_err(|message| Error::Invalid(format!("`{target}` is not an image repository: {message}")))?;
-        if !launch.dry_run {
-            launch.grants.push_registry(registry.registry()).map_err(denied)?;
-        }
-    }
+    let registry = match &spec.target {
+        Some(target) => Some(
+            stepbox_backends::images::registry::parse(target)
+                .map_err(|message| Error::Invalid(format!("`{target}` is not an image repository: {message}")))?,
+        ),
+        None => None,
+    };
     if let Some(var) = spec.env.iter().find(|var| !stepbox_backends::units::is_env_name(&var.name)) {
         return Err(Error::Invalid(format!("`{}` is not a valid environment variable name", var.name)));
     }
@@ -88,11 +129,16 @@ async fn build_checked(logger: Arc<FlavorLogger>, launch: &LaunchContext, spec: 
             ),
         }));
     }
-    if launch.dry_run {
+    if ctx == ImagesCtx::DryRun {
         let repository = spec.target.as_deref().unwrap_or("dry-run.invalid/stepbox");
         let reference = format!("{repository}@sha256:{}", "0".repeat(64));
         launch.remember_image(&reference);
         return Ok(Image { reference });
+    }
+    // What a real build touches: the base image it pulls, the registry it pushes to.
+    launch.grants.base_image(&spec.base).map_err(denied)?;
+    if let Some(registry) = &registry {
+        launch.grants.push_registry(registry.registry()).map_err(denied)?;
     }
     let request = BuildRequest {
         base: spec.base,
@@ -152,5 +198,3 @@ fn failed(error: ImageError) -> Error {
         other => Error::Failed(other.to_string()),
     }
 }
-
-impl crate::bindings::types::Host for HostState {}

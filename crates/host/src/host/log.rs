@@ -115,7 +115,28 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     format!("{}… [truncated {} bytes]", &text[..end], text.len() - end)
 }
 
-impl Host for HostState {
+/// What `log` sees of an instance: the flavor's logger.
+pub struct LogView<'a> {
+    logger: &'a FlavorLogger,
+}
+
+/// The `log` capability, for the linker.
+struct LogCapability;
+
+impl wasmtime::component::HasData for LogCapability {
+    type Data<'a> = LogView<'a>;
+}
+
+fn view(state: &mut HostState) -> LogView<'_> {
+    LogView { logger: &state.logger }
+}
+
+/// Link `log`.
+pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    crate::bindings::log::add_to_linker::<HostState, LogCapability>(linker, view)
+}
+
+impl Host for LogView<'_> {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.logger.check_argument("a log message", message.len())?;
         self.logger.emit(level, &message)?;

@@ -7,6 +7,12 @@
 //! linked here, each checked against the step operator's [`Grants`]. A
 //! launch links only the granted capabilities.
 //!
+//! Each capability is one module, as wasmtime-wasi's interfaces are: its
+//! per-launch state (`JobsCtx`, …, held in [`Launch`] as an `Option`, `None`
+//! when not granted), a view of the instance (`JobsView`, …) that implements
+//! the generated `Host` trait, and its `add_to_linker`. [`add_to_linker`]'s
+//! `match` is the one place the capabilities are listed.
+//!
 //! [`Grants`]: stepbox_store::policy::Grants
 
 pub mod audit;
@@ -40,17 +46,68 @@ pub struct HostState {
     egress: http::EgressHooks,
     pub(crate) limits: StoreLimits,
     pub(crate) logger: Arc<FlavorLogger>,
-    /// Present only while `launch` runs; `metadata` and `validate-config`
-    /// get no jobs.
-    pub(crate) launch: Option<Arc<LaunchContext>>,
+    /// The launch in progress, with the state of each capability it
+    /// provides; `None` while `metadata` and `validate-config` run.
+    pub(crate) launch: Option<Launch>,
     /// Epoch ticks in which the guest was running, against its budget.
     pub(crate) guest_ticks: u64,
     pub(crate) guest_tick_budget: u64,
 }
 
+/// A launch as a flavor instance sees it: what every capability shares, and
+/// the state of each capability the step operator grants. `None` means not
+/// granted: the capability is not linked, and its host functions (linked
+/// anyway when the flavor imports the interface only for its types) answer
+/// `unsupported`.
+#[derive(Clone)]
+pub struct Launch {
+    /// The run, its grants, limits, audit record and cancellation.
+    pub shared: Arc<LaunchContext>,
+    /// `jobs`: the backends and the launch's jobs.
+    pub jobs: Option<Arc<jobs::JobsCtx>>,
+    /// `requirements`: how environments are made.
+    pub requirements: Option<requirements::RequirementsCtx>,
+    /// `images`: how images are made.
+    pub images: Option<images::ImagesCtx>,
+    /// `http`: the egress rules, credentials and request count.
+    pub http: Option<Arc<http::HttpCtx>>,
+}
+
+impl Launch {
+    /// The capabilities a launch of `shared` provides: each granted one's
+    /// state, `None` for the others. The launch owns `jobs` (its registry
+    /// outlives the instance), so it is passed in; a dry run gets each
+    /// capability's dry-run twin.
+    pub fn granted(shared: &Arc<LaunchContext>, jobs: &Arc<jobs::JobsCtx>, dry_run: bool) -> Self {
+        let granted = |capability| shared.grants.allows(capability);
+        let (requirements, images) = match dry_run {
+            true => (requirements::RequirementsCtx::DryRun, images::ImagesCtx::DryRun),
+            false => (requirements::RequirementsCtx::Install, images::ImagesCtx::Build),
+        };
+        Self {
+            shared: Arc::clone(shared),
+            jobs: granted(Capability::Jobs).then(|| Arc::clone(jobs)),
+            requirements: granted(Capability::Requirements).then_some(requirements),
+            images: granted(Capability::Images).then_some(images),
+            http: granted(Capability::Http).then(|| Arc::new(http::HttpCtx::new(Arc::clone(shared)))),
+        }
+    }
+
+    /// Whether this launch provides `capability` to the flavor.
+    pub fn provides(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Log | Capability::Cancellation => true,
+            Capability::Jobs => self.jobs.is_some(),
+            Capability::Requirements => self.requirements.is_some(),
+            Capability::Images => self.images.is_some(),
+            Capability::Http => self.http.is_some(),
+        }
+    }
+}
+
 impl HostState {
     /// State for one instance of the flavor `logger` speaks for.
-    pub fn new(limits: &Limits, logger: Arc<FlavorLogger>, launch: Option<Arc<LaunchContext>>) -> Self {
+    pub fn new(limits: &Limits, logger: Arc<FlavorLogger>, launch: Option<Launch>) -> Self {
         let stdout =
             guest_output::GuestOutput::new(Arc::clone(&logger), guest_output::Which::Stdout, limits.guest_output_bytes);
         let stderr =
@@ -66,13 +123,18 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            egress: http::EgressHooks::new(launch.clone(), Arc::clone(&logger)),
+            egress: http::EgressHooks::new(launch.as_ref().and_then(|launch| launch.http.clone()), Arc::clone(&logger)),
             limits: StoreLimitsBuilder::new().memory_size(limits.guest_memory_bytes).trap_on_grow_failure(true).build(),
             logger,
             launch,
             guest_ticks: 0,
             guest_tick_budget: crate::engine::ticks(limits.guest_cpu),
         }
+    }
+
+    /// What every capability shares of the launch in progress.
+    fn shared(&self) -> Option<&Arc<LaunchContext>> {
+        self.launch.as_ref().map(|launch| &launch.shared)
     }
 }
 
@@ -88,25 +150,33 @@ impl wasmtime_wasi_http::WasiHttpView for HostState {
     }
 }
 
+/// `types` holds only types.
+impl bindings::types::Host for HostState {}
+
 /// A linker with WASI 0.2 (without ambient authority: see [`HostState::new`]),
-/// `log`, and the capabilities `allowed` says yes to.
-pub fn linker(engine: &wasmtime::Engine, allowed: impl Fn(Capability) -> bool) -> anyhow::Result<Linker<HostState>> {
+/// the capabilities every flavor has (`log`, `cancellation`), and the others
+/// `links` says yes to.
+pub fn linker(engine: &wasmtime::Engine, links: impl Fn(Capability) -> bool) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    bindings::cancellation::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    if allowed(Capability::Jobs) {
-        bindings::jobs::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    }
-    if allowed(Capability::Requirements) {
-        bindings::requirements::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    }
-    if allowed(Capability::Images) {
-        bindings::images::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
-    }
-    if allowed(Capability::Http) {
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    for capability in Capability::ALL {
+        if !capability.needs_grant() || links(capability) {
+            add_to_linker(&mut linker, capability)?;
+        }
     }
     Ok(linker)
+}
+
+/// Link one capability's host functions: the one place the host lists its
+/// capabilities (each module owns its view, its state and its linking).
+fn add_to_linker(linker: &mut Linker<HostState>, capability: Capability) -> wasmtime::Result<()> {
+    match capability {
+        Capability::Log => log::add_to_linker(linker),
+        Capability::Cancellation => cancellation::add_to_linker(linker),
+        Capability::Jobs => jobs::add_to_linker(linker),
+        Capability::Requirements => requirements::add_to_linker(linker),
+        Capability::Images => images::add_to_linker(linker),
+        Capability::Http => http::add_to_linker(linker),
+    }
 }

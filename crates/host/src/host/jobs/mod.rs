@@ -2,19 +2,70 @@
 //! grants, records the job, hands it to a backend, and gives the guest a
 //! handle to wait on, query, read and cancel it.
 
+mod registry;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::audit::{Decision, redacted_env};
-use super::launch_context::{LaunchContext, NotAdmitted, TrackedJob};
+use super::{FlavorLogger, HostState, LaunchContext};
 use crate::bindings::jobs::{Host, HostJob, JobSpec, JobState, JobStatus, Runtime};
 use crate::bindings::types::Error;
-use crate::host::HostState;
-use stepbox_backends::backends::{self, JobLog, JobRequest, JobResources, JobRuntime};
+pub use registry::{JobRegistry, NotAdmitted, TrackedJob};
+use stepbox_backends::backends::{self, JobBackend, JobLog, JobRequest, JobResources, JobRuntime, OutputSink};
 use stepbox_store::store::JobRecord;
+
+/// The `jobs` capability's state for one launch.
+pub struct JobsCtx {
+    /// The backends jobs may go to, by name (dry-run stand-ins in a dry run).
+    pub backends: BTreeMap<&'static str, Arc<dyn JobBackend>>,
+    /// Every job the launch submitted.
+    pub registry: JobRegistry,
+    /// Where live job output goes.
+    pub output: Arc<dyn OutputSink>,
+    /// Whether stored secrets are read for jobs.
+    pub secrets: JobSecrets,
+}
+
+/// How a job's secrets (`secret-env` bindings, secret backend options) are
+/// resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSecrets {
+    /// From the home's stored secrets, for the backend alone.
+    Stored,
+    /// The dry run's twin (`stepbox flavor test`): the same checks, no secret
+    /// read; variables are recorded empty and options unresolved.
+    NotRead,
+}
+
+/// What `jobs` sees of an instance: the launch and its jobs state, and the
+/// instance's resource table (the guest's `job` handles).
+pub struct JobsView<'a> {
+    launch: Option<(&'a Arc<LaunchContext>, &'a Arc<JobsCtx>)>,
+    table: &'a mut ResourceTable,
+    logger: &'a Arc<FlavorLogger>,
+}
+
+/// The `jobs` capability, for the linker.
+struct JobsCapability;
+
+impl HasData for JobsCapability {
+    type Data<'a> = JobsView<'a>;
+}
+
+fn view(state: &mut HostState) -> JobsView<'_> {
+    let launch = state.launch.as_ref().and_then(|launch| Some((&launch.shared, launch.jobs.as_ref()?)));
+    JobsView { launch, table: &mut state.table, logger: &state.logger }
+}
+
+/// Link `jobs`.
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    crate::bindings::jobs::add_to_linker::<HostState, JobsCapability>(linker, view)
+}
 
 /// The host's side of a guest's `job` handle.
 pub struct JobResource {
@@ -24,10 +75,13 @@ pub struct JobResource {
 /// Most bytes `job.logs()` returns.
 const MAX_LOG_TAIL: u64 = 256 << 10;
 
-impl Host for HostState {
+impl Host for JobsView<'_> {
     async fn submit(&mut self, spec: JobSpec) -> wasmtime::Result<Result<Resource<JobResource>, Error>> {
-        let Some(launch) = self.launch.clone() else {
-            return Ok(Err(Error::Unsupported("jobs can only be submitted while a step is being launched".to_owned())));
+        let Some((launch, jobs)) = self.launch else {
+            return Ok(Err(Error::Unsupported(
+                "jobs can only be submitted while a step is being launched, by a step operator granted `jobs`"
+                    .to_owned(),
+            )));
         };
         // Bounded before anything copies it (the audit, the denial message).
         let bytes = spec_bytes(&spec);
@@ -37,7 +91,7 @@ impl Host for HostState {
             return Err(exceeded.into());
         }
         let mut args = audited_spec(&spec);
-        let outcome = self.submit_checked(&launch, &spec).await;
+        let outcome = self.submit_checked(launch, jobs, &spec).await;
         let decision = match &outcome {
             Ok(result) => {
                 if let Ok(Ok(tracked)) = result.as_ref().map(|handle| self.tracked(handle)) {
@@ -52,14 +106,15 @@ impl Host for HostState {
     }
 }
 
-impl HostState {
+impl JobsView<'_> {
     async fn submit_checked(
         &mut self,
         launch: &Arc<LaunchContext>,
+        jobs: &Arc<JobsCtx>,
         spec: &JobSpec,
     ) -> wasmtime::Result<Result<Resource<JobResource>, Error>> {
-        let launch = Arc::clone(launch);
-        let request = match check(&launch, spec) {
+        let (launch, jobs) = (Arc::clone(launch), Arc::clone(jobs));
+        let request = match check(&launch, &jobs, spec) {
             Ok(request) => request,
             Err(error) => {
                 // Counted against `log-bytes`: a flavor looping on refused
@@ -70,7 +125,7 @@ impl HostState {
         };
         // Submit in a task of its own, so that the job is registered (and
         // later cancelled) even if the guest is stopped during this call.
-        let submission = tokio::spawn(submit(launch, request));
+        let submission = tokio::spawn(submit(launch, jobs, request));
         let tracked = match submission.await {
             Ok(Ok(tracked)) => tracked,
             Ok(Err(Submission::Refused(error))) => return Ok(Err(error)),
@@ -84,12 +139,12 @@ impl HostState {
             }
             Err(join) => return Ok(Err(Error::Failed(format!("job submission failed: {join}")))),
         };
-        let handle = self.table_mut().push(JobResource { tracked })?;
+        let handle = self.table.push(JobResource { tracked })?;
         Ok(Ok(handle))
     }
 }
 
-impl HostJob for HostState {
+impl HostJob for JobsView<'_> {
     async fn id(&mut self, job: Resource<JobResource>) -> wasmtime::Result<String> {
         Ok(self.tracked(&job)?.id.clone())
     }
@@ -118,28 +173,24 @@ impl HostJob for HostState {
     async fn cancel(&mut self, job: Resource<JobResource>) -> wasmtime::Result<Result<JobStatus, Error>> {
         let tracked = self.tracked(&job)?;
         self.audit_job_call("job.cancel", &tracked);
-        let grace = self.launch.as_ref().map_or(Duration::from_secs(10), |launch| launch.limits.cancel_grace);
+        let grace = self.launch.map_or(Duration::from_secs(10), |(launch, _)| launch.limits.cancel_grace);
         Ok(Ok(to_wit(tracked.job.cancel(grace).await)))
     }
 
     async fn drop(&mut self, job: Resource<JobResource>) -> wasmtime::Result<()> {
         // Dropping the handle does not cancel the job: the launch still owns it.
-        self.table_mut().delete(job)?;
+        self.table.delete(job)?;
         Ok(())
     }
 }
 
-impl HostState {
-    fn table_mut(&mut self) -> &mut wasmtime::component::ResourceTable {
-        &mut self.table
-    }
-
+impl JobsView<'_> {
     fn tracked(&self, job: &Resource<JobResource>) -> wasmtime::Result<Arc<TrackedJob>> {
         Ok(Arc::clone(&self.table.get(job)?.tracked))
     }
 
     fn audit_job_call(&self, call: &str, tracked: &TrackedJob) {
-        if let Some(launch) = &self.launch {
+        if let Some((launch, _)) = self.launch {
             launch.audit.record(call, serde_json::json!({ "job": tracked.id }), Decision::Allowed);
         }
     }
@@ -201,7 +252,7 @@ struct CheckedSpec {
 }
 
 /// Validate a spec and check it against the grants. No side effects.
-fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
+fn check(launch: &LaunchContext, jobs: &JobsCtx, spec: &JobSpec) -> Result<CheckedSpec, Error> {
     if spec.command.is_empty() {
         return Err(Error::Invalid("the job's command is empty".to_owned()));
     }
@@ -224,13 +275,15 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         return Err(Error::Invalid(format!("`{name}` is set both in the job's env and by secret-env")));
     }
     // Secrets land only where the user bound them (`secret-env=VAR=SECRET`).
-    if launch.dry_run {
-        // A dry run reads no secret: the variables are recorded empty.
-        launch.grants.check_secret_env(&secret_env).map_err(refused)?;
-        env.extend(secret_env.into_iter().map(|(name, _)| (name, String::new())));
-    } else {
-        let filled = launch.grants.secret_env(&secret_env, &launch.home.secrets()).map_err(refused)?;
-        env.extend(filled.into_iter().map(|(name, value)| (name, value.expose().to_owned())));
+    match jobs.secrets {
+        JobSecrets::NotRead => {
+            launch.grants.check_secret_env(&secret_env).map_err(refused)?;
+            env.extend(secret_env.into_iter().map(|(name, _)| (name, String::new())));
+        }
+        JobSecrets::Stored => {
+            let filled = launch.grants.secret_env(&secret_env, &launch.home.secrets()).map_err(refused)?;
+            env.extend(filled.into_iter().map(|(name, value)| (name, value.expose().to_owned())));
+        }
     }
     let resources = JobResources {
         cpu_count: spec.resources.cpu_count,
@@ -239,7 +292,7 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         memory_bytes: spec.resources.memory_bytes,
     };
     let timeout = launch.grants.resources(&resources, spec.timeout_seconds).map_err(denied)?;
-    let backend = launch
+    let backend = jobs
         .backends
         .keys()
         .find(|name| **name == backend_name.as_str())
@@ -247,10 +300,9 @@ fn check(launch: &LaunchContext, spec: &JobSpec) -> Result<CheckedSpec, Error> {
         .ok_or_else(|| Error::Unsupported(format!("this stepbox has no `{backend_name}` job backend")))?;
     let info = backends::catalogue::backend(backend)
         .ok_or_else(|| Error::Unsupported(format!("the `{backend}` backend takes no options")))?;
-    let options = if launch.dry_run {
-        stepbox_store::policy::connections::unresolved_options(info, &backend_options)
-    } else {
-        launch.grants.backend_options(info, &backend_options, &launch.home.secrets())
+    let options = match jobs.secrets {
+        JobSecrets::NotRead => stepbox_store::policy::connections::unresolved_options(info, &backend_options),
+        JobSecrets::Stored => launch.grants.backend_options(info, &backend_options, &launch.home.secrets()),
     }
     .map_err(refused)?;
     let runtime = match &spec.runtime {
@@ -305,8 +357,12 @@ enum Submission {
     Limit(usize),
 }
 
-async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Submission> {
-    let seq = match launch.jobs.begin(launch.limits.jobs_per_launch) {
+async fn submit(
+    launch: Arc<LaunchContext>,
+    jobs: Arc<JobsCtx>,
+    spec: CheckedSpec,
+) -> Result<Arc<TrackedJob>, Submission> {
+    let seq = match jobs.registry.begin(launch.limits.jobs_per_launch) {
         Ok(seq) => seq,
         Err(NotAdmitted::Closed) => {
             let message = "the launch is ending; no new jobs are accepted".to_owned();
@@ -314,20 +370,25 @@ async fn submit(launch: Arc<LaunchContext>, spec: CheckedSpec) -> Result<Arc<Tra
         }
         Err(NotAdmitted::Limit(limit)) => return Err(Submission::Limit(limit)),
     };
-    let result = start(&launch, seq, spec).await;
+    let result = start(&launch, &jobs, seq, spec).await;
     if result.is_err() {
-        launch.jobs.abandon();
+        jobs.registry.abandon();
     }
     result.map_err(Submission::Refused)
 }
 
-async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Result<Arc<TrackedJob>, Error> {
+async fn start(
+    launch: &Arc<LaunchContext>,
+    jobs: &JobsCtx,
+    seq: usize,
+    spec: CheckedSpec,
+) -> Result<Arc<TrackedJob>, Error> {
     let failed = |what: &str, error: &dyn std::fmt::Display| Error::Failed(format!("{what}: {error}"));
     let id = uuid::Uuid::new_v4().to_string();
     let name = format!("{}-{seq}", sanitize(&spec.name));
     let run_dir = launch.home.run_dir(&launch.run_id).map_err(|e| failed("cannot create the run directory", &e))?;
     let log_path = run_dir.join(format!("{name}.log"));
-    let log = JobLog::create(&log_path, launch.limits.job_log_bytes, Arc::clone(&launch.output))
+    let log = JobLog::create(&log_path, launch.limits.job_log_bytes, Arc::clone(&jobs.output))
         .map_err(|e| failed("cannot create the job log", &e))?
         .redacting(Arc::clone(&launch.redactor));
     let record = JobRecord {
@@ -350,7 +411,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
         return Err(failed("cannot record the job", &error));
     }
     let log = Arc::new(log);
-    let backend = Arc::clone(&launch.backends[spec.backend]);
+    let backend = Arc::clone(&jobs.backends[spec.backend]);
     let request = JobRequest {
         id: id.clone(),
         name: name.clone(),
@@ -394,7 +455,7 @@ async fn start(launch: &Arc<LaunchContext>, seq: usize, spec: CheckedSpec) -> Re
             db.blocking(move |db| db.finish_job(&job_id, status.state, status.exit_code, status.message.as_deref()));
         warn_unrecorded(&id, finished.await);
     });
-    if !launch.jobs.register(Arc::clone(&tracked), recorder) {
+    if !jobs.registry.register(Arc::clone(&tracked), recorder) {
         tracked.job.cancel(launch.limits.cancel_grace).await;
         return Err(Error::Cancelled("the launch ended while the job was being submitted".to_owned()));
     }
