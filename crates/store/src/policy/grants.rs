@@ -255,14 +255,7 @@ fn push_unique<T: PartialEq>(list: &mut Vec<T>, item: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn granted(grants: &[&str]) -> Grants {
-        let mut g = Grants::default();
-        for grant in grants {
-            g.grant(grant).expect(grant);
-        }
-        g
-    }
+    use crate::policy::test_support::granted;
 
     #[test]
     fn nothing_but_log_and_cancellation_is_granted_by_default() {

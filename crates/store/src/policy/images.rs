@@ -104,14 +104,7 @@ fn granted_list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn granted(grants: &[&str]) -> Grants {
-        let mut g = Grants::default();
-        for grant in grants {
-            g.grant(grant).expect(grant);
-        }
-        g
-    }
+    use crate::policy::test_support::granted;
 
     #[test]
     fn registry_credentials_parse_replace_and_revoke() {

@@ -214,18 +214,7 @@ pub fn check_resources(resources: &JobResources) -> Result<(), Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn granted(grants: &[&str]) -> Grants {
-        let mut g = Grants::default();
-        for grant in grants {
-            g.grant(grant).expect(grant);
-        }
-        g
-    }
+    use crate::policy::test_support::{granted, strings};
 
     #[test]
     fn commands_other_than_the_entrypoint_are_denied_by_default() {

@@ -22,6 +22,8 @@ pub mod images;
 pub mod job_env;
 mod jobs;
 mod packages;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 

@@ -54,18 +54,7 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn granted(grants: &[&str]) -> Grants {
-        let mut g = Grants::default();
-        for grant in grants {
-            g.grant(grant).expect(grant);
-        }
-        g
-    }
+    use crate::policy::test_support::{granted, strings};
 
     #[test]
     fn an_environment_holds_the_steps_packages_unless_the_flavor_is_granted_more() {
