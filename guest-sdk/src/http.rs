@@ -4,8 +4,9 @@
 //! The host sends every request under the step operator's egress rules
 //! (`http-origin` grants) and adds the origin's credential itself
 //! (`http-credential`): a flavor builds requests without any key or token.
-//! Refusals come back as [`HttpError::Transport`] with the `wasi:http`
-//! error code (`HttpRequestDenied`, `DestinationIpProhibited`, …); the
+//! Refusals come back as [`HttpError::Denied`] (the `wasi:http` error code
+//! `HttpRequestDenied` or `DestinationIpProhibited`), other failures as
+//! [`HttpError::Transport`], which says whether trying again may work; the
 //! flavor's log has the host's explanation.
 //!
 //! ```no_run
@@ -20,7 +21,7 @@
 //! ```
 
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 use wasip2::io::streams::StreamError;
 
 /// Largest response body this client reads (the host's own limit is larger).
@@ -31,18 +32,53 @@ pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 pub enum HttpError {
     /// The URL, method or a header is not acceptable.
     Invalid(String),
-    /// The host refused or could not complete the request: the `wasi:http`
-    /// error code, e.g. `HttpRequestDenied`.
-    Transport(String),
+    /// The host refused the request: an origin or address the step
+    /// operator does not allow. Holds the `wasi:http` error code.
+    Denied(String),
+    /// The request could not complete: the `wasi:http` error code (or what
+    /// failed), and whether trying again later may work (a dropped
+    /// connection may; a host name that does not resolve will not).
+    Transport { code: String, transient: bool },
     /// The response body is not what the caller expected.
     Decode(String),
+}
+
+impl HttpError {
+    /// The error for a `wasi:http` error code.
+    fn of_code(code: ErrorCode) -> Self {
+        let text = format!("{code:?}");
+        match code {
+            ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited => HttpError::Denied(text),
+            ErrorCode::DestinationNotFound => HttpError::Transport { code: text, transient: false },
+            _ => HttpError::Transport { code: text, transient: true },
+        }
+    }
+
+    /// A failure while the request or response was under way (a body
+    /// stream broke): worth trying again.
+    fn interrupted(what: String) -> Self {
+        HttpError::Transport { code: what, transient: true }
+    }
+
+    /// Whether the host refused the request.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, HttpError::Denied(_))
+    }
+
+    /// Whether trying again later may work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, HttpError::Transport { transient: true, .. })
+    }
 }
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HttpError::Invalid(message) => write!(f, "invalid request: {message}"),
-            HttpError::Transport(code) => write!(f, "request failed: {code} (the flavor log has the host's reason)"),
+            HttpError::Denied(code) => write!(f, "request denied: {code} (the flavor log has the host's reason)"),
+            HttpError::Transport { code, .. } => {
+                write!(f, "request failed: {code} (the flavor log has the host's reason)")
+            }
             HttpError::Decode(message) => write!(f, "unexpected response: {message}"),
         }
     }
@@ -143,23 +179,22 @@ impl Request {
             for chunk in self.body.chunks(4096) {
                 stream
                     .blocking_write_and_flush(chunk)
-                    .map_err(|error| HttpError::Transport(format!("writing the body: {error:?}")))?;
+                    .map_err(|error| HttpError::interrupted(format!("writing the body: {error:?}")))?;
             }
         }
-        OutgoingBody::finish(body, None).map_err(|error| HttpError::Transport(format!("{error:?}")))?;
+        OutgoingBody::finish(body, None).map_err(HttpError::of_code)?;
         let options = self.timeout.map(|timeout| {
             let options = RequestOptions::new();
             let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
             let _ = options.set_first_byte_timeout(Some(nanos));
             options
         });
-        let future =
-            outgoing_handler::handle(request, options).map_err(|code| HttpError::Transport(format!("{code:?}")))?;
+        let future = outgoing_handler::handle(request, options).map_err(HttpError::of_code)?;
         future.subscribe().block();
         let response = match future.get() {
             Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(code))) => return Err(HttpError::Transport(format!("{code:?}"))),
-            Some(Err(())) | None => return Err(HttpError::Transport("no response".to_owned())),
+            Some(Ok(Err(code))) => return Err(HttpError::of_code(code)),
+            Some(Err(())) | None => return Err(HttpError::interrupted("no response".to_owned())),
         };
         let status = response.status();
         let headers = response
@@ -168,8 +203,8 @@ impl Request {
             .into_iter()
             .map(|(name, value)| (name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()))
             .collect();
-        let incoming = response.consume().map_err(|()| HttpError::Transport("no response body".to_owned()))?;
-        let stream = incoming.stream().map_err(|()| HttpError::Transport("no response body stream".to_owned()))?;
+        let incoming = response.consume().map_err(|()| HttpError::interrupted("no response body".to_owned()))?;
+        let stream = incoming.stream().map_err(|()| HttpError::interrupted("no response body stream".to_owned()))?;
         let mut body = Vec::new();
         loop {
             match stream.blocking_read(64 * 1024) {
@@ -179,7 +214,7 @@ impl Request {
                 Ok(bytes) => body.extend_from_slice(&bytes),
                 Err(StreamError::Closed) => break,
                 Err(error) => {
-                    return Err(HttpError::Transport(format!(
+                    return Err(HttpError::interrupted(format!(
                         "reading the body after {} bytes: {error:?}",
                         body.len()
                     )));
@@ -250,7 +285,7 @@ impl CallError {
 
     /// Whether the host refused the request (an origin or address not allowed).
     pub fn is_denied(&self) -> bool {
-        matches!(self, CallError::Http(HttpError::Transport(code)) if code.contains("Denied") || code.contains("Prohibited"))
+        matches!(self, CallError::Http(error) if error.is_denied())
     }
 
     /// The launch's error for this failure of `what` (e.g. `Vertex AI
@@ -267,10 +302,7 @@ impl CallError {
     pub fn is_transient(&self) -> bool {
         match self {
             CallError::Status { status, .. } => *status == 429 || *status >= 500,
-            CallError::Http(HttpError::Transport(code)) => {
-                !code.contains("Denied") && !code.contains("Prohibited") && !code.contains("DestinationNotFound")
-            }
-            CallError::Http(_) => false,
+            CallError::Http(error) => error.is_transient(),
         }
     }
 }

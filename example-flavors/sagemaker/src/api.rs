@@ -40,10 +40,7 @@ impl AwsError {
             AwsError::Service { status, code, .. } => {
                 *status >= 500 || code.contains("Throttling") || code == "TooManyRequestsException"
             }
-            AwsError::Transport(HttpError::Transport(code)) => {
-                !code.contains("Denied") && !code.contains("Prohibited") && !code.contains("DestinationNotFound")
-            }
-            AwsError::Transport(_) => false,
+            AwsError::Transport(error) => error.is_transient(),
         }
     }
 }

@@ -262,11 +262,7 @@ fn create_request(
 /// A failed call, as the launch's error: a host refusal is `denied`.
 fn failure(operation: &str, error: AwsError) -> LaunchError {
     match &error {
-        AwsError::Transport(stepbox_guest::http::HttpError::Transport(code))
-            if code.contains("Denied") || code.contains("Prohibited") =>
-        {
-            LaunchError::Denied(format!("{operation}: {error}"))
-        }
+        AwsError::Transport(http) if http.is_denied() => LaunchError::Denied(format!("{operation}: {error}")),
         _ => LaunchError::Failed(format!("SageMaker {operation}: {error}")),
     }
 }
