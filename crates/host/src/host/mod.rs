@@ -10,7 +10,7 @@
 //! Each capability is one module, as wasmtime-wasi's interfaces are: its
 //! per-launch state (`JobsCtx`, …, held in [`Launch`] as an `Option`, `None`
 //! when not granted), a view of the instance (`JobsView`, …) that implements
-//! the generated `Host` trait, and its `add_to_linker`. [`add_to_linker`]'s
+//! the generated `Host` trait, and its `add_to_linker`. `add_to_linker`'s
 //! `match` is the one place the capabilities are listed.
 //!
 //! [`Grants`]: stepbox_store::policy::Grants
