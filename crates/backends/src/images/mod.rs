@@ -152,11 +152,13 @@ impl Builder {
                     &request.logins,
                     target,
                     base.as_ref(),
-                    &self.layout,
-                    &blobs,
-                    &manifest_bytes,
-                    &manifest_digest,
-                    OCI_IMAGE_MEDIA_TYPE,
+                    registry::Pushed {
+                        layout: &self.layout,
+                        blobs: &blobs,
+                        manifest: &manifest_bytes,
+                        manifest_digest: &manifest_digest,
+                        media_type: OCI_IMAGE_MEDIA_TYPE,
+                    },
                     progress,
                 )
                 .await

@@ -83,22 +83,32 @@ pub async fn pull_base(
     Ok(PulledBase { layers: manifest.layers, config })
 }
 
-/// Push the blobs `digests` (from the layout) that `target`'s repository
-/// lacks, then the manifest; returns `repository@digest`. Blobs the base
-/// image `mount_from` has in the same registry are mounted, not uploaded.
-#[allow(clippy::too_many_arguments)]
+/// An image in the local layout, ready to push: its blobs and its manifest.
+pub struct Pushed<'a> {
+    /// The layout holding the blobs.
+    pub layout: &'a Layout,
+    /// The digests of its blobs (layers and config).
+    pub blobs: &'a [String],
+    /// The manifest, as stored.
+    pub manifest: &'a [u8],
+    /// The manifest's digest.
+    pub manifest_digest: &'a str,
+    /// The manifest's media type.
+    pub media_type: &'a str,
+}
+
+/// Push the blobs of `image` that `target`'s repository lacks, then its
+/// manifest; returns `repository@digest`. Blobs the base image
+/// `mount_from` has in the same registry are mounted, not uploaded.
 pub async fn push(
     client: &Client,
     logins: &[Login],
     target: &Reference,
     mount_from: Option<&Reference>,
-    layout: &Layout,
-    digests: &[String],
-    manifest: &[u8],
-    manifest_digest: &str,
-    media_type: &str,
+    image: Pushed<'_>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<String, String> {
+    let Pushed { layout, blobs: digests, manifest, manifest_digest, media_type } = image;
     let auth = auth_for(logins, target.registry());
     client.auth(target, &auth, oci_client::RegistryOperation::Push).await.map_err(|error| error.to_string())?;
     for digest in digests {
