@@ -89,7 +89,12 @@ impl TerminalOutput {
 
     /// Queue a chunk; `false` if the writer cannot take it now.
     fn queue(&self, stream: Stream, bytes: Vec<u8>) -> bool {
-        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.pending.fetch_add(1, Ordering::AcqRel) == 0 {
+            // An idle writer is not a stalled one: its clock starts with the work it is given.
+            // (Without this, a launch whose last output was more than STALLED_TERMINAL ago
+            // exited without waiting for its closing message, which was then lost.)
+            self.progress.store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+        }
         if self.queue.try_send((stream, bytes)).is_ok() {
             return true;
         }
@@ -287,4 +292,20 @@ pub fn file_tail(path: &Path, max: u64) -> std::io::Result<String> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_after_a_long_quiet_spell_is_written_before_drain_returns() {
+        let mut terminal = TerminalOutput::new();
+        // As if the last output had been written long ago (a quiet ten-second image push, say).
+        terminal.started = Instant::now().checked_sub(STALLED_TERMINAL * 2).unwrap_or_else(Instant::now);
+        terminal.progress.store(0, Ordering::Release);
+        terminal.note("stepbox: run 0000 failed: the closing message");
+        terminal.drain();
+        assert_eq!(terminal.pending.load(Ordering::Acquire), 0, "drain returned before the message was written");
+    }
 }
