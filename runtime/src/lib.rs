@@ -20,10 +20,10 @@ pub mod scaffold;
 
 pub use stepbox_backends::{
     backends, contained_panics, environments, exit, files, images, pause_points, processes, programs, secrets,
-    source_files, timestamps, units,
+    source_files, timestamps, units, wasm_oci,
 };
 pub use stepbox_host::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, bindings, component, conformance, context, contract, display, engine, flavors,
-    follow, host, inspect, instance, launch, limits, step_operators, supervisor,
+    follow, host, inspect, instance, launch, limits, oci_flavors, step_operators, supervisor,
 };
 pub use stepbox_store::{capability, home, policy, shape, store};

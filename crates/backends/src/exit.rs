@@ -12,6 +12,9 @@ pub const INTERNAL: u8 = 1;
 /// Bad input: unknown names, invalid arguments, a file that is not a flavor,
 /// a configuration the flavor refuses. Nothing was run.
 pub const BAD_INPUT: u8 = 64;
+/// A service stepbox needs could not be reached (a registry's host does not
+/// answer); nothing changed, and trying again later may work.
+pub const UNAVAILABLE: u8 = 69;
 /// The flavor failed: it returned an error, trapped, or hit a limit.
 pub const FLAVOR_ERROR: u8 = 70;
 /// The job's program could not be executed (not executable), as a shell
@@ -22,7 +25,8 @@ pub const CANNOT_EXECUTE: u8 = 126;
 pub const PROGRAM_NOT_FOUND: u8 = 127;
 /// The job ran past its timeout and was stopped (as `timeout(1)` exits).
 pub const TIMED_OUT: u8 = 124;
-/// The flavor asked for something its step operator's grants do not allow.
+/// The flavor asked for something its step operator's grants do not allow,
+/// or a registry refused stepbox's login.
 pub const DENIED: u8 = 77;
 /// The launch was cancelled by SIGINT (Ctrl-C).
 pub const CANCELLED_SIGINT: u8 = 130;

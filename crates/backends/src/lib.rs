@@ -26,3 +26,4 @@ pub mod secrets;
 pub mod source_files;
 pub mod timestamps;
 pub mod units;
+pub mod wasm_oci;

@@ -42,7 +42,12 @@ pub enum FlavorError {
     )]
     MissingFile { name: String, path: String },
     #[error(transparent)]
+    Registry(#[from] stepbox_backends::wasm_oci::WasmOciError),
+    #[error(transparent)]
     Store(#[from] StoreError),
+    /// Bad input the user can correct (a malformed option, a file that is not a flavor).
+    #[error("{0}")]
+    Input(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -52,6 +57,7 @@ impl FlavorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             FlavorError::Guest { .. } => exit::FLAVOR_ERROR,
+            FlavorError::Registry(error) => crate::oci_flavors::exit_code(error),
             FlavorError::Store(_) | FlavorError::Internal(_) => exit::INTERNAL,
             _ => exit::BAD_INPUT,
         }
@@ -63,15 +69,39 @@ impl FlavorError {
 pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<FlavorRecord, FlavorError> {
     let shown = path.display().to_string();
     let bytes = component::read_component_file(path)?;
-    component::check_binary(&shown, &bytes)?;
-    let sha256 = component::sha256_hex(&bytes);
+    let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
+    let source = Source { shown, label, recorded: source_path.display().to_string() };
+    register_bytes(stepbox, &source, &bytes, replace).await
+}
+
+/// Where a component being registered came from.
+pub struct Source {
+    /// How errors name it, as the user wrote it (a path, an `oci://` reference).
+    pub shown: String,
+    /// How its log lines are labelled (a file name).
+    pub label: String,
+    /// What the flavor record keeps: the canonical path, or the pinned
+    /// `oci://…@sha256:…` reference.
+    pub recorded: String,
+}
+
+/// Check, compile and register `bytes`, a component from `source`.
+pub async fn register_bytes(
+    stepbox: &Stepbox,
+    source: &Source,
+    bytes: &[u8],
+    replace: bool,
+) -> Result<FlavorRecord, FlavorError> {
+    let shown = source.shown.clone();
+    component::check_binary(&shown, bytes)?;
+    let sha256 = component::sha256_hex(bytes);
     let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
-    let compiled = cache.compile(&shown, &sha256, &bytes)?;
+    let compiled = cache.compile(&shown, &sha256, bytes)?;
     let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     let shape = component::check_shape(&engine, &shown, &compiled)?;
     let prepared = Prepared::new(engine, compiled).map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
-    let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
-    let logger = Arc::new(FlavorLogger::new(&label, None, &Limits::for_query()));
+    let logger = Arc::new(FlavorLogger::new(&source.label, None, &Limits::for_query()));
     let metadata =
         prepared.metadata(logger).await.map_err(|failure| FlavorError::Guest { path: shown.clone(), failure })?;
     let bad = |message: String| FlavorError::BadMetadata { path: shown.clone(), message };
@@ -92,10 +122,9 @@ pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<F
     }
     let blob = stepbox.home.flavor_blob(&sha256);
     if !blob.is_file() {
-        stepbox_backends::files::write_atomically(&blob, &bytes)
+        stepbox_backends::files::write_atomically(&blob, bytes)
             .map_err(|e| FlavorError::Internal(format!("cannot store {}: {e}", blob.display())))?;
     }
-    let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let record = FlavorRecord {
         name: metadata.name,
         sha256,
@@ -107,7 +136,7 @@ pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<F
         config_schema,
         settings_schema,
         shape,
-        source_path: source_path.display().to_string(),
+        source_path: source.recorded.clone(),
         registered_at: stepbox_store::store::now(),
     };
     stepbox.db.put_flavor(&record)?;

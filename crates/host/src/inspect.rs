@@ -159,7 +159,7 @@ fn imports_with_functions(bytes: &[u8], names: &[String]) -> Result<Vec<componen
 }
 
 /// The component's own (top-level) export and import names.
-fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+pub fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
     let mut exports = Vec::new();
     let mut imports = Vec::new();
     let mut depth = 0usize;

@@ -10,7 +10,7 @@
 //!   wasmtime, limits, loading and checking components and the
 //!   precompiled-component cache, one fresh store per call;
 //! - [`host`]: the WIT imports, one module per capability;
-//! - [`context`], [`flavors`], [`step_operators`], [`launch`],
+//! - [`context`], [`flavors`], [`oci_flavors`], [`step_operators`], [`launch`],
 //!   [`conformance`]: the operations;
 //! - [`supervisor`], [`follow`]: detached runs, and following them from
 //!   another process; [`display`]: text from outside, made safe to print.
@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod instance;
 pub mod launch;
 pub mod limits;
+pub mod oci_flavors;
 pub mod step_operators;
 pub mod supervisor;
 

@@ -170,17 +170,48 @@ applies it (as a backend credential) where the step operator's grants allow.")]
 
 #[derive(Debug, Subcommand)]
 pub enum FlavorCommand {
-    /// Check, compile and register a flavor component
+    /// Check, compile and register a flavor component, from a file or a registry
     #[command(after_help = "\
 Examples:
   stepbox flavor register ./my_flavor.wasm
-  stepbox flavor register --replace ./my_flavor.wasm   # a new build of the same flavor")]
+  stepbox flavor register --replace ./my_flavor.wasm   # a new build of the same flavor
+  stepbox flavor register oci://registry.example.com/flavors/local:1.0
+  stepbox flavor register oci://registry.example.com/flavors/local@sha256:<digest>
+
+A flavor from a registry is registered pinned to the manifest digest it was pulled at; the tag is
+not looked up again on its own (`flavor describe` shows the digest). The artifact must be a Wasm
+component in the CNCF Wasm OCI layout (what `stepbox flavor push` and `wkg oci push` write).
+Exit codes: 64 not a flavor (or not found, or failing its digest), 69 the registry cannot be
+reached, 77 the registry wants or refused a login. docs/DISTRIBUTING.md has the whole story.")]
     Register {
-        /// The component file
-        path: PathBuf,
+        /// The component file, or `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:DIGEST`)
+        source: String,
         /// Replace a registered flavor of the same name
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Publish a flavor component to an OCI registry as a Wasm artifact
+    #[command(after_help = "\
+Writes the CNCF Wasm OCI artifact layout (config application/vnd.wasm.config.v0+json, one
+application/wasm layer), which `wkg oci pull` reads, and prints the manifest digest to pin.
+Registries on loopback are spoken to over plain HTTP, every other one over HTTPS.
+
+Examples:
+  stepbox flavor push ./local.wasm registry.example.com/flavors/local:1.0
+  stepbox secret set registry-login   # {\"username\": \"…\", \"password\": \"…\"}
+  stepbox flavor push ./local.wasm registry.example.com/flavors/local:1.0 \\
+      --registry-credential registry.example.com=basic:registry-login")]
+    Push {
+        /// The component file
+        path: PathBuf,
+        /// Where to push it: REGISTRY/REPOSITORY:TAG
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
@@ -238,6 +269,15 @@ Examples:
     },
     /// Delete a flavor that no step operator uses
     Delete { name: String },
+}
+
+/// How stepbox logs in to registries.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Log in to a registry with the user and password kept in a secret, which holds
+    /// {"username": …, "password": …} (repeatable; the same form as the registry-credential grant)
+    #[arg(long = "registry-credential", value_name = "HOST=basic:SECRET")]
+    pub credentials: Vec<String>,
 }
 
 /// Configuration given on the command line.

@@ -12,8 +12,18 @@ use crate::flavors::{self, FlavorListing};
 pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     match command {
-        FlavorCommand::Register { path, replace, output } => {
-            let record = flavors::register(&stepbox, &path, replace).await?;
+        FlavorCommand::Register { source, replace, registry, output } => {
+            let record = if source.starts_with(crate::oci_flavors::SCHEME) {
+                let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
+                crate::oci_flavors::register(&stepbox, &source, replace, &logins, &progress).await?
+            } else {
+                if !registry.credentials.is_empty() {
+                    return Err(Failure::input(format!(
+                        "--registry-credential is for flavors from registries (oci://…); {source} is a file"
+                    )));
+                }
+                flavors::register(&stepbox, std::path::Path::new(&source), replace).await?
+            };
             match output {
                 Format::Json => output::json(&record)?,
                 Format::Table => output::line(format_args!(
@@ -22,6 +32,21 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                     crate::display::visible(&record.version),
                     output::short(&record.sha256),
                     capability_list(&record.shape.capabilities)
+                ))?,
+            }
+        }
+        FlavorCommand::Push { path, reference, registry, output } => {
+            let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
+            let pushed = crate::oci_flavors::push(&path, &reference, &logins, &progress).await?;
+            match output {
+                Format::Json => output::json(&pushed)?,
+                Format::Table => output::line(format_args!(
+                    "pushed {} ({}) as {}\nregister it pinned with: stepbox flavor register oci://{}@{}",
+                    path.display(),
+                    bytesize::ByteSize::b(pushed.size),
+                    pushed.reference,
+                    pushed.repository,
+                    pushed.digest,
                 ))?,
             }
         }
@@ -111,6 +136,11 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
     Ok(exit::OK)
 }
 
+/// Progress of a push or pull, on stderr.
+fn progress(message: &str) {
+    output::note(format_args!("{message}"));
+}
+
 fn print_inspection(inspection: &crate::inspect::Inspection) -> Result<(), Failure> {
     let beyond: Vec<String> =
         inspection.wasi_beyond_minimal.iter().map(|w| format!("{} ({})", w.interface, w.note)).collect();
@@ -158,7 +188,7 @@ fn describe(listing: &FlavorListing) -> Result<(), Failure> {
         ("exports", record.shape.exports.join(", ")),
         ("size", bytesize::ByteSize::b(record.size).to_string()),
         ("sha256", record.sha256.clone()),
-        ("file", format!("{} ({})", record.source_path, listing.status)),
+        ("source", format!("{} ({})", record.source_path, listing.status)),
         ("registered", record.registered_at.clone()),
     ])?;
     output::line(format_args!("\nconfig schema:\n{}", pretty(&record.config_schema)))?;

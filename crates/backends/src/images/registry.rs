@@ -42,8 +42,35 @@ pub struct Login {
     pub password: crate::secrets::SecretValue,
 }
 
+impl Login {
+    /// The login for `registry` kept in the secret `secret`, which holds
+    /// `{"username": …, "password": …}` (a `registry-credential` grant or
+    /// `--registry-credential`).
+    pub fn from_secret(registry: &str, secret: &str, secrets: &crate::secrets::Secrets) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Stored {
+            username: String,
+            password: String,
+        }
+        let value = secrets
+            .get(secret)
+            .map_err(|error| format!("the login for {registry} is the secret `{secret}`: {error}"))?;
+        let stored: Stored = serde_json::from_str(value.expose()).map_err(|error| {
+            format!(
+                "the secret `{secret}` does not hold a registry login ({{\"username\": …, \"password\": …}}): {error}"
+            )
+        })?;
+        Ok(Self {
+            registry: registry.to_owned(),
+            username: stored.username,
+            password: crate::secrets::SecretValue::new(stored.password),
+        })
+    }
+}
+
 /// How to authenticate to `registry`: its login, else anonymously.
-fn auth_for(logins: &[Login], registry: &str) -> RegistryAuth {
+pub(crate) fn auth_for(logins: &[Login], registry: &str) -> RegistryAuth {
     match logins.iter().find(|login| login.registry.eq_ignore_ascii_case(registry)) {
         Some(login) => RegistryAuth::Basic(login.username.clone(), login.password.expose().to_owned()),
         None => RegistryAuth::Anonymous,

@@ -162,34 +162,16 @@ async fn build_checked(
 /// The logins of the step operator's `registry-credential` grants, read
 /// from their secrets (`{"username": …, "password": …}`).
 fn registry_logins(launch: &LaunchContext) -> Result<Vec<stepbox_backends::images::registry::Login>, Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Stored {
-        username: String,
-        password: String,
-    }
     let secrets = launch.home.secrets();
-    let mut logins = Vec::new();
-    for credential in &launch.grants.registry_credentials {
-        let value = secrets.get(&credential.secret).map_err(|error| {
-            Error::Failed(format!(
-                "the login for {} is the secret `{}`: {error}",
-                credential.registry, credential.secret
-            ))
-        })?;
-        let stored: Stored = serde_json::from_str(value.expose()).map_err(|error| {
-            Error::Failed(format!(
-                "the secret `{}` does not hold a registry login ({{\"username\": …, \"password\": …}}): {error}",
-                credential.secret
-            ))
-        })?;
-        logins.push(stepbox_backends::images::registry::Login {
-            registry: credential.registry.clone(),
-            username: stored.username,
-            password: stepbox_backends::secrets::SecretValue::new(stored.password),
-        });
-    }
-    Ok(logins)
+    launch
+        .grants
+        .registry_credentials
+        .iter()
+        .map(|credential| {
+            stepbox_backends::images::registry::Login::from_secret(&credential.registry, &credential.secret, &secrets)
+                .map_err(Error::Failed)
+        })
+        .collect()
 }
 
 fn failed(error: ImageError) -> Error {

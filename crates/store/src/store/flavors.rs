@@ -25,7 +25,9 @@ pub struct FlavorRecord {
     /// JSON Schema of the per-step settings.
     pub settings_schema: serde_json::Value,
     pub shape: ComponentShape,
-    /// The file it was registered from.
+    /// Where it was registered from: the file's canonical path, or the
+    /// registry reference pinned to the digest it was pulled at
+    /// (`oci://REGISTRY/REPOSITORY:TAG@sha256:…`).
     pub source_path: String,
     pub registered_at: String,
 }

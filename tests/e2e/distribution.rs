@@ -1,0 +1,336 @@
+//! Flavors from OCI registries: `stepbox flavor push` writes the CNCF Wasm
+//! OCI artifact layout to the test registry, `stepbox flavor register
+//! oci://…` pulls it by tag or digest and pins the digest; and a fake
+//! registry (a loopback HTTP server) for what a real one will not do: serve
+//! tampered or oversized blobs, redirect blob reads to a storage host, loop.
+//! Every refusal registers nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::Digest as _;
+use stepbox_e2e::fake_http::{FakeServer, Recorded, Reply};
+use stepbox_e2e::login_registry::LoginRegistry;
+use stepbox_e2e::{TestHome, local_flavor, path_str, registry};
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&sha2::Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A repository of its own in the shared test registry, so runs and tests never meet.
+fn fresh_repository(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}/stepbox-test/flavors-{nanos:x}/{name}", registry())
+}
+
+fn no_flavors(t: &TestHome) {
+    let listed = t.run(&["flavor", "list", "-o", "json"]);
+    assert_eq!(listed.expect_code(0).json(), serde_json::json!([]), "nothing may be registered");
+}
+
+#[test]
+fn a_pushed_flavor_registers_by_tag_pinned_to_its_digest_and_runs() {
+    let t = TestHome::sharing_cache();
+    let file = local_flavor();
+    let bytes = std::fs::read(&file).expect("the local flavor");
+    let repository = fresh_repository("local");
+    let tag = format!("{repository}:1");
+
+    let pushed = t.run(&["flavor", "push", path_str(&file), &tag, "-o", "json"]);
+    let pushed = pushed.expect_code(0).json();
+    let manifest_digest = pushed["digest"].as_str().expect("a digest").to_owned();
+    assert_eq!(pushed["layer_digest"], digest(&bytes), "the layer is the file");
+
+    // The layout as the CNCF Wasm OCI artifact document gives it, read straight from the registry.
+    let manifest = curl(&format!("http://{}/v2/{}/manifests/1", registry(), repo_path(&repository)), MANIFEST);
+    assert_eq!(digest(&manifest), manifest_digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("JSON");
+    assert_eq!(manifest["mediaType"], MANIFEST);
+    assert_eq!(manifest["config"]["mediaType"], WASM_CONFIG);
+    assert_eq!(manifest["layers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(manifest["layers"][0]["digest"], digest(&bytes));
+    let config = curl(
+        &format!(
+            "http://{}/v2/{}/blobs/{}",
+            registry(),
+            repo_path(&repository),
+            manifest["config"]["digest"].as_str().expect("digest")
+        ),
+        "*/*",
+    );
+    let config: serde_json::Value = serde_json::from_slice(&config).expect("JSON");
+    assert_eq!((config["architecture"].as_str(), config["os"].as_str()), (Some("wasm"), Some("wasip2")));
+    assert_eq!(config["layerDigests"], serde_json::json!([digest(&bytes)]));
+    let exports = config["component"]["exports"].to_string();
+    assert!(exports.contains("stepbox:operator/operator@"), "{exports}");
+
+    let registered = t.run(&["flavor", "register", &format!("oci://{tag}"), "-o", "json"]).expect_code(0).json();
+    assert_eq!(registered["name"], "local");
+    assert_eq!(registered["sha256"], hex(&sha2::Sha256::digest(&bytes)));
+    assert_eq!(registered["source_path"], format!("oci://{tag}@{manifest_digest}"));
+
+    t.register_operator("local", "local", &["--grant", "jobs", "--grant", "requirements"]).expect_code(0);
+    let run = t.launch("local", "train", &["echo", "pulled from a registry"]);
+    assert!(run.expect_code(0).stdout.contains("pulled from a registry"), "{}", run.stdout);
+
+    // The tag moves (a push of the same file makes a new manifest); the registered flavor does not.
+    let again = t.run(&["flavor", "push", path_str(&file), &tag, "-o", "json"]).expect_code(0).json();
+    assert_ne!(again["digest"], manifest_digest.as_str(), "a push records when it was made");
+    let described = t.run(&["flavor", "describe", "local", "-o", "json"]).expect_code(0).json();
+    assert_eq!(described["source_path"], format!("oci://{tag}@{manifest_digest}"));
+    let shown = t.run(&["flavor", "describe", "local"]).expect_code(0).stdout.clone();
+    assert!(shown.contains(&manifest_digest), "describe shows the pinned digest:\n{shown}");
+}
+
+#[test]
+fn a_flavor_registers_by_digest_and_an_unknown_digest_or_tag_is_not_found() {
+    let t = TestHome::sharing_cache();
+    let file = local_flavor();
+    let repository = fresh_repository("by-digest");
+    let pushed = t.run(&["flavor", "push", path_str(&file), &format!("{repository}:v1"), "-o", "json"]);
+    let manifest_digest = pushed.expect_code(0).json()["digest"].as_str().expect("digest").to_owned();
+
+    let pinned = format!("oci://{repository}@{manifest_digest}");
+    let registered = t.run(&["flavor", "register", &pinned, "-o", "json"]).expect_code(0).json();
+    assert_eq!(registered["source_path"], pinned);
+
+    let other = TestHome::sharing_cache();
+    let missing = format!("oci://{repository}@sha256:{}", "0".repeat(64));
+    other.run(&["flavor", "register", &missing]).expect_error(64, "was not found in its registry");
+    other.run(&["flavor", "register", &format!("oci://{repository}:nope")]).expect_error(64, "was not found");
+    other.run(&["flavor", "register", &format!("oci://{repository}")]).expect_error(64, "no tag or digest");
+    other.run(&["flavor", "register", "oci://flavors/local:1"]).expect_error(64, "registry's host");
+    no_flavors(&other);
+}
+
+#[test]
+fn a_container_image_is_not_a_flavor_and_a_non_flavor_is_not_pushed() {
+    let t = TestHome::sharing_cache();
+    let image = format!("oci://{}/stepbox-test/busybox:1", registry());
+    let refused = t.run(&["flavor", "register", &image]);
+    refused.expect_error(64, "is not a Wasm component artifact");
+    assert!(refused.stderr.contains("container image"), "{}", refused.stderr);
+    no_flavors(&t);
+
+    let not_a_flavor = t.scratch().join("notes.wasm");
+    std::fs::write(&not_a_flavor, "not wasm").expect("write");
+    let tag = format!("{}:1", fresh_repository("junk"));
+    t.run(&["flavor", "push", path_str(&not_a_flavor), &tag]).expect_error(64, "not pushed");
+}
+
+#[test]
+fn a_registry_that_wants_a_login_gets_the_one_from_the_secret() {
+    let login = LoginRegistry::start("flavors", "s3cret");
+    let t = TestHome::sharing_cache();
+    let tag = format!("{}/team/local:1", login.address());
+    let file = local_flavor();
+
+    let refused = t.run(&["flavor", "push", path_str(&file), &tag]);
+    refused.expect_error(77, "wants a login");
+    assert!(refused.stderr.contains("--registry-credential"), "{}", refused.stderr);
+
+    t.set_secret("registry-login", br#"{"username": "flavors", "password": "s3cret"}"#).expect_code(0);
+    let credential = format!("{}=basic:registry-login", login.address());
+    t.run(&["flavor", "push", path_str(&file), &tag, "--registry-credential", &credential]).expect_code(0);
+    t.run(&["flavor", "register", &format!("oci://{tag}")]).expect_error(77, "wants a login");
+    no_flavors(&t);
+    t.run(&["flavor", "register", &format!("oci://{tag}"), "--registry-credential", &credential]).expect_code(0);
+
+    t.set_secret("wrong-login", br#"{"username": "flavors", "password": "guess"}"#).expect_code(0);
+    let other = format!("{}=basic:wrong-login", login.address());
+    t.run(&["flavor", "register", "--replace", &format!("oci://{tag}"), "--registry-credential", &other])
+        .expect_error(77, "refused the login");
+}
+
+#[test]
+fn an_unreachable_registry_is_a_clear_error() {
+    let t = TestHome::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
+    // The listener is gone: nothing answers on that port.
+    t.run(&["flavor", "register", &format!("oci://127.0.0.1:{port}/flavors/local:1")])
+        .expect_error(69, &format!("cannot reach the registry 127.0.0.1:{port}"));
+    no_flavors(&t);
+}
+
+/// What a fake registry serves: one artifact of the local flavor, whose
+/// blobs may be replaced or redirected.
+struct Served {
+    manifest: Vec<u8>,
+    blobs: BTreeMap<String, Vec<u8>>,
+    layer_digest: String,
+}
+
+impl Served {
+    /// The local flavor as a Wasm artifact, the layer declared as `declared_size` (its real size by default).
+    fn local(declared_size: Option<u64>) -> Self {
+        let layer = std::fs::read(local_flavor()).expect("the local flavor");
+        let layer_digest = digest(&layer);
+        let config = serde_json::json!({
+            "created": "2026-12-03T00:00:00Z", "author": null, "architecture": "wasm", "os": "wasip2",
+            "layerDigests": [layer_digest], "component": {"exports": [], "imports": [], "target": null},
+        })
+        .to_string()
+        .into_bytes();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": WASM_CONFIG, "digest": digest(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/wasm", "digest": layer_digest, "size": declared_size.unwrap_or(layer.len() as u64)}],
+        })
+        .to_string()
+        .into_bytes();
+        let blobs = BTreeMap::from([(digest(&config), config), (layer_digest.clone(), layer)]);
+        Self { manifest, blobs, layer_digest }
+    }
+}
+
+type BlobAnswer = dyn Fn(&str, &[u8]) -> Reply + Send + Sync;
+
+/// A registry serving `served` under `flavors/local:1`; blob requests are answered by `blob`.
+fn fake_registry(served: Served, login: bool, blob: Arc<BlobAnswer>) -> FakeServer {
+    FakeServer::start(move |request: &Recorded| {
+        if login && request.header("authorization").is_none() {
+            return Reply::text(401, "login").with_header("WWW-Authenticate", "Basic realm=\"fake\"");
+        }
+        match request.path.as_str() {
+            "/v2/" => Reply::text(200, "{}"),
+            "/v2/flavors/local/manifests/1" => Reply {
+                status: 200,
+                headers: vec![("Content-Type".into(), MANIFEST.into())],
+                body: served.manifest.clone(),
+            },
+            path => {
+                match path.strip_prefix("/v2/flavors/local/blobs/").and_then(|d| served.blobs.get(d).map(|b| (d, b))) {
+                    Some((digest, bytes)) => blob(digest, bytes),
+                    None => Reply::text(404, "unknown"),
+                }
+            }
+        }
+    })
+}
+
+fn octets(bytes: &[u8]) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+        body: bytes.to_vec(),
+    }
+}
+
+fn register_from(t: &TestHome, server: &FakeServer, extra: &[&str]) -> stepbox_e2e::Run {
+    let mut args =
+        vec!["flavor".to_owned(), "register".to_owned(), format!("oci://127.0.0.1:{}/flavors/local:1", server.port())];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    t.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn blobs_redirected_to_a_storage_host_are_followed_without_the_registrys_credentials() {
+    let storage = Arc::new(FakeServer::start(|request: &Recorded| {
+        let digest = request.path.trim_start_matches("/store/").split('?').next().unwrap_or_default().to_owned();
+        let served = Served::local(None);
+        served.blobs.get(&digest).map_or_else(|| Reply::text(404, "no"), |bytes| octets(bytes))
+    }));
+    let storage_origin = storage.origin();
+    let registry = fake_registry(
+        Served::local(None),
+        true,
+        Arc::new(move |digest, _| {
+            Reply::text(307, "")
+                .with_header("Location", &format!("{storage_origin}/store/{digest}?X-Signature=presigned"))
+        }),
+    );
+    let t = TestHome::sharing_cache();
+    t.set_secret("fake-login", br#"{"username": "u", "password": "registry-password"}"#).expect_code(0);
+    let credential = format!("127.0.0.1:{}=basic:fake-login", registry.port());
+    register_from(&t, &registry, &["--registry-credential", &credential]).expect_code(0);
+
+    let to_registry = registry.requests_to("/v2/flavors/local/blobs/");
+    assert_eq!(to_registry.len(), 2, "config and layer were asked of the registry");
+    assert!(to_registry.iter().all(|r| r.header("authorization").is_some()), "the registry gets its login");
+    let to_storage = storage.requests_to("/store/");
+    assert_eq!(to_storage.len(), 2, "both blobs came from the storage host");
+    for request in to_storage {
+        assert_eq!(request.header("authorization"), None, "the registry's login stays with the registry: {request:?}");
+    }
+}
+
+#[test]
+fn redirect_loops_and_non_http_redirects_are_refused() {
+    for (location, expected) in
+        [(None, "it loops"), (Some("ftp://127.0.0.1/blob"), "`ftp:` URL"), (Some("file:///etc/passwd"), "`file:` URL")]
+    {
+        let t = TestHome::new();
+        let registry = Arc::new(std::sync::OnceLock::<String>::new());
+        let origin = Arc::clone(&registry);
+        let server = fake_registry(
+            Served::local(None),
+            false,
+            Arc::new(move |digest, _| {
+                let target = match location {
+                    Some(url) => url.to_owned(),
+                    // Between two URLs of its own, back and forth.
+                    None => format!("{}/v2/flavors/local/blobs/{digest}", origin.get().map_or("", String::as_str)),
+                };
+                Reply::text(302, "").with_header("Location", &target)
+            }),
+        );
+        let _ = registry.set(server.origin());
+        let refused = register_from(&t, &server, &[]);
+        refused.expect_error(64, "redirect");
+        assert!(refused.stderr.contains(expected), "{expected}: {}", refused.stderr);
+        no_flavors(&t);
+    }
+}
+
+#[test]
+fn a_tampered_an_oversized_or_an_oversent_layer_is_refused_and_nothing_registered() {
+    // The bytes differ from the digest the manifest declares.
+    let t = TestHome::new();
+    let server = fake_registry(
+        Served::local(None),
+        false,
+        Arc::new(|_, bytes| {
+            let mut tampered = bytes.to_vec();
+            if let Some(last) = tampered.last_mut() {
+                *last ^= 1;
+            }
+            octets(&tampered)
+        }),
+    );
+    register_from(&t, &server, &[]).expect_error(64, "does not match its digest");
+    no_flavors(&t);
+
+    // A 2 GB layer is refused from the manifest, before a byte of it is asked for.
+    let served = Served::local(Some(2 << 30));
+    let layer = served.layer_digest.clone();
+    let server = fake_registry(served, false, Arc::new(|_, bytes| octets(bytes)));
+    register_from(&t, &server, &[]).expect_error(64, "2.0 GiB, more than the 256.0 MiB");
+    assert!(server.requests_to(&format!("/v2/flavors/local/blobs/{layer}")).is_empty(), "the layer was not read");
+    no_flavors(&t);
+
+    // More bytes than declared: the read stops at the declared size.
+    let server = fake_registry(Served::local(Some(100)), false, Arc::new(|_, bytes| octets(bytes)));
+    register_from(&t, &server, &[]).expect_error(64, "sent more bytes for the component layer");
+    no_flavors(&t);
+}
+
+fn repo_path(repository: &str) -> &str {
+    repository.split_once('/').map_or(repository, |(_, path)| path)
+}
+
+fn curl(url: &str, accept: &str) -> Vec<u8> {
+    let output = std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "20", "-H", &format!("Accept: {accept}"), url])
+        .output()
+        .expect("curl runs");
+    assert!(output.status.success(), "curl {url}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
