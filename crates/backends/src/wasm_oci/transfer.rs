@@ -33,6 +33,10 @@ pub const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a registry may leave a read waiting.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one whole request may take, redirects and body included: a
+/// registry trickling a byte a minute must not hold a registration forever.
+/// (256 MiB, the largest component, in 10 minutes is 0.4 MiB/s.)
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A flavor artifact pulled from a registry, checked against its digests.
 #[derive(Debug, Clone)]
@@ -256,6 +260,7 @@ impl Session {
             .redirect(redirect_policy())
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|error| WasmOciError::Internal(format!("cannot make an HTTP client: {error}")))?;
         Ok(Self {
