@@ -148,6 +148,8 @@ fn a_registry_that_wants_a_login_gets_the_one_from_the_secret() {
     let other = format!("{}=basic:wrong-login", login.address());
     t.run(&["flavor", "register", "--replace", &format!("oci://{tag}"), "--registry-credential", &other])
         .expect_error(77, "refused the login");
+    t.run(&["flavor", "push", path_str(&file), &tag, "--registry-credential", &other])
+        .expect_error(77, "refused the login");
 }
 
 #[test]

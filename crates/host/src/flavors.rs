@@ -57,7 +57,7 @@ impl FlavorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             FlavorError::Guest { .. } => exit::FLAVOR_ERROR,
-            FlavorError::Registry(error) => crate::oci_flavors::exit_code(error),
+            FlavorError::Registry(error) => error.exit_code(),
             FlavorError::Store(_) | FlavorError::Internal(_) => exit::INTERNAL,
             _ => exit::BAD_INPUT,
         }

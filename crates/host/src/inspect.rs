@@ -63,6 +63,8 @@ pub struct Inspection {
     /// The contract version it implements, when it exports one.
     pub contract: Option<String>,
     pub exports: Vec<String>,
+    /// Everything it imports, by top-level name, with versions.
+    pub imports: Vec<String>,
     /// The stepbox capabilities it imports (`log` is always granted).
     pub capabilities: Vec<stepbox_store::capability::Capability>,
     pub wasi_minimal: Vec<String>,
@@ -87,6 +89,7 @@ pub fn inspect(path: &str, bytes: &[u8]) -> Inspection {
         kind: "component",
         contract: None,
         exports: Vec::new(),
+        imports: Vec::new(),
         capabilities: Vec::new(),
         wasi_minimal: Vec::new(),
         wasi_beyond_minimal: Vec::new(),
@@ -112,6 +115,7 @@ pub fn inspect(path: &str, bytes: &[u8]) -> Inspection {
     inspection.contract =
         exports.iter().find_map(|name| name.strip_prefix(&prefix)).map(|v| format!("{}@{v}", crate::CONTRACT_PACKAGE));
     inspection.exports = exports.clone();
+    inspection.imports = imports.clone();
     for name in &imports {
         if name.starts_with("wasi:") {
             let interface = name.split('@').next().unwrap_or(name);
@@ -159,7 +163,7 @@ fn imports_with_functions(bytes: &[u8], names: &[String]) -> Result<Vec<componen
 }
 
 /// The component's own (top-level) export and import names.
-pub fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
     let mut exports = Vec::new();
     let mut imports = Vec::new();
     let mut depth = 0usize;

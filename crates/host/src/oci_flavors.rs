@@ -6,29 +6,14 @@
 //! Logins come from `--registry-credential HOST=basic:SECRET`, the same form
 //! and secrets as the `registry-credential` grant of the images capability.
 
-use stepbox_backends::exit;
 use stepbox_backends::images::registry::Login;
-use stepbox_backends::wasm_oci::{self, ComponentWorld, Pushed, WasmOciError};
+use stepbox_backends::wasm_oci::{self, ComponentWorld, Pushed};
 use stepbox_store::policy::RegistryCredential;
 use stepbox_store::store::FlavorRecord;
 
 use crate::component::{self, MAX_COMPONENT_BYTES};
 use crate::context::Stepbox;
 use crate::flavors::{self, FlavorError, Source};
-
-/// The prefix that marks a registry reference where a path could stand.
-pub const SCHEME: &str = "oci://";
-
-/// The exit code for a registry failure: unreachable (69), a refused login
-/// (77), anything else about what was asked for (64).
-pub fn exit_code(error: &WasmOciError) -> u8 {
-    match error {
-        WasmOciError::Unreachable { .. } => exit::UNAVAILABLE,
-        WasmOciError::LoginRequired { .. } | WasmOciError::Denied { .. } => exit::DENIED,
-        WasmOciError::Internal(_) => exit::INTERNAL,
-        _ => exit::BAD_INPUT,
-    }
-}
 
 /// Parse `--registry-credential` values and read their logins.
 pub fn logins(stepbox: &Stepbox, credentials: &[String]) -> Result<Vec<Login>, FlavorError> {
@@ -60,11 +45,9 @@ pub async fn push(
     if let Some(problem) = inspection.problem {
         return Err(FlavorError::Input(format!("not a flavor stepbox can register, so not pushed: {problem}")));
     }
-    let (exports, imports) = crate::inspect::top_level_names(&bytes).map_err(FlavorError::Input)?;
-    let world = ComponentWorld { exports, imports, target: None };
+    let world = ComponentWorld { exports: inspection.exports, imports: inspection.imports, target: None };
     let file_name =
         path.file_name().map_or_else(|| "flavor.wasm".to_owned(), |name| name.to_string_lossy().into_owned());
-    let reference = reference.strip_prefix(SCHEME).unwrap_or(reference);
     Ok(wasm_oci::push(reference, logins, &bytes, &file_name, world, progress).await?)
 }
 

@@ -13,7 +13,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
     let stepbox = open(home)?;
     match command {
         FlavorCommand::Register { source, replace, registry, output } => {
-            let record = if source.starts_with(crate::oci_flavors::SCHEME) {
+            let record = if source.starts_with(crate::wasm_oci::SCHEME) {
                 let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
                 crate::oci_flavors::register(&stepbox, &source, replace, &logins, &progress).await?
             } else {

@@ -32,40 +32,33 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// component's imports and exports, a few kilobytes.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// The config of a Wasm artifact (field names as the layout's, camelCase).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The config of a Wasm artifact (field names as the layout's, camelCase;
+/// absent fields read as empty, as the reference implementation reads them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct WasmConfig {
     /// When the artifact was made (RFC 3339).
-    #[serde(default)]
     pub created: Option<String>,
     /// Who made it, if said.
-    #[serde(default)]
     pub author: Option<String>,
     /// Always `wasm`.
-    #[serde(default)]
     pub architecture: Option<String>,
     /// `wasip2` for a component.
-    #[serde(default)]
     pub os: Option<String>,
     /// The layers' digests, in manifest order.
-    #[serde(default)]
     pub layer_digests: Vec<String>,
     /// The component's world, for indexes; absent for a core module.
-    #[serde(default)]
     pub component: Option<ComponentWorld>,
 }
 
 /// What a component imports and exports, by top-level name
 /// (`wasi:http/outgoing-handler@0.2.6`, `stepbox:operator/operator@0.2.1`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ComponentWorld {
-    #[serde(default)]
     pub exports: Vec<String>,
-    #[serde(default)]
     pub imports: Vec<String>,
     /// The world's name; written as null, as `wkg` does.
-    #[serde(default)]
     pub target: Option<String>,
 }
 

@@ -12,6 +12,9 @@ pub mod transfer;
 use thiserror::Error;
 
 pub use artifact::{ComponentWorld, WasmConfig};
+
+/// The prefix that marks a registry reference where a file path could stand.
+pub const SCHEME: &str = "oci://";
 pub use transfer::{Pulled, Pushed, pull, push};
 
 /// Why pushing or pulling a flavor artifact failed; nothing was registered.
@@ -28,9 +31,9 @@ pub enum WasmOciError {
     )]
     LoginRequired { registry: String },
     #[error(
-        "the registry {registry} refused the login or the access ({status}, {detail}); check the credential's user, password and rights"
+        "the registry {registry} refused the login or the access ({detail}); check the credential's user, password and rights"
     )]
-    Denied { registry: String, status: u16, detail: String },
+    Denied { registry: String, detail: String },
     #[error(
         "{reference} was not found in its registry (404); check the repository and tag, or push it with `stepbox flavor push`"
     )]
@@ -55,4 +58,17 @@ pub enum WasmOciError {
     Push { reference: String, message: String },
     #[error("{0}")]
     Internal(String),
+}
+
+impl WasmOciError {
+    /// The process exit code: unreachable (69), a login wanted or refused
+    /// (77), anything else about what was asked for (64).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WasmOciError::Unreachable { .. } => crate::exit::UNAVAILABLE,
+            WasmOciError::LoginRequired { .. } | WasmOciError::Denied { .. } => crate::exit::DENIED,
+            WasmOciError::Internal(_) => crate::exit::INTERNAL,
+            _ => crate::exit::BAD_INPUT,
+        }
+    }
 }

@@ -23,8 +23,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::{StatusCode, Url};
 
-use super::WasmOciError;
 use super::artifact::{self, ArtifactBlobs, Blob, ComponentWorld, WasmConfig};
+use super::{SCHEME, WasmOciError};
 use crate::images::registry::{self, Login};
 
 /// The most redirects one request follows.
@@ -43,14 +43,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Pulled {
     /// `REGISTRY/REPOSITORY`.
     pub repository: String,
-    /// The tag it was pulled by, if by tag.
+    /// The tag it was named by, if any (with a digest too, the digest decided).
     pub tag: Option<String>,
     /// The manifest's digest: what the tag pointed to, and what is pinned.
     pub digest: String,
     /// The component's bytes.
     pub component: Vec<u8>,
-    /// The artifact's config.
-    pub config: WasmConfig,
 }
 
 impl Pulled {
@@ -83,7 +81,7 @@ pub struct Pushed {
 /// digest given: nothing defaults to Docker Hub or to `latest`.
 pub fn parse_reference(text: &str) -> Result<Reference, WasmOciError> {
     let bad = |message: &str| WasmOciError::Reference { reference: text.to_owned(), message: message.to_owned() };
-    let bare = text.strip_prefix("oci://").unwrap_or(text);
+    let bare = text.strip_prefix(SCHEME).unwrap_or(text);
     let (registry, rest) = bare.split_once('/').ok_or_else(|| bad("it names no registry"))?;
     if !(registry.contains(['.', ':']) || registry == "localhost") {
         return Err(bad(
@@ -95,11 +93,6 @@ pub fn parse_reference(text: &str) -> Result<Reference, WasmOciError> {
         return Err(bad("it has no tag or digest (nothing defaults to `latest`)"));
     }
     Reference::from_str(bare).map_err(|error| bad(&error.to_string()))
-}
-
-/// `REGISTRY/REPOSITORY[:TAG][@DIGEST]` as the user would write it.
-fn shown(reference: &Reference) -> String {
-    reference.whole()
 }
 
 /// Push `component` (the file `file_name`, whose world is `world`) to
@@ -157,10 +150,11 @@ fn push_failure(target: &Reference, logins: &[Login], error: oci_client::errors:
         _ if unauthorized && !logins.iter().any(|login| login.registry.eq_ignore_ascii_case(&registry)) => {
             WasmOciError::LoginRequired { registry }
         }
+        other if unauthorized => WasmOciError::Denied { registry, detail: format!("pushing: {other}") },
         E::RequestError(error) if error.is_connect() || error.is_timeout() => {
             WasmOciError::Unreachable { registry, message: chain(&error) }
         }
-        other => WasmOciError::Push { reference: shown(target), message: other.to_string() },
+        other => WasmOciError::Push { reference: target.whole(), message: other.to_string() },
     }
 }
 
@@ -176,7 +170,7 @@ pub async fn pull(
 ) -> Result<Pulled, WasmOciError> {
     let source = parse_reference(reference)?;
     let session = Session::open(&source, logins).await?;
-    let what_manifest = format!("manifest of {}", shown(&source));
+    let what_manifest = format!("manifest of {}", source.whole());
     let by = source.digest().or(source.tag()).unwrap_or_default();
     let manifest = session
         .get(
@@ -200,10 +194,11 @@ pub async fn pull(
             actual: digest,
         });
     }
-    let ArtifactBlobs { config, layer } = artifact::check_manifest(&shown(&source), &manifest, max_component_bytes)?;
+    let ArtifactBlobs { config, layer } = artifact::check_manifest(&source.whole(), &manifest, max_component_bytes)?;
     let config_bytes = session.blob(&config, "artifact config").await?;
-    let config: WasmConfig = serde_json::from_slice(&config_bytes).map_err(|error| WasmOciError::NotAWasmArtifact {
-        reference: shown(&source),
+    // Read for its shape only: a config that is not one means the artifact is not what it claims.
+    serde_json::from_slice::<WasmConfig>(&config_bytes).map_err(|error| WasmOciError::NotAWasmArtifact {
+        reference: source.whole(),
         why: format!("its config is not a Wasm artifact config ({error})"),
     })?;
     progress(&format!(
@@ -214,10 +209,9 @@ pub async fn pull(
     let component = session.blob(&layer, "component layer").await?;
     Ok(Pulled {
         repository: format!("{}/{}", source.registry(), source.repository()),
-        tag: source.tag().filter(|_| source.digest().is_none()).map(str::to_owned),
+        tag: source.tag().map(str::to_owned),
         digest,
         component,
-        config,
     })
 }
 
@@ -254,7 +248,7 @@ impl Session {
             Err(oci_client::errors::OciDistributionError::RequestError(error)) => {
                 return Err(WasmOciError::Unreachable { registry, message: chain(&error) });
             }
-            Err(error) => return Err(WasmOciError::Denied { registry, status: 401, detail: error.to_string() }),
+            Err(error) => return Err(WasmOciError::Denied { registry, detail: format!("logging in: {error}") }),
         };
         let http = reqwest::Client::builder()
             .redirect(redirect_policy())
@@ -267,7 +261,7 @@ impl Session {
             http,
             base: format!("{scheme}://{registry}/v2/{}", source.repository()),
             registry,
-            shown: shown(source),
+            shown: source.whole(),
             credential,
             has_login,
         })
@@ -315,27 +309,23 @@ impl Session {
         Ok(body)
     }
 
-    async fn refusal(&self, status: StatusCode, what: &str, response: reqwest::Response) -> WasmOciError {
+    async fn refusal(&self, status: StatusCode, what: &str, mut response: reqwest::Response) -> WasmOciError {
         let registry = self.registry.clone();
         match status {
             StatusCode::UNAUTHORIZED if !self.has_login => WasmOciError::LoginRequired { registry },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                WasmOciError::Denied { registry, status: status.as_u16(), detail: format!("reading the {what}") }
+                WasmOciError::Denied { registry, detail: format!("{status} reading the {what}") }
             }
             StatusCode::NOT_FOUND => WasmOciError::NotFound { reference: self.shown.clone() },
             _ => {
-                // The first line of what it said, bounded: an error page can be large.
-                let mut message = String::new();
-                if let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), async move {
-                    let mut response = response;
-                    response.chunk().await
-                })
-                .await
-                .unwrap_or(Ok(None))
-                {
-                    message =
-                        String::from_utf8_lossy(&chunk[..chunk.len().min(300)]).lines().next().unwrap_or("").to_owned();
-                }
+                // The first line of its first chunk: an error page can be large, or never end.
+                let first = tokio::time::timeout(Duration::from_secs(5), response.chunk()).await;
+                let message = match first {
+                    Ok(Ok(Some(chunk))) => {
+                        String::from_utf8_lossy(&chunk[..chunk.len().min(300)]).lines().next().unwrap_or("").to_owned()
+                    }
+                    _ => String::new(),
+                };
                 WasmOciError::Registry { registry, what: what.to_owned(), status: status.as_u16(), message }
             }
         }
@@ -407,7 +397,7 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 /// for) must not be followed, if it must not.
 fn refused_redirect(next: &Url, previous: &[Url]) -> Option<String> {
     let trail = || previous.iter().map(without_query).collect::<Vec<_>>().join(" → ");
-    if previous.iter().any(|seen| without_query(seen) == without_query(next)) {
+    if previous.contains(next) {
         return Some(format!("it loops ({} → {})", trail(), without_query(next)));
     }
     if previous.len() > MAX_REDIRECTS {
@@ -472,7 +462,9 @@ mod tests {
             (&[blob], "https://127.0.0.1/x", Some("this machine")),
             (&[blob], "https://[::1]/x", Some("this machine")),
             (&[blob], "https://localhost/x", Some("this machine")),
-            (&[blob, "https://a.example.net/1?sig=1"], "https://a.example.net/1?sig=2", Some("it loops")),
+            (&[blob, "https://a.example.net/1?sig=1"], "https://a.example.net/1?sig=1", Some("it loops")),
+            // The same path with a new query is no loop (a storage host renewing a signature).
+            (&[blob, "https://a.example.net/1?sig=1"], "https://a.example.net/1?sig=2", None),
             (&[blob, "https://a.example.net/1"], blob, Some("it loops")),
             (
                 &[blob, "https://a/1", "https://a/2", "https://a/3", "https://a/4", "https://a/5"],
