@@ -108,14 +108,25 @@ pub fn egress(data: &[u8]) {
 
 /// OCI: an image reference, a NUL, then a manifest (a foreign layout's, or
 /// a registry's). Every digest the manifest names maps to a blob path
-/// inside the layout, or is refused.
+/// inside the layout, or is refused; a manifest taken as a flavor artifact
+/// names two well-formed sha256 digests and a layer within the bound.
 pub fn oci(data: &[u8]) {
+    use stepbox::wasm_oci::{artifact, transfer};
     let split = data.iter().position(|byte| *byte == 0).unwrap_or(data.len());
     let (reference, manifest) = data.split_at(split);
     if let Some(reference) = text(reference) {
         let _ = stepbox::images::registry::parse(reference);
+        let _ = transfer::parse_reference(reference);
     }
     let manifest = manifest.get(1..).unwrap_or_default();
+    const LAYER_LIMIT: u64 = 1 << 20;
+    if let Ok(blobs) = artifact::check_manifest("fuzz", manifest, LAYER_LIMIT) {
+        assert!(blobs.layer.size <= LAYER_LIMIT, "a layer over the bound was taken");
+        assert!(blobs.config.size <= artifact::MAX_CONFIG_BYTES, "a config over the bound was taken");
+        for digest in [&blobs.config.digest, &blobs.layer.digest] {
+            assert!(digest.len() == 71 && digest.starts_with("sha256:"), "`{digest}` was taken as a digest");
+        }
+    }
     let Ok(manifest) = serde_json::from_slice::<oci_client::manifest::OciImageManifest>(manifest) else { return };
     let layout = layout();
     let blobs = layout.root().join("blobs").join("sha256");
