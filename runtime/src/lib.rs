@@ -24,6 +24,6 @@ pub use stepbox_backends::{
 };
 pub use stepbox_host::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, bindings, component, conformance, context, contract, display, engine, flavors,
-    follow, host, inspect, instance, launch, limits, oci_flavors, step_operators, supervisor,
+    follow, host, inspect, instance, launch, limits, oci_flavors, step_operators, supervisor, trust,
 };
-pub use stepbox_store::{capability, home, policy, shape, store};
+pub use stepbox_store::{capability, home, policy, shape, store, trust_scope};

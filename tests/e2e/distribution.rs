@@ -1,9 +1,10 @@
 //! Flavors from OCI registries: `stepbox flavor push` writes the CNCF Wasm
-//! OCI artifact layout to the test registry, `stepbox flavor register
-//! oci://…` pulls it by tag or digest and pins the digest; and a fake
-//! registry (a loopback HTTP server) for what a real one will not do: serve
-//! tampered or oversized blobs, redirect blob reads to a storage host, loop.
-//! Every refusal registers nothing.
+//! OCI artifact layout to the test registry, `stepbox flavor sign` writes a
+//! cosign signature beside it, `stepbox flavor register oci://…` pulls it by
+//! tag or digest, verifies the signature against the trust policy and pins
+//! the digest; and a fake registry (a loopback HTTP server) for what a real
+//! one will not do: serve tampered or oversized blobs, redirect blob reads
+//! to a storage host, loop. Every refusal registers nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use sha2::Digest as _;
 use stepbox_e2e::fake_http::{FakeServer, Recorded, Reply};
 use stepbox_e2e::login_registry::LoginRegistry;
-use stepbox_e2e::{TestHome, local_flavor, path_str, registry};
+use stepbox_e2e::{TestHome, local_flavor, path_str, registry, workspace};
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
@@ -28,6 +29,29 @@ fn hex(bytes: &[u8]) -> String {
 fn fresh_repository(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{}/stepbox-test/flavors-{nanos:x}/{name}", registry())
+}
+
+/// A key pair of the test fixtures: `publisher` or `stranger`, `key` or `pub`.
+fn key(name: &str, kind: &str) -> String {
+    workspace().join(format!("tests/fixtures/keys/{name}.{kind}")).display().to_string()
+}
+
+/// Push the local flavor to `tag`; the manifest digest.
+fn push(t: &TestHome, tag: &str) -> String {
+    let pushed = t.run(&["flavor", "push", path_str(&local_flavor()), tag, "-o", "json"]);
+    pushed.expect_code(0).json()["digest"].as_str().expect("a digest").to_owned()
+}
+
+/// `stepbox flavor sign REFERENCE --key KEY`, with no cosign password set.
+fn sign(t: &TestHome, reference: &str, key_file: &str) -> stepbox_e2e::Run {
+    let mut command = t.command(&["flavor", "sign", reference, "--key", key_file, "-o", "json"]);
+    command.env_remove("COSIGN_PASSWORD");
+    stepbox_e2e::Run::from_output(command.output().expect("stepbox starts"))
+}
+
+/// The test registry's scope for this run's repositories.
+fn test_scope() -> String {
+    format!("{}/stepbox-test", registry())
 }
 
 fn no_flavors(t: &TestHome) {
@@ -72,8 +96,12 @@ fn a_pushed_flavor_registers_by_tag_pinned_to_its_digest_and_runs() {
     let exports = config["component"]["exports"].to_string();
     assert!(exports.contains("stepbox:operator/operator@"), "{exports}");
 
+    sign(&t, &tag, &key("publisher", "key")).expect_code(0);
+    t.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &test_scope()]).expect_code(0);
     let registered = t.run(&["flavor", "register", &format!("oci://{tag}"), "-o", "json"]).expect_code(0).json();
     assert_eq!(registered["name"], "local");
+    assert_eq!(registered["provenance"]["kind"], "signed");
+    assert_eq!(registered["provenance"]["key"], "publisher");
     assert_eq!(registered["sha256"], hex(&sha2::Sha256::digest(&bytes)));
     assert_eq!(registered["source_path"], format!("oci://{tag}@{manifest_digest}"));
 
@@ -99,8 +127,11 @@ fn a_flavor_registers_by_digest_and_an_unknown_digest_or_tag_is_not_found() {
     let manifest_digest = pushed.expect_code(0).json()["digest"].as_str().expect("digest").to_owned();
 
     let pinned = format!("oci://{repository}@{manifest_digest}");
-    let registered = t.run(&["flavor", "register", &pinned, "-o", "json"]).expect_code(0).json();
+    let registered = t.run(&["flavor", "register", &pinned, "--allow-unsigned", "-o", "json"]).expect_code(0).json();
     assert_eq!(registered["source_path"], pinned);
+    assert_eq!(registered["provenance"]["kind"], "unsigned");
+    let shown = t.run(&["flavor", "describe", "local"]).expect_code(0).stdout.clone();
+    assert!(shown.contains("UNSIGNED: registered from a registry with --allow-unsigned"), "{shown}");
 
     let other = TestHome::sharing_cache();
     let missing = format!("oci://{repository}@sha256:{}", "0".repeat(64));
@@ -142,12 +173,30 @@ fn a_registry_that_wants_a_login_gets_the_one_from_the_secret() {
     t.run(&["flavor", "push", path_str(&file), &tag, "--registry-credential", &credential]).expect_code(0);
     t.run(&["flavor", "register", &format!("oci://{tag}")]).expect_error(77, "wants a login");
     no_flavors(&t);
+    t.run(&["flavor", "register", &format!("oci://{tag}"), "--registry-credential", &credential])
+        .expect_error(77, "is not signed");
+    let signed = sign(&t, &tag, &key("publisher", "key"));
+    signed.expect_error(77, "wants a login");
+    let mut command =
+        t.command(&["flavor", "sign", &tag, "--key", &key("publisher", "key"), "--registry-credential", &credential]);
+    command.env_remove("COSIGN_PASSWORD");
+    stepbox_e2e::Run::from_output(command.output().expect("stepbox starts")).expect_code(0);
+    let scope = format!("{}/team", login.address());
+    t.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &scope]).expect_code(0);
     t.run(&["flavor", "register", &format!("oci://{tag}"), "--registry-credential", &credential]).expect_code(0);
 
     t.set_secret("wrong-login", br#"{"username": "flavors", "password": "guess"}"#).expect_code(0);
     let other = format!("{}=basic:wrong-login", login.address());
-    t.run(&["flavor", "register", "--replace", &format!("oci://{tag}"), "--registry-credential", &other])
-        .expect_error(77, "refused the login");
+    t.run(&[
+        "flavor",
+        "register",
+        "--replace",
+        &format!("oci://{tag}"),
+        "--allow-unsigned",
+        "--registry-credential",
+        &other,
+    ])
+    .expect_error(77, "refused the login");
     t.run(&["flavor", "push", path_str(&file), &tag, "--registry-credential", &other])
         .expect_error(77, "refused the login");
 }
@@ -157,7 +206,7 @@ fn an_unreachable_registry_is_a_clear_error() {
     let t = TestHome::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
     // The listener is gone: nothing answers on that port.
-    t.run(&["flavor", "register", &format!("oci://127.0.0.1:{port}/flavors/local:1")])
+    t.run(&["flavor", "register", &format!("oci://127.0.0.1:{port}/flavors/local:1"), "--allow-unsigned"])
         .expect_error(69, &format!("cannot reach the registry 127.0.0.1:{port}"));
     no_flavors(&t);
 }
@@ -227,8 +276,12 @@ fn octets(bytes: &[u8]) -> Reply {
 }
 
 fn register_from(t: &TestHome, server: &FakeServer, extra: &[&str]) -> stepbox_e2e::Run {
-    let mut args =
-        vec!["flavor".to_owned(), "register".to_owned(), format!("oci://127.0.0.1:{}/flavors/local:1", server.port())];
+    let mut args = vec![
+        "flavor".to_owned(),
+        "register".to_owned(),
+        format!("oci://127.0.0.1:{}/flavors/local:1", server.port()),
+        "--allow-unsigned".to_owned(),
+    ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     t.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -322,6 +375,163 @@ fn a_tampered_an_oversized_or_an_oversent_layer_is_refused_and_nothing_registere
     let server = fake_registry(Served::local(Some(100)), false, Arc::new(|_, bytes| octets(bytes)));
     register_from(&t, &server, &[]).expect_error(64, "sent more bytes for the component layer");
     no_flavors(&t);
+}
+
+#[test]
+fn registration_needs_a_signature_by_a_key_trusted_for_the_repository() {
+    let t = TestHome::sharing_cache();
+    let repository = fresh_repository("signed");
+    let (tag, other_tag) = (format!("{repository}:1"), format!("{repository}:2"));
+    let digest = push(&t, &tag);
+    let other_digest = push(&t, &other_tag);
+    assert_ne!(digest, other_digest, "two pushes, two manifests");
+    let register = |reference: &str| t.run(&["flavor", "register", &format!("oci://{reference}")]);
+
+    // Unsigned, and no key trusted at all.
+    let refused = register(&tag);
+    refused.expect_error(77, &format!("{digest} is not signed"));
+    assert!(
+        refused.stderr.contains("stepbox flavor sign") && refused.stderr.contains("--allow-unsigned"),
+        "{}",
+        refused.stderr
+    );
+    no_flavors(&t);
+
+    // Signed by a key nobody trusts.
+    sign(&t, &tag, &key("stranger", "key")).expect_code(0);
+    t.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &test_scope()]).expect_code(0);
+    let refused = register(&tag);
+    refused.expect_error(77, "none by a key stepbox trusts");
+    assert!(
+        refused.stderr.contains(&format!("stepbox trust add NAME --key KEY.pub --scope {repository}")),
+        "{}",
+        refused.stderr
+    );
+    no_flavors(&t);
+
+    // Signed by the trusted key, but for another artifact: its signature moved beside this one.
+    sign(&t, &other_tag, &key("publisher", "key")).expect_code(0);
+    let path = repo_path(&repository);
+    let signatures_of =
+        |digest: &str| format!("http://{}/v2/{path}/manifests/{}.sig", registry(), digest.replacen(':', "-", 1));
+    let moved = curl(&signatures_of(&other_digest), MANIFEST);
+    curl_put(&signatures_of(&digest), MANIFEST, &moved);
+    register(&tag).expect_error(77, &format!("signed {other_digest}, not {digest}"));
+    no_flavors(&t);
+
+    // The right signature, by a key trusted only for another repository.
+    let scoped = TestHome::sharing_cache();
+    sign(&scoped, &other_tag, &key("publisher", "key")).expect_code(0);
+    let elsewhere = format!("{}/stepbox-test/elsewhere", registry());
+    scoped.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &elsewhere]).expect_code(0);
+    scoped
+        .run(&["flavor", "register", &format!("oci://{other_tag}")])
+        .expect_error(77, &format!("trusted for {elsewhere}, not for {repository}"));
+    no_flavors(&scoped);
+
+    // Signed by the trusted key for this scope: registered, and the record says by whom.
+    let signed = sign(&t, &tag, &key("publisher", "key")).expect_code(0).json();
+    assert_eq!(signed["digest"], digest.as_str());
+    assert_eq!(signed["already_there"], false);
+    assert_eq!(sign(&t, &tag, &key("publisher", "key")).expect_code(0).json()["already_there"], true);
+    let registered =
+        t.run(&["flavor", "register", &format!("oci://{repository}@{digest}"), "-o", "json"]).expect_code(0).json();
+    assert_eq!(registered["provenance"]["key"], "publisher");
+    let shown = t.run(&["flavor", "describe", "local"]).expect_code(0).stdout.clone();
+    assert!(shown.contains("signed by the trusted key `publisher`"), "{shown}");
+
+    // Removing the key keeps what it verified, and refuses what comes next.
+    t.run(&["trust", "remove", "publisher"]).expect_code(0);
+    t.run(&["flavor", "list", "-o", "json"]).expect_code(0);
+    t.run(&["flavor", "register", "--replace", &format!("oci://{tag}")])
+        .expect_error(77, "none by a key stepbox trusts");
+}
+
+#[test]
+fn a_key_cosign_generated_signs_in_cosigns_layout() {
+    let t = TestHome::sharing_cache();
+    let testdata = workspace().join("crates/backends/src/wasm_oci/testdata");
+    let (private, public) = (
+        testdata.join("cosign-generated-empty-password.key").display().to_string(),
+        testdata.join("cosign-generated-empty-password.pub").display().to_string(),
+    );
+    let repository = fresh_repository("cosign");
+    let tag = format!("{repository}:1");
+    let digest = push(&t, &tag);
+
+    let mut wrong = t.command(&["flavor", "sign", &tag, "--key", &private]);
+    wrong.env("COSIGN_PASSWORD", "guess");
+    stepbox_e2e::Run::from_output(wrong.output().expect("stepbox starts")).expect_error(64, "wrong password");
+    sign(&t, &tag, &private).expect_code(0);
+
+    // What `cosign verify --key` reads: the .sig tag, one simple-signing layer, the signature annotation.
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    let manifest = curl(&format!("http://{}/v2/{}/manifests/{sig_tag}", registry(), repo_path(&repository)), MANIFEST);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("JSON");
+    let layer = &manifest["layers"][0];
+    assert_eq!(layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
+    assert!(layer["annotations"]["dev.cosignproject.cosign/signature"].is_string(), "{manifest}");
+    let payload = curl(
+        &format!(
+            "http://{}/v2/{}/blobs/{}",
+            registry(),
+            repo_path(&repository),
+            layer["digest"].as_str().expect("digest")
+        ),
+        "*/*",
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+    assert_eq!(payload["critical"]["image"]["docker-manifest-digest"], digest.as_str());
+    assert_eq!(payload["critical"]["identity"]["docker-reference"], repository.as_str());
+    assert_eq!(payload["critical"]["type"], "cosign container image signature");
+
+    t.run(&["trust", "add", "cosign-team", "--key", &public, "--scope", &test_scope()]).expect_code(0);
+    let listed = t.run(&["trust", "list", "-o", "json"]).expect_code(0).json();
+    assert_eq!(listed[0]["name"], "cosign-team");
+    t.run(&["flavor", "register", &format!("oci://{tag}")]).expect_code(0);
+}
+
+#[test]
+fn trust_refuses_private_keys_bad_scopes_and_file_sources_refuse_registry_flags() {
+    let t = TestHome::new();
+    t.run(&["trust", "add", "oops", "--key", &key("publisher", "key"), "--scope", "registry.example.com/x"])
+        .expect_error(64, "never a private one");
+    t.run(&["trust", "add", "wild", "--key", &key("publisher", "pub"), "--scope", "registry.example.com/x/*"])
+        .expect_error(64, "without tag, digest or wildcard");
+    t.run(&["trust", "add", "hub", "--key", &key("publisher", "pub"), "--scope", "library/x"])
+        .expect_error(64, "not a registry host");
+    t.run(&["trust", "add", "a", "--key", &key("publisher", "pub"), "--scope", "registry.example.com"]).expect_code(0);
+    t.run(&["trust", "add", "a", "--key", &key("stranger", "pub"), "--scope", "registry.example.com"])
+        .expect_error(64, "already trusted");
+    t.run(&["trust", "remove", "nobody"]).expect_error(64, "no key named `nobody`");
+    t.run(&["flavor", "register", path_str(&local_flavor()), "--allow-unsigned"])
+        .expect_error(64, "--allow-unsigned is for flavors from registries");
+    no_flavors(&t);
+}
+
+fn curl_put(url: &str, content_type: &str, body: &[u8]) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "--max-time",
+            "20",
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {content_type}"),
+            "--data-binary",
+            "@-",
+            url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    child.stdin.take().expect("stdin").write_all(body).expect("write");
+    let output = child.wait_with_output().expect("curl ends");
+    assert!(output.status.success(), "PUT {url}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 fn repo_path(repository: &str) -> &str {

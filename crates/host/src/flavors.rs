@@ -16,7 +16,7 @@ use crate::host::FlavorLogger;
 use crate::instance::{GuestFailure, Prepared};
 use crate::limits::Limits;
 use stepbox_backends::exit;
-use stepbox_store::store::{FlavorRecord, StoreError};
+use stepbox_store::store::{FlavorRecord, Provenance, StoreError};
 
 /// Why a flavor operation failed.
 #[derive(Debug, Error)]
@@ -43,6 +43,12 @@ pub enum FlavorError {
     MissingFile { name: String, path: String },
     #[error(transparent)]
     Registry(#[from] stepbox_backends::wasm_oci::WasmOciError),
+    /// A flavor from a registry without a signature by a key trusted for it.
+    #[error("{reason}; nothing was registered. {}", untrusted_way_out(.reason, .repository))]
+    Untrusted { reason: stepbox_backends::wasm_oci::signature::Unverified, repository: String },
+    /// A signing key that cannot be used.
+    #[error(transparent)]
+    Key(#[from] stepbox_backends::wasm_oci::keys::KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Bad input the user can correct (a malformed option, a file that is not a flavor).
@@ -58,9 +64,27 @@ impl FlavorError {
         match self {
             FlavorError::Guest { .. } => exit::FLAVOR_ERROR,
             FlavorError::Registry(error) => error.exit_code(),
+            FlavorError::Untrusted { .. } => exit::DENIED,
             FlavorError::Store(_) | FlavorError::Internal(_) => exit::INTERNAL,
             _ => exit::BAD_INPUT,
         }
+    }
+}
+
+/// What to do about a flavor no trusted key vouches for.
+fn untrusted_way_out(reason: &stepbox_backends::wasm_oci::signature::Unverified, repository: &str) -> String {
+    use stepbox_backends::wasm_oci::signature::Unverified;
+    let anyway = "or, to register it unverified (the flavor's record keeps that), add --allow-unsigned";
+    match reason {
+        Unverified::Unsigned { .. } => format!(
+            "Its publisher signs it with `stepbox flavor sign {repository}@DIGEST --key KEY` (or `cosign sign --key KEY`); {anyway}"
+        ),
+        Unverified::UntrustedKey { .. } | Unverified::OtherScope { .. } => format!(
+            "If you trust its publisher, trust their public key for it: `stepbox trust add NAME --key KEY.pub --scope {repository}` (`stepbox trust list` shows what is trusted); {anyway}"
+        ),
+        Unverified::OtherDigest { .. } | Unverified::BadPayload { .. } => format!(
+            "The registry holds a signature that is not this artifact's: ask its publisher to sign this digest; {anyway}"
+        ),
     }
 }
 
@@ -71,7 +95,7 @@ pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<F
     let bytes = component::read_component_file(path)?;
     let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
-    let source = Source { shown, label, recorded: source_path.display().to_string() };
+    let source = Source { shown, label, recorded: source_path.display().to_string(), provenance: Provenance::File };
     register_bytes(stepbox, &source, &bytes, replace).await
 }
 
@@ -84,6 +108,8 @@ pub struct Source {
     /// What the flavor record keeps: the canonical path, or the pinned
     /// `oci://…@sha256:…` reference.
     pub recorded: String,
+    /// How its origin was checked.
+    pub provenance: Provenance,
 }
 
 /// Check, compile and register `bytes`, a component from `source`.
@@ -137,6 +163,7 @@ pub async fn register_bytes(
         settings_schema,
         shape,
         source_path: source.recorded.clone(),
+        provenance: source.provenance.clone(),
         registered_at: stepbox_store::store::now(),
     };
     stepbox.db.put_flavor(&record)?;

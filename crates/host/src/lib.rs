@@ -10,8 +10,8 @@
 //!   wasmtime, limits, loading and checking components and the
 //!   precompiled-component cache, one fresh store per call;
 //! - [`host`]: the WIT imports, one module per capability;
-//! - [`context`], [`flavors`], [`oci_flavors`], [`step_operators`], [`launch`],
-//!   [`conformance`]: the operations;
+//! - [`context`], [`flavors`], [`oci_flavors`], [`trust`], [`step_operators`],
+//!   [`launch`], [`conformance`]: the operations;
 //! - [`supervisor`], [`follow`]: detached runs, and following them from
 //!   another process; [`display`]: text from outside, made safe to print.
 
@@ -33,6 +33,7 @@ pub mod limits;
 pub mod oci_flavors;
 pub mod step_operators;
 pub mod supervisor;
+pub mod trust;
 
 /// The contract version this runtime implements (the SDK's, see [`contract`]).
 pub const CONTRACT_VERSION: &str = contract::VERSION;

@@ -1,15 +1,18 @@
 //! Flavors from OCI registries: `stepbox flavor push FILE REF` publishes a
-//! component as a Wasm artifact, and `stepbox flavor register oci://REF`
-//! pulls one by tag or digest and registers it pinned to the digest it was
-//! pulled at (a tag is never looked up again on its own).
+//! component as a Wasm artifact, `stepbox flavor sign REF --key K` signs it
+//! as `cosign sign --key` does, and `stepbox flavor register oci://REF`
+//! pulls one by tag or digest, verifies it is signed by a key trusted for
+//! its repository ([`crate::trust`]), and registers it pinned to the digest
+//! it was pulled at (a tag is never looked up again on its own).
 //!
 //! Logins come from `--registry-credential HOST=basic:SECRET`, the same form
 //! and secrets as the `registry-credential` grant of the images capability.
 
 use stepbox_backends::images::registry::Login;
-use stepbox_backends::wasm_oci::{self, ComponentWorld, Pushed};
+use stepbox_backends::wasm_oci::keys::PrivateKey;
+use stepbox_backends::wasm_oci::{self, ComponentWorld, Pushed, Signed, signature};
 use stepbox_store::policy::RegistryCredential;
-use stepbox_store::store::FlavorRecord;
+use stepbox_store::store::{FlavorRecord, Provenance};
 
 use crate::component::{self, MAX_COMPONENT_BYTES};
 use crate::context::Stepbox;
@@ -51,17 +54,45 @@ pub async fn push(
     Ok(wasm_oci::push(reference, logins, &bytes, &file_name, world, progress).await?)
 }
 
-/// Pull `reference` (`oci://REGISTRY/REPO:TAG` or `…@sha256:…`) and
-/// register it, recording the digest it was pulled at.
+/// Pull `reference` (`oci://REGISTRY/REPO:TAG` or `…@sha256:…`), check
+/// that a key trusted for its repository signed it (unless
+/// `allow_unsigned`), and register it, recording the digest it was pulled
+/// at and how it was verified.
 pub async fn register(
     stepbox: &Stepbox,
     reference: &str,
     replace: bool,
+    allow_unsigned: bool,
     logins: &[Login],
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<FlavorRecord, FlavorError> {
-    let pulled = wasm_oci::pull(reference, logins, MAX_COMPONENT_BYTES, progress).await?;
+    let trusted = crate::trust::keys(stepbox)?;
+    let pulled = wasm_oci::pull(reference, logins, MAX_COMPONENT_BYTES, !allow_unsigned, progress).await?;
+    let provenance = if allow_unsigned {
+        Provenance::Unsigned
+    } else {
+        let candidates: Vec<_> = trusted.iter().map(|key| key.candidate(&pulled.repository)).collect();
+        let verified = signature::verify(&pulled.repository, &pulled.digest, &pulled.signatures, &candidates)
+            .map_err(|reason| FlavorError::Untrusted { reason, repository: pulled.repository.clone() })?;
+        progress(&format!("verified: signed by the trusted key `{}` ({})", verified.key, verified.fingerprint));
+        Provenance::Signed { key: verified.key, fingerprint: verified.fingerprint, scope: verified.scope }
+    };
     let label = pulled.repository.rsplit('/').next().unwrap_or(&pulled.repository).to_owned();
-    let source = Source { shown: reference.to_owned(), label, recorded: pulled.pinned() };
+    let source = Source { shown: reference.to_owned(), label, recorded: pulled.pinned(), provenance };
     flavors::register_bytes(stepbox, &source, &pulled.component, replace).await
+}
+
+/// Sign the flavor artifact `reference` in its registry with the private
+/// key in `key_path` (a cosign key is opened with `COSIGN_PASSWORD`, empty
+/// when unset), as `cosign sign --key` would.
+pub async fn sign(
+    reference: &str,
+    key_path: &std::path::Path,
+    logins: &[Login],
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Signed, FlavorError> {
+    let text = crate::trust::read_key_file(key_path)?;
+    let password = std::env::var(wasm_oci::keys::PASSWORD_VARIABLE).unwrap_or_default();
+    let key = PrivateKey::from_pem(&key_path.display().to_string(), &text, password.as_bytes())?;
+    Ok(wasm_oci::sign(reference, logins, &key, progress).await?)
 }

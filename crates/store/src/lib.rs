@@ -9,6 +9,7 @@
 //!   checks made from them;
 //! - [`shape`]: what a flavor's component imports and exports, as stored;
 //! - [`store`]: the state database (flavors, step operators, runs, jobs);
+//! - [`trust_scope`]: where a key trusted to sign flavors counts;
 //! - [`home`]: where state lives (`$STEPBOX_HOME`).
 
 pub mod capability;
@@ -16,3 +17,4 @@ pub mod home;
 pub mod policy;
 pub mod shape;
 pub mod store;
+pub mod trust_scope;

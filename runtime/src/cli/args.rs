@@ -136,6 +136,45 @@ that goes on to `stepbox flavor test`, `flavor register` and a first launch.")]
     /// Store named secrets that step operators can be granted by name
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Keys trusted to sign flavors from registries, each for a registry scope
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust a public key to sign the flavors of a registry or repository prefix
+    #[command(after_help = "\
+A flavor registered from a registry (`stepbox flavor register oci://…`) must be signed by a key
+trusted for its repository; a scope is a registry, or a registry and a repository prefix matched
+on whole path segments (registry.example.com/team covers registry.example.com/team/local, never
+registry.example.com/team-b/local).
+
+The key is an ECDSA P-256 public key in PEM: cosign.pub from `cosign generate-key-pair`, or
+`openssl ec -in signing.key -pubout`.
+
+Examples:
+  stepbox trust add platform-team --key ./cosign.pub --scope registry.example.com/flavors
+  stepbox trust add vendor --key ./vendor.pub --scope registry.example.com/vendor/sagemaker")]
+    Add {
+        /// The name to trust it under (shown by `trust list` and kept by the flavors it verifies)
+        name: String,
+        /// The public key file (PEM `PUBLIC KEY`)
+        #[arg(long, value_name = "KEY.pub")]
+        key: PathBuf,
+        /// Where its signatures count: REGISTRY or REGISTRY/PREFIX (repeatable)
+        #[arg(long = "scope", value_name = "REGISTRY[/PREFIX]", required = true)]
+        scopes: Vec<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// List the trusted keys and their scopes
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Stop trusting a key (flavors it verified stay registered)
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,15 +219,22 @@ Examples:
 
 A flavor from a registry is registered pinned to the manifest digest it was pulled at; the tag is
 not looked up again on its own (`flavor describe` shows the digest). The artifact must be a Wasm
-component in the CNCF Wasm OCI layout (what `stepbox flavor push` and `wkg oci push` write).
+component in the CNCF Wasm OCI layout (what `stepbox flavor push` and `wkg oci push` write), and
+signed (`stepbox flavor sign`, or `cosign sign --key`) by a key trusted for its repository
+(`stepbox trust add`), unless --allow-unsigned is given.
 Exit codes: 64 not a flavor (or not found, or failing its digest), 69 the registry cannot be
-reached, 77 the registry wants or refused a login. docs/DISTRIBUTING.md has the whole story.")]
+reached, 77 the registry wants or refused a login, or no trusted key signed it.
+docs/DISTRIBUTING.md has the whole story.")]
     Register {
         /// The component file, or `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:DIGEST`)
         source: String,
         /// Replace a registered flavor of the same name
         #[arg(long)]
         replace: bool,
+        /// Register a flavor from a registry without a signature by a trusted key (recorded,
+        /// and shown by `flavor describe`)
+        #[arg(long)]
+        allow_unsigned: bool,
         #[command(flatten)]
         registry: RegistryArgs,
         #[arg(short, long, value_enum, default_value_t)]
@@ -210,6 +256,30 @@ Examples:
         path: PathBuf,
         /// Where to push it: REGISTRY/REPOSITORY:TAG
         reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Sign a flavor in its registry, as `cosign sign --key` does
+    #[command(after_help = "\
+Writes a cosign key-pair signature of the artifact's manifest digest beside it, at the tag
+sha256-<hex>.sig (cosign's \"simple signing\" layout, which `cosign verify --key cosign.pub
+--insecure-ignore-tlog` reads). Signing the same digest with the same key again changes nothing.
+
+The key is cosign's private key file (`cosign generate-key-pair`; its password is read from
+COSIGN_PASSWORD, empty when unset) or an unencrypted P-256 key in PEM (`openssl genpkey
+-algorithm EC -pkeyopt ec_paramgen_curve:P-256`).
+
+Examples:
+  stepbox flavor push ./local.wasm registry.example.com/flavors/local:1.0
+  COSIGN_PASSWORD=… stepbox flavor sign registry.example.com/flavors/local:1.0 --key cosign.key")]
+    Sign {
+        /// What to sign: REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST
+        reference: String,
+        /// The private key file
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
         #[command(flatten)]
         registry: RegistryArgs,
         #[arg(short, long, value_enum, default_value_t)]

@@ -12,14 +12,15 @@ use crate::flavors::{self, FlavorListing};
 pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     match command {
-        FlavorCommand::Register { source, replace, registry, output } => {
+        FlavorCommand::Register { source, replace, allow_unsigned, registry, output } => {
             let record = if source.starts_with(crate::wasm_oci::SCHEME) {
                 let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
-                crate::oci_flavors::register(&stepbox, &source, replace, &logins, &progress).await?
+                crate::oci_flavors::register(&stepbox, &source, replace, allow_unsigned, &logins, &progress).await?
             } else {
-                if !registry.credentials.is_empty() {
+                if !registry.credentials.is_empty() || allow_unsigned {
+                    let flag = if allow_unsigned { "--allow-unsigned" } else { "--registry-credential" };
                     return Err(Failure::input(format!(
-                        "--registry-credential is for flavors from registries (oci://…); {source} is a file"
+                        "{flag} is for flavors from registries (oci://…); {source} is a file"
                     )));
                 }
                 flavors::register(&stepbox, std::path::Path::new(&source), replace).await?
@@ -47,6 +48,22 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                     pushed.reference,
                     pushed.repository,
                     pushed.digest,
+                ))?,
+            }
+        }
+        FlavorCommand::Sign { reference, key, registry, output } => {
+            let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
+            let signed = crate::oci_flavors::sign(&reference, &key, &logins, &progress).await?;
+            match output {
+                Format::Json => output::json(&signed)?,
+                Format::Table => output::line(format_args!(
+                    "{} {}@{} with the key {} (at the tag {})\ntrust it with: stepbox trust add NAME --key PUBLIC_KEY --scope {}",
+                    if signed.already_there { "already signed" } else { "signed" },
+                    signed.repository,
+                    signed.digest,
+                    signed.fingerprint,
+                    signed.tag,
+                    signed.repository,
                 ))?,
             }
         }
@@ -189,6 +206,7 @@ fn describe(listing: &FlavorListing) -> Result<(), Failure> {
         ("size", bytesize::ByteSize::b(record.size).to_string()),
         ("sha256", record.sha256.clone()),
         ("source", format!("{} ({})", record.source_path, listing.status)),
+        ("provenance", record.provenance.to_string()),
         ("registered", record.registered_at.clone()),
     ])?;
     output::line(format_args!("\nconfig schema:\n{}", pretty(&record.config_schema)))?;

@@ -11,6 +11,7 @@ mod runs;
 mod secret;
 mod step_operator;
 mod submit;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,7 @@ async fn run(cli: Cli, early: Option<held_signals::EarlySignals>) -> u8 {
         }
         Command::Runs(command) => runs::run(cli.home, command),
         Command::Secret(command) => secret::run(cli.home, command),
+        Command::Trust(command) => trust::run(cli.home, command),
         Command::New { name, lang, dir } => new_flavor(&name, lang, dir),
         Command::Backends => backends(),
         Command::Backup { destination } => backup(cli.home, &destination),

@@ -126,7 +126,7 @@ pub fn build(component: &[u8], file_name: &str, world: ComponentWorld, created: 
     Ok(Built { config, config_digest, layer_digest, manifest, manifest_digest })
 }
 
-fn descriptor(
+pub(super) fn descriptor(
     media_type: &str,
     digest: &str,
     size: usize,
@@ -212,7 +212,8 @@ pub fn check_manifest(shown: &str, manifest: &[u8], max_layer_bytes: u64) -> Res
     Ok(ArtifactBlobs { config, layer })
 }
 
-fn blob(shown: &str, what: &str, descriptor: &OciDescriptor) -> Result<Blob, WasmOciError> {
+/// A descriptor as a [`Blob`]: a well-formed sha256 digest and a size.
+pub(super) fn blob(shown: &str, what: &str, descriptor: &OciDescriptor) -> Result<Blob, WasmOciError> {
     let digest = &descriptor.digest;
     let well_formed = digest
         .strip_prefix("sha256:")

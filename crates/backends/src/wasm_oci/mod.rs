@@ -7,6 +7,8 @@
 //! flavor, compiles and registers them.
 
 pub mod artifact;
+pub mod keys;
+pub mod signature;
 pub mod transfer;
 
 use thiserror::Error;
@@ -15,7 +17,7 @@ pub use artifact::{ComponentWorld, WasmConfig};
 
 /// The prefix that marks a registry reference where a file path could stand.
 pub const SCHEME: &str = "oci://";
-pub use transfer::{Pulled, Pushed, pull, push};
+pub use transfer::{Pulled, Pushed, Signed, pull, push, sign};
 
 /// Why pushing or pulling a flavor artifact failed; nothing was registered.
 #[derive(Debug, Error)]
@@ -54,6 +56,8 @@ pub enum WasmOciError {
     Redirect { what: String, why: String },
     #[error("the registry {registry} answered {status} for the {what}: {message}")]
     Registry { registry: String, what: String, status: u16, message: String },
+    #[error("the signatures beside {reference} cannot be read: {why}")]
+    BadSignatures { reference: String, why: String },
     #[error("cannot push to {reference}: {message}")]
     Push { reference: String, message: String },
     #[error("{0}")]

@@ -24,6 +24,8 @@ use oci_client::{Reference, RegistryOperation};
 use reqwest::{StatusCode, Url};
 
 use super::artifact::{self, ArtifactBlobs, Blob, ComponentWorld, WasmConfig};
+use super::keys::PrivateKey;
+use super::signature::{self, Signature};
 use super::{SCHEME, WasmOciError};
 use crate::images::registry::{self, Login};
 
@@ -49,6 +51,9 @@ pub struct Pulled {
     pub digest: String,
     /// The component's bytes.
     pub component: Vec<u8>,
+    /// The signatures found beside it (when asked for), each checked
+    /// against its payload digest but not yet verified.
+    pub signatures: Vec<Signature>,
 }
 
 impl Pulled {
@@ -74,6 +79,21 @@ pub struct Pushed {
     pub layer_digest: String,
     /// The component's size in bytes.
     pub size: u64,
+}
+
+/// An artifact signed in its registry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Signed {
+    /// `REGISTRY/REPOSITORY`.
+    pub repository: String,
+    /// The signed manifest's digest.
+    pub digest: String,
+    /// The tag the signature was written to (`sha256-HEX.sig`).
+    pub tag: String,
+    /// The signing key's fingerprint.
+    pub fingerprint: String,
+    /// Whether this very signature was there already (nothing was pushed).
+    pub already_there: bool,
 }
 
 /// Parse `REGISTRY/REPOSITORY:TAG` or `REGISTRY/REPOSITORY[:TAG]@sha256:…`
@@ -158,32 +178,25 @@ fn push_failure(target: &Reference, logins: &[Login], error: oci_client::errors:
     }
 }
 
-/// Pull the flavor artifact `reference` (by tag or digest) with `logins`:
-/// its manifest, checked to be a Wasm artifact whose component is at most
-/// `max_component_bytes`, its config and its component, each checked
-/// against its digest.
-pub async fn pull(
-    reference: &str,
-    logins: &[Login],
+/// The manifest kinds asked for: a Wasm artifact's, and the kinds a
+/// container image might be, to say so rather than fail obscurely.
+const MANIFEST_KINDS: &[&str] = &[
+    artifact::MANIFEST_MEDIA_TYPE,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// Read the manifest `source` names and check it is a flavor artifact whose
+/// component is at most `max_component_bytes`; its digest and blobs.
+async fn artifact_manifest(
+    session: &Session,
+    source: &Reference,
     max_component_bytes: u64,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<Pulled, WasmOciError> {
-    let source = parse_reference(reference)?;
-    let session = Session::open(&source, logins).await?;
+) -> Result<(String, ArtifactBlobs), WasmOciError> {
     let what_manifest = format!("manifest of {}", source.whole());
     let by = source.digest().or(source.tag()).unwrap_or_default();
-    let manifest = session
-        .get(
-            &format!("manifests/{by}"),
-            &[
-                artifact::MANIFEST_MEDIA_TYPE,
-                "application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            ],
-            artifact::MAX_MANIFEST_BYTES,
-            &what_manifest,
-        )
-        .await?;
+    let manifest =
+        session.get(&format!("manifests/{by}"), MANIFEST_KINDS, artifact::MAX_MANIFEST_BYTES, &what_manifest).await?;
     let digest = artifact::digest_of(&manifest);
     if let Some(expected) = source.digest()
         && expected != digest
@@ -194,7 +207,54 @@ pub async fn pull(
             actual: digest,
         });
     }
-    let ArtifactBlobs { config, layer } = artifact::check_manifest(&source.whole(), &manifest, max_component_bytes)?;
+    let blobs = artifact::check_manifest(&source.whole(), &manifest, max_component_bytes)?;
+    Ok((digest, blobs))
+}
+
+/// The signature manifest beside `digest`, if there is one.
+async fn signature_manifest(session: &Session, digest: &str) -> Result<Option<Vec<u8>>, WasmOciError> {
+    let tag = signature::tag_for(digest);
+    session
+        .get_if_there(
+            &format!("manifests/{tag}"),
+            &[artifact::MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json"],
+            signature::MAX_MANIFEST_BYTES,
+            &format!("signatures at {tag}"),
+        )
+        .await
+}
+
+/// The signatures beside `digest`, each payload checked against its digest.
+async fn signatures(session: &Session, digest: &str) -> Result<Vec<Signature>, WasmOciError> {
+    let Some(manifest) = signature_manifest(session, digest).await? else {
+        return Ok(Vec::new());
+    };
+    let shown = format!("{}@{digest}", session.shown);
+    let listed = signature::list(&shown, &manifest)
+        .map_err(|why| WasmOciError::BadSignatures { reference: shown.clone(), why })?;
+    let mut found = Vec::with_capacity(listed.len());
+    for signature::Listed { blob, signature } in listed {
+        let payload = session.blob(&blob, "signature payload").await?;
+        found.push(Signature { payload, signature });
+    }
+    Ok(found)
+}
+
+/// Pull the flavor artifact `reference` (by tag or digest) with `logins`:
+/// its manifest, checked to be a Wasm artifact whose component is at most
+/// `max_component_bytes`, its config and its component, each checked
+/// against its digest; with `read_signatures`, the cosign signatures
+/// beside it too.
+pub async fn pull(
+    reference: &str,
+    logins: &[Login],
+    max_component_bytes: u64,
+    read_signatures: bool,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Pulled, WasmOciError> {
+    let source = parse_reference(reference)?;
+    let session = Session::open(&source, logins, RegistryOperation::Pull).await?;
+    let (digest, ArtifactBlobs { config, layer }) = artifact_manifest(&session, &source, max_component_bytes).await?;
     let config_bytes = session.blob(&config, "artifact config").await?;
     // Read for its shape only: a config that is not one means the artifact is not what it claims.
     serde_json::from_slice::<WasmConfig>(&config_bytes).map_err(|error| WasmOciError::NotAWasmArtifact {
@@ -207,12 +267,53 @@ pub async fn pull(
         bytesize::ByteSize::b(layer.size)
     ));
     let component = session.blob(&layer, "component layer").await?;
+    let signatures = if read_signatures { signatures(&session, &digest).await? } else { Vec::new() };
     Ok(Pulled {
         repository: format!("{}/{}", source.registry(), source.repository()),
         tag: source.tag().map(str::to_owned),
         digest,
         component,
+        signatures,
     })
+}
+
+/// Sign the flavor artifact `reference` (by tag or digest) with `key`, as
+/// `cosign sign --key` does: a simple-signing payload naming its digest,
+/// added to the signatures at the tag `sha256-HEX.sig` in its repository.
+pub async fn sign(
+    reference: &str,
+    logins: &[Login],
+    key: &PrivateKey,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Signed, WasmOciError> {
+    let source = parse_reference(reference)?;
+    let session = Session::open(&source, logins, RegistryOperation::Push).await?;
+    let (digest, _) = artifact_manifest(&session, &source, u64::MAX).await?;
+    let repository = format!("{}/{}", source.registry(), source.repository());
+    let existing = signature_manifest(&session, &digest).await?;
+    let payload = signature::payload(&repository, &digest);
+    let signature_bytes = key.sign(&payload);
+    let tag = signature::tag_for(&digest);
+    let fingerprint = key.public().fingerprint();
+    let built = signature::build_manifest(existing.as_deref(), payload, &signature_bytes)
+        .map_err(|why| WasmOciError::BadSignatures { reference: format!("{repository}@{digest}"), why })?;
+    let Some(built) = built else {
+        return Ok(Signed { repository, digest, tag, fingerprint, already_there: true });
+    };
+    progress(&format!("signing {} as {repository}:{tag}", registry::short(&digest)));
+    let target = Reference::with_tag(source.registry().to_owned(), source.repository().to_owned(), tag.clone());
+    let client = registry::client(&[target.registry()]);
+    let auth = registry::auth_for(logins, target.registry());
+    let push_error = |error: oci_client::errors::OciDistributionError| push_failure(&target, logins, error);
+    client.auth(&target, &auth, RegistryOperation::Push).await.map_err(push_error)?;
+    for (bytes, digest) in [(built.payload, &built.payload_digest), (built.config, &built.config_digest)] {
+        if !client.blob_exists(&target, digest).await.unwrap_or(false) {
+            client.push_blob(&target, bytes, digest).await.map_err(push_error)?;
+        }
+    }
+    let content_type = http::HeaderValue::from_static(artifact::MANIFEST_MEDIA_TYPE);
+    client.push_manifest_raw(&target, built.manifest, content_type).await.map_err(push_error)?;
+    Ok(Signed { repository, digest, tag, fingerprint, already_there: false })
 }
 
 /// How requests to one registry authenticate.
@@ -233,13 +334,14 @@ struct Session {
 }
 
 impl Session {
-    async fn open(source: &Reference, logins: &[Login]) -> Result<Self, WasmOciError> {
+    /// Log in to `source`'s registry for `operation` (a push login reads too).
+    async fn open(source: &Reference, logins: &[Login], operation: RegistryOperation) -> Result<Self, WasmOciError> {
         let registry = source.resolve_registry().to_owned();
         let scheme = if registry::is_loopback(&registry) { "http" } else { "https" };
         let auth = registry::auth_for(logins, source.registry());
         let has_login = matches!(auth, RegistryAuth::Basic(..));
         let client = registry::client(&[source.registry()]);
-        let credential = match client.auth(source, &auth, RegistryOperation::Pull).await {
+        let credential = match client.auth(source, &auth, operation).await {
             Ok(Some(token)) => Credential::Bearer(token),
             Ok(None) => match auth {
                 RegistryAuth::Basic(user, password) => Credential::Basic(user, password),
@@ -276,6 +378,19 @@ impl Session {
 
     /// GET `BASE/path`, reading at most `limit` bytes of the answer.
     async fn get(&self, path: &str, accept: &[&str], limit: u64, what: &str) -> Result<Vec<u8>, WasmOciError> {
+        self.get_if_there(path, accept, limit, what)
+            .await?
+            .ok_or_else(|| WasmOciError::NotFound { reference: self.shown.clone() })
+    }
+
+    /// GET `BASE/path` like [`Session::get`], with `None` for a 404.
+    async fn get_if_there(
+        &self,
+        path: &str,
+        accept: &[&str],
+        limit: u64,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, WasmOciError> {
         let mut request = self.http.get(format!("{}/{path}", self.base));
         request = match &self.credential {
             Credential::Anonymous => request,
@@ -290,6 +405,9 @@ impl Session {
         if status.is_redirection() {
             // A redirect the HTTP client would not follow at all (to another scheme) comes back as is.
             return Err(WasmOciError::Redirect { what: what.to_owned(), why: unfollowed(&response) });
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
         }
         if !status.is_success() {
             return Err(self.refusal(status, what, response).await);
@@ -306,7 +424,7 @@ impl Session {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok(Some(body))
     }
 
     async fn refusal(&self, status: StatusCode, what: &str, mut response: reqwest::Response) -> WasmOciError {
@@ -316,7 +434,6 @@ impl Session {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 WasmOciError::Denied { registry, detail: format!("{status} reading the {what}") }
             }
-            StatusCode::NOT_FOUND => WasmOciError::NotFound { reference: self.shown.clone() },
             _ => {
                 // The first line of its first chunk: an error page can be large, or never end.
                 let first = tokio::time::timeout(Duration::from_secs(5), response.chunk()).await;

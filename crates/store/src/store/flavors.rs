@@ -1,7 +1,7 @@
 //! Registered flavors: their metadata, schemas and what they import.
 
 use rusqlite::{Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Db, StoreError, json_column, optional};
 use crate::shape::ComponentShape;
@@ -9,6 +9,38 @@ use crate::shape::ComponentShape;
 /// Registered flavors that could be decoded, and the names of those that
 /// could not, with the reason.
 pub type FlavorListing = (Vec<FlavorRecord>, Vec<(String, StoreError)>);
+
+/// How a registered flavor's origin was established.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Provenance {
+    /// A file the user named by its path.
+    File,
+    /// From a registry, signed by a key the user trusts for it.
+    Signed {
+        /// The name the key is trusted under.
+        key: String,
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// The scope it is trusted for.
+        scope: String,
+    },
+    /// From a registry, registered with `--allow-unsigned`: no signature
+    /// was checked.
+    Unsigned,
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provenance::File => f.write_str("a local file (no signature checked)"),
+            Provenance::Signed { key, fingerprint, scope } => {
+                write!(f, "signed by the trusted key `{key}` ({fingerprint}), trusted for {scope}")
+            }
+            Provenance::Unsigned => f.write_str("UNSIGNED: registered from a registry with --allow-unsigned"),
+        }
+    }
+}
 
 /// One registered flavor.
 #[derive(Debug, Clone, Serialize)]
@@ -29,13 +61,15 @@ pub struct FlavorRecord {
     /// registry reference pinned to the digest it was pulled at
     /// (`oci://REGISTRY/REPOSITORY:TAG@sha256:…`).
     pub source_path: String,
+    /// How its origin was checked.
+    pub provenance: Provenance,
     pub registered_at: String,
 }
 
 const COLUMNS: &str = "name, sha256, size, version, display_name, description, docs_url, \
-                       config_schema, settings_schema, shape, source_path, registered_at";
+                       config_schema, settings_schema, shape, source_path, registered_at, provenance";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(FlavorRecord, String, String, String)> {
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(FlavorRecord, [String; 4])> {
     Ok((
         FlavorRecord {
             name: row.get(0)?,
@@ -49,20 +83,20 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(FlavorRecord, String, String, St
             settings_schema: serde_json::Value::Null,
             shape: ComponentShape::default(),
             source_path: row.get(10)?,
+            provenance: Provenance::File,
             registered_at: row.get(11)?,
         },
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
+        [row.get(7)?, row.get(8)?, row.get(9)?, row.get(12)?],
     ))
 }
 
-fn decode(parts: (FlavorRecord, String, String, String)) -> Result<FlavorRecord, StoreError> {
-    let (mut record, config, settings, shape) = parts;
+fn decode(parts: (FlavorRecord, [String; 4])) -> Result<FlavorRecord, StoreError> {
+    let (mut record, [config, settings, shape, provenance]) = parts;
     let what = format!("flavor {}", record.name);
     record.config_schema = json_column(&what, &config)?;
     record.settings_schema = json_column(&what, &settings)?;
     record.shape = json_column(&what, &shape)?;
+    record.provenance = json_column(&what, &provenance)?;
     Ok(record)
 }
 
@@ -73,13 +107,13 @@ impl Db {
         self.write(move |tx| {
             tx.execute(
                 &format!(
-                    "INSERT INTO flavors ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                    "INSERT INTO flavors ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(name) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size,
                        version = excluded.version, display_name = excluded.display_name,
                        description = excluded.description, docs_url = excluded.docs_url,
                        config_schema = excluded.config_schema, settings_schema = excluded.settings_schema,
                        shape = excluded.shape, source_path = excluded.source_path,
-                       registered_at = excluded.registered_at"
+                       registered_at = excluded.registered_at, provenance = excluded.provenance"
                 ),
                 params![
                     flavor.name,
@@ -94,6 +128,7 @@ impl Db {
                     serde_json::to_string(&flavor.shape).unwrap_or_default(),
                     flavor.source_path,
                     flavor.registered_at,
+                    serde_json::to_string(&flavor.provenance).unwrap_or_default(),
                 ],
             )?;
             Ok(())

@@ -9,6 +9,7 @@ pub mod pending;
 mod runs;
 mod schema;
 mod step_operators;
+mod trusted_keys;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
-pub use flavors::FlavorRecord;
+pub use flavors::{FlavorRecord, Provenance};
 pub use runs::{JobRecord, RunLookup, RunRecord, RunState};
 pub use step_operators::StepOperatorRecord;
+pub use trusted_keys::TrustedKeyRecord;
 
 /// WAL pages after which a commit checkpoints.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 200;

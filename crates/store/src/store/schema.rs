@@ -76,6 +76,19 @@ ALTER TABLE runs ADD COLUMN outcome_code INTEGER;
     r#"
 ALTER TABLE runs ADD COLUMN supervisor TEXT;
 "#,
+    // Flavor signatures (issue 19): the keys the user trusts, each for
+    // registry scopes, and how each flavor's origin was checked. Flavors
+    // registered before were registered from files.
+    r#"
+CREATE TABLE trusted_keys (
+    name        TEXT PRIMARY KEY,
+    scopes      TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    added_at    TEXT NOT NULL
+);
+ALTER TABLE flavors ADD COLUMN provenance TEXT NOT NULL DEFAULT '{"kind":"file"}';
+"#,
 ];
 
 /// Whether the schema is behind this stepbox (a cheap read, no lock).
