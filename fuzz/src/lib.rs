@@ -109,7 +109,11 @@ pub fn egress(data: &[u8]) {
 /// OCI: an image reference, a NUL, then a manifest (a foreign layout's, or
 /// a registry's). Every digest the manifest names maps to a blob path
 /// inside the layout, or is refused; a manifest taken as a flavor artifact
-/// names two well-formed sha256 digests and a layer within the bound.
+/// names two well-formed sha256 digests and a layer within the bound; read
+/// as a signature manifest, it lists no more signatures and payloads than
+/// the bounds, and nothing verifies without a trusted key. The reference
+/// text is also read as a public key and a trust scope (which reads back
+/// as itself).
 pub fn oci(data: &[u8]) {
     use stepbox::wasm_oci::{artifact, transfer};
     let split = data.iter().position(|byte| *byte == 0).unwrap_or(data.len());
@@ -117,6 +121,11 @@ pub fn oci(data: &[u8]) {
     if let Some(reference) = text(reference) {
         let _ = stepbox::images::registry::parse(reference);
         let _ = transfer::parse_reference(reference);
+        let _ = stepbox::wasm_oci::keys::PublicKey::from_pem("fuzz", reference);
+        if let Ok(scope) = stepbox::trust_scope::TrustScope::parse(reference) {
+            let again = stepbox::trust_scope::TrustScope::parse(&scope.to_string());
+            assert_eq!(again.as_ref(), Ok(&scope), "a trust scope reads back as itself");
+        }
     }
     let manifest = manifest.get(1..).unwrap_or_default();
     const LAYER_LIMIT: u64 = 1 << 20;
@@ -127,6 +136,17 @@ pub fn oci(data: &[u8]) {
             assert!(digest.len() == 71 && digest.starts_with("sha256:"), "`{digest}` was taken as a digest");
         }
     }
+    // The same bytes as a signature manifest, and its payloads' claims.
+    if let Ok(listed) = stepbox::wasm_oci::signature::list("fuzz", manifest) {
+        assert!(listed.len() <= stepbox::wasm_oci::signature::MAX_SIGNATURES, "more signatures than the bound");
+        for signature in &listed {
+            assert!(signature.blob.size <= stepbox::wasm_oci::signature::MAX_PAYLOAD_BYTES, "a payload over the bound");
+        }
+    }
+    let candidates: [stepbox::wasm_oci::signature::Candidate<'_>; 0] = [];
+    let signature = stepbox::wasm_oci::signature::Signature { payload: manifest.to_vec(), signature: Vec::new() };
+    let verdict = stepbox::wasm_oci::signature::verify("fuzz/x", "sha256:00", &[signature], &candidates);
+    assert!(verdict.is_err(), "nothing verifies without a trusted key");
     let Ok(manifest) = serde_json::from_slice::<oci_client::manifest::OciImageManifest>(manifest) else { return };
     let layout = layout();
     let blobs = layout.root().join("blobs").join("sha256");
