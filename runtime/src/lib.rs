@@ -23,7 +23,8 @@ pub use stepbox_backends::{
     source_files, timestamps, units, wasm_oci,
 };
 pub use stepbox_host::{
-    CONTRACT_PACKAGE, CONTRACT_VERSION, bindings, component, conformance, context, contract, display, engine, flavors,
-    follow, host, inspect, instance, launch, limits, oci_flavors, step_operators, supervisor, trust,
+    CONTRACT_PACKAGE, CONTRACT_VERSION, bindings, component, conformance, context, contract, display, engine,
+    flavor_update, flavors, follow, host, inspect, instance, launch, limits, oci_flavors, step_operators, supervisor,
+    trust,
 };
 pub use stepbox_store::{capability, home, policy, shape, store, trust_scope};

@@ -509,6 +509,104 @@ fn trust_refuses_private_keys_bad_scopes_and_file_sources_refuse_registry_flags(
     no_flavors(&t);
 }
 
+#[test]
+fn an_update_that_adds_http_shows_it_and_holds_back_step_operators_until_granted() {
+    let t = TestHome::sharing_cache();
+    let next = stepbox_e2e::component("local-next", "local_next");
+    let old = t.run(&["flavor", "register", path_str(&local_flavor()), "-o", "json"]).expect_code(0).json();
+    let old_sha = old["sha256"].as_str().expect("sha256").to_owned();
+    t.register_operator("plain", "local", &["--grant", "jobs", "--grant", "requirements"]).expect_code(0);
+    t.register_operator("online", "local", &["--grant", "jobs", "--grant", "requirements", "--grant", "http"])
+        .expect_code(0);
+    t.register_operator("fixed", "local", &["--grant", "jobs", "--grant", "requirements"]).expect_code(0);
+    t.run(&["step-operator", "update", "fixed", "--pin", &old_sha[..12]]).expect_code(0);
+
+    // Without a terminal and without --yes: the plan, and nothing changes.
+    let shown = t.run(&["flavor", "update", "local", path_str(&next)]);
+    shown.expect_error(64, "was not updated: nothing changed");
+    for expected in [
+        "Update flavor `local`: 0.1.0",
+        "→ 0.2.0",
+        "capabilities  + http",
+        "+ wasi:http/outgoing-handler",
+        "added `report_url` (string or null, optional)",
+        "removed `environment`",
+        "online: moves to 0.2.0",
+        "plain: STAYS on sha256",
+        "it would newly need `http` (stepbox step-operator update plain --grant http)",
+        "fixed: pinned to sha256",
+    ] {
+        assert!(shown.stdout.contains(expected), "`{expected}` in:\n{}", shown.stdout);
+    }
+    let current = t.run(&["flavor", "describe", "local", "-o", "json"]).expect_code(0).json();
+    assert_eq!(current["sha256"], old_sha.as_str(), "nothing changed");
+
+    let dry = t.run(&["flavor", "update", "local", path_str(&next), "--dry-run", "-o", "json"]).expect_code(0).json();
+    assert_eq!(dry["applied"], false);
+    assert_eq!(dry["plan"]["capabilities_added"], serde_json::json!(["http"]));
+
+    // Applied: the new version is current, the old one stays, and each step operator is where the plan said.
+    let applied = t.run(&["flavor", "update", "local", path_str(&next), "--yes", "-o", "json"]).expect_code(0).json();
+    assert_eq!(applied["applied"], true);
+    let new_sha = applied["plan"]["to"]["sha256"].as_str().expect("sha256").to_owned();
+    let listed = t.run(&["flavor", "list", "-o", "json"]).expect_code(0).json();
+    assert_eq!(listed[0]["sha256"], new_sha.as_str());
+    assert_eq!(listed[0]["used_by"], serde_json::json!(["online"]));
+    assert_eq!(listed[0]["versions"][0]["sha256"], old_sha.as_str());
+    assert_eq!(listed[0]["versions"][0]["used_by"], serde_json::json!(["fixed", "plain"]));
+    let table = t.run(&["flavor", "list"]).expect_code(0).stdout.clone();
+    assert!(table.contains("0.2.0 (current)") && table.contains("0.1.0"), "{table}");
+
+    // Each launch runs its step operator's version: the logs say which.
+    let online = t.launch("online", "s", &["echo", "ran"]);
+    assert!(online.expect_code(0).stderr.contains("local 0.2.0 running step"), "{}", online.stderr);
+    let plain = t.launch("plain", "s", &["echo", "ran"]);
+    assert!(!plain.expect_code(0).stderr.contains("local 0.2.0"), "plain stays on 0.1.0: {}", plain.stderr);
+    let run = t.runs().into_iter().find(|r| r["step_operator"] == "plain").expect("plain's run");
+    assert_eq!(run["flavor_sha256"], old_sha.as_str());
+
+    // The grant moves it; the user's pin stays until the user moves it.
+    let granted = t.run(&["step-operator", "update", "plain", "--grant", "http"]);
+    assert!(granted.expect_code(0).stderr.contains("now runs version 0.2.0"), "{}", granted.stderr);
+    assert!(t.launch("plain", "s", &["echo", "ran"]).expect_code(0).stderr.contains("local 0.2.0 running step"));
+    let fixed = t.run(&["step-operator", "describe", "fixed", "-o", "json"]).expect_code(0).json();
+    assert_eq!(fixed["pin"], serde_json::json!({"sha256": old_sha, "held": false}));
+    t.run(&["flavor", "delete", "local", "--sha256", &old_sha[..12]])
+        .expect_error(64, "used by the step operators fixed");
+    t.run(&["step-operator", "update", "fixed", "--unpin"]).expect_code(0);
+    t.run(&["flavor", "delete", "local", "--sha256", &old_sha[..12]]).expect_code(0);
+    assert_eq!(t.run(&["flavor", "list", "-o", "json"]).expect_code(0).json()[0]["versions"], serde_json::json!([]));
+
+    // Updating to what is registered changes nothing; another flavor is not an update.
+    t.run(&["flavor", "update", "local", path_str(&next)]).expect_code(0);
+    t.run(&["flavor", "update", "local", path_str(&stepbox_e2e::hostile_flavor()), "--yes"])
+        .expect_error(64, "not `local`");
+}
+
+#[test]
+fn an_update_from_a_registry_looks_the_tag_up_again_and_checks_the_signature() {
+    let t = TestHome::sharing_cache();
+    let repository = fresh_repository("updated");
+    let tag = format!("{repository}:stable");
+    push(&t, &tag);
+    sign(&t, &tag, &key("publisher", "key")).expect_code(0);
+    t.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &test_scope()]).expect_code(0);
+    t.run(&["flavor", "register", &format!("oci://{tag}")]).expect_code(0);
+    t.register_operator("plain", "local", &["--grant", "jobs", "--grant", "requirements"]).expect_code(0);
+
+    // The publisher moves the tag to the next version, unsigned first.
+    let next = stepbox_e2e::component("local-next", "local_next");
+    let pushed = t.run(&["flavor", "push", path_str(&next), &tag, "-o", "json"]).expect_code(0).json();
+    let digest = pushed["digest"].as_str().expect("digest").to_owned();
+    t.run(&["flavor", "update", "local", "--yes"]).expect_error(77, &format!("{digest} is not signed"));
+    sign(&t, &tag, &key("publisher", "key")).expect_code(0);
+    let shown = t.run(&["flavor", "update", "local", "--yes"]);
+    assert!(shown.expect_code(0).stdout.contains("plain: STAYS on sha256"), "{}", shown.stdout);
+    let described = t.run(&["flavor", "describe", "local", "-o", "json"]).expect_code(0).json();
+    assert_eq!(described["source_path"], format!("oci://{tag}@{digest}"));
+    assert_eq!(described["provenance"]["key"], "publisher");
+}
+
 fn curl_put(url: &str, content_type: &str, body: &[u8]) {
     use std::io::Write as _;
     let mut child = std::process::Command::new("curl")

@@ -156,7 +156,7 @@ pub async fn check(
     }
 
     let garbage = garbage_for(&record.config_schema);
-    match crate::step_operators::validate(&stepbox, &record.name, &garbage).await {
+    match crate::step_operators::validate(&stepbox, &record, &garbage).await {
         Ok(()) => checks.fail("rejects-garbage", format!("accepted {garbage}")),
         Err(crate::step_operators::StepOperatorError::InvalidConfig { message, .. }) if !message.trim().is_empty() => {
             checks.pass("rejects-garbage", format!("refused {garbage}: {message}"))

@@ -89,14 +89,20 @@ fn untrusted_way_out(reason: &stepbox_backends::wasm_oci::signature::Unverified,
 }
 
 /// Register the component at `path`. With `replace`, a flavor of the same
-/// name is replaced; registering the very same file again is a no-op.
+/// name gets a new version; registering the very same file again is a no-op.
 pub async fn register(stepbox: &Stepbox, path: &Path, replace: bool) -> Result<FlavorRecord, FlavorError> {
+    let (source, bytes) = file_source(path)?;
+    register_bytes(stepbox, &source, bytes, replace).await
+}
+
+/// The component file at `path`, read, and where it came from.
+pub fn file_source(path: &Path) -> Result<(Source, Vec<u8>), FlavorError> {
     let shown = path.display().to_string();
     let bytes = component::read_component_file(path)?;
     let source_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let label = path.file_name().map_or(shown.clone(), |name| name.to_string_lossy().into_owned());
     let source = Source { shown, label, recorded: source_path.display().to_string(), provenance: Provenance::File };
-    register_bytes(stepbox, &source, &bytes, replace).await
+    Ok((source, bytes))
 }
 
 /// Where a component being registered came from.
@@ -112,18 +118,24 @@ pub struct Source {
     pub provenance: Provenance,
 }
 
-/// Check, compile and register `bytes`, a component from `source`.
-pub async fn register_bytes(
-    stepbox: &Stepbox,
-    source: &Source,
-    bytes: &[u8],
-    replace: bool,
-) -> Result<FlavorRecord, FlavorError> {
+/// A component checked, compiled and asked who it is: a flavor version
+/// ready to register, not registered yet.
+pub struct Examined {
+    /// What registering it records.
+    pub record: FlavorRecord,
+    /// The compiled component, to ask it things (`validate-config`).
+    pub prepared: Prepared,
+    bytes: Vec<u8>,
+}
+
+/// Check and compile `bytes`, a component from `source`, and read its
+/// metadata: everything registering does but writing.
+pub async fn examine(stepbox: &Stepbox, source: &Source, bytes: Vec<u8>) -> Result<Examined, FlavorError> {
     let shown = source.shown.clone();
-    component::check_binary(&shown, bytes)?;
-    let sha256 = component::sha256_hex(bytes);
+    component::check_binary(&shown, &bytes)?;
+    let sha256 = component::sha256_hex(&bytes);
     let cache = stepbox.cache().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
-    let compiled = cache.compile(&shown, &sha256, bytes)?;
+    let compiled = cache.compile(&shown, &sha256, &bytes)?;
     let engine = crate::engine::StepboxEngine::shared().map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
     let shape = component::check_shape(&engine, &shown, &compiled)?;
     let prepared = Prepared::new(engine, compiled).map_err(|e| FlavorError::Internal(format!("{e:#}")))?;
@@ -140,17 +152,6 @@ pub async fn register_bytes(
     }
     let config_schema = parse_schema(&metadata.config_schema).map_err(|m| bad(format!("config schema: {m}")))?;
     let settings_schema = parse_schema(&metadata.settings_schema).map_err(|m| bad(format!("settings schema: {m}")))?;
-    if let Some(existing) = stepbox.db.flavor(&metadata.name)?
-        && existing.sha256 != sha256
-        && !replace
-    {
-        return Err(FlavorError::AlreadyRegistered { name: metadata.name, existing: existing.sha256, path: shown });
-    }
-    let blob = stepbox.home.flavor_blob(&sha256);
-    if !blob.is_file() {
-        stepbox_backends::files::write_atomically(&blob, bytes)
-            .map_err(|e| FlavorError::Internal(format!("cannot store {}: {e}", blob.display())))?;
-    }
     let record = FlavorRecord {
         name: metadata.name,
         sha256,
@@ -166,8 +167,57 @@ pub async fn register_bytes(
         provenance: source.provenance.clone(),
         registered_at: stepbox_store::store::now(),
     };
-    stepbox.db.put_flavor(&record)?;
-    Ok(record)
+    Ok(Examined { record, prepared, bytes })
+}
+
+/// Store an examined version and make it its flavor's current one; in the
+/// same transaction, pin the step operators in `pins` (`None`: follow the
+/// current version from now on).
+pub fn install(
+    stepbox: &Stepbox,
+    examined: &Examined,
+    pins: &[(String, Option<stepbox_store::store::FlavorPin>)],
+) -> Result<(), FlavorError> {
+    let blob = stepbox.home.flavor_blob(&examined.record.sha256);
+    if !blob.is_file() {
+        stepbox_backends::files::write_atomically(&blob, &examined.bytes)
+            .map_err(|e| FlavorError::Internal(format!("cannot store {}: {e}", blob.display())))?;
+    }
+    stepbox.db.put_flavor_with(&examined.record, |tx| {
+        for (operator, pin) in pins {
+            stepbox_store::store::pin_in(tx, operator, pin.as_ref())?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Check, compile and register `bytes`, a component from `source`. A new
+/// version of a registered flavor needs `replace`, and is registered as
+/// `stepbox flavor update --yes` would: the old version stays, and step
+/// operators whose grants do not cover the new one stay on it.
+pub async fn register_bytes(
+    stepbox: &Stepbox,
+    source: &Source,
+    bytes: Vec<u8>,
+    replace: bool,
+) -> Result<FlavorRecord, FlavorError> {
+    let examined = examine(stepbox, source, bytes).await?;
+    match stepbox.db.flavor(&examined.record.name)? {
+        Some(existing) if existing.sha256 != examined.record.sha256 => {
+            if !replace {
+                return Err(FlavorError::AlreadyRegistered {
+                    name: examined.record.name,
+                    existing: existing.sha256,
+                    path: source.shown.clone(),
+                });
+            }
+            let plan = crate::flavor_update::plan(stepbox, &existing, &examined).await?;
+            crate::flavor_update::apply(stepbox, &plan, &examined)?;
+        }
+        _ => install(stepbox, &examined, &[])?,
+    }
+    Ok(examined.record)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -229,21 +279,71 @@ pub struct FlavorListing {
     pub record: FlavorRecord,
     /// `ok`, or what is wrong with the component file.
     pub status: String,
+    /// The step operators that run this version.
+    pub used_by: Vec<String>,
+    /// Its other registered versions, oldest first.
+    pub versions: Vec<VersionListing>,
 }
 
-/// Every registered flavor. Unreadable records come back as errors beside
-/// the good ones rather than failing the listing.
+/// An older registered version of a flavor.
+#[derive(Debug, Serialize)]
+pub struct VersionListing {
+    pub version: String,
+    pub sha256: String,
+    pub source_path: String,
+    pub provenance: Provenance,
+    pub registered_at: String,
+    /// The capabilities it imports.
+    pub capabilities: Vec<stepbox_store::capability::Capability>,
+    /// `ok`, or what is wrong with its component file.
+    pub status: String,
+    /// The step operators pinned (or held) on it.
+    pub used_by: Vec<String>,
+}
+
+/// Every registered flavor, each with its older versions. Unreadable
+/// records come back as errors beside the good ones rather than failing
+/// the listing.
 pub fn list(stepbox: &Stepbox) -> Result<(Vec<FlavorListing>, Vec<String>), FlavorError> {
-    let (records, broken) = stepbox.db.flavors()?;
-    let listings = records
-        .into_iter()
-        .map(|record| {
-            let status = file_status(stepbox, &record);
-            FlavorListing { record, status }
-        })
-        .collect();
+    let (records, mut broken) = stepbox.db.flavors()?;
+    let (versions, broken_versions) = stepbox.db.flavor_versions(None)?;
+    broken.extend(broken_versions);
+    let operators = stepbox.db.step_operators()?;
+    let listings = records.into_iter().map(|record| listing(stepbox, record, &versions, &operators)).collect();
     let broken = broken.into_iter().map(|(name, error)| format!("{name}: {error}")).collect();
     Ok((listings, broken))
+}
+
+fn listing(
+    stepbox: &Stepbox,
+    record: FlavorRecord,
+    versions: &[FlavorRecord],
+    operators: &[stepbox_store::store::StepOperatorRecord],
+) -> FlavorListing {
+    let runs = |sha256: &str, current: bool| -> Vec<String> {
+        let on = |op: &&stepbox_store::store::StepOperatorRecord| match &op.pin {
+            Some(pin) => pin.sha256 == sha256,
+            None => current,
+        };
+        operators.iter().filter(|op| op.flavor == record.name).filter(on).map(|op| op.name.clone()).collect()
+    };
+    let older = versions
+        .iter()
+        .filter(|v| v.name == record.name && v.sha256 != record.sha256)
+        .map(|v| VersionListing {
+            version: v.version.clone(),
+            sha256: v.sha256.clone(),
+            source_path: v.source_path.clone(),
+            provenance: v.provenance.clone(),
+            registered_at: v.registered_at.clone(),
+            capabilities: v.shape.capabilities.clone(),
+            status: file_status(stepbox, v),
+            used_by: runs(&v.sha256, false),
+        })
+        .collect();
+    let status = file_status(stepbox, &record);
+    let used_by = runs(&record.sha256, true);
+    FlavorListing { record, status, used_by, versions: older }
 }
 
 fn file_status(stepbox: &Stepbox, record: &FlavorRecord) -> String {
@@ -260,11 +360,49 @@ fn file_status(stepbox: &Stepbox, record: &FlavorRecord) -> String {
     }
 }
 
-/// One flavor by name.
+/// One flavor by name, with its older versions.
 pub fn get(stepbox: &Stepbox, name: &str) -> Result<FlavorListing, FlavorError> {
     let record = stepbox.db.flavor(name)?.ok_or_else(|| FlavorError::NotFound(name.to_owned()))?;
-    let status = file_status(stepbox, &record);
-    Ok(FlavorListing { record, status })
+    let (versions, _) = stepbox.db.flavor_versions(Some(name))?;
+    let operators = stepbox.db.step_operators()?;
+    Ok(listing(stepbox, record, &versions, &operators))
+}
+
+/// Delete the older version of flavor `name` whose sha256 starts with
+/// `prefix`. Refused for the current version and for one a step operator runs.
+pub fn delete_version(stepbox: &Stepbox, name: &str, prefix: &str) -> Result<String, FlavorError> {
+    let listing = get(stepbox, name)?;
+    let wanted = prefix.strip_prefix("sha256:").unwrap_or(prefix).to_ascii_lowercase();
+    if listing.record.sha256.starts_with(&wanted) && wanted.len() >= 8 {
+        return Err(FlavorError::Input(format!(
+            "sha256 {} is the current version of `{name}`; `stepbox flavor delete {name}` deletes the flavor",
+            listing.record.sha256
+        )));
+    }
+    let matching: Vec<&VersionListing> =
+        listing.versions.iter().filter(|v| wanted.len() >= 8 && v.sha256.starts_with(&wanted)).collect();
+    let [version] = matching.as_slice() else {
+        let known: Vec<String> = listing
+            .versions
+            .iter()
+            .map(|v| format!("{} ({})", &v.sha256[..12.min(v.sha256.len())], v.version))
+            .collect();
+        return Err(FlavorError::Input(format!(
+            "--sha256 {prefix}: name one older version of `{name}` by its sha256 (8 or more hex digits); its older versions: {}",
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        )));
+    };
+    if !version.used_by.is_empty() {
+        return Err(FlavorError::InUse {
+            name: format!("{name} (version sha256 {})", version.sha256),
+            users: version.used_by.join(", "),
+        });
+    }
+    stepbox.db.delete_flavor_version(name, &version.sha256)?;
+    if stepbox.db.flavors_with_sha(&version.sha256)? == 0 {
+        let _ = std::fs::remove_file(stepbox.home.flavor_blob(&version.sha256));
+    }
+    Ok(version.sha256.clone())
 }
 
 /// Delete a flavor. Refused while step operators use it.
@@ -274,11 +412,32 @@ pub fn delete(stepbox: &Stepbox, name: &str) -> Result<(), FlavorError> {
     if !users.is_empty() {
         return Err(FlavorError::InUse { name: name.to_owned(), users: users.join(", ") });
     }
+    let (versions, _) = stepbox.db.flavor_versions(Some(name))?;
     stepbox.db.delete_flavor(name)?;
-    if stepbox.db.flavors_with_sha(&record.sha256)? == 0 {
-        let _ = std::fs::remove_file(stepbox.home.flavor_blob(&record.sha256));
+    let shas = std::iter::once(record.sha256).chain(versions.into_iter().map(|version| version.sha256));
+    for sha256 in shas {
+        if stepbox.db.flavors_with_sha(&sha256)? == 0 {
+            let _ = std::fs::remove_file(stepbox.home.flavor_blob(&sha256));
+        }
     }
     Ok(())
+}
+
+/// The version of its flavor a step operator runs: the one it is pinned
+/// to, or the flavor's current one.
+pub fn for_operator(
+    stepbox: &Stepbox,
+    operator: &stepbox_store::store::StepOperatorRecord,
+) -> Result<FlavorRecord, FlavorError> {
+    match &operator.pin {
+        None => Ok(get(stepbox, &operator.flavor)?.record),
+        Some(pin) => stepbox.db.flavor_version(&operator.flavor, &pin.sha256)?.ok_or_else(|| {
+            FlavorError::Input(format!(
+                "step operator `{}` is pinned to version sha256 {} of the flavor `{}`, which is no longer registered; pin it to a registered one (`stepbox flavor list` shows them) with `stepbox step-operator update {} --pin SHA256`, or follow the current one with --unpin",
+                operator.name, pin.sha256, operator.flavor, operator.name
+            ))
+        }),
+    }
 }
 
 /// Load a registered flavor's component, ready to instantiate.

@@ -161,7 +161,7 @@ pub async fn launch(
         .db
         .step_operator(&args.step_operator)?
         .ok_or_else(|| LaunchError::UnknownStepOperator(args.step_operator.clone()))?;
-    let flavor = flavors::get(stepbox, &operator.flavor)?.record;
+    let flavor = flavors::for_operator(stepbox, &operator)?;
     let ungranted = crate::step_operators::ungranted(&flavor, &operator.grants);
     if !ungranted.is_empty() {
         return Err(LaunchError::Ungranted {

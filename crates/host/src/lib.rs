@@ -23,6 +23,7 @@ pub mod context;
 pub mod contract;
 pub mod display;
 pub mod engine;
+pub mod flavor_update;
 pub mod flavors;
 pub mod follow;
 pub mod host;

@@ -66,6 +66,19 @@ pub async fn register(
     logins: &[Login],
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<FlavorRecord, FlavorError> {
+    let (source, bytes) = fetch(stepbox, reference, allow_unsigned, logins, progress).await?;
+    flavors::register_bytes(stepbox, &source, bytes, replace).await
+}
+
+/// Pull `reference` and check its signature against the trust policy
+/// (unless `allow_unsigned`): the component, and where it came from.
+pub async fn fetch(
+    stepbox: &Stepbox,
+    reference: &str,
+    allow_unsigned: bool,
+    logins: &[Login],
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(Source, Vec<u8>), FlavorError> {
     let trusted = crate::trust::keys(stepbox)?;
     let pulled = wasm_oci::pull(reference, logins, MAX_COMPONENT_BYTES, !allow_unsigned, progress).await?;
     let provenance = if allow_unsigned {
@@ -79,7 +92,7 @@ pub async fn register(
     };
     let label = pulled.repository.rsplit('/').next().unwrap_or(&pulled.repository).to_owned();
     let source = Source { shown: reference.to_owned(), label, recorded: pulled.pinned(), provenance };
-    flavors::register_bytes(stepbox, &source, &pulled.component, replace).await
+    Ok((source, pulled.component))
 }
 
 /// Sign the flavor artifact `reference` in its registry with the private

@@ -16,7 +16,7 @@ use crate::instance::GuestFailure;
 use crate::limits::{LimitError, Limits};
 use stepbox_backends::exit;
 use stepbox_store::policy::{GrantError, Grants};
-use stepbox_store::store::{StepOperatorRecord, StoreError};
+use stepbox_store::store::{FlavorPin, StepOperatorRecord, StoreError};
 
 /// Why a step-operator operation failed.
 #[derive(Debug, Error)]
@@ -41,6 +41,9 @@ pub enum StepOperatorError {
     Flavor(#[from] FlavorError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Bad input the user can correct.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl StepOperatorError {
@@ -85,13 +88,17 @@ fn valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Ask the flavor whether it accepts `config`.
-pub async fn validate(stepbox: &Stepbox, flavor: &str, config: &serde_json::Value) -> Result<(), StepOperatorError> {
+/// Ask the flavor version `record` whether it accepts `config`.
+pub async fn validate(
+    stepbox: &Stepbox,
+    record: &stepbox_store::store::FlavorRecord,
+    config: &serde_json::Value,
+) -> Result<(), StepOperatorError> {
     if !config.is_object() {
         return Err(StepOperatorError::NotAnObject(config.to_string()));
     }
-    let record = flavors::get(stepbox, flavor)?.record;
-    let prepared = flavors::prepare(stepbox, &record)?;
+    let flavor = record.name.as_str();
+    let prepared = flavors::prepare(stepbox, record)?;
     let logger = Arc::new(FlavorLogger::new(flavor, None, &Limits::for_query()));
     match prepared.validate_config(logger, &config.to_string()).await {
         Ok(Ok(())) => Ok(()),
@@ -130,7 +137,7 @@ pub async fn register(
     if stepbox.db.step_operator(name)?.is_some() {
         return Err(StepOperatorError::Exists(name.to_owned()));
     }
-    validate(stepbox, flavor, &config).await?;
+    validate(stepbox, &flavors::get(stepbox, flavor)?.record, &config).await?;
     let now = stepbox_store::store::now();
     let record = StepOperatorRecord {
         name: name.to_owned(),
@@ -138,6 +145,7 @@ pub async fn register(
         config,
         limits,
         grants: granted,
+        pin: None,
         created_at: now.clone(),
         updated_at: now,
     };
@@ -164,6 +172,18 @@ pub struct Update {
     pub grants: Vec<String>,
     /// Grants to remove (`--revoke`).
     pub revoke: Vec<String>,
+    /// Which version of its flavor to run.
+    pub pin: Option<PinChange>,
+}
+
+/// A change of the flavor version a step operator runs.
+#[derive(Debug, Clone)]
+pub enum PinChange {
+    /// Pin it to the registered version whose sha256 starts with this
+    /// (at least 8 hex digits, `sha256:` allowed).
+    To(String),
+    /// Follow the flavor's current version.
+    Follow,
 }
 
 impl Update {
@@ -176,13 +196,14 @@ impl Update {
             && self.unset_limits.is_empty()
             && self.grants.is_empty()
             && self.revoke.is_empty()
+            && self.pin.is_none()
     }
 }
 
 /// Change a step operator's configuration and limits; the flavor validates
 /// the resulting configuration.
 pub async fn update(stepbox: &Stepbox, name: &str, change: Update) -> Result<StepOperatorRecord, StepOperatorError> {
-    let Update { replace, set, unset, limits: new_limits, unset_limits, grants, revoke } = change;
+    let Update { replace, set, unset, limits: new_limits, unset_limits, grants, revoke, pin } = change;
     let mut record = get(stepbox, name)?;
     for grant in &grants {
         record.grants.grant(grant)?;
@@ -209,11 +230,55 @@ pub async fn update(stepbox: &Stepbox, name: &str, change: Update) -> Result<Ste
         config.remove(key);
     }
     let config = serde_json::Value::Object(config);
-    validate(stepbox, &record.flavor, &config).await?;
-    stepbox.db.update_step_operator(name, &config, &limits, &record.grants)?;
+    record.pin = match pin {
+        Some(PinChange::Follow) => None,
+        Some(PinChange::To(prefix)) => {
+            Some(FlavorPin { sha256: version_by_prefix(stepbox, &record.flavor, &prefix)?, held: false })
+        }
+        None => record.pin.take(),
+    };
+    // Held back by an update: move to the current version once it is covered.
+    if let Some(held) = record.pin.as_ref().filter(|pin| pin.held) {
+        let current = flavors::get(stepbox, &record.flavor)?.record;
+        let covered = ungranted(&current, &record.grants).is_empty();
+        if held.sha256 == current.sha256 || (covered && validate(stepbox, &current, &config).await.is_ok()) {
+            record.pin = None;
+        }
+    }
+    let version = flavors::for_operator(stepbox, &record)?;
+    validate(stepbox, &version, &config).await?;
+    stepbox.db.update_step_operator(name, &config, &limits, &record.grants, record.pin.as_ref())?;
     record.config = config;
     record.limits = limits;
     Ok(get(stepbox, name).unwrap_or(record))
+}
+
+/// The sha256 of the version of `flavor` that `prefix` names.
+fn version_by_prefix(stepbox: &Stepbox, flavor: &str, prefix: &str) -> Result<String, StepOperatorError> {
+    let wanted = prefix.strip_prefix("sha256:").unwrap_or(prefix).to_ascii_lowercase();
+    let (versions, _) = stepbox.db.flavor_versions(Some(flavor))?;
+    let known = || {
+        versions
+            .iter()
+            .map(|v| format!("{} ({})", &v.sha256[..v.sha256.len().min(12)], v.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if wanted.len() < 8 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StepOperatorError::Input(format!(
+            "--pin {prefix}: name a version by its sha256 (at least 8 hex digits); the versions of `{flavor}`: {}",
+            known()
+        )));
+    }
+    let matching: Vec<_> = versions.iter().filter(|v| v.sha256.starts_with(&wanted)).collect();
+    match matching.as_slice() {
+        [one] => Ok(one.sha256.clone()),
+        [] => Err(StepOperatorError::Input(format!(
+            "--pin {prefix}: no registered version of `{flavor}` has that sha256; its versions: {}",
+            known()
+        ))),
+        _ => Err(StepOperatorError::Input(format!("--pin {prefix}: more than one version matches; give more digits"))),
+    }
 }
 
 pub fn get(stepbox: &Stepbox, name: &str) -> Result<StepOperatorRecord, StepOperatorError> {

@@ -285,6 +285,43 @@ Examples:
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// Update a flavor to a new version, showing first what the new version asks for
+    #[command(after_help = "\
+Before anything changes, shows the new version's contract, the capabilities and WASI interfaces it
+imports that the registered version does not, how its configuration and settings schemas changed,
+and for each step operator of the flavor whether it moves to the new version or stays where it is:
+a step operator whose grants do not cover the new version (or whose configuration the new version
+refuses) keeps the version it has until `stepbox step-operator update NAME --grant …` covers it.
+Every version stays registered by its sha256 (`flavor list`), and a step operator can be pinned to
+one (`step-operator update NAME --pin SHA256`).
+
+SOURCE is a file or an oci:// reference; by default, where the current version came from (the
+same file, or the same registry tag looked up again now: a tag is never looked up on its own).
+Asks for confirmation on a terminal; elsewhere --yes is needed to apply.
+
+Examples:
+  stepbox flavor update local ./target/wasm32-wasip2/release/local.wasm
+  stepbox flavor update sagemaker                    # the tag it was registered from, again
+  stepbox flavor update sagemaker oci://registry.example.com/flavors/sagemaker:2.0 --yes")]
+    Update {
+        /// The registered flavor
+        name: String,
+        /// The new version: a component file or oci://REGISTRY/REPOSITORY:TAG (or @sha256:DIGEST)
+        source: Option<String>,
+        /// Apply without asking
+        #[arg(long, short = 'y', conflicts_with = "dry_run")]
+        yes: bool,
+        /// Only show what the update would change
+        #[arg(long)]
+        dry_run: bool,
+        /// Take a new version from a registry without a signature by a trusted key (recorded)
+        #[arg(long)]
+        allow_unsigned: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// Show what a .wasm file is and asks for, without registering or running it
     #[command(after_help = "\
 Reads the component's imports and exports from the file: nothing is compiled or run. Exits 0 when
@@ -337,8 +374,13 @@ Examples:
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
-    /// Delete a flavor that no step operator uses
-    Delete { name: String },
+    /// Delete a flavor that no step operator uses, or one of its older versions
+    Delete {
+        name: String,
+        /// Delete only this older version (its sha256, 8 or more hex digits), if no step operator runs it
+        #[arg(long = "sha256", value_name = "SHA256")]
+        sha256: Option<String>,
+    },
 }
 
 /// How stepbox logs in to registries.
@@ -406,7 +448,12 @@ Examples:
   stepbox step-operator update slow --config timeout_seconds=7200
   stepbox step-operator update slow --unset timeout_seconds
   stepbox step-operator update slow --grant max-job-timeout=2h --revoke arbitrary-commands
-  stepbox step-operator update slow --config-file new.json   # replaces the whole configuration")]
+  stepbox step-operator update slow --config-file new.json   # replaces the whole configuration
+  stepbox step-operator update slow --pin c6a0663c   # run this version of its flavor (`flavor list`)
+  stepbox step-operator update slow --unpin          # follow the flavor's current version again
+
+A step operator held on an older version of its flavor by `stepbox flavor update` (its grants did
+not cover the new one) moves to the current version as soon as an update grants what it needs.")]
     Update {
         name: String,
         #[command(flatten)]
@@ -422,6 +469,12 @@ Examples:
         /// (repeatable)
         #[arg(long, value_name = "GRANT")]
         revoke: Vec<String>,
+        /// Run this registered version of the flavor, named by its sha256 (8 or more hex digits)
+        #[arg(long, value_name = "SHA256", conflicts_with = "unpin")]
+        pin: Option<String>,
+        /// Follow the flavor's current version (undo --pin, or leave a version an update held it on)
+        #[arg(long)]
+        unpin: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
@@ -535,4 +588,16 @@ pub enum RunsCommand {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap checks a command line's shape (unique names, valid conflicts)
+    /// only when it is built: a mistake would otherwise panic at the first
+    /// run of the command it is in.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -35,6 +35,46 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                     capability_list(&record.shape.capabilities)
                 ))?,
             }
+            note_held(&stepbox, &record.name)?;
+        }
+        FlavorCommand::Update { name, source, yes, dry_run, allow_unsigned, registry, output } => {
+            let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
+            let (plan, examined) =
+                crate::flavor_update::prepare(&stepbox, &name, source.as_deref(), allow_unsigned, &logins, &progress)
+                    .await?;
+            if plan.is_noop() {
+                output::line(format_args!(
+                    "flavor `{name}` is already at {} (sha256 {}); nothing to update",
+                    crate::display::visible(&plan.to.version),
+                    output::short(&plan.to.sha256)
+                ))?;
+                return Ok(exit::OK);
+            }
+            if output == Format::Table {
+                print_plan(&plan)?;
+            }
+            let apply = !dry_run && (yes || confirm(&name)?);
+            if apply {
+                crate::flavor_update::apply(&stepbox, &plan, &examined)?;
+            }
+            if output == Format::Json {
+                output::json(&serde_json::json!({"plan": plan, "applied": apply}))?;
+            }
+            if dry_run {
+                return Ok(exit::OK);
+            }
+            if !apply {
+                return Err(Failure::input(format!(
+                    "flavor `{name}` was not updated: nothing changed. Apply the update shown with --yes (or answer y on a terminal); --dry-run only shows it"
+                )));
+            }
+            if output == Format::Table {
+                output::line(format_args!(
+                    "updated flavor `{name}` to {} (sha256 {}); the previous version stays registered",
+                    crate::display::visible(&plan.to.version),
+                    output::short(&plan.to.sha256)
+                ))?;
+            }
         }
         FlavorCommand::Push { path, reference, registry, output } => {
             let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
@@ -113,17 +153,30 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
             match output {
                 Format::Json => output::json(&listings)?,
                 Format::Table => {
-                    let mut table = output::table(&["NAME", "VERSION", "DISPLAY NAME", "IMPORTS", "SHA256", "STATUS"]);
+                    let mut table =
+                        output::table(&["NAME", "VERSION", "SHA256", "IMPORTS", "USED BY", "STATUS", "DISPLAY NAME"]);
                     for listing in &listings {
                         let record = &listing.record;
                         table.add_row(vec![
                             record.name.clone(),
-                            record.version.clone(),
-                            record.display_name.clone(),
-                            capability_list(&record.shape.capabilities),
+                            format!("{} (current)", record.version),
                             output::short(&record.sha256).to_owned(),
+                            capability_list(&record.shape.capabilities),
+                            names(&listing.used_by),
                             listing.status.clone(),
+                            record.display_name.clone(),
                         ]);
+                        for version in &listing.versions {
+                            table.add_row(vec![
+                                String::new(),
+                                version.version.clone(),
+                                output::short(&version.sha256).to_owned(),
+                                capability_list(&version.capabilities),
+                                names(&version.used_by),
+                                version.status.clone(),
+                                String::new(),
+                            ]);
+                        }
                     }
                     if listings.is_empty() {
                         output::line(format_args!(
@@ -145,12 +198,147 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                 Format::Table => describe(&listing)?,
             }
         }
-        FlavorCommand::Delete { name } => {
+        FlavorCommand::Delete { name, sha256: None } => {
             flavors::delete(&stepbox, &name)?;
-            output::line(format_args!("deleted flavor `{name}`"))?;
+            output::line(format_args!("deleted flavor `{name}` and all its versions"))?;
+        }
+        FlavorCommand::Delete { name, sha256: Some(prefix) } => {
+            let sha256 = flavors::delete_version(&stepbox, &name, &prefix)?;
+            output::line(format_args!("deleted version sha256 {sha256} of flavor `{name}`"))?;
         }
     }
     Ok(exit::OK)
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() { "-".to_owned() } else { list.join(", ") }
+}
+
+/// Name the step operators of `flavor` an update held on an older version.
+fn note_held(stepbox: &crate::context::Stepbox, flavor: &str) -> Result<(), Failure> {
+    for operator in crate::step_operators::list(stepbox)? {
+        if operator.flavor == flavor
+            && let Some(pin) = operator.pin.as_ref().filter(|pin| pin.held)
+        {
+            output::note(format_args!(
+                "step operator `{}` stays on the previous version (sha256 {}) until its grants cover this one: {}",
+                operator.name,
+                output::short(&pin.sha256),
+                held_reason(stepbox, &operator)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a held step operator needs to move to its flavor's current version.
+fn held_reason(stepbox: &crate::context::Stepbox, operator: &crate::store::StepOperatorRecord) -> String {
+    let Ok(current) = flavors::get(stepbox, &operator.flavor) else { return String::new() };
+    let missing = crate::step_operators::ungranted(&current.record, &operator.grants);
+    if missing.is_empty() {
+        "its configuration is refused by the new version; change it with `stepbox step-operator update`".to_owned()
+    } else {
+        format!(
+            "stepbox step-operator update {} {}",
+            operator.name,
+            missing.iter().map(|c| format!("--grant {c}")).collect::<Vec<_>>().join(" ")
+        )
+    }
+}
+
+/// Ask on the terminal whether to apply an update; `false` when there is no terminal to ask.
+fn confirm(name: &str) -> Result<bool, Failure> {
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(false);
+    }
+    output::note(format_args!("Update flavor `{name}` as shown? [y/N] "));
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .take(64)
+        .read_line(&mut answer)
+        .map_err(|error| Failure::input(format!("cannot read the answer: {error}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// The plan of an update, before it is applied.
+fn print_plan(plan: &crate::flavor_update::UpgradePlan) -> Result<(), Failure> {
+    use crate::flavor_update::OperatorOutcome;
+    let visible = |text: &str| crate::display::visible(text).into_owned();
+    let listed = |added: Vec<String>, removed: Vec<String>| {
+        let mut parts: Vec<String> = added.into_iter().map(|item| format!("+ {item}")).collect();
+        parts.extend(removed.into_iter().map(|item| format!("- {item}")));
+        if parts.is_empty() { "unchanged".to_owned() } else { parts.join(", ") }
+    };
+    let schema = |changes: &[String]| if changes.is_empty() { "unchanged".to_owned() } else { changes.join("; ") };
+    output::line(format_args!(
+        "Update flavor `{}`: {} (sha256 {}) → {} (sha256 {})",
+        plan.flavor,
+        visible(&plan.from.version),
+        output::short(&plan.from.sha256),
+        visible(&plan.to.version),
+        output::short(&plan.to.sha256)
+    ))?;
+    let contract = if plan.from.contract == plan.to.contract {
+        format!("{} (unchanged)", plan.to.contract)
+    } else {
+        format!("{} → {}", plan.from.contract, plan.to.contract)
+    };
+    output::fields(&[
+        ("from", plan.from.source.clone()),
+        ("to", plan.to.source.clone()),
+        ("provenance", plan.to.provenance.to_string()),
+        ("contract", contract),
+        (
+            "capabilities",
+            listed(
+                plan.capabilities_added.iter().map(|c| c.name().to_owned()).collect(),
+                plan.capabilities_removed.iter().map(|c| c.name().to_owned()).collect(),
+            ),
+        ),
+        ("wasi imports", {
+            let mut text = listed(plan.wasi_added.clone(), plan.wasi_removed.clone());
+            if !plan.wasi_versions_changed.is_empty() {
+                text.push_str(&format!(
+                    " ({} more at another WASI version, e.g. {})",
+                    plan.wasi_versions_changed.len(),
+                    plan.wasi_versions_changed[0]
+                ));
+            }
+            text
+        }),
+        ("config schema", schema(&plan.config_schema_changes)),
+        ("settings schema", schema(&plan.settings_schema_changes)),
+    ])?;
+    if plan.step_operators.is_empty() {
+        output::line("\nNo step operator uses it.")?;
+        return Ok(());
+    }
+    output::line("\nStep operators:")?;
+    for operator in &plan.step_operators {
+        let what = match &operator.outcome {
+            OperatorOutcome::Moves => format!("moves to {}", visible(&plan.to.version)),
+            OperatorOutcome::Held { sha256, needs_grants, config_refused } => {
+                let mut why = Vec::new();
+                if !needs_grants.is_empty() {
+                    why.push(format!(
+                        "it would newly need {} (stepbox step-operator update {} {})",
+                        needs_grants.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                        operator.name,
+                        needs_grants.iter().map(|c| format!("--grant {c}")).collect::<Vec<_>>().join(" ")
+                    ));
+                }
+                if let Some(refused) = config_refused {
+                    why.push(format!("the new version refuses its configuration: {refused}"));
+                }
+                format!("STAYS on sha256 {} until covered: {}", output::short(sha256), why.join("; "))
+            }
+            OperatorOutcome::Pinned { sha256 } => format!("pinned to sha256 {}; unchanged", output::short(sha256)),
+        };
+        output::line(format_args!("  {}: {what}", operator.name))?;
+    }
+    Ok(())
 }
 
 /// Progress of a push or pull, on stderr.

@@ -56,7 +56,7 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
             let record = step_operators::get(&stepbox, &name)?;
             print_one(&record, output, "")?;
         }
-        StepOperatorCommand::Update { name, config, unset, unset_limit, revoke, output } => {
+        StepOperatorCommand::Update { name, config, unset, unset_limit, revoke, pin, unpin, output } => {
             let current = step_operators::get(&stepbox, &name)?;
             let schema = flavor_schema(&stepbox, &current.flavor)?;
             let change = step_operators::Update {
@@ -67,15 +67,41 @@ pub async fn run(home: Option<PathBuf>, command: StepOperatorCommand) -> Result<
                 unset_limits: unset_limit,
                 grants: config.grants.clone(),
                 revoke,
+                pin: match (pin, unpin) {
+                    (Some(sha256), _) => Some(step_operators::PinChange::To(sha256)),
+                    (None, true) => Some(step_operators::PinChange::Follow),
+                    (None, false) => None,
+                },
             };
             if change.is_empty() {
                 return Err(Failure::input(
                     "nothing to update: give --config KEY=VALUE, --config-file FILE, --unset KEY, \
-                     --limit NAME=VALUE, --unset-limit NAME, --grant GRANT or --revoke GRANT",
+                     --limit NAME=VALUE, --unset-limit NAME, --grant GRANT, --revoke GRANT, --pin SHA256 or --unpin",
                 ));
             }
             let record = step_operators::update(&stepbox, &name, change).await?;
             print_one(&record, output, "updated")?;
+            if current.pin != record.pin {
+                let version = crate::flavors::for_operator(&stepbox, &record)?;
+                output::note(format_args!(
+                    "step operator `{}` now runs version {} (sha256 {}) of the flavor `{}`{}",
+                    record.name,
+                    crate::display::visible(&version.version),
+                    output::short(&version.sha256),
+                    record.flavor,
+                    match &record.pin {
+                        None => ", its current one",
+                        Some(_) => ", pinned",
+                    }
+                ));
+            } else if let Some(pin) = record.pin.as_ref().filter(|pin| pin.held) {
+                output::note(format_args!(
+                    "step operator `{}` stays on version sha256 {} of the flavor `{}` until its grants cover the current one",
+                    record.name,
+                    output::short(&pin.sha256),
+                    record.flavor
+                ));
+            }
             warn_ungranted(&stepbox, &record);
         }
         StepOperatorCommand::Delete { name } => {
@@ -112,8 +138,8 @@ fn grant_list(grants: &crate::policy::Grants) -> String {
 /// Say so when the flavor imports capabilities the step operator does not grant.
 fn warn_ungranted(stepbox: &Stepbox, record: &StepOperatorRecord) {
     warn_unstored_secrets(stepbox, record);
-    let Ok(flavor) = crate::flavors::get(stepbox, &record.flavor) else { return };
-    let missing = step_operators::ungranted(&flavor.record, &record.grants);
+    let Ok(flavor) = crate::flavors::for_operator(stepbox, record) else { return };
+    let missing = step_operators::ungranted(&flavor, &record.grants);
     if !missing.is_empty() {
         let grants: Vec<String> = missing.iter().map(|c| format!("--grant {c}")).collect();
         output::note(format_args!(
@@ -180,6 +206,16 @@ fn print_one(record: &StepOperatorRecord, format: Format, verb: &str) -> Result<
                 ("flavor", record.flavor.clone()),
                 ("limits", limits),
                 ("grants", grant_list(&record.grants)),
+                (
+                    "flavor version",
+                    match &record.pin {
+                        None => "the flavor's current one".to_owned(),
+                        Some(pin) if pin.held => {
+                            format!("sha256 {} (held there by a flavor update its grants do not cover)", pin.sha256)
+                        }
+                        Some(pin) => format!("sha256 {} (pinned)", pin.sha256),
+                    },
+                ),
                 ("created", record.created_at.clone()),
                 ("updated", record.updated_at.clone()),
             ])?;

@@ -101,10 +101,41 @@ fn decode(parts: (FlavorRecord, [String; 4])) -> Result<FlavorRecord, StoreError
 }
 
 impl Db {
-    /// Insert or replace a flavor.
+    /// Make `flavor` its name's current version, and keep it among the
+    /// name's versions.
     pub fn put_flavor(&self, flavor: &FlavorRecord) -> Result<(), StoreError> {
+        self.put_flavor_with(flavor, |_| Ok(()))
+    }
+
+    /// [`Db::put_flavor`], and `also` in the same transaction (pinning the
+    /// step operators an update holds back, say).
+    pub fn put_flavor_with(
+        &self,
+        flavor: &FlavorRecord,
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let flavor = flavor.clone();
         self.write(move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO flavor_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
+                params![
+                    flavor.name,
+                    flavor.sha256,
+                    flavor.size as i64,
+                    flavor.version,
+                    flavor.display_name,
+                    flavor.description,
+                    flavor.docs_url,
+                    flavor.config_schema.to_string(),
+                    flavor.settings_schema.to_string(),
+                    serde_json::to_string(&flavor.shape).unwrap_or_default(),
+                    flavor.source_path,
+                    flavor.registered_at,
+                    serde_json::to_string(&flavor.provenance).unwrap_or_default(),
+                ],
+            )?;
             tx.execute(
                 &format!(
                     "INSERT INTO flavors ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
@@ -131,7 +162,53 @@ impl Db {
                     serde_json::to_string(&flavor.provenance).unwrap_or_default(),
                 ],
             )?;
-            Ok(())
+            also(tx)
+        })
+    }
+
+    /// The version of flavor `name` whose component has `sha256`, if registered.
+    pub fn flavor_version(&self, name: &str, sha256: &str) -> Result<Option<FlavorRecord>, StoreError> {
+        self.read(|conn| {
+            let row = optional(conn.query_row(
+                &format!("SELECT {COLUMNS} FROM flavor_versions WHERE name = ?1 AND sha256 = ?2"),
+                [name, sha256],
+                from_row,
+            ))?;
+            row.map(decode).transpose()
+        })
+    }
+
+    /// Every registered version of every flavor (of `name` only, when
+    /// given), by name and then registration time.
+    pub fn flavor_versions(&self, name: Option<&str>) -> Result<FlavorListing, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM flavor_versions WHERE ?1 IS NULL OR name = ?1 ORDER BY name, registered_at"
+            ))?;
+            let rows = statement.query_map([name], from_row)?;
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            for row in rows {
+                let parts = row?;
+                let name = parts.0.name.clone();
+                match decode(parts) {
+                    Ok(record) => good.push(record),
+                    Err(error) => bad.push((name, error)),
+                }
+            }
+            Ok((good, bad))
+        })
+    }
+
+    /// Forget one version of a flavor (never its current one); returns
+    /// whether it was registered.
+    pub fn delete_flavor_version(&self, name: &str, sha256: &str) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM flavor_versions WHERE name = ?1 AND sha256 = ?2
+                   AND sha256 NOT IN (SELECT sha256 FROM flavors WHERE name = ?1)",
+                [name, sha256],
+            )? > 0)
         })
     }
 
@@ -164,16 +241,20 @@ impl Db {
         })
     }
 
-    /// Delete a flavor; returns whether it existed.
+    /// Delete a flavor and all its versions; returns whether it existed.
     pub fn delete_flavor(&self, name: &str) -> Result<bool, StoreError> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM flavors WHERE name = ?1", [name])? > 0))
+        self.write(|tx| {
+            tx.execute("DELETE FROM flavor_versions WHERE name = ?1", [name])?;
+            Ok(tx.execute("DELETE FROM flavors WHERE name = ?1", [name])? > 0)
+        })
     }
 
-    /// How many registered flavors use the component with this sha256.
+    /// How many registered flavor versions use the component with this sha256.
     pub fn flavors_with_sha(&self, sha256: &str) -> Result<u64, StoreError> {
         self.read(|conn| {
-            Ok(conn.query_row("SELECT COUNT(*) FROM flavors WHERE sha256 = ?1", [sha256], |row| row.get::<_, i64>(0))?
-                as u64)
+            Ok(conn.query_row("SELECT COUNT(*) FROM flavor_versions WHERE sha256 = ?1", [sha256], |row| {
+                row.get::<_, i64>(0)
+            })? as u64)
         })
     }
 }

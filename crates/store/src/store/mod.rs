@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub use flavors::{FlavorRecord, Provenance};
 pub use runs::{JobRecord, RunLookup, RunRecord, RunState};
-pub use step_operators::StepOperatorRecord;
+pub use step_operators::{FlavorPin, StepOperatorRecord, pin_in};
 pub use trusted_keys::TrustedKeyRecord;
 
 /// WAL pages after which a commit checkpoints.

@@ -89,6 +89,31 @@ CREATE TABLE trusted_keys (
 );
 ALTER TABLE flavors ADD COLUMN provenance TEXT NOT NULL DEFAULT '{"kind":"file"}';
 "#,
+    // Flavor versions (issue 19): `flavors` holds each flavor's current
+    // version, `flavor_versions` every version registered (the current one
+    // too), by digest; a step operator may be pinned to one (`pin`: JSON
+    // {"sha256", "held"}, NULL to follow the current version).
+    r#"
+CREATE TABLE flavor_versions (
+    name            TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    version         TEXT NOT NULL,
+    display_name    TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    docs_url        TEXT,
+    config_schema   TEXT NOT NULL,
+    settings_schema TEXT NOT NULL,
+    shape           TEXT NOT NULL,
+    source_path     TEXT NOT NULL,
+    registered_at   TEXT NOT NULL,
+    provenance      TEXT NOT NULL,
+    PRIMARY KEY (name, sha256)
+);
+INSERT INTO flavor_versions SELECT name, sha256, size, version, display_name, description, docs_url,
+    config_schema, settings_schema, shape, source_path, registered_at, provenance FROM flavors;
+ALTER TABLE step_operators ADD COLUMN pin TEXT;
+"#,
 ];
 
 /// Whether the schema is behind this stepbox (a cheap read, no lock).
