@@ -23,7 +23,7 @@ pub use stepbox_backends::{
     source_files, timestamps, units, wasm_oci,
 };
 pub use stepbox_host::{
-    CONTRACT_PACKAGE, CONTRACT_VERSION, bindings, component, conformance, context, contract, display, engine,
+    CONTRACT_PACKAGE, CONTRACT_VERSION, bindings, builtin, component, conformance, context, contract, display, engine,
     flavor_update, flavors, follow, host, inspect, instance, launch, limits, oci_flavors, step_operators, supervisor,
     trust,
 };

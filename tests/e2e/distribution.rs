@@ -607,6 +607,58 @@ fn an_update_from_a_registry_looks_the_tag_up_again_and_checks_the_signature() {
     assert_eq!(described["provenance"]["key"], "publisher");
 }
 
+/// `stepbox ARGS` with the builtin flavors in `dir`.
+fn with_builtins(t: &TestHome, dir: &std::path::Path, args: &[&str]) -> stepbox_e2e::Run {
+    let mut command = t.command(args);
+    command.env("STEPBOX_BUILTIN_FLAVORS", dir);
+    stepbox_e2e::Run::from_output(command.output().expect("stepbox starts"))
+}
+
+#[test]
+fn builtin_flavors_register_by_name_checked_against_their_index() {
+    let dir = stepbox_e2e::builtin_flavors();
+    let t = TestHome::sharing_cache();
+    let available = with_builtins(&t, dir, &["flavor", "list", "--available", "-o", "json"]).expect_code(0).json();
+    let names: Vec<&str> =
+        available["flavors"].as_array().into_iter().flatten().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(names, ["azureml", "container", "local", "ray", "sagemaker", "slurm", "vertex"]);
+    for flavor in available["flavors"].as_array().into_iter().flatten() {
+        let file = dir.join(flavor["file"].as_str().expect("file"));
+        let bytes = std::fs::read(&file).expect("the builtin file");
+        assert_eq!(flavor["sha256"], hex(&sha2::Sha256::digest(&bytes)), "{}", file.display());
+    }
+    let table = with_builtins(&t, dir, &["flavor", "list", "--available"]).expect_code(0).stdout.clone();
+    assert!(table.contains("builtin:sagemaker") && table.contains("register one with"), "{table}");
+
+    let registered =
+        with_builtins(&t, dir, &["flavor", "register", "builtin:local", "-o", "json"]).expect_code(0).json();
+    let sha = available["flavors"][2]["sha256"].as_str().expect("sha256");
+    assert_eq!(registered["source_path"], format!("builtin:local@sha256:{sha}"));
+    assert_eq!(registered["provenance"], serde_json::json!({"kind": "builtin", "sha256": sha}));
+    t.register_operator("local", "local", &["--grant", "jobs", "--grant", "requirements"]).expect_code(0);
+    let run = t.launch("local", "s", &["echo", "from a builtin flavor"]);
+    assert!(run.expect_code(0).stdout.contains("from a builtin flavor"), "{}", run.stdout);
+    // Already the builtin one: an update finds nothing to do.
+    with_builtins(&t, dir, &["flavor", "update", "local"]).expect_code(0);
+
+    with_builtins(&t, dir, &["flavor", "register", "builtin:nope"]).expect_error(64, "no builtin flavor `nope`");
+    // A file that changed since the index was written is refused, naming both digests.
+    let tampered = t.scratch().join("tampered");
+    std::fs::create_dir_all(&tampered).expect("mkdir");
+    for entry in std::fs::read_dir(dir).expect("the builtin dir") {
+        let entry = entry.expect("an entry");
+        std::fs::copy(entry.path(), tampered.join(entry.file_name())).expect("copy");
+    }
+    let mut bytes = std::fs::read(tampered.join("sagemaker.wasm")).expect("read");
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 1;
+    }
+    std::fs::write(tampered.join("sagemaker.wasm"), bytes).expect("write");
+    with_builtins(&t, &tampered, &["flavor", "register", "builtin:sagemaker"])
+        .expect_error(64, "changed since stepbox was installed");
+    with_builtins(&t, t.scratch(), &["flavor", "register", "builtin:local"]).expect_error(64, "holds no builtin.json");
+}
+
 fn curl_put(url: &str, content_type: &str, body: &[u8]) {
     use std::io::Write as _;
     let mut child = std::process::Command::new("curl")

@@ -61,6 +61,30 @@ pub fn stepbox_bin() -> &'static Path {
     })
 }
 
+/// The builtin flavors as `scripts/builtin-flavors DIR` lays them out (the
+/// official flavors and their index), built once per test process.
+pub fn builtin_flavors() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        static BUILD_LOCK: Mutex<()> = Mutex::new(());
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = target_dir().join("test-builtin-flavors");
+        let output = Command::new(workspace().join("scripts/builtin-flavors"))
+            .arg(&dir)
+            .current_dir(workspace())
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/builtin-flavors runs");
+        assert!(
+            output.status.success(),
+            "scripts/builtin-flavors failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir
+    })
+}
+
 /// A component built from a workspace package for wasm32-wasip2.
 pub fn component(package: &str, artifact: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());

@@ -142,14 +142,17 @@ pub async fn prepare(
         Some(source) => source.to_owned(),
         None => default_source(&current)?,
     };
-    let (source, bytes) = if source.starts_with(stepbox_backends::wasm_oci::SCHEME) {
+    let from_registry = source.starts_with(stepbox_backends::wasm_oci::SCHEME);
+    if allow_unsigned && !from_registry {
+        return Err(FlavorError::Input(format!(
+            "--allow-unsigned is for flavors from registries (oci://…), not {source}"
+        )));
+    }
+    let (source, bytes) = if from_registry {
         crate::oci_flavors::fetch(stepbox, &source, allow_unsigned, logins, progress).await?
+    } else if let Some(builtin) = source.strip_prefix(crate::builtin::SCHEME) {
+        crate::builtin::fetch(builtin)?
     } else {
-        if allow_unsigned {
-            return Err(FlavorError::Input(format!(
-                "--allow-unsigned is for flavors from registries (oci://…); {source} is a file"
-            )));
-        }
         flavors::file_source(std::path::Path::new(&source))?
     };
     let examined = flavors::examine(stepbox, &source, bytes).await?;
@@ -158,8 +161,13 @@ pub async fn prepare(
 }
 
 /// Where a flavor's next version comes from when the user names nothing:
-/// its file again, or its registry tag (without the pinned digest).
+/// its file again, the builtin flavor of its name in this stepbox, or its
+/// registry tag (without the pinned digest).
 fn default_source(current: &FlavorRecord) -> Result<String, FlavorError> {
+    if let Some(builtin) = current.source_path.strip_prefix(crate::builtin::SCHEME) {
+        let name = builtin.split_once('@').map_or(builtin, |(name, _)| name);
+        return Ok(format!("{}{name}", crate::builtin::SCHEME));
+    }
     let Some(pinned) = current.source_path.strip_prefix(stepbox_backends::wasm_oci::SCHEME) else {
         return Ok(current.source_path.clone());
     };

@@ -203,13 +203,23 @@ pub async fn register_bytes(
     replace: bool,
 ) -> Result<FlavorRecord, FlavorError> {
     let examined = examine(stepbox, source, bytes).await?;
+    register_examined(stepbox, examined, &source.shown, replace).await
+}
+
+/// Register a version [`examine`] checked (see [`register_bytes`]).
+pub async fn register_examined(
+    stepbox: &Stepbox,
+    examined: Examined,
+    shown: &str,
+    replace: bool,
+) -> Result<FlavorRecord, FlavorError> {
     match stepbox.db.flavor(&examined.record.name)? {
         Some(existing) if existing.sha256 != examined.record.sha256 => {
             if !replace {
                 return Err(FlavorError::AlreadyRegistered {
                     name: examined.record.name,
                     existing: existing.sha256,
-                    path: source.shown.clone(),
+                    path: shown.to_owned(),
                 });
             }
             let plan = crate::flavor_update::plan(stepbox, &existing, &examined).await?;

@@ -16,6 +16,7 @@
 //!   another process; [`display`]: text from outside, made safe to print.
 
 pub mod bindings;
+pub mod builtin;
 pub mod component;
 pub mod conformance;
 pub mod context;

@@ -212,6 +212,7 @@ pub enum FlavorCommand {
     /// Check, compile and register a flavor component, from a file or a registry
     #[command(after_help = "\
 Examples:
+  stepbox flavor register builtin:local              # shipped with stepbox: flavor list --available
   stepbox flavor register ./my_flavor.wasm
   stepbox flavor register --replace ./my_flavor.wasm   # a new build of the same flavor
   stepbox flavor register oci://registry.example.com/flavors/local:1.0
@@ -226,7 +227,8 @@ Exit codes: 64 not a flavor (or not found, or failing its digest), 69 the regist
 reached, 77 the registry wants or refused a login, or no trusted key signed it.
 docs/DISTRIBUTING.md has the whole story.")]
     Register {
-        /// The component file, or `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:DIGEST`)
+        /// The component file, `builtin:NAME` (`flavor list --available`), or
+        /// `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:DIGEST`)
         source: String,
         /// Replace a registered flavor of the same name
         #[arg(long)]
@@ -295,8 +297,9 @@ refuses) keeps the version it has until `stepbox step-operator update NAME --gra
 Every version stays registered by its sha256 (`flavor list`), and a step operator can be pinned to
 one (`step-operator update NAME --pin SHA256`).
 
-SOURCE is a file or an oci:// reference; by default, where the current version came from (the
-same file, or the same registry tag looked up again now: a tag is never looked up on its own).
+SOURCE is a file, builtin:NAME or an oci:// reference; by default, where the current version came
+from (the same file, this stepbox's builtin flavor of that name, or the same registry tag looked up
+again now: a tag is never looked up on its own).
 Asks for confirmation on a terminal; elsewhere --yes is needed to apply.
 
 Examples:
@@ -363,8 +366,11 @@ Examples:
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
-    /// List registered flavors
+    /// List registered flavors (and their older versions), or the builtin ones
     List {
+        /// List the flavors shipped with stepbox instead (register one with builtin:NAME)
+        #[arg(long)]
+        available: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },

@@ -13,16 +13,17 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
     let stepbox = open(home)?;
     match command {
         FlavorCommand::Register { source, replace, allow_unsigned, registry, output } => {
-            let record = if source.starts_with(crate::wasm_oci::SCHEME) {
+            let from_registry = source.starts_with(crate::wasm_oci::SCHEME);
+            if !from_registry && (!registry.credentials.is_empty() || allow_unsigned) {
+                let flag = if allow_unsigned { "--allow-unsigned" } else { "--registry-credential" };
+                return Err(Failure::input(format!("{flag} is for flavors from registries (oci://…), not {source}")));
+            }
+            let record = if from_registry {
                 let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
                 crate::oci_flavors::register(&stepbox, &source, replace, allow_unsigned, &logins, &progress).await?
+            } else if let Some(name) = source.strip_prefix(crate::builtin::SCHEME) {
+                crate::builtin::register(&stepbox, name, replace).await?
             } else {
-                if !registry.credentials.is_empty() || allow_unsigned {
-                    let flag = if allow_unsigned { "--allow-unsigned" } else { "--registry-credential" };
-                    return Err(Failure::input(format!(
-                        "{flag} is for flavors from registries (oci://…); {source} is a file"
-                    )));
-                }
                 flavors::register(&stepbox, std::path::Path::new(&source), replace).await?
             };
             match output {
@@ -148,7 +149,35 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
                 return Ok(1);
             }
         }
-        FlavorCommand::List { output } => {
+        FlavorCommand::List { available: true, output } => {
+            let available = crate::builtin::available()?;
+            let registered = flavors::list(&stepbox)?.0;
+            match output {
+                Format::Json => output::json(&available)?,
+                Format::Table => {
+                    let mut table = output::table(&["NAME", "SIZE", "SHA256", "REGISTERED"]);
+                    for builtin in &available.flavors {
+                        let here = registered.iter().find(|listing| listing.record.name == builtin.name);
+                        table.add_row(vec![
+                            format!("builtin:{}", builtin.name),
+                            bytesize::ByteSize::b(builtin.size).to_string(),
+                            builtin.sha256.clone(),
+                            match here {
+                                Some(listing) if listing.record.sha256 == builtin.sha256 => "yes, this one".to_owned(),
+                                Some(_) => "another version".to_owned(),
+                                None => "-".to_owned(),
+                            },
+                        ]);
+                    }
+                    output::line(&table)?;
+                    output::line(format_args!(
+                        "shipped in {}; register one with: stepbox flavor register builtin:NAME",
+                        available.dir.display()
+                    ))?;
+                }
+            }
+        }
+        FlavorCommand::List { available: false, output } => {
             let (listings, broken) = flavors::list(&stepbox)?;
             match output {
                 Format::Json => output::json(&listings)?,

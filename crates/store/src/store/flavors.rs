@@ -28,6 +28,12 @@ pub enum Provenance {
     /// From a registry, registered with `--allow-unsigned`: no signature
     /// was checked.
     Unsigned,
+    /// Shipped with the stepbox that registered it (`builtin:NAME`), its
+    /// file matching the sha256 the installation's index lists.
+    Builtin {
+        /// The sha256 the index listed.
+        sha256: String,
+    },
 }
 
 impl std::fmt::Display for Provenance {
@@ -38,6 +44,7 @@ impl std::fmt::Display for Provenance {
                 write!(f, "signed by the trusted key `{key}` ({fingerprint}), trusted for {scope}")
             }
             Provenance::Unsigned => f.write_str("UNSIGNED: registered from a registry with --allow-unsigned"),
+            Provenance::Builtin { .. } => f.write_str("shipped with stepbox (matching the sha256 its index lists)"),
         }
     }
 }
