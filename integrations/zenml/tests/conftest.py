@@ -1,8 +1,9 @@
 """Fixtures: a real stepbox (binary and home) and a real ZenML (local store) to run steps through.
 
-The tests need the stepbox binary and the `local` example flavor built from
-source; scripts/test builds both and names them in STEPBOX_BIN and
-STEPBOX_LOCAL_FLAVOR. Without them the tests fail, they do not skip.
+The tests use the stepbox a ZenML user has: `stepbox` on PATH (scripts/test installs the
+stepbox wheel it built into the test venv, and runs them with that venv first on PATH and
+no Rust), with its builtin `local` flavor. STEPBOX_BIN and STEPBOX_LOCAL_FLAVOR name another
+binary or flavor file instead. Without a stepbox the tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -66,12 +67,25 @@ class Stepbox:
         return json.loads(self.run("runs", "list", "-o", "json").stdout)
 
 
+def stepbox_binary() -> Path:
+    """STEPBOX_BIN, else the `stepbox` on PATH (the pip-installed one)."""
+    if os.environ.get("STEPBOX_BIN"):
+        return required_path("STEPBOX_BIN", "the stepbox binary")
+    found = shutil.which("stepbox")
+    if found is None:
+        pytest.fail(
+            "no `stepbox` on PATH: install the stepbox wheel (scripts/test does), or set STEPBOX_BIN", pytrace=False
+        )
+    return Path(found)
+
+
 def make_stepbox(home: Path, writable: list[Path], more_grants: list[str] = ()) -> Stepbox:
     """A stepbox home with the `local` flavor and a step operator `local` as docs/ZENML.md registers it."""
-    binary = required_path("STEPBOX_BIN", "the stepbox binary")
-    flavor = required_path("STEPBOX_LOCAL_FLAVOR", "the local example flavor (.wasm)")
-    stepbox = Stepbox(binary=binary, home=home)
-    stepbox.run("flavor", "register", str(flavor))
+    stepbox = Stepbox(binary=stepbox_binary(), home=home)
+    if os.environ.get("STEPBOX_LOCAL_FLAVOR"):
+        stepbox.run("flavor", "register", str(required_path("STEPBOX_LOCAL_FLAVOR", "the local flavor (.wasm)")))
+    else:
+        stepbox.run("flavor", "register", "builtin:local")
     make_stepbox_operator(stepbox, "local", writable, more_grants)
     return stepbox
 
@@ -180,7 +194,8 @@ def zenml_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenML]:
         "ZENML_LOGGING_COLORS_DISABLED": "true",
         "ZENML_ENABLE_RICH_TRACEBACK": "false",
         "STEPBOX_HOME": str(stepbox.home),
-        "PATH": os.pathsep.join([str(stepbox.binary.parent), str(decoy), os.environ.get("PATH", "")]),
+        # The decoy before stepbox's directory, which may be a venv's `bin` with its own python.
+        "PATH": os.pathsep.join([str(decoy), str(stepbox.binary.parent), os.environ.get("PATH", "")]),
         # The stepbox-zenml wheel for steps with requirements is written here, not in ~/.cache.
         "XDG_CACHE_HOME": str(root / "cache"),
     }

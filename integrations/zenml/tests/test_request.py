@@ -101,6 +101,9 @@ def test_a_checkout_install_is_required_as_a_wheel_of_its_own_files(tmp_path: Pa
         assert not any("__pycache__" in name for name in names)
         metadata = archive.read("stepbox_zenml-0.1.0.dist-info/METADATA").decode()
         assert "Name: stepbox-zenml" in metadata
+        # The step's environment needs the package, never the stepbox command (nor an index lookup of it).
+        assert "Requires-Dist: zenml" in metadata
+        assert "Requires-Dist: stepbox" not in metadata, metadata
         record = archive.read("stepbox_zenml-0.1.0.dist-info/RECORD").decode()
         assert "stepbox_zenml/cli.py,sha256=" in record
     first = wheel.read_bytes()

@@ -69,7 +69,7 @@ def package_wheel(distribution: metadata.Distribution, cache_dir: Path) -> Path:
     }
     version = distribution.version
     dist_info = f"{PACKAGE}-{version}.dist-info"
-    members[f"{dist_info}/METADATA"] = (distribution.read_text("METADATA") or "").encode()
+    members[f"{dist_info}/METADATA"] = step_metadata(distribution.read_text("METADATA") or "").encode()
     members[f"{dist_info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: stepbox-zenml\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
@@ -92,6 +92,26 @@ def package_wheel(distribution: metadata.Distribution, cache_dir: Path) -> Path:
     # Another pipeline process may write the same wheel at once: the rename makes either whole.
     os.replace(partial, wheel)
     return wheel
+
+
+def step_metadata(text: str) -> str:
+    """The package's metadata without its dependency on `stepbox`, the command's package.
+
+    A step's environment runs ZenML's entrypoint, which imports this package but never
+    runs stepbox; and `stepbox` would be looked up on the package index there, where a
+    copy installed from a checkout is not.
+    """
+    kept = [line for line in text.splitlines(keepends=True) if not _requires_stepbox(line)]
+    return "".join(kept)
+
+
+def _requires_stepbox(line: str) -> bool:
+    if not line.startswith("Requires-Dist:"):
+        return False
+    name = line.removeprefix("Requires-Dist:").strip()
+    for end in " ;<>=!~[(":
+        name = name.split(end, 1)[0]
+    return name.lower().replace("_", "-") == "stepbox"
 
 
 def _urlsafe_digest(data: bytes) -> str:
