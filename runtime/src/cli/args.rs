@@ -233,12 +233,8 @@ docs/DISTRIBUTING.md has the whole story.")]
         /// Replace a registered flavor of the same name
         #[arg(long)]
         replace: bool,
-        /// Register a flavor from a registry without a signature by a trusted key (recorded,
-        /// and shown by `flavor describe`)
-        #[arg(long)]
-        allow_unsigned: bool,
         #[command(flatten)]
-        registry: RegistryArgs,
+        pull: PullArgs,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
@@ -317,11 +313,8 @@ Examples:
         /// Only show what the update would change
         #[arg(long)]
         dry_run: bool,
-        /// Take a new version from a registry without a signature by a trusted key (recorded)
-        #[arg(long)]
-        allow_unsigned: bool,
         #[command(flatten)]
-        registry: RegistryArgs,
+        pull: PullArgs,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
@@ -387,6 +380,17 @@ Examples:
         #[arg(long = "sha256", value_name = "SHA256")]
         sha256: Option<String>,
     },
+}
+
+/// How a flavor is taken from a registry.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Take a flavor from a registry without a signature by a trusted key (recorded, and shown by
+    /// `flavor describe`)
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// How stepbox logs in to registries.

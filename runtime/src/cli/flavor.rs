@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::args::FlavorCommand;
+use super::args::{FlavorCommand, PullArgs};
 use super::output::{self, Format};
 use super::{Failure, open};
 use crate::capability::Capability;
@@ -12,7 +12,7 @@ use crate::flavors::{self, FlavorListing};
 pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Failure> {
     let stepbox = open(home)?;
     match command {
-        FlavorCommand::Register { source, replace, allow_unsigned, registry, output } => {
+        FlavorCommand::Register { source, replace, pull: PullArgs { allow_unsigned, registry }, output } => {
             let from_registry = source.starts_with(crate::wasm_oci::SCHEME);
             if !from_registry && (!registry.credentials.is_empty() || allow_unsigned) {
                 let flag = if allow_unsigned { "--allow-unsigned" } else { "--registry-credential" };
@@ -38,7 +38,7 @@ pub async fn run(home: Option<PathBuf>, command: FlavorCommand) -> Result<u8, Fa
             }
             note_held(&stepbox, &record.name)?;
         }
-        FlavorCommand::Update { name, source, yes, dry_run, allow_unsigned, registry, output } => {
+        FlavorCommand::Update { name, source, yes, dry_run, pull: PullArgs { allow_unsigned, registry }, output } => {
             let logins = crate::oci_flavors::logins(&stepbox, &registry.credentials)?;
             let (plan, examined) =
                 crate::flavor_update::prepare(&stepbox, &name, source.as_deref(), allow_unsigned, &logins, &progress)

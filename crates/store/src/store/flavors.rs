@@ -1,6 +1,6 @@
 //! Registered flavors: their metadata, schemas and what they import.
 
-use rusqlite::{Row, params};
+use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
 use super::{Db, StoreError, json_column, optional};
@@ -121,31 +121,31 @@ impl Db {
         flavor: &FlavorRecord,
         also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let flavor = flavor.clone();
+        let value = |text: String| rusqlite::types::Value::Text(text);
+        let row = [
+            value(flavor.name.clone()),
+            value(flavor.sha256.clone()),
+            rusqlite::types::Value::Integer(flavor.size as i64),
+            value(flavor.version.clone()),
+            value(flavor.display_name.clone()),
+            value(flavor.description.clone()),
+            flavor.docs_url.clone().map_or(rusqlite::types::Value::Null, value),
+            value(flavor.config_schema.to_string()),
+            value(flavor.settings_schema.to_string()),
+            value(serde_json::to_string(&flavor.shape).unwrap_or_default()),
+            value(flavor.source_path.clone()),
+            value(flavor.registered_at.clone()),
+            value(serde_json::to_string(&flavor.provenance).unwrap_or_default()),
+        ];
         self.write(move |tx| {
+            const VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13";
             tx.execute(
-                &format!(
-                    "INSERT OR REPLACE INTO flavor_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ),
-                params![
-                    flavor.name,
-                    flavor.sha256,
-                    flavor.size as i64,
-                    flavor.version,
-                    flavor.display_name,
-                    flavor.description,
-                    flavor.docs_url,
-                    flavor.config_schema.to_string(),
-                    flavor.settings_schema.to_string(),
-                    serde_json::to_string(&flavor.shape).unwrap_or_default(),
-                    flavor.source_path,
-                    flavor.registered_at,
-                    serde_json::to_string(&flavor.provenance).unwrap_or_default(),
-                ],
+                &format!("INSERT OR REPLACE INTO flavor_versions ({COLUMNS}) VALUES ({VALUES})"),
+                rusqlite::params_from_iter(row.iter()),
             )?;
             tx.execute(
                 &format!(
-                    "INSERT INTO flavors ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                    "INSERT INTO flavors ({COLUMNS}) VALUES ({VALUES})
                      ON CONFLICT(name) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size,
                        version = excluded.version, display_name = excluded.display_name,
                        description = excluded.description, docs_url = excluded.docs_url,
@@ -153,21 +153,7 @@ impl Db {
                        shape = excluded.shape, source_path = excluded.source_path,
                        registered_at = excluded.registered_at, provenance = excluded.provenance"
                 ),
-                params![
-                    flavor.name,
-                    flavor.sha256,
-                    flavor.size as i64,
-                    flavor.version,
-                    flavor.display_name,
-                    flavor.description,
-                    flavor.docs_url,
-                    flavor.config_schema.to_string(),
-                    flavor.settings_schema.to_string(),
-                    serde_json::to_string(&flavor.shape).unwrap_or_default(),
-                    flavor.source_path,
-                    flavor.registered_at,
-                    serde_json::to_string(&flavor.provenance).unwrap_or_default(),
-                ],
+                rusqlite::params_from_iter(row.iter()),
             )?;
             also(tx)
         })
