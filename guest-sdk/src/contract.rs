@@ -4,9 +4,10 @@
 //! extension API does (`wit/since_v0.2.0/`, `wit/since_v0.2.1/`, …; a
 //! released directory never changes). This file names the newest, and the
 //! version is read from that WIT's `package` line at compile time. The
-//! runtime compiles this same file (`#[path]` in its `lib.rs`), so the SDK,
-//! the host and the projects `stepbox flavor new` writes agree by
-//! construction.
+//! runtime compiles this same file (`crates/host/src/contract.rs` and
+//! `crates/host/wit` are symlinks to it and to `wit/`, which `cargo package`
+//! follows), so the SDK, the host and the projects `stepbox flavor new`
+//! writes agree by construction.
 
 /// The contract's WIT, as `stepbox flavor new` copies it into projects.
 pub const WIT: &str = include_str!("../wit/since_v0.2.1/operator.wit");

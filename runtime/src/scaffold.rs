@@ -35,11 +35,13 @@ pub enum ScaffoldError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-/// (path in the project, template text).
+/// (path in the project, template text). The Rust template's manifest is
+/// `Cargo.toml.in`: a file named `Cargo.toml` would make cargo take the
+/// template for a nested package and leave it out of the published crate.
 fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
     match lang {
         Lang::Rust => vec![
-            ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+            ("Cargo.toml", include_str!("../templates/rust/Cargo.toml.in")),
             ("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
             ("README.md", include_str!("../templates/rust/README.md")),
             ("wit/operator.wit", CONTRACT),
@@ -55,7 +57,7 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::Js => vec![
             ("flavor.js", include_str!("../templates/js/flavor.js")),
-            ("build.mjs", include_str!("../../example-flavors/js-local/build.mjs")),
+            ("build.mjs", include_str!("../templates/js/build.mjs")),
             ("package.json", include_str!("../templates/js/package.json")),
             ("README.md", include_str!("../templates/js/README.md")),
             ("wit/world.wit", include_str!("../templates/js/world.wit")),

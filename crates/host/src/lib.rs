@@ -20,7 +20,6 @@ pub mod builtin;
 pub mod component;
 pub mod conformance;
 pub mod context;
-#[path = "../../../guest-sdk/src/contract.rs"]
 pub mod contract;
 pub mod display;
 pub mod engine;

@@ -1,0 +1,1 @@
+../../../example-flavors/js-local/build.mjs
