@@ -19,7 +19,7 @@ pub mod cli;
 pub mod scaffold;
 
 pub use stepbox_backends::{
-    backends, contained_panics, environments, exit, files, images, pause_points, processes, programs, secrets,
+    backends, contained_panics, environments, exit, files, gpus, images, pause_points, processes, programs, secrets,
     source_files, timestamps, units, wasm_oci,
 };
 pub use stepbox_host::{

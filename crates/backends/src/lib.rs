@@ -8,6 +8,7 @@
 //! - [`environments`]: Python environments for a step's requirements (uv);
 //! - [`images`]: daemonless OCI image builds and pushes;
 //! - [`secrets`]: named credentials, stored owner-only;
+//! - [`gpus`]: this machine's GPUs and exclusive leases on them;
 //! - [`processes`], [`programs`]: proving a process is stepbox's before
 //!   signalling it; finding the programs backends run;
 //! - [`files`], [`source_files`], [`units`], [`timestamps`], [`exit`],
@@ -18,6 +19,7 @@ pub mod contained_panics;
 pub mod environments;
 pub mod exit;
 pub mod files;
+pub mod gpus;
 pub mod images;
 pub mod pause_points;
 pub mod processes;

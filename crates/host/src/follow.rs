@@ -75,6 +75,7 @@ mod tests {
             log_path: log.display().to_string(),
             submitted_at: String::new(),
             ended_at: None,
+            gpus: Vec::new(),
         }
     }
 

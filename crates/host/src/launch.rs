@@ -231,11 +231,12 @@ pub async fn launch(
     let jobs = Arc::new(JobsCtx {
         backends: match &args.dry_run {
             Some(recorder) => stepbox_backends::backends::dry_run::standing_in(recorder),
-            None => stepbox_backends::backends::standard(limits.cancel_grace, &run_dir),
+            None => stepbox_backends::backends::standard(limits.cancel_grace, &run_dir, &stepbox.home.gpus_dir()),
         },
         registry: JobRegistry::default(),
         output,
         secrets: if args.dry_run.is_some() { JobSecrets::NotRead } else { JobSecrets::Stored },
+        unsatisfiable: Default::default(),
     });
     let launch = Launch::granted(&context, &jobs, args.dry_run.is_some());
     tracing::debug!("run {run_id}: launching {} with flavor {}", args.step, flavor.name);
@@ -280,6 +281,15 @@ pub async fn launch(
     }
     let host_jobs = jobs.registry.all();
     let mut outcome = outcome(run_id, result.map(|call| check_report(call, &host_jobs)));
+    // A job asked for what this machine lacks: the caller's request is at fault, not the flavor.
+    if outcome.state == RunState::Failed
+        && outcome.exit_code == exit::FLAVOR_ERROR
+        && let Ok(unsatisfiable) = jobs.unsatisfiable.lock()
+        && let Some(why) = unsatisfiable.as_ref()
+    {
+        outcome.exit_code = exit::BAD_INPUT;
+        outcome.message.get_or_insert_with(|| why.clone());
+    }
     // The message may come from the flavor: keep the run record bounded, and
     // free of any secret value the launch could reach.
     outcome.message = outcome

@@ -221,7 +221,11 @@ pub fn reconcile(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
 /// alone (see [`stepbox_backends::backends::JobBackend::stop_orphan`]).
 fn stop_orphan(stepbox: &Stepbox, run: &RunRecord, job: &stepbox_store::store::JobRecord) -> Result<(), String> {
     let limits = crate::limits::Limits::default();
-    let backends = stepbox_backends::backends::standard(limits.cancel_grace, &stepbox.home.runs_dir().join(&run.id));
+    let backends = stepbox_backends::backends::standard(
+        limits.cancel_grace,
+        &stepbox.home.runs_dir().join(&run.id),
+        &stepbox.home.gpus_dir(),
+    );
     let backend = backends
         .get(job.backend.as_str())
         .ok_or_else(|| format!("this stepbox has no `{}` backend to stop it with", job.backend))?;

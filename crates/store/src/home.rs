@@ -112,6 +112,11 @@ impl Home {
         stepbox_backends::secrets::Secrets::at(self.secrets_dir())
     }
 
+    /// GPU leases: one `flock`ed file per GPU UUID (stepbox_backends::gpus::leases).
+    pub fn gpus_dir(&self) -> PathBuf {
+        self.root.join("gpus")
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }

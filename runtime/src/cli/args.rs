@@ -114,6 +114,19 @@ Example:
     Limits,
     /// List the job backends, the options each takes and the grants they need
     Backends,
+    /// List this machine's GPUs (index, UUID, model, memory) and which run holds each
+    #[command(after_help = "\
+GPUs are read through NVML (the NVIDIA driver's libnvidia-ml.so.1, loaded when needed: stepbox
+runs CPU steps on machines without it). STEPBOX_GPU_INVENTORY=FILE describes devices instead
+(tests, dry runs): {\"gpus\": [{\"index\", \"uuid\", \"model\", \"memory_bytes\", \"device\"}],
+\"control_devices\": [...]}.
+
+A job asking for GPUs on the local or container backend leases that many (of its class, matched
+against the model: `h200` matches `NVIDIA H200`), waits while they are held, and sees only them.")]
+    Gpus {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// Start a new flavor project (Rust, Python or JavaScript) that builds and registers as it comes
     #[command(after_help = "\
 Examples:

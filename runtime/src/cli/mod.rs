@@ -4,6 +4,7 @@
 mod args;
 mod failure;
 mod flavor;
+mod gpus;
 mod held_signals;
 mod launch;
 mod output;
@@ -86,6 +87,7 @@ async fn run(cli: Cli, early: Option<held_signals::EarlySignals>) -> u8 {
         Command::Backends => backends(),
         Command::Backup { destination } => backup(cli.home, &destination),
         Command::Limits => limits(),
+        Command::Gpus { output } => gpus::run(cli.home, output),
     };
     match result {
         Ok(code) => code,

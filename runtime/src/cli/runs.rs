@@ -146,6 +146,9 @@ fn show(run: &RunRecord, jobs: &[crate::store::JobRecord], tail: u64, flavor_log
         ]);
     }
     output::line(format_args!("\n{table}"))?;
+    for job in jobs.iter().filter(|job| !job.gpus.is_empty()) {
+        output::line(format_args!("{} had GPUs: {}", job.name, job.gpus.join(", ")))?;
+    }
     for job in jobs {
         let path = Path::new(&job.log_path);
         match file_tail(path, tail) {

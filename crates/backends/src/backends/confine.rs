@@ -14,6 +14,11 @@
 //!   and (unless granted) network namespaces, and a new session, so that it
 //!   has no controlling terminal to push input into.
 //! - **descriptors**: only 0–2 (see [`close_inherited_descriptors`]).
+//! - **devices**: bubblewrap's minimal `/dev`, plus, for a job holding a GPU
+//!   lease, exactly its GPUs' nodes and the NVIDIA control nodes
+//!   ([`Devices`]), bound as devices (`--dev-bind`) at `/dev/<name>`. With no
+//!   capabilities, a user namespace and `no_new_privs`, the job cannot make
+//!   or reach any other node: which nodes exist is the fence.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -57,6 +62,25 @@ pub fn check_directories(confinement: &Confinement) -> Result<(), BackendError> 
     Ok(())
 }
 
+/// The device nodes a confined job gets beyond the minimal `/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Devices {
+    /// Host paths, each bound at `/dev/<its file name>`.
+    pub nodes: Vec<PathBuf>,
+}
+
+impl Devices {
+    /// A GPU lease's nodes: each leased GPU's, then the machine's control nodes.
+    pub fn of(lease: &crate::gpus::Lease) -> Self {
+        Self::from_parts(lease.gpus(), lease.control_devices())
+    }
+
+    /// The nodes of `gpus` and `control`.
+    pub fn from_parts(gpus: &[crate::gpus::Gpu], control: &[PathBuf]) -> Self {
+        Self { nodes: gpus.iter().map(|gpu| gpu.device.clone()).chain(control.iter().cloned()).collect() }
+    }
+}
+
 /// A confined job's bubblewrap command line, with the seccomp programs it
 /// reads from descriptors this value owns: keep it alive until the job is
 /// spawned, and let [`close_inherited_descriptors`] pass them on.
@@ -69,15 +93,27 @@ impl Sandbox {
     /// The sandbox for a job working in `working_dir`, with `read_only`
     /// directories (a Python environment and its interpreter) visible at
     /// their own paths even where the private `/tmp` or a hidden home would
-    /// cover them.
-    pub fn new(confinement: &Confinement, working_dir: &Path, read_only: &[PathBuf]) -> Result<Self, BackendError> {
+    /// cover them, and `devices` in its `/dev`.
+    pub fn new(
+        confinement: &Confinement,
+        working_dir: &Path,
+        read_only: &[PathBuf],
+        devices: &Devices,
+    ) -> Result<Self, BackendError> {
+        if let Some(missing) = devices.nodes.iter().find(|node| !node.exists()) {
+            return Err(BackendError::Failed(format!(
+                "the GPU device node {} does not exist on this machine: load the NVIDIA driver's devices \
+                 (nvidia-modprobe, or run nvidia-smi once as root)",
+                missing.display()
+            )));
+        }
         let programs = super::seccomp::programs().map_err(BackendError::Failed)?;
         let mut seccomp = Vec::with_capacity(programs.len());
         for program in programs {
             seccomp.push(program_descriptor(program)?);
         }
         let fds: Vec<RawFd> = seccomp.iter().map(AsRawFd::as_raw_fd).collect();
-        Ok(Self { args: bwrap_args(confinement, working_dir, read_only, &fds), seccomp })
+        Ok(Self { args: bwrap_args(confinement, working_dir, read_only, devices, &fds), seccomp })
     }
 
     /// bubblewrap's arguments, up to and including `--`.
@@ -125,7 +161,13 @@ pub fn close_inherited_descriptors(keep: &[RawFd]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn bwrap_args(confinement: &Confinement, working_dir: &Path, read_only: &[PathBuf], seccomp: &[RawFd]) -> Vec<String> {
+fn bwrap_args(
+    confinement: &Confinement,
+    working_dir: &Path,
+    read_only: &[PathBuf],
+    devices: &Devices,
+    seccomp: &[RawFd],
+) -> Vec<String> {
     let mut args = Args::default();
     for dir in SYSTEM_DIRS {
         let path = Path::new(dir);
@@ -140,6 +182,12 @@ fn bwrap_args(confinement: &Confinement, working_dir: &Path, read_only: &[PathBu
         }
     }
     args.flag2("--dev", Path::new("/dev")); // a minimal /dev: null, zero, random, tty, pts, shm
+    for node in &devices.nodes {
+        // Usable as a device only through --dev-bind (the others are nodev).
+        if let Some(name) = node.file_name() {
+            args.flag3("--dev-bind", node, &Path::new("/dev").join(name));
+        }
+    }
     args.flag2("--proc", Path::new("/proc")); // a /proc for the new PID namespace
     args.flag2("--tmpfs", Path::new("/tmp")); // the job's own scratch space
     if confinement.network {
@@ -229,7 +277,37 @@ mod tests {
 
     fn args_of(confinement: &Confinement, read_only: &[&str]) -> Vec<String> {
         let read_only: Vec<PathBuf> = read_only.iter().map(PathBuf::from).collect();
-        bwrap_args(confinement, Path::new("/work/step"), &read_only, &[7])
+        bwrap_args(confinement, Path::new("/work/step"), &read_only, &Devices::default(), &[7])
+    }
+
+    #[test]
+    fn a_gpu_lease_binds_exactly_its_nodes_as_devices() {
+        let gpu = |index: u32| crate::gpus::Gpu {
+            index,
+            uuid: format!("GPU-{index}"),
+            model: "NVIDIA H200".into(),
+            memory_bytes: 1,
+            device: PathBuf::from(format!("/var/fake/nvidia{index}")),
+        };
+        let devices =
+            Devices::from_parts(&[gpu(2)], &[PathBuf::from("/dev/nvidiactl"), PathBuf::from("/dev/nvidia-uvm")]);
+        let args = bwrap_args(&confined(false, &["/work/step"]), Path::new("/work/step"), &[], &devices, &[7]);
+        let bound: Vec<(&str, &str)> =
+            args.windows(3).filter(|w| w[0] == "--dev-bind").map(|w| (w[1].as_str(), w[2].as_str())).collect();
+        assert_eq!(
+            bound,
+            [
+                ("/var/fake/nvidia2", "/dev/nvidia2"),
+                ("/dev/nvidiactl", "/dev/nvidiactl"),
+                ("/dev/nvidia-uvm", "/dev/nvidia-uvm")
+            ]
+        );
+        assert!(
+            position(&args, "--dev-bind", "/var/fake/nvidia2").expect("bound")
+                > position(&args, "--dev", "/dev").expect("a /dev")
+        );
+        let none = args_of(&confined(false, &["/work/step"]), &[]);
+        assert!(!none.iter().any(|arg| arg == "--dev-bind"), "no lease, no devices: {none:?}");
     }
 
     fn position(args: &[String], flag: &str, path: &str) -> Option<usize> {

@@ -7,8 +7,9 @@
 //! - Network is off (`--network none`) unless `job-network` is granted; every
 //!   capability is dropped and privileges cannot be regained, unless the
 //!   flavor is trusted.
-//! - Resources map to `--cpus`, `--memory` and, for GPUs, the CDI device
-//!   `nvidia.com/gpu=all`.
+//! - Resources map to `--cpus`, `--memory` and, for GPUs, a lease on this
+//!   machine's devices ([`crate::gpus`]) passed as one CDI device per leased
+//!   UUID (`nvidia.com/gpu=GPU-…`), never `all`.
 //! - Output is streamed from the attached `podman run`; the exit code is the
 //!   container's (125–127 are podman's own failures, explained).
 //! - Cancel and timeout: `podman stop --time GRACE`, then the container is
@@ -39,12 +40,13 @@ const JOB_LABEL: &str = "stepbox.job";
 /// Runs jobs as podman containers.
 pub struct ContainerBackend {
     grace: Duration,
+    leases: crate::gpus::Leases,
 }
 
 impl ContainerBackend {
     /// A backend whose stopped containers get `grace` before SIGKILL.
-    pub fn new(grace: Duration) -> Self {
-        Self { grace }
+    pub fn new(grace: Duration, leases: crate::gpus::Leases) -> Self {
+        Self { grace, leases }
     }
 }
 
@@ -69,7 +71,7 @@ fn container_name(request: &JobRequest) -> String {
 }
 
 /// The `podman run` arguments for `request`, image and command last.
-fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool) -> Vec<String> {
+fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool, gpus: &[String]) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), container_name(request)];
     args.extend(["--label".into(), format!("{JOB_LABEL}={}", request.id)]);
     args.extend(["--pull".into(), "never".into()]);
@@ -85,8 +87,10 @@ fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool) ->
     if let Some(memory) = request.resources.memory_bytes {
         args.extend(["--memory".into(), memory.to_string()]);
     }
-    if request.resources.gpu_count.is_some_and(|gpus| gpus > 0) {
-        args.extend(["--device".into(), "nvidia.com/gpu=all".into()]);
+    // Exactly the leased GPUs, by the CDI names NVIDIA's toolkit gives UUIDs
+    // (index names are frozen when the spec is generated).
+    for uuid in gpus {
+        args.extend(["--device".into(), format!("nvidia.com/gpu={uuid}")]);
     }
     if let Some(dir) = &request.working_dir {
         args.extend(["--workdir".into(), dir.display().to_string()]);
@@ -175,7 +179,7 @@ impl JobBackend for ContainerBackend {
         "container"
     }
 
-    async fn submit(&self, request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {
+    async fn submit(&self, mut request: JobRequest) -> Result<Arc<dyn RunningJob>, BackendError> {
         let image = match &request.runtime {
             JobRuntime::Image(image) => image.clone(),
             JobRuntime::Host | JobRuntime::Environment(_) => {
@@ -192,7 +196,10 @@ impl JobBackend for ContainerBackend {
         let podman = podman()?;
         let image = ensure_image(&podman, &image).await?;
         let hardened = request.confinement.is_some();
-        let args = run_args(&request, &image, hardened, request.network);
+        let lease = super::devices::lease_for(&self.leases, &request).await?;
+        request.env = super::devices::job_env(&request.env, lease.as_ref());
+        let gpus = super::devices::uuids(lease.as_ref());
+        let args = run_args(&request, &image, hardened, request.network, &gpus);
         let mut command = Command::new(&podman);
         command
             .args(&args)
@@ -216,10 +223,17 @@ impl JobBackend for ContainerBackend {
         let readers = process_job::spawn_readers(&mut child, &request.log);
         let (handle, link) = process_job::link();
         let name = container_name(&request);
-        let supervisor =
-            Supervisor { child, podman, name: name.clone(), grace: self.grace, readers, log: Arc::clone(&request.log) };
+        let supervisor = Supervisor {
+            child,
+            podman,
+            name: name.clone(),
+            grace: self.grace,
+            readers,
+            log: Arc::clone(&request.log),
+            lease,
+        };
         tokio::spawn(supervisor.run(request.timeout, link));
-        Ok(Arc::new(SupervisedJob::new(name, handle)))
+        Ok(Arc::new(SupervisedJob::new(name, handle).with_gpus(gpus)))
     }
 }
 
@@ -231,6 +245,8 @@ struct Supervisor {
     grace: Duration,
     readers: Vec<tokio::task::JoinHandle<()>>,
     log: Arc<JobLog>,
+    /// The job's GPUs, let go once the container is gone.
+    lease: Option<crate::gpus::Lease>,
 }
 
 impl Supervisor {
@@ -242,6 +258,7 @@ impl Supervisor {
         };
         // `--rm` removes it on exit; make sure, whatever happened.
         let _ = run_quietly(&self.podman, &["rm", "--force", "--ignore", &self.name]).await;
+        drop(self.lease.take());
         process_job::drain(std::mem::take(&mut self.readers)).await;
         link.status.send_replace(self.verdict(exit, ended_by, timeout));
     }
@@ -308,6 +325,7 @@ mod tests {
         .expect("a job log");
         JobRequest {
             id: "j1".into(),
+            run_id: "r1".into(),
             name: "step".into(),
             command: vec!["python".into(), "-m".into(), "step".into()],
             env: vec![("TOKEN".into(), "secret-value".into())],
@@ -334,15 +352,16 @@ mod tests {
 
     #[test]
     fn run_arguments_map_the_spec_and_never_carry_environment_values() {
-        let args = run_args(&request(), "img", true, false);
+        let args = run_args(&request(), "img", true, false, &["GPU-0001".to_owned()]);
         let joined = args.join(" ");
         for expected in ["--network none", "--cap-drop all", "--cpus 2", "--memory 1073741824", "--env TOKEN"] {
             assert!(joined.contains(expected), "{expected}: {joined}");
         }
-        assert!(joined.contains("--device nvidia.com/gpu=all"));
+        assert!(joined.contains("--device nvidia.com/gpu=GPU-0001"), "{joined}");
+        assert!(!joined.contains("gpu=all"), "{joined}");
         assert!(joined.ends_with("img python -m step"), "{joined}");
         assert!(!joined.contains("secret-value"), "values stay off the command line");
-        let open = run_args(&request(), "img", false, true).join(" ");
+        let open = run_args(&request(), "img", false, true, &[]).join(" ");
         assert!(!open.contains("--network") && !open.contains("--cap-drop"), "{open}");
     }
 

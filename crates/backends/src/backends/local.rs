@@ -15,7 +15,14 @@
 //!   ([`super::confine`]); the process group then holds bwrap and, through
 //!   its PID namespace, everything the job starts.
 //!
-//! Resource requests (CPUs, memory, GPUs) are advisory on this backend.
+//! - GPUs are real: a job asking for N gets N devices no other stepbox job
+//!   here holds ([`crate::gpus`]), waiting while they are busy; a confined
+//!   job sees only their device nodes, and every job gets
+//!   `CUDA_VISIBLE_DEVICES` from the lease (empty: none), never the flavor's.
+//!   The lease ends with the job (an unconfined job's processes inherit its
+//!   lock, so a job that outlives its launch keeps it).
+//!
+//! CPU and memory requests are advisory on this backend.
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -43,13 +50,14 @@ const CONFINED_LOOK_AGAIN: Duration = Duration::from_millis(20);
 /// Runs jobs as local processes.
 pub struct LocalBackend {
     grace: Duration,
+    leases: crate::gpus::Leases,
 }
 
 impl LocalBackend {
     /// A backend whose jobs get `grace` between SIGTERM and SIGKILL when they
-    /// time out or leave processes behind.
-    pub fn new(grace: Duration) -> Self {
-        Self { grace }
+    /// time out or leave processes behind, and lease GPUs from `leases`.
+    pub fn new(grace: Duration, leases: crate::gpus::Leases) -> Self {
+        Self { grace, leases }
     }
 }
 
@@ -95,21 +103,27 @@ impl JobBackend for LocalBackend {
                 dir.display()
             )));
         }
+        if request.confinement.is_some() && request.working_dir.is_none() {
+            return Err(BackendError::Invalid("a confined job needs a working directory".to_owned()));
+        }
+        let lease = super::devices::lease_for(&self.leases, &request).await?;
         let mut keep: Vec<std::os::fd::RawFd> = Vec::new();
         let (mut command, _sandbox) = match (&request.confinement, &request.working_dir) {
             (Some(confinement), Some(dir)) => {
                 let mut command = Command::new(super::confine::bwrap()?);
                 super::confine::check_directories(confinement)?;
                 let read_only: Vec<std::path::PathBuf> = environment.iter().flat_map(|env| env.mounts()).collect();
-                let sandbox = super::confine::Sandbox::new(confinement, dir, &read_only)?;
+                let devices = lease.as_ref().map(super::confine::Devices::of).unwrap_or_default();
+                let sandbox = super::confine::Sandbox::new(confinement, dir, &read_only, &devices)?;
                 command.args(sandbox.args()).arg(program);
                 keep = sandbox.descriptors();
                 (command, Some(sandbox))
             }
-            (Some(_), None) => {
-                return Err(BackendError::Invalid("a confined job needs a working directory".to_owned()));
+            _ => {
+                // Unconfined, the job's processes may outlive this launch: they hold the lease too.
+                keep.extend(lease.iter().flat_map(crate::gpus::Lease::descriptors));
+                (Command::new(program), None)
             }
-            (None, _) => (Command::new(program), None),
         };
         // SAFETY: the hook only makes system calls that are safe between fork
         // and exec; the sandbox's descriptors stay open until after spawn.
@@ -119,7 +133,7 @@ impl JobBackend for LocalBackend {
         command
             .args(args)
             .env_clear()
-            .envs(request.env.iter().map(|(k, v)| (k, v)))
+            .envs(super::devices::job_env(&request.env, lease.as_ref()))
             // Marks the job and all it starts, before it runs: what finds it if the launch dies.
             .env(crate::processes::JOB_MARKER, &request.id)
             .stdin(Stdio::null())
@@ -161,9 +175,11 @@ impl JobBackend for LocalBackend {
         let readers = process_job::spawn_readers(&mut child, &request.log);
         let (handle, link) = process_job::link();
         let confined = request.confinement.is_some();
-        let supervisor = Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers, confined };
+        let gpus = super::devices::uuids(lease.as_ref());
+        let supervisor =
+            Supervisor { child, group: Pid::from_raw(pid as i32), grace: self.grace, readers, confined, lease };
         tokio::spawn(supervisor.run(request.timeout, link));
-        Ok(Arc::new(SupervisedJob::new(pid.to_string(), handle)))
+        Ok(Arc::new(SupervisedJob::new(pid.to_string(), handle).with_gpus(gpus)))
     }
 }
 
@@ -246,6 +262,8 @@ struct Supervisor {
     readers: Vec<JoinHandle<()>>,
     /// Whether the job runs under bubblewrap.
     confined: bool,
+    /// The job's GPUs, let go when the supervisor is done with the job.
+    lease: Option<crate::gpus::Lease>,
 }
 
 impl Supervisor {
@@ -257,6 +275,8 @@ impl Supervisor {
         };
         // The main process is gone; end whatever it left in its group.
         stop_group(self.group, self.grace).await;
+        // Nothing of the job is left: its GPUs are free before anyone hears it ended.
+        drop(self.lease.take());
         process_job::drain(self.readers).await;
         link.status.send_replace(process_job::verdict(exit, ended_by, timeout));
     }

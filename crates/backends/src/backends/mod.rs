@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod confine;
 pub mod container;
+pub mod devices;
 pub mod dry_run;
 mod job_log;
 pub mod local;
@@ -133,6 +134,8 @@ pub enum JobRuntime {
 pub struct JobRequest {
     /// The runtime's id for the job.
     pub id: String,
+    /// The run the job belongs to (named to whoever waits for its GPUs).
+    pub run_id: String,
     pub name: String,
     pub command: Vec<String>,
     /// The job's whole environment.
@@ -161,6 +164,11 @@ pub enum BackendError {
     /// The backend does not support something the request asks for.
     #[error("{0}")]
     Unsupported(String),
+    /// This machine cannot give what the request asks for, however long the
+    /// job waited (more GPUs than it has, a class it lacks): the caller's
+    /// request is wrong for here, whatever the flavor makes of it.
+    #[error("{0}")]
+    Unsatisfiable(String),
     /// The backend failed.
     #[error("{0}")]
     Failed(String),
@@ -192,15 +200,17 @@ pub struct OrphanedJob<'a> {
 }
 
 /// Every backend this runtime has, by name, as a launch uses them: stopped
-/// jobs get `grace` before they are forced, and Slurm keeps its job files
-/// under `run_dir`.
+/// jobs get `grace` before they are forced, Slurm keeps its job files under
+/// `run_dir`, and jobs on this machine lease GPUs from `gpu_leases`.
 pub fn standard(
     grace: Duration,
     run_dir: &std::path::Path,
+    gpu_leases: &std::path::Path,
 ) -> std::collections::BTreeMap<&'static str, Arc<dyn JobBackend>> {
+    let leases = crate::gpus::Leases::new(gpu_leases);
     let backends: [Arc<dyn JobBackend>; 4] = [
-        Arc::new(local::LocalBackend::new(grace)),
-        Arc::new(container::ContainerBackend::new(grace)),
+        Arc::new(local::LocalBackend::new(grace, leases.clone())),
+        Arc::new(container::ContainerBackend::new(grace, leases)),
         Arc::new(slurm::SlurmBackend::new(grace, run_dir.join("slurm"))),
         Arc::new(ray::RayBackend::new(grace)),
     ];
@@ -237,4 +247,9 @@ pub trait RunningJob: Send + Sync {
     /// Stop the job: ask politely, wait up to `grace`, then force it. Returns
     /// once everything the job started has ended.
     async fn cancel(&self, grace: Duration) -> JobStatus;
+
+    /// The UUIDs of the GPUs leased to the job on this machine.
+    fn gpus(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -76,12 +76,19 @@ impl JobHandle {
 pub struct SupervisedJob {
     external_id: String,
     handle: JobHandle,
+    gpus: Vec<String>,
 }
 
 impl SupervisedJob {
     /// A job known to its backend as `external_id`.
     pub fn new(external_id: String, handle: JobHandle) -> Self {
-        Self { external_id, handle }
+        Self { external_id, handle, gpus: Vec::new() }
+    }
+
+    /// The same, holding the GPUs `gpus` (UUIDs).
+    pub fn with_gpus(mut self, gpus: Vec<String>) -> Self {
+        self.gpus = gpus;
+        self
     }
 }
 
@@ -101,6 +108,10 @@ impl RunningJob for SupervisedJob {
 
     async fn cancel(&self, grace: Duration) -> JobStatus {
         self.handle.cancel(grace).await
+    }
+
+    fn gpus(&self) -> Vec<String> {
+        self.gpus.clone()
     }
 }
 

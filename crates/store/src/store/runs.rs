@@ -97,12 +97,14 @@ pub struct JobRecord {
     pub log_path: String,
     pub submitted_at: String,
     pub ended_at: Option<String>,
+    /// The UUIDs of the GPUs leased to it on this machine.
+    pub gpus: Vec<String>,
 }
 
 const RUN_COLUMNS: &str = "id, step_operator, flavor, flavor_sha256, pipeline, run_name, step, state, \
                            exit_code, message, pid, request, started_at, ended_at, outcome_code, supervisor";
 const JOB_COLUMNS: &str = "id, run_id, seq, name, backend, external_id, command, state, exit_code, \
-                           message, log_path, submitted_at, ended_at";
+                           message, log_path, submitted_at, ended_at, gpus";
 
 fn corrupt(what: &str, message: String) -> StoreError {
     StoreError::Corrupt { what: what.to_owned(), message }
@@ -145,7 +147,7 @@ fn decode_run((mut run, state, request, supervisor): RunRow) -> Result<RunRecord
     Ok(run)
 }
 
-fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(JobRecord, String, String)> {
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(JobRecord, String, String, String)> {
     Ok((
         JobRecord {
             id: row.get(0)?,
@@ -161,15 +163,18 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(JobRecord, String, String)> 
             log_path: row.get(10)?,
             submitted_at: row.get(11)?,
             ended_at: row.get(12)?,
+            gpus: Vec::new(),
         },
         row.get(6)?,
         row.get(7)?,
+        row.get(13)?,
     ))
 }
 
-fn decode_job((mut job, command, state): (JobRecord, String, String)) -> Result<JobRecord, StoreError> {
+fn decode_job((mut job, command, state, gpus): (JobRecord, String, String, String)) -> Result<JobRecord, StoreError> {
     let what = format!("job {}", job.id);
     job.command = json_column(&what, &command)?;
+    job.gpus = json_column(&what, &gpus)?;
     job.state = state.parse().map_err(|message| corrupt(&what, message))?;
     Ok(job)
 }
@@ -299,7 +304,7 @@ impl Db {
         self.write(move |tx| {
             tx.execute(
                 &format!(
-                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ),
                 params![
                     job.id,
@@ -315,18 +320,21 @@ impl Db {
                     job.log_path,
                     job.submitted_at,
                     job.ended_at,
+                    serde_json::to_string(&job.gpus).unwrap_or_else(|_| "[]".to_owned()),
                 ],
             )?;
             Ok(())
         })
     }
 
-    /// Record that the backend accepted a job, with its own id for it.
-    pub fn job_started(&self, id: &str, external_id: &str) -> Result<(), StoreError> {
+    /// Record that the backend accepted a job, with its own id for it and
+    /// the GPUs it leased (UUIDs).
+    pub fn job_started(&self, id: &str, external_id: &str, gpus: &[String]) -> Result<(), StoreError> {
+        let gpus = serde_json::to_string(gpus).map_err(|error| corrupt(&format!("job {id}"), error.to_string()))?;
         self.write(|tx| {
             tx.execute(
-                "UPDATE jobs SET external_id = ?2, state = 'running' WHERE id = ?1 AND state = 'pending'",
-                params![id, external_id],
+                "UPDATE jobs SET external_id = ?2, state = 'running', gpus = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![id, external_id, gpus],
             )?;
             Ok(())
         })

@@ -114,6 +114,10 @@ INSERT INTO flavor_versions SELECT name, sha256, size, version, display_name, de
     config_schema, settings_schema, shape, source_path, registered_at, provenance FROM flavors;
 ALTER TABLE step_operators ADD COLUMN pin TEXT;
 "#,
+    // GPU leases (issue 20): the UUIDs of the GPUs a job held, a JSON array.
+    r#"
+ALTER TABLE jobs ADD COLUMN gpus TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// Whether the schema is behind this stepbox (a cheap read, no lock).

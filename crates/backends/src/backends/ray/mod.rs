@@ -240,6 +240,7 @@ mod tests {
         .expect("a job log");
         let request = JobRequest {
             id: "j1".into(),
+            run_id: "r1".into(),
             name: "train-1".into(),
             command: vec!["python".into(), "train.py".into(), "--msg".into(), "it's here".into()],
             env: vec![("MODE".into(), "eval".into())],

@@ -29,6 +29,9 @@ pub struct JobsCtx {
     pub output: Arc<dyn OutputSink>,
     /// Whether stored secrets are read for jobs.
     pub secrets: JobSecrets,
+    /// Why a job asked for what this machine cannot give, if one did: the
+    /// launch then fails as bad input (exit 64) whatever the flavor reports.
+    pub unsatisfiable: std::sync::Mutex<Option<String>>,
 }
 
 /// How a job's secrets (`secret-env` bindings, secret backend options) are
@@ -405,6 +408,7 @@ async fn start(
         log_path: log_path.display().to_string(),
         submitted_at: stepbox_store::store::now(),
         ended_at: None,
+        gpus: Vec::new(),
     };
     let db = launch.db.clone();
     if let Err(error) = db.blocking(move |db| db.insert_job(&record)).await {
@@ -414,6 +418,7 @@ async fn start(
     let backend = Arc::clone(&jobs.backends[spec.backend]);
     let request = JobRequest {
         id: id.clone(),
+        run_id: launch.run_id.clone(),
         name: name.clone(),
         command: spec.command,
         env: spec.env,
@@ -437,13 +442,20 @@ async fn start(
             return Err(match error {
                 backends::BackendError::Invalid(m) => Error::Invalid(m),
                 backends::BackendError::Unsupported(m) => Error::Unsupported(m),
+                backends::BackendError::Unsatisfiable(m) => {
+                    if let Ok(mut first) = jobs.unsatisfiable.lock() {
+                        first.get_or_insert_with(|| m.clone());
+                    }
+                    Error::Unsupported(m)
+                }
                 backends::BackendError::Failed(_) => Error::Failed(message),
             });
         }
     };
     let external = job.external_id();
+    let gpus = job.gpus();
     let job_id = id.clone();
-    warn_unrecorded(&id, db.blocking(move |db| db.job_started(&job_id, &external)).await);
+    warn_unrecorded(&id, db.blocking(move |db| db.job_started(&job_id, &external, &gpus)).await);
     tracing::debug!("job {id} ({name}) started on {}", spec.backend);
     let tracked = Arc::new(TrackedJob { id: id.clone(), name, job: Arc::clone(&job), log });
     let ended_log = Arc::clone(&tracked.log);

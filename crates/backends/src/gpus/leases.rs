@@ -1,0 +1,365 @@
+//! Exclusive GPU leases across processes: one `flock`ed file per GPU UUID
+//! under `$STEPBOX_HOME/gpus`, held by the launch that runs the job and
+//! released when the job ends or when that launch dies (the kernel drops a
+//! `flock` with its holder's last descriptor, SIGKILL included: nothing to
+//! reclaim by hand, and no PID to trust).
+//!
+//! - Lock files are never deleted: deleting one lets a waiter lock the old
+//!   inode while a newcomer locks a new one (two holders).
+//! - A lease of several GPUs is all or nothing: under a short-held
+//!   `.leasing` lock, each candidate is tried without blocking; on a miss the
+//!   ones taken are let go and the launch waits and tries again.
+//! - The holder writes who it is (run, job, process) into the file it
+//!   locked, so that `stepbox gpus` and a waiting launch can name it; what a
+//!   dead holder wrote is ignored, because its lock is gone.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Read;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{Gpu, GpuRequest, Inventory};
+
+/// How often a waiting launch tries again.
+const RETRY: Duration = Duration::from_millis(200);
+/// The most of a lock file read back as its holder.
+const MAX_HOLDER_BYTES: u64 = 4096;
+
+/// Who holds a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The run (`pipeline/run`) and step whose job has it.
+    pub run: String,
+    /// The job's id.
+    pub job: String,
+    /// The launch process holding the lock.
+    pub pid: u32,
+    /// When it was taken, seconds since the Unix epoch.
+    pub since: u64,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} (job {}, stepbox pid {})", self.run, self.job, self.pid)
+    }
+}
+
+/// Whether a GPU is free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Occupancy {
+    Free,
+    /// Held; by whom, when the holder has written it yet.
+    Held(Option<Holder>),
+}
+
+/// GPUs a job holds until this value is dropped.
+#[derive(Debug)]
+pub struct Lease {
+    gpus: Vec<Gpu>,
+    files: Vec<File>,
+    control_devices: Vec<PathBuf>,
+}
+
+impl Lease {
+    /// The leased GPUs, in index order.
+    pub fn gpus(&self) -> &[Gpu] {
+        &self.gpus
+    }
+
+    /// The machine's NVIDIA control nodes, which a job using its GPUs needs too.
+    pub fn control_devices(&self) -> &[PathBuf] {
+        &self.control_devices
+    }
+
+    /// The locked files' descriptors: a job that may outlive its launch
+    /// (an unconfined one) inherits them, so the lease lasts as long as any
+    /// of its processes does.
+    pub fn descriptors(&self) -> Vec<RawFd> {
+        self.files.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
+/// Why a job could not have the GPUs it asked for.
+#[derive(Debug, Error)]
+pub enum LeaseError {
+    #[error("the job asks for {asked}, but this machine has no GPU: {why}")]
+    NoGpus { asked: String, why: String },
+    #[error(
+        "the job asks for {asked}, but this machine has {have}: ask for at most {most}, or run the step on a backend with more"
+    )]
+    TooMany { asked: String, have: String, most: usize },
+    #[error("the job asks for {asked}, but no GPU here is of that class; this machine has {have}")]
+    NoSuchClass { asked: String, have: String },
+    #[error("the job waited {waited} for {asked} and its time ran out; they were held by: {holders}")]
+    TimedOut { asked: String, waited: String, holders: String },
+    #[error("cannot lease GPUs under {dir}: {reason}")]
+    Io { dir: PathBuf, reason: String },
+}
+
+/// The outcome of one try.
+enum Attempt {
+    Taken(Lease),
+    /// Not enough free GPUs: those held, with their holders.
+    Busy(Vec<(Gpu, Option<Holder>)>),
+}
+
+/// The lease directory of one stepbox home.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    dir: PathBuf,
+}
+
+impl Leases {
+    /// Leases kept in `dir` (`$STEPBOX_HOME/gpus`), made on first use.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn io(&self, error: impl std::fmt::Display) -> LeaseError {
+        LeaseError::Io { dir: self.dir.clone(), reason: error.to_string() }
+    }
+
+    fn open(&self, name: &str) -> Result<File, LeaseError> {
+        std::fs::create_dir_all(&self.dir).map_err(|error| self.io(error))?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.dir.join(name))
+            .map_err(|error| self.io(format!("{name}: {error}")))
+    }
+
+    /// Whether `gpu` is held, and by whom.
+    pub fn occupancy(&self, gpu: &Gpu) -> Result<Occupancy, LeaseError> {
+        let file = self.open(&lock_name(gpu))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Occupancy::Free),
+            Err(TryLockError::WouldBlock) => Ok(Occupancy::Held(read_holder(&file))),
+            Err(TryLockError::Error(error)) => Err(self.io(error)),
+        }
+    }
+
+    /// Take `request`'s GPUs from `inventory` for `holder`, waiting while
+    /// they are held, at most `wait_limit` (no limit: until they are free).
+    /// `on_wait` hears what the launch waits for, once and whenever that
+    /// changes. Asking for what the machine cannot give is an error at once.
+    pub async fn take(
+        &self,
+        inventory: &Inventory,
+        request: &GpuRequest,
+        holder: &Holder,
+        wait_limit: Option<Duration>,
+        mut on_wait: impl FnMut(&str),
+    ) -> Result<Lease, LeaseError> {
+        let candidates = self.candidates(inventory, request)?;
+        let started = Instant::now();
+        let mut last_said = String::new();
+        loop {
+            match self.try_take(&candidates, request.count as usize, holder)? {
+                Attempt::Taken(mut lease) => {
+                    lease.control_devices.clone_from(&inventory.control_devices);
+                    return Ok(lease);
+                }
+                Attempt::Busy(held) => {
+                    let holders = describe_holders(&held);
+                    if wait_limit.is_some_and(|limit| started.elapsed() + RETRY > limit) {
+                        return Err(LeaseError::TimedOut {
+                            asked: request.describe(),
+                            waited: humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+                                .to_string(),
+                            holders,
+                        });
+                    }
+                    let saying = format!("waiting for {}: held by {holders}", request.describe());
+                    if saying != last_said {
+                        on_wait(&saying);
+                        last_said = saying;
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// The GPUs that could serve `request`, or why none can.
+    fn candidates<'a>(&self, inventory: &'a Inventory, request: &GpuRequest) -> Result<Vec<&'a Gpu>, LeaseError> {
+        let asked = request.describe();
+        if inventory.gpus.is_empty() {
+            let why = inventory.absent_because.clone().unwrap_or_else(|| "none was found".to_owned());
+            return Err(LeaseError::NoGpus { asked, why });
+        }
+        let have = inventory.models().join(", ");
+        let candidates = inventory.of_class(request.class.as_deref());
+        if candidates.is_empty() {
+            return Err(LeaseError::NoSuchClass { asked, have });
+        }
+        if candidates.len() < request.count as usize {
+            return Err(LeaseError::TooMany { asked, have, most: candidates.len() });
+        }
+        Ok(candidates)
+    }
+
+    /// One all-or-nothing try, under the `.leasing` lock.
+    fn try_take(&self, candidates: &[&Gpu], count: usize, holder: &Holder) -> Result<Attempt, LeaseError> {
+        let leasing = self.open(".leasing")?;
+        // Held only for the non-blocking tries below: microseconds.
+        leasing.lock().map_err(|error| self.io(error))?;
+        let mut taken: Vec<(Gpu, File)> = Vec::with_capacity(count);
+        let mut held = Vec::new();
+        for gpu in candidates {
+            if taken.len() == count {
+                break;
+            }
+            let file = self.open(&lock_name(gpu))?;
+            match file.try_lock() {
+                Ok(()) => taken.push(((*gpu).clone(), file)),
+                Err(TryLockError::WouldBlock) => held.push(((*gpu).clone(), read_holder(&file))),
+                Err(TryLockError::Error(error)) => return Err(self.io(error)),
+            }
+        }
+        if taken.len() < count {
+            // Dropping the files lets go of the ones taken.
+            return Ok(Attempt::Busy(held));
+        }
+        let record = serde_json::to_vec(holder).map_err(|error| self.io(error))?;
+        for (_, file) in &taken {
+            file.set_len(0).and_then(|()| file.write_all_at(&record, 0)).map_err(|error| self.io(error))?;
+        }
+        drop(leasing);
+        let (gpus, files) = taken.into_iter().unzip();
+        Ok(Attempt::Taken(Lease { gpus, files, control_devices: Vec::new() }))
+    }
+
+    /// Where the leases live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The lock file of a GPU: its UUID, checked by the inventory to be a safe name.
+fn lock_name(gpu: &Gpu) -> String {
+    format!("{}.lock", gpu.uuid)
+}
+
+/// What the holder of a lock file wrote, if it is readable.
+fn read_holder(file: &File) -> Option<Holder> {
+    let mut text = Vec::new();
+    let mut reader = file.try_clone().ok()?;
+    std::io::Seek::rewind(&mut reader).ok()?;
+    reader.take(MAX_HOLDER_BYTES).read_to_end(&mut text).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn describe_holders(held: &[(Gpu, Option<Holder>)]) -> String {
+    if held.is_empty() {
+        return "other launches taking GPUs at the same moment".to_owned();
+    }
+    held.iter()
+        .map(|(gpu, holder)| match holder {
+            Some(holder) => format!("GPU {} ({}) by {holder}", gpu.index, gpu.uuid),
+            None => format!("GPU {} ({}) by another stepbox process", gpu.index, gpu.uuid),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory(models: &[&str]) -> Inventory {
+        let gpus: Vec<String> = models
+            .iter()
+            .enumerate()
+            .map(|(index, model)| {
+                format!(
+                    r#"{{"index": {index}, "uuid": "GPU-{index:04}", "model": "{model}", "memory_bytes": 1, "device": "/dev/nvidia{index}"}}"#
+                )
+            })
+            .collect();
+        Inventory::from_json(&format!(r#"{{"gpus": [{}]}}"#, gpus.join(",")), "test").expect("an inventory")
+    }
+
+    fn holder(job: &str) -> Holder {
+        Holder { run: "p/r".into(), job: job.into(), pid: std::process::id(), since: 0 }
+    }
+
+    fn request(count: u32, class: Option<&str>) -> GpuRequest {
+        GpuRequest { count, class: class.map(str::to_owned) }
+    }
+
+    #[tokio::test]
+    async fn leases_are_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let leases = Leases::new(dir.path().join("gpus"));
+        let machine = inventory(&["NVIDIA H200", "NVIDIA H200"]);
+        let first = leases.take(&machine, &request(1, None), &holder("a"), None, |_| {}).await.expect("free");
+        let second = leases.take(&machine, &request(1, None), &holder("b"), None, |_| {}).await.expect("free");
+        assert_ne!(first.gpus()[0].uuid, second.gpus()[0].uuid);
+        assert_eq!(leases.occupancy(&first.gpus()[0]).expect("reads"), Occupancy::Held(Some(holder("a"))));
+        let mut heard = Vec::new();
+        let error = leases
+            .take(&machine, &request(1, None), &holder("c"), Some(Duration::from_millis(500)), |said| {
+                heard.push(said.to_owned())
+            })
+            .await
+            .expect_err("both are held");
+        assert!(matches!(error, LeaseError::TimedOut { .. }), "{error}");
+        assert!(error.to_string().contains("job a"), "{error}");
+        assert_eq!(heard.len(), 1, "said once: {heard:?}");
+        assert!(heard[0].contains("waiting for 1 GPU"), "{heard:?}");
+        let freed = first.gpus()[0].clone();
+        drop(first);
+        assert_eq!(leases.occupancy(&freed).expect("reads"), Occupancy::Free);
+        let third = leases.take(&machine, &request(1, None), &holder("c"), None, |_| {}).await.expect("freed");
+        assert_eq!(third.gpus()[0], freed);
+    }
+
+    #[tokio::test]
+    async fn several_gpus_are_all_or_nothing() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let leases = Leases::new(dir.path());
+        let machine = inventory(&["A", "A", "A"]);
+        let one = leases.take(&machine, &request(1, None), &holder("a"), None, |_| {}).await.expect("free");
+        let error = leases
+            .take(&machine, &request(3, None), &holder("b"), Some(Duration::from_millis(300)), |_| {})
+            .await
+            .expect_err("one is held");
+        assert!(matches!(error, LeaseError::TimedOut { .. }));
+        // The two the failed try took were let go.
+        let two = leases
+            .take(&machine, &request(2, None), &holder("c"), Some(Duration::ZERO), |_| {})
+            .await
+            .expect("two free");
+        assert_eq!(two.gpus().len(), 2);
+        drop(one);
+    }
+
+    #[tokio::test]
+    async fn impossible_requests_fail_at_once_naming_what_exists() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let leases = Leases::new(dir.path());
+        let machine = inventory(&["NVIDIA H200", "NVIDIA H200", "NVIDIA L4"]);
+        let cases = [
+            (request(4, None), "this machine has 2 x NVIDIA H200, 1 x NVIDIA L4: ask for at most 3"),
+            (request(2, Some("l4")), "ask for at most 1"),
+            (request(1, Some("a100")), "no GPU here is of that class; this machine has 2 x NVIDIA H200, 1 x NVIDIA L4"),
+        ];
+        for (asked, expected) in cases {
+            let error = leases.take(&machine, &asked, &holder("a"), None, |_| {}).await.expect_err("impossible");
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        let none = Inventory::from_json(r#"{"gpus": []}"#, "none").expect("parses");
+        let error = leases.take(&none, &request(1, None), &holder("a"), None, |_| {}).await.expect_err("no GPU");
+        assert!(error.to_string().contains("has no GPU"), "{error}");
+        let class = leases.take(&machine, &request(1, Some("l4")), &holder("a"), None, |_| {}).await.expect("an L4");
+        assert_eq!(class.gpus()[0].model, "NVIDIA L4");
+    }
+}
