@@ -1,0 +1,337 @@
+//! GPUs on the embedded default, on machines without one: fake devices
+//! (character nodes made with `mknod`, the same numbers as `/dev/null` so a
+//! job can open them) described to stepbox by `$STEPBOX_GPU_INVENTORY`.
+//! Real launches through the local flavor, confined as users' jobs are:
+//! which devices a job sees, that no two jobs hold one GPU, waiting and
+//! release, a SIGKILLed holder, classes and the errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use stepbox_e2e::{Run, TestHome, path_str};
+
+/// A directory of fake NVIDIA device nodes and the inventory naming them.
+struct FakeGpus {
+    dir: tempfile::TempDir,
+}
+
+impl FakeGpus {
+    /// `models.len()` GPUs, `nvidia0`…, with a control node `nvidiactl`.
+    fn new(models: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a directory");
+        let node = |name: &str| {
+            let path = dir.path().join(name);
+            // c 1 3: the numbers of /dev/null, so a job that opens it succeeds.
+            nix::sys::stat::mknod(
+                &path,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(1, 3),
+            )
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot mknod {} ({error}): the GPU tests make fake device nodes and must run as root",
+                    path.display()
+                )
+            });
+            path
+        };
+        let gpus: Vec<serde_json::Value> = models
+            .iter()
+            .enumerate()
+            .map(|(index, model)| {
+                serde_json::json!({
+                    "index": index,
+                    "uuid": format!("GPU-{index:08}-fake-{}", model.replace(' ', "")),
+                    "model": model,
+                    "memory_bytes": 150_754_820_096u64,
+                    "device": node(&format!("nvidia{index}")),
+                })
+            })
+            .collect();
+        let control = node("nvidiactl");
+        let inventory = serde_json::json!({ "gpus": gpus, "control_devices": [control] });
+        std::fs::write(dir.path().join("inventory.json"), inventory.to_string()).expect("write the inventory");
+        Self { dir }
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.path().join("inventory.json")
+    }
+}
+
+/// A home with the local flavor, a step operator `local` (confined) and one
+/// `trusted` (unconfined), seeing `gpus`.
+fn home_with(gpus: &FakeGpus) -> (TestHome, PathBuf) {
+    let home = TestHome::sharing_cache();
+    home.with_local();
+    home.register_operator("trusted", "local", &["--grant", "jobs", "--grant", "requirements", "--grant", "trusted"])
+        .expect_code(0);
+    (home, gpus.inventory())
+}
+
+fn launch(home: &TestHome, inventory: &Path, operator: &str, run: &str, flags: &[&str], script: &str) -> Run {
+    let mut args = vec!["launch", "-s", operator, "--pipeline", "gpus", "--run", run, "--step", "train"];
+    args.extend_from_slice(flags);
+    args.extend(["--", "sh", "-c", script]);
+    Run::from_output(home.command(&args).env("STEPBOX_GPU_INVENTORY", inventory).output().expect("stepbox starts"))
+}
+
+/// What the job sees: its GPU variables and its /dev/nvidia* nodes.
+const SHOW: &str = r#"echo "CUDA=[$CUDA_VISIBLE_DEVICES] NVIDIA=[$NVIDIA_VISIBLE_DEVICES]"; echo "NODES=[$(ls /dev | grep '^nvidia' | tr '\n' ' ')]""#;
+
+#[test]
+fn a_confined_job_sees_exactly_its_gpus_and_the_host_sets_the_variables() {
+    let gpus = FakeGpus::new(&["NVIDIA H200", "NVIDIA H200"]);
+    let (home, inventory) = home_with(&gpus);
+    // The caller's (or a flavor's) CUDA_VISIBLE_DEVICES is replaced by the lease's.
+    let run = launch(&home, &inventory, "local", "one", &["--gpu", "1", "--env", "CUDA_VISIBLE_DEVICES=0,1"], SHOW);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("CUDA=[GPU-00000000-fake-NVIDIAH200] NVIDIA=[GPU-00000000-fake-NVIDIAH200]"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("NODES=[nvidia0 nvidiactl ]"), "{}", run.stdout);
+    // The node is a usable device inside (bound with --dev-bind, not nodev).
+    launch(&home, &inventory, "local", "open", &["--gpu", "1"], "head -c 0 /dev/nvidia0").expect_code(0);
+    // Asking for none: no GPU node, and CUDA told there is none.
+    let none = launch(&home, &inventory, "local", "none", &[], SHOW);
+    none.expect_code(0);
+    assert!(none.stdout.contains("CUDA=[] NVIDIA=[void]"), "{}", none.stdout);
+    assert!(none.stdout.contains("NODES=[]"), "{}", none.stdout);
+    // The run record says which GPUs the job had.
+    let id = home.runs().iter().find(|run| run["run_name"] == "one").map(|run| run["id"].clone()).expect("the run");
+    let details = home.run_details(id.as_str().expect("an id"));
+    assert_eq!(details["jobs"][0]["gpus"], serde_json::json!(["GPU-00000000-fake-NVIDIAH200"]), "{details}");
+    let shown = home.run(&["runs", "show", id.as_str().expect("an id")]);
+    assert!(shown.stdout.contains("had GPUs: GPU-00000000-fake-NVIDIAH200"), "{}", shown.stdout);
+}
+
+#[test]
+fn a_trusted_job_gets_the_variables_of_its_lease() {
+    let gpus = FakeGpus::new(&["NVIDIA H200", "NVIDIA H200"]);
+    let (home, inventory) = home_with(&gpus);
+    let run = launch(&home, &inventory, "trusted", "t", &["--gpu", "2"], SHOW);
+    run.expect_code(0);
+    assert!(run.stdout.contains("CUDA=[GPU-00000000-fake-NVIDIAH200,GPU-00000001-fake-NVIDIAH200]"), "{}", run.stdout);
+}
+
+#[test]
+fn eight_concurrent_launches_never_share_a_gpu() {
+    let gpus = FakeGpus::new(&["NVIDIA H200"; 4]);
+    let (home, inventory) = home_with(&gpus);
+    let held = home.scratch().join("held");
+    std::fs::create_dir(&held).expect("a directory");
+    // Each job claims its GPUs with exclusive creates while it runs: a GPU
+    // leased twice at once shows as CLASH.
+    let script = r#"for uuid in $(echo "$CUDA_VISIBLE_DEVICES" | tr ',' ' '); do
+          (set -C; : > "held/$uuid") 2>/dev/null || echo "CLASH on $uuid"
+        done
+        echo "COUNT=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .) NODES=$(ls /dev | grep -c '^nvidia[0-9]')"
+        sleep 0.4
+        for uuid in $(echo "$CUDA_VISIBLE_DEVICES" | tr ',' ' '); do rm "held/$uuid"; done"#;
+    let launches: Vec<(u32, std::process::Child)> = (0..8)
+        .map(|i| {
+            let count = if i % 2 == 0 { 1 } else { 2 };
+            let count_text = count.to_string();
+            let run = format!("c{i}");
+            let args = [
+                "launch",
+                "-s",
+                "local",
+                "--pipeline",
+                "gpus",
+                "--run",
+                &run,
+                "--step",
+                "train",
+                "--gpu",
+                &count_text,
+                "--",
+                "sh",
+                "-c",
+                script,
+            ];
+            let child = home
+                .command(&args)
+                .env("STEPBOX_GPU_INVENTORY", &inventory)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("stepbox starts");
+            (count, child)
+        })
+        .collect();
+    let mut waited = 0;
+    for (count, child) in launches {
+        let run = Run::from_output(child.wait_with_output().expect("stepbox exits"));
+        run.expect_code(0);
+        assert!(!run.stdout.contains("CLASH"), "a GPU was held twice:\n{}", run.stdout);
+        assert!(run.stdout.contains(&format!("COUNT={count} NODES={count}")), "{}", run.stdout);
+        waited += usize::from(run.stderr.contains("waiting for"));
+    }
+    // 12 GPUs asked of 4 at once: someone waited.
+    assert!(waited > 0, "no launch waited for a GPU");
+    assert_eq!(std::fs::read_dir(&held).expect("the directory").count(), 0);
+}
+
+#[test]
+fn a_waiting_launch_names_the_holder_and_runs_once_it_lets_go() {
+    let gpus = FakeGpus::new(&["NVIDIA L4"]);
+    let (home, inventory) = home_with(&gpus);
+    let release = home.scratch().join("release");
+    let hold = format!("echo holding; while [ ! -e {} ]; do sleep 0.05; done", path_str(&release));
+    let mut first = home
+        .command(&[
+            "launch",
+            "-s",
+            "local",
+            "--pipeline",
+            "gpus",
+            "--run",
+            "first",
+            "--step",
+            "train",
+            "--gpu",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            &hold,
+        ])
+        .env("STEPBOX_GPU_INVENTORY", &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts");
+    let mut first_out = std::io::BufReader::new(first.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut first_out, &mut line).expect("a line");
+    assert_eq!(line.trim(), "holding");
+    let held = home.command(&["gpus", "-o", "json"]).env("STEPBOX_GPU_INVENTORY", &inventory).output().expect("runs");
+    let listed = Run::from_output(held);
+    listed.expect_code(0);
+    assert_eq!(listed.json()["gpus"][0]["held_by"]["run"].as_str().map(str::len), Some(36), "{}", listed.stdout);
+    let mut second = home
+        .command(&[
+            "launch",
+            "-s",
+            "local",
+            "--pipeline",
+            "gpus",
+            "--run",
+            "second",
+            "--step",
+            "train",
+            "--gpu",
+            "1",
+            "--",
+            "echo",
+            "second ran",
+        ])
+        .env("STEPBOX_GPU_INVENTORY", &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts");
+    // The second says what it waits for, and who holds it.
+    let mut second_err = std::io::BufReader::new(second.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("waiting for 1 GPU") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut second_err, &mut line).expect("stderr") == 0 {
+            panic!("the second launch ended without waiting: {said}");
+        }
+        said.push_str(&line);
+    }
+    assert!(said.contains("held by GPU 0") && said.contains("job train-1"), "{said}");
+    std::fs::write(&release, "").expect("release the first");
+    let first = first.wait_with_output().expect("the first exits");
+    assert!(first.status.success());
+    let second = second.wait_with_output().expect("the second exits");
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("second ran"));
+}
+
+#[test]
+fn a_sigkilled_holder_frees_its_gpu_at_once() {
+    let gpus = FakeGpus::new(&["NVIDIA L4"]);
+    let (home, inventory) = home_with(&gpus);
+    let mut holder = home
+        .command(&[
+            "launch",
+            "-s",
+            "local",
+            "--pipeline",
+            "gpus",
+            "--run",
+            "killed",
+            "--step",
+            "train",
+            "--gpu",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "echo holding; sleep 600",
+        ])
+        .env("STEPBOX_GPU_INVENTORY", &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stepbox starts");
+    let mut out = std::io::BufReader::new(holder.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("a line");
+    assert_eq!(line.trim(), "holding");
+    holder.kill().expect("SIGKILL the holding launch");
+    holder.wait().expect("it is gone");
+    // No reclaim step, no PID check: the kernel let go of the lock with the process.
+    let next = launch(&home, &inventory, "local", "next", &["--gpu", "1"], "echo got it");
+    next.expect_code(0);
+    assert!(next.stdout.contains("got it"));
+}
+
+#[test]
+fn requests_the_machine_cannot_meet_are_refused_naming_what_exists() {
+    let gpus = FakeGpus::new(&["NVIDIA H200", "NVIDIA H200", "NVIDIA L4"]);
+    let (home, inventory) = home_with(&gpus);
+    launch(&home, &inventory, "local", "many", &["--gpu", "4"], "echo ran").expect_error(
+        64,
+        "the job asks for 4 GPUs, but this machine has 2 x NVIDIA H200, 1 x NVIDIA L4: ask for at most 3",
+    );
+    launch(&home, &inventory, "local", "class", &["--gpu", "1", "--gpu-class", "a100"], "echo ran")
+        .expect_error(64, "no GPU here is of that class; this machine has 2 x NVIDIA H200, 1 x NVIDIA L4");
+    launch(&home, &inventory, "local", "two-l4", &["--gpu", "2", "--gpu-class", "l4"], "echo ran")
+        .expect_error(64, "ask for at most 1");
+    let l4 = launch(&home, &inventory, "local", "l4", &["--gpu", "1", "--gpu-class", "l4"], SHOW);
+    l4.expect_code(0);
+    assert!(l4.stdout.contains("GPU-00000002-fake-NVIDIAL4"), "{}", l4.stdout);
+    let empty = home.scratch().join("none.json");
+    std::fs::write(&empty, r#"{"gpus": []}"#).expect("write");
+    launch(&home, &empty, "local", "none", &["--gpu", "1"], "echo ran").expect_error(64, "this machine has no GPU");
+    let broken = home.scratch().join("broken.json");
+    std::fs::write(&broken, r#"{"gpus": [{"uuid": "0"}]}"#).expect("write");
+    let listed =
+        Run::from_output(home.command(&["gpus"]).env("STEPBOX_GPU_INVENTORY", &broken).output().expect("runs"));
+    listed.expect_error(64, "is not valid");
+    assert!(!launch(&home, &broken, "local", "broken", &["--gpu", "1"], "echo ran").stdout.contains("ran"));
+}
+
+#[test]
+fn gpus_lists_the_machine() {
+    let gpus = FakeGpus::new(&["NVIDIA H200", "NVIDIA L4"]);
+    let (home, inventory) = home_with(&gpus);
+    let listed =
+        Run::from_output(home.command(&["gpus"]).env("STEPBOX_GPU_INVENTORY", &inventory).output().expect("runs"));
+    listed.expect_code(0);
+    for expected in ["GPU-00000000-fake-NVIDIAH200", "NVIDIA L4", "140.4 GiB", "nvidia1"] {
+        assert!(listed.stdout.contains(expected), "{expected}: {}", listed.stdout);
+    }
+    let json = Run::from_output(
+        home.command(&["gpus", "-o", "json"]).env("STEPBOX_GPU_INVENTORY", &inventory).output().expect("runs"),
+    );
+    assert_eq!(json.json()["gpus"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json.json()["gpus"][1]["held"], false);
+}
