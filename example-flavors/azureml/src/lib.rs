@@ -15,6 +15,7 @@
 //! read from SAS URLs, which carry their own authorization. Config and
 //! settings mirror ZenML's AzureML step operator (docs/FLAVORS.md).
 
+mod gpus;
 mod history;
 mod job;
 
@@ -123,6 +124,10 @@ impl Flavor for AzureMl {
     fn launch(config: Config, settings: Settings, request: LaunchRequest) -> Result<LaunchReport, LaunchError> {
         let workspace = Workspace::new(&config);
         let compute_id = compute(&settings, &workspace)?;
+        gpus::check(compute_id.is_none(), settings.instance_type.as_deref(), request.resources.gpu_count)?;
+        if request.resources.gpu_count.is_some_and(|gpus| gpus > 0) && compute_id.is_some() {
+            log::info("the step's GPUs are those of the compute target; Azure ML does not size a job on one");
+        }
         let image = images::step_image(
             &request,
             config.base_image.as_deref(),

@@ -15,6 +15,7 @@
 //! mirror ZenML's SageMaker step operator; docs/FLAVORS.md has the table.
 
 mod api;
+mod gpus;
 mod job;
 mod logs;
 
@@ -163,8 +164,11 @@ impl Flavor for Sagemaker {
             );
         }
         let resources = &request.resources;
-        if resources.cpu_count.is_some() || resources.gpu_count.is_some() || resources.memory_bytes.is_some() {
-            log::warn("SageMaker sizes a job by its instance_type setting; the step's resource settings are not used");
+        gpus::check(&settings.instance_type, resources.gpu_count, resources.gpu_class.as_deref())?;
+        if resources.cpu_count.is_some() || resources.memory_bytes.is_some() {
+            log::warn(
+                "SageMaker sizes a job by its instance_type setting; the step's CPU and memory settings are not used",
+            );
         }
         let image = images::step_image(
             &request,

@@ -13,6 +13,7 @@
 //! (`--grant http-credential=ORIGIN=google-service-account:SECRET`). Config
 //! and settings mirror ZenML's Vertex step operator (docs/FLAVORS.md).
 
+mod gpus;
 mod job;
 mod logs;
 
@@ -194,15 +195,12 @@ impl Flavor for Vertex {
 /// The accelerator and its count: the settings', with ZenML's rule that the
 /// step's GPU count is the count when an accelerator type is set.
 fn accelerator<'a>(settings: &'a Settings, request: &LaunchRequest) -> Result<Option<(&'a str, u32)>, LaunchError> {
+    let resources = &request.resources;
+    gpus::check(settings.accelerator_type.as_deref(), resources.gpu_count, resources.gpu_class.as_deref())?;
     match (&settings.accelerator_type, settings.accelerator_count) {
         (Some(kind), count) => Ok(Some((kind.as_str(), count.or(request.resources.gpu_count).unwrap_or(1)))),
         (None, Some(_)) => Err(ConfigError::field("accelerator_count", "needs accelerator_type").into()),
-        (None, None) => {
-            if request.resources.gpu_count.is_some_and(|gpus| gpus > 0) {
-                log::warn("the step asks for GPUs but the settings name no accelerator_type; the job gets none");
-            }
-            Ok(None)
-        }
+        (None, None) => Ok(None),
     }
 }
 
