@@ -133,7 +133,7 @@ fn sandbox_alone(work: &Path, iterations: usize) -> anyhow::Result<()> {
         hidden: vec![PathBuf::from("/var/lib/stepbox-bench-home")],
     };
     let first = Instant::now();
-    confine::Sandbox::new(&confinement, work, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    confine::Sandbox::new(&confinement, work, &[], &confine::Devices::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let first = first.elapsed();
     let run = |command: &mut Command| -> anyhow::Result<()> {
         let status = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
@@ -145,7 +145,8 @@ fn sandbox_alone(work: &Path, iterations: usize) -> anyhow::Result<()> {
     let mut direct = || run(Command::new("true").current_dir(work));
     let mut before = || run(Command::new(&bwrap).args(&earlier));
     let mut after = || -> anyhow::Result<()> {
-        let sandbox = confine::Sandbox::new(&confinement, work, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sandbox = confine::Sandbox::new(&confinement, work, &[], &confine::Devices::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let keep = sandbox.descriptors();
         let mut command = Command::new(&bwrap);
         command.args(sandbox.args()).arg("true");
@@ -164,7 +165,9 @@ fn sandbox_alone(work: &Path, iterations: usize) -> anyhow::Result<()> {
         println!("bwrap, {label:<33} median {}  p90 {}  (+{})", ms(l), ms(p90(samples)), ms(l.saturating_sub(d)));
     }
     let per_job = samples(iterations, || {
-        confine::Sandbox::new(&confinement, work, &[]).map(drop).map_err(|e| anyhow::anyhow!("{e}"))
+        confine::Sandbox::new(&confinement, work, &[], &confine::Devices::default())
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
     println!(
         "seccomp filter: first build {} (once per process); per job (pipes + arguments) median {}",
