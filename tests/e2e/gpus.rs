@@ -5,8 +5,9 @@
 //! which devices a job sees, that no two jobs hold one GPU, waiting and
 //! release, a SIGKILLed holder, classes and the errors.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 
 use stepbox_e2e::{Run, TestHome, path_str};
 
@@ -70,11 +71,52 @@ fn home_with(gpus: &FakeGpus) -> (TestHome, PathBuf) {
     (home, gpus.inventory())
 }
 
-fn launch(home: &TestHome, inventory: &Path, operator: &str, run: &str, flags: &[&str], script: &str) -> Run {
+/// `stepbox launch` through `operator` as run `run` of pipeline `gpus`, seeing `inventory`.
+fn launch_command(
+    home: &TestHome,
+    inventory: &Path,
+    operator: &str,
+    run: &str,
+    flags: &[&str],
+    command: &[&str],
+) -> std::process::Command {
     let mut args = vec!["launch", "-s", operator, "--pipeline", "gpus", "--run", run, "--step", "train"];
     args.extend_from_slice(flags);
-    args.extend(["--", "sh", "-c", script]);
-    Run::from_output(home.command(&args).env("STEPBOX_GPU_INVENTORY", inventory).output().expect("stepbox starts"))
+    args.push("--");
+    args.extend_from_slice(command);
+    let mut launch = home.command(&args);
+    launch.env("STEPBOX_GPU_INVENTORY", inventory);
+    launch
+}
+
+/// A launch of `sh -c script`, to its end.
+fn launch(home: &TestHome, inventory: &Path, operator: &str, run: &str, flags: &[&str], script: &str) -> Run {
+    let output = launch_command(home, inventory, operator, run, flags, &["sh", "-c", script]).output();
+    Run::from_output(output.expect("stepbox starts"))
+}
+
+/// A confined launch of `command` with `flags`, started in the background, its output piped.
+fn spawn(home: &TestHome, inventory: &Path, run: &str, flags: &[&str], command: &[&str]) -> Child {
+    launch_command(home, inventory, "local", run, flags, command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts")
+}
+
+/// `stepbox gpus ARGS` seeing `inventory`.
+fn gpus_listing(home: &TestHome, inventory: &Path, args: &[&str]) -> Run {
+    let mut command = vec!["gpus"];
+    command.extend_from_slice(args);
+    Run::from_output(home.command(&command).env("STEPBOX_GPU_INVENTORY", inventory).output().expect("stepbox starts"))
+}
+
+/// The next line a child writes to stdout (the rest stays readable).
+fn next_line(child: &mut Child) -> String {
+    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("a line");
+    line.trim().to_owned()
 }
 
 /// What the job sees: its GPU variables and its /dev/nvidia* nodes.
@@ -131,35 +173,11 @@ fn eight_concurrent_launches_never_share_a_gpu() {
         echo "COUNT=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .) NODES=$(ls /dev | grep -c '^nvidia[0-9]')"
         sleep 0.4
         for uuid in $(echo "$CUDA_VISIBLE_DEVICES" | tr ',' ' '); do rm "held/$uuid"; done"#;
-    let launches: Vec<(u32, std::process::Child)> = (0..8)
+    let launches: Vec<(u32, Child)> = (0..8)
         .map(|i| {
-            let count = if i % 2 == 0 { 1 } else { 2 };
-            let count_text = count.to_string();
-            let run = format!("c{i}");
-            let args = [
-                "launch",
-                "-s",
-                "local",
-                "--pipeline",
-                "gpus",
-                "--run",
-                &run,
-                "--step",
-                "train",
-                "--gpu",
-                &count_text,
-                "--",
-                "sh",
-                "-c",
-                script,
-            ];
-            let child = home
-                .command(&args)
-                .env("STEPBOX_GPU_INVENTORY", &inventory)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("stepbox starts");
+            let count: u32 = if i % 2 == 0 { 1 } else { 2 };
+            let child =
+                spawn(&home, &inventory, &format!("c{i}"), &["--gpu", &count.to_string()], &["sh", "-c", script]);
             (count, child)
         })
         .collect();
@@ -182,75 +200,27 @@ fn a_waiting_launch_names_the_holder_and_runs_once_it_lets_go() {
     let (home, inventory) = home_with(&gpus);
     let release = home.scratch().join("release");
     let hold = format!("echo holding; while [ ! -e {} ]; do sleep 0.05; done", path_str(&release));
-    let mut first = home
-        .command(&[
-            "launch",
-            "-s",
-            "local",
-            "--pipeline",
-            "gpus",
-            "--run",
-            "first",
-            "--step",
-            "train",
-            "--gpu",
-            "1",
-            "--",
-            "sh",
-            "-c",
-            &hold,
-        ])
-        .env("STEPBOX_GPU_INVENTORY", &inventory)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
-    let mut first_out = std::io::BufReader::new(first.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut first_out, &mut line).expect("a line");
-    assert_eq!(line.trim(), "holding");
-    let held = home.command(&["gpus", "-o", "json"]).env("STEPBOX_GPU_INVENTORY", &inventory).output().expect("runs");
-    let listed = Run::from_output(held);
+    let mut first = spawn(&home, &inventory, "first", &["--gpu", "1"], &["sh", "-c", &hold]);
+    assert_eq!(next_line(&mut first), "holding");
+    let listed = gpus_listing(&home, &inventory, &["-o", "json"]);
     listed.expect_code(0);
     assert_eq!(listed.json()["gpus"][0]["held_by"]["run"].as_str().map(str::len), Some(36), "{}", listed.stdout);
-    let mut second = home
-        .command(&[
-            "launch",
-            "-s",
-            "local",
-            "--pipeline",
-            "gpus",
-            "--run",
-            "second",
-            "--step",
-            "train",
-            "--gpu",
-            "1",
-            "--",
-            "echo",
-            "second ran",
-        ])
-        .env("STEPBOX_GPU_INVENTORY", &inventory)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
+    let mut second = spawn(&home, &inventory, "second", &["--gpu", "1"], &["echo", "second ran"]);
     // The second says what it waits for, and who holds it.
-    let mut second_err = std::io::BufReader::new(second.stderr.take().expect("stderr"));
+    let mut second_err = BufReader::new(second.stderr.take().expect("stderr"));
     let mut said = String::new();
     while !said.contains("waiting for 1 GPU") {
         let mut line = String::new();
-        if std::io::BufRead::read_line(&mut second_err, &mut line).expect("stderr") == 0 {
+        if second_err.read_line(&mut line).expect("stderr") == 0 {
             panic!("the second launch ended without waiting: {said}");
         }
         said.push_str(&line);
     }
     assert!(said.contains("held by GPU 0") && said.contains("job train-1"), "{said}");
     std::fs::write(&release, "").expect("release the first");
-    let first = first.wait_with_output().expect("the first exits");
-    assert!(first.status.success());
+    assert!(first.wait().expect("the first exits").success());
     let second = second.wait_with_output().expect("the second exits");
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stdout).contains("second ran"));
 }
 
@@ -258,33 +228,8 @@ fn a_waiting_launch_names_the_holder_and_runs_once_it_lets_go() {
 fn a_sigkilled_holder_frees_its_gpu_at_once() {
     let gpus = FakeGpus::new(&["NVIDIA L4"]);
     let (home, inventory) = home_with(&gpus);
-    let mut holder = home
-        .command(&[
-            "launch",
-            "-s",
-            "local",
-            "--pipeline",
-            "gpus",
-            "--run",
-            "killed",
-            "--step",
-            "train",
-            "--gpu",
-            "1",
-            "--",
-            "sh",
-            "-c",
-            "echo holding; sleep 600",
-        ])
-        .env("STEPBOX_GPU_INVENTORY", &inventory)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("stepbox starts");
-    let mut out = std::io::BufReader::new(holder.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("a line");
-    assert_eq!(line.trim(), "holding");
+    let mut holder = spawn(&home, &inventory, "killed", &["--gpu", "1"], &["sh", "-c", "echo holding; sleep 600"]);
+    assert_eq!(next_line(&mut holder), "holding");
     holder.kill().expect("SIGKILL the holding launch");
     holder.wait().expect("it is gone");
     // No reclaim step, no PID check: the kernel let go of the lock with the process.
@@ -313,8 +258,7 @@ fn requests_the_machine_cannot_meet_are_refused_naming_what_exists() {
     launch(&home, &empty, "local", "none", &["--gpu", "1"], "echo ran").expect_error(64, "this machine has no GPU");
     let broken = home.scratch().join("broken.json");
     std::fs::write(&broken, r#"{"gpus": [{"uuid": "0"}]}"#).expect("write");
-    let listed =
-        Run::from_output(home.command(&["gpus"]).env("STEPBOX_GPU_INVENTORY", &broken).output().expect("runs"));
+    let listed = gpus_listing(&home, &broken, &[]);
     listed.expect_error(64, "is not valid");
     assert!(!launch(&home, &broken, "local", "broken", &["--gpu", "1"], "echo ran").stdout.contains("ran"));
 }
@@ -323,15 +267,12 @@ fn requests_the_machine_cannot_meet_are_refused_naming_what_exists() {
 fn gpus_lists_the_machine() {
     let gpus = FakeGpus::new(&["NVIDIA H200", "NVIDIA L4"]);
     let (home, inventory) = home_with(&gpus);
-    let listed =
-        Run::from_output(home.command(&["gpus"]).env("STEPBOX_GPU_INVENTORY", &inventory).output().expect("runs"));
+    let listed = gpus_listing(&home, &inventory, &[]);
     listed.expect_code(0);
     for expected in ["GPU-00000000-fake-NVIDIAH200", "NVIDIA L4", "140.4 GiB", "nvidia1"] {
         assert!(listed.stdout.contains(expected), "{expected}: {}", listed.stdout);
     }
-    let json = Run::from_output(
-        home.command(&["gpus", "-o", "json"]).env("STEPBOX_GPU_INVENTORY", &inventory).output().expect("runs"),
-    );
+    let json = gpus_listing(&home, &inventory, &["-o", "json"]);
     assert_eq!(json.json()["gpus"].as_array().map(Vec::len), Some(2));
     assert_eq!(json.json()["gpus"][1]["held"], false);
 }
