@@ -100,9 +100,13 @@ fn a_job_sees_only_its_own_environment_plus_path_and_its_job_marker() {
         .collect();
     names.sort();
     // `env` itself may add PWD on some systems; nothing of the host's may appear. STEPBOX_JOB_ID
-    // marks the job's processes, so that a job whose launch died can be found (RELIABILITY.md).
+    // marks the job's processes, so that a job whose launch died can be found (RELIABILITY.md);
+    // the GPU variables are the host's, from the job's lease (here none: no GPU visible to CUDA).
     names.retain(|name| name != "PWD");
-    assert_eq!(names, ["ONLY", "PATH", "STEPBOX_JOB_ID"]);
+    assert_eq!(
+        names,
+        ["CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ONLY", "PATH", "STEPBOX_JOB_ID"]
+    );
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! group, so that cancelling it reaches every process it started.
 //!
 //! - The environment is exactly the job's, plus `PATH` from the runtime when
-//!   the job sets none, and `STEPBOX_JOB_ID` (the job's id, which marks it
+//!   the job sets none, the GPU variables of its lease (below), and
+//!   `STEPBOX_JOB_ID` (the job's id, which marks it
 //!   and everything it starts: [`crate::processes`]). A job in a Python environment gets its `bin` first on
 //!   PATH and `VIRTUAL_ENV`. Images are for container backends.
 //! - Output is read from pipes and streamed to the job's [`JobLog`].
