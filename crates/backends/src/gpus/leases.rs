@@ -27,6 +27,8 @@ use super::{Gpu, GpuRequest, Inventory};
 
 /// How often a waiting launch tries again.
 const RETRY: Duration = Duration::from_millis(200);
+/// How soon a launch tries again when another was choosing at the same moment.
+const CONTENDED_RETRY: Duration = Duration::from_millis(5);
 /// The most of a lock file read back as its holder.
 const MAX_HOLDER_BYTES: u64 = 4096;
 
@@ -106,6 +108,9 @@ enum Attempt {
     Taken(Lease),
     /// Not enough free GPUs: those held, with their holders.
     Busy(Vec<(Gpu, Option<Holder>)>),
+    /// Another launch holds `.leasing` this instant (never blocked on: a
+    /// stopped process holding it must not stall every launch's try).
+    Contended,
 }
 
 /// The lease directory of one stepbox home.
@@ -167,6 +172,20 @@ impl Leases {
                     lease.control_devices.clone_from(&inventory.control_devices);
                     return Ok(lease);
                 }
+                Attempt::Contended => {
+                    if wait_limit.is_some_and(|limit| started.elapsed() + CONTENDED_RETRY > limit) {
+                        return Err(LeaseError::TimedOut {
+                            asked: request.describe(),
+                            waited: humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+                                .to_string(),
+                            holders: format!(
+                                "a stepbox process that holds {} and has not let go",
+                                self.dir.join(".leasing").display()
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(CONTENDED_RETRY).await;
+                }
                 Attempt::Busy(held) => {
                     let holders = describe_holders(&held);
                     if wait_limit.is_some_and(|limit| started.elapsed() + RETRY > limit) {
@@ -210,7 +229,11 @@ impl Leases {
     fn try_take(&self, candidates: &[&Gpu], count: usize, holder: &Holder) -> Result<Attempt, LeaseError> {
         let leasing = self.open(".leasing")?;
         // Held only for the non-blocking tries below: microseconds.
-        leasing.lock().map_err(|error| self.io(error))?;
+        match leasing.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(Attempt::Contended),
+            Err(TryLockError::Error(error)) => return Err(self.io(error)),
+        }
         let mut taken: Vec<(Gpu, File)> = Vec::with_capacity(count);
         let mut held = Vec::new();
         for gpu in candidates {
@@ -340,6 +363,23 @@ mod tests {
             .expect("two free");
         assert_eq!(two.gpus().len(), 2);
         drop(one);
+    }
+
+    #[tokio::test]
+    async fn a_stuck_chooser_never_blocks_a_launch_past_its_limit() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let leases = Leases::new(dir.path());
+        let machine = inventory(&["A"]);
+        // Another process took `.leasing` and stopped (SIGSTOP) before letting go.
+        let stuck = leases.open(".leasing").expect("opens");
+        stuck.lock().expect("locks");
+        let error = leases
+            .take(&machine, &request(1, None), &holder("a"), Some(Duration::from_millis(100)), |_| {})
+            .await
+            .expect_err("cannot choose");
+        assert!(error.to_string().contains(".leasing"), "{error}");
+        drop(stuck);
+        leases.take(&machine, &request(1, None), &holder("a"), Some(Duration::ZERO), |_| {}).await.expect("free again");
     }
 
     #[tokio::test]
