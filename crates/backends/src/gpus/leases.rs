@@ -12,6 +12,13 @@
 //! - The holder writes who it is (run, job, process) into the file it
 //!   locked, so that `stepbox gpus` and a waiting launch can name it; what a
 //!   dead holder wrote is ignored, because its lock is gone.
+//! - Waiters are served first come, first served among those that want the
+//!   same GPUs: a launch that must wait takes a ticket (a `flock`ed file in
+//!   `queue/`, named by when it began waiting, listing the GPUs it could
+//!   use), and no launch takes a GPU that an older live ticket could use. A
+//!   launch asking for two GPUs is not overtaken forever by launches asking
+//!   for one; a ticket whose waiter died is unlocked, so it no longer counts
+//!   and is removed.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Read;
@@ -106,8 +113,12 @@ pub enum LeaseError {
 /// The outcome of one try.
 enum Attempt {
     Taken(Lease),
-    /// Not enough free GPUs: those held, with their holders.
-    Busy(Vec<(Gpu, Option<Holder>)>),
+    /// Not enough free GPUs, or older waiters for them: those held, with
+    /// their holders, and how many waiters are ahead.
+    Busy {
+        held: Vec<(Gpu, Option<Holder>)>,
+        ahead: usize,
+    },
     /// Another launch holds `.leasing` this instant (never blocked on: a
     /// stopped process holding it must not stall every launch's try).
     Contended,
@@ -166,35 +177,39 @@ impl Leases {
         let candidates = self.candidates(inventory, request)?;
         let started = Instant::now();
         let mut last_said = String::new();
+        let mut ticket: Option<Ticket> = None;
+        let timed_out = |holders: String| LeaseError::TimedOut {
+            asked: request.describe(),
+            waited: humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())).to_string(),
+            holders,
+        };
         loop {
-            match self.try_take(&candidates, request.count as usize, holder)? {
+            match self.try_take(&candidates, request.count as usize, holder, ticket.as_ref())? {
                 Attempt::Taken(mut lease) => {
                     lease.control_devices.clone_from(&inventory.control_devices);
                     return Ok(lease);
                 }
                 Attempt::Contended => {
                     if wait_limit.is_some_and(|limit| started.elapsed() + CONTENDED_RETRY > limit) {
-                        return Err(LeaseError::TimedOut {
-                            asked: request.describe(),
-                            waited: humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-                                .to_string(),
-                            holders: format!(
-                                "a stepbox process that holds {} and has not let go",
-                                self.dir.join(".leasing").display()
-                            ),
-                        });
+                        let leasing = self.dir.join(".leasing");
+                        return Err(timed_out(format!(
+                            "a stepbox process that holds {} and has not let go",
+                            leasing.display()
+                        )));
                     }
                     tokio::time::sleep(CONTENDED_RETRY).await;
                 }
-                Attempt::Busy(held) => {
-                    let holders = describe_holders(&held);
+                Attempt::Busy { held, ahead } => {
+                    let mut holders = describe_holders(&held);
+                    if ahead > 0 {
+                        let launches = if ahead == 1 { "launch" } else { "launches" };
+                        holders.push_str(&format!(", with {ahead} {launches} ahead in the queue for them"));
+                    }
                     if wait_limit.is_some_and(|limit| started.elapsed() + RETRY > limit) {
-                        return Err(LeaseError::TimedOut {
-                            asked: request.describe(),
-                            waited: humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-                                .to_string(),
-                            holders,
-                        });
+                        return Err(timed_out(holders));
+                    }
+                    if ticket.is_none() {
+                        ticket = Some(self.join_queue(&candidates)?);
                     }
                     let saying = format!("waiting for {}: held by {holders}", request.describe());
                     if saying != last_said {
@@ -225,8 +240,15 @@ impl Leases {
         Ok(candidates)
     }
 
-    /// One all-or-nothing try, under the `.leasing` lock.
-    fn try_take(&self, candidates: &[&Gpu], count: usize, holder: &Holder) -> Result<Attempt, LeaseError> {
+    /// One all-or-nothing try, under the `.leasing` lock, by the waiter
+    /// holding `ticket` (none: a launch that has not waited yet).
+    fn try_take(
+        &self,
+        candidates: &[&Gpu],
+        count: usize,
+        holder: &Holder,
+        ticket: Option<&Ticket>,
+    ) -> Result<Attempt, LeaseError> {
         let leasing = self.open(".leasing")?;
         // Held only for the non-blocking tries below: microseconds.
         match leasing.try_lock() {
@@ -234,10 +256,17 @@ impl Leases {
             Err(TryLockError::WouldBlock) => return Ok(Attempt::Contended),
             Err(TryLockError::Error(error)) => return Err(self.io(error)),
         }
+        let wanted: Vec<&str> = candidates.iter().map(|gpu| gpu.uuid.as_str()).collect();
+        let ahead = self
+            .live_tickets()?
+            .iter()
+            .take_while(|(name, _)| ticket.is_none_or(|mine| *name != mine.name))
+            .filter(|(_, theirs)| theirs.iter().any(|uuid| uuid == "*" || wanted.contains(&uuid.as_str())))
+            .count();
         let mut taken: Vec<(Gpu, File)> = Vec::with_capacity(count);
         let mut held = Vec::new();
         for gpu in candidates {
-            if taken.len() == count {
+            if taken.len() == count && ahead == 0 {
                 break;
             }
             let file = self.open(&lock_name(gpu))?;
@@ -247,10 +276,11 @@ impl Leases {
                 Err(TryLockError::Error(error)) => return Err(self.io(error)),
             }
         }
-        if taken.len() < count {
+        if taken.len() < count || ahead > 0 {
             // Dropping the files lets go of the ones taken.
-            return Ok(Attempt::Busy(held));
+            return Ok(Attempt::Busy { held, ahead });
         }
+        taken.truncate(count);
         let record = serde_json::to_vec(holder).map_err(|error| self.io(error))?;
         for (_, file) in &taken {
             file.set_len(0).and_then(|()| file.write_all_at(&record, 0)).map_err(|error| self.io(error))?;
@@ -263,6 +293,73 @@ impl Leases {
     /// Where the leases live.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A ticket for a waiter that could use `candidates`.
+    fn join_queue(&self, candidates: &[&Gpu]) -> Result<Ticket, LeaseError> {
+        let queue = self.dir.join("queue");
+        std::fs::create_dir_all(&queue).map_err(|error| self.io(error))?;
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let name = format!("{:020}-{:010}-{}", since.as_nanos(), std::process::id(), uuid::Uuid::new_v4().simple());
+        let path = queue.join(&name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|error| self.io(format!("queue/{name}: {error}")))?;
+        file.try_lock().map_err(|error| self.io(format!("queue/{name}: {error}")))?;
+        let wanted: Vec<&str> = candidates.iter().map(|gpu| gpu.uuid.as_str()).collect();
+        let record = serde_json::to_vec(&wanted).map_err(|error| self.io(error))?;
+        file.write_all_at(&record, 0).map_err(|error| self.io(error))?;
+        Ok(Ticket { name, path, _file: file })
+    }
+
+    /// The live tickets, oldest first, with the GPUs each could use; dead
+    /// waiters' tickets are removed. Called under `.leasing`.
+    fn live_tickets(&self) -> Result<Vec<(String, Vec<String>)>, LeaseError> {
+        let queue = self.dir.join("queue");
+        let entries = match std::fs::read_dir(&queue) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(self.io(error)),
+        };
+        let mut live = Vec::new();
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Ok(file) = File::open(entry.path()) else { continue };
+            match file.try_lock() {
+                // Its waiter is gone (or got its GPUs and is removing it).
+                Ok(()) => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let mut text = Vec::new();
+                    let _ = (&file).take(MAX_HOLDER_BYTES).read_to_end(&mut text);
+                    // Written just after its lock: an unreadable list wants everything.
+                    let wanted: Vec<String> = serde_json::from_slice(&text).unwrap_or_else(|_| vec!["*".to_owned()]);
+                    live.push((name, wanted));
+                }
+                Err(TryLockError::Error(error)) => return Err(self.io(error)),
+            }
+        }
+        live.sort();
+        Ok(live)
+    }
+}
+
+/// A waiter's place in the queue, given up when dropped.
+struct Ticket {
+    name: String,
+    path: PathBuf,
+    _file: File,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // Removed before its lock goes with the file: nobody mistakes it for a dead waiter's.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -363,6 +460,37 @@ mod tests {
             .expect("two free");
         assert_eq!(two.gpus().len(), 2);
         drop(one);
+    }
+
+    #[tokio::test]
+    async fn waiters_are_served_in_order_and_a_newcomer_does_not_jump_the_queue() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let leases = Leases::new(dir.path());
+        let machine = inventory(&["A", "A"]);
+        let first = leases.take(&machine, &request(1, None), &holder("first"), None, |_| {}).await.expect("free");
+        let mut held = Some(first);
+        // A waiter for both GPUs queues behind the one held.
+        let leases_for_pair = leases.clone();
+        let machine_for_pair = machine.clone();
+        let pair = tokio::spawn(async move {
+            leases_for_pair.take(&machine_for_pair, &request(2, None), &holder("pair"), None, |_| {}).await
+        });
+        while leases.live_tickets().expect("reads").is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // One GPU is free, but the pair waited first: a newcomer for one waits too, and says why.
+        let mut heard = Vec::new();
+        let error = leases
+            .take(&machine, &request(1, None), &holder("newcomer"), Some(Duration::from_millis(300)), |said| {
+                heard.push(said.to_owned())
+            })
+            .await
+            .expect_err("the pair is ahead");
+        assert!(error.to_string().contains("1 launch ahead in the queue"), "{error}");
+        drop(held.take());
+        let pair = pair.await.expect("joins").expect("the pair gets both");
+        assert_eq!(pair.gpus().len(), 2);
+        assert!(leases.live_tickets().expect("reads").is_empty(), "the ticket is gone with its waiter");
     }
 
     #[tokio::test]
