@@ -239,6 +239,27 @@ fn a_sigkilled_holder_frees_its_gpu_at_once() {
 }
 
 #[test]
+fn a_launch_that_ends_while_waiting_for_a_gpu_starts_nothing() {
+    let gpus = FakeGpus::new(&["NVIDIA L4"]);
+    let (home, inventory) = home_with(&gpus);
+    home.register_operator(
+        "short",
+        "local",
+        &["--grant", "jobs", "--grant", "requirements", "--limit", "wall-clock=2s"],
+    )
+    .expect_code(0);
+    let mut holder = spawn(&home, &inventory, "holder", &["--gpu", "1"], &["sh", "-c", "echo holding; sleep 600"]);
+    assert_eq!(next_line(&mut holder), "holding");
+    // The launch's wall clock ends the wait: no job starts later, when the GPU frees.
+    let waited = launch(&home, &inventory, "short", "late", &["--gpu", "1"], "echo started late");
+    waited.expect_error(124, "wall-clock");
+    assert!(!waited.stdout.contains("started late"), "{}", waited.stdout);
+    assert!(!waited.stderr.contains("panicked"), "{}", waited.stderr);
+    holder.kill().expect("SIGKILL the holder");
+    holder.wait().expect("it is gone");
+}
+
+#[test]
 fn requests_the_machine_cannot_meet_are_refused_naming_what_exists() {
     let gpus = FakeGpus::new(&["NVIDIA H200", "NVIDIA H200", "NVIDIA L4"]);
     let (home, inventory) = home_with(&gpus);

@@ -347,6 +347,7 @@ mod tests {
             network: false,
             log: Arc::new(log),
             options: Default::default(),
+            closing: None,
         }
     }
 

@@ -26,7 +26,20 @@ pub async fn lease_for(leases: &Leases, request: &JobRequest) -> Result<Option<L
         tracing::info!("job {}: {line}", request.name);
         log.write(Stream::Stderr, format!("stepbox: {line}\n").as_bytes());
     };
-    let lease = leases.take(&inventory, &asked, &holder, request.timeout, said).await.map_err(|error| match error {
+    let take = leases.take(&inventory, &asked, &holder, request.timeout, said);
+    let taken = match request.closing.clone() {
+        Some(mut closing) => tokio::select! {
+            taken = take => taken,
+            _ = closing.wait_for(|closed| *closed) => {
+                return Err(BackendError::Failed(format!(
+                    "the launch ended while the job waited for {}; it was not started",
+                    asked.describe()
+                )));
+            }
+        },
+        None => take.await,
+    };
+    let lease = taken.map_err(|error| match error {
         LeaseError::NoGpus { .. } | LeaseError::TooMany { .. } | LeaseError::NoSuchClass { .. } => {
             BackendError::Unsatisfiable(error.to_string())
         }

@@ -153,6 +153,9 @@ pub struct JobRequest {
     /// Backend options, checked against the grants (addresses granted,
     /// secrets resolved).
     pub options: catalogue::BackendOptions,
+    /// Becomes true when the launch closes: a backend still waiting to
+    /// start the job (for GPUs) gives up, and starts nothing.
+    pub closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Why a backend could not run a job.

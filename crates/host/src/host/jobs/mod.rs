@@ -373,11 +373,28 @@ async fn submit(
         }
         Err(NotAdmitted::Limit(limit)) => return Err(Submission::Limit(limit)),
     };
-    let result = start(&launch, &jobs, seq, spec).await;
-    if result.is_err() {
-        jobs.registry.abandon();
+    match start(&launch, &jobs, seq, spec).await {
+        Ok(job) => Ok(job),
+        Err(unstarted) => {
+            if !unstarted.settled {
+                jobs.registry.abandon();
+            }
+            Err(Submission::Refused(unstarted.error))
+        }
     }
-    result.map_err(Submission::Refused)
+}
+
+/// A job that did not start, and whether its place in the registry was
+/// already settled (by [`JobRegistry::register`] refusing it).
+struct Unstarted {
+    error: Error,
+    settled: bool,
+}
+
+impl From<Error> for Unstarted {
+    fn from(error: Error) -> Self {
+        Unstarted { error, settled: false }
+    }
 }
 
 async fn start(
@@ -385,7 +402,7 @@ async fn start(
     jobs: &JobsCtx,
     seq: usize,
     spec: CheckedSpec,
-) -> Result<Arc<TrackedJob>, Error> {
+) -> Result<Arc<TrackedJob>, Unstarted> {
     let failed = |what: &str, error: &dyn std::fmt::Display| Error::Failed(format!("{what}: {error}"));
     let id = uuid::Uuid::new_v4().to_string();
     let name = format!("{}-{seq}", sanitize(&spec.name));
@@ -412,7 +429,7 @@ async fn start(
     };
     let db = launch.db.clone();
     if let Err(error) = db.blocking(move |db| db.insert_job(&record)).await {
-        return Err(failed("cannot record the job", &error));
+        return Err(failed("cannot record the job", &error).into());
     }
     let log = Arc::new(log);
     let backend = Arc::clone(&jobs.backends[spec.backend]);
@@ -430,6 +447,7 @@ async fn start(
         network: launch.grants.job_network,
         log: Arc::clone(&log),
         options: spec.options,
+        closing: Some(jobs.registry.closing()),
     };
     let job = match backend.submit(request).await {
         Ok(job) => job,
@@ -439,7 +457,7 @@ async fn start(
             let finished =
                 db.blocking(move |db| db.finish_job(&job_id, backends::JobState::Failed, None, Some(&recorded)));
             warn_unrecorded(&id, finished.await);
-            return Err(match error {
+            return Err(Unstarted::from(match error {
                 backends::BackendError::Invalid(m) => Error::Invalid(m),
                 backends::BackendError::Unsupported(m) => Error::Unsupported(m),
                 backends::BackendError::Unsatisfiable(m) => {
@@ -449,7 +467,7 @@ async fn start(
                     Error::Unsupported(m)
                 }
                 backends::BackendError::Failed(_) => Error::Failed(message),
-            });
+            }));
         }
     };
     let external = job.external_id();
@@ -469,7 +487,8 @@ async fn start(
     });
     if !jobs.registry.register(Arc::clone(&tracked), recorder) {
         tracked.job.cancel(launch.limits.cancel_grace).await;
-        return Err(Error::Cancelled("the launch ended while the job was being submitted".to_owned()));
+        let error = Error::Cancelled("the launch ended while the job was being submitted".to_owned());
+        return Err(Unstarted { error, settled: true });
     }
     Ok(tracked)
 }

@@ -46,6 +46,9 @@ pub enum NotAdmitted {
 pub struct JobRegistry {
     inner: Mutex<Registry>,
     settled: Notify,
+    /// True once the launch is closing: a submission still waiting to start
+    /// its job (for GPUs) gives up.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl JobRegistry {
@@ -82,8 +85,13 @@ impl JobRegistry {
         accepted
     }
 
+    /// What a submission watches to stop waiting when the launch closes.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Give back a place reserved with [`JobRegistry::begin`] when the
-    /// submission failed.
+    /// submission failed before [`JobRegistry::register`] settled it.
     pub fn abandon(&self) {
         self.lock().in_flight -= 1;
         self.settled.notify_waiters();
@@ -105,6 +113,7 @@ impl JobRegistry {
     /// and their ends are recorded. Returns the jobs that had to be cancelled.
     pub async fn close_and_cancel(&self, grace: Duration) -> Vec<Arc<TrackedJob>> {
         self.lock().closed = true;
+        self.closing.send_replace(true);
         // Wait for submissions in flight to register (or refuse) their jobs.
         loop {
             let notified = self.settled.notified();
