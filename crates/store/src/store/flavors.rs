@@ -97,6 +97,24 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(FlavorRecord, [String; 4])> {
     ))
 }
 
+/// Rows decoded into a listing: a record that cannot be decoded is reported
+/// by name instead of failing the whole listing.
+fn listing(
+    rows: impl Iterator<Item = rusqlite::Result<(FlavorRecord, [String; 4])>>,
+) -> Result<FlavorListing, StoreError> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for row in rows {
+        let parts = row?;
+        let name = parts.0.name.clone();
+        match decode(parts) {
+            Ok(record) => good.push(record),
+            Err(error) => bad.push((name, error)),
+        }
+    }
+    Ok((good, bad))
+}
+
 fn decode(parts: (FlavorRecord, [String; 4])) -> Result<FlavorRecord, StoreError> {
     let (mut record, [config, settings, shape, provenance]) = parts;
     let what = format!("flavor {}", record.name);
@@ -179,17 +197,7 @@ impl Db {
                 "SELECT {COLUMNS} FROM flavor_versions WHERE ?1 IS NULL OR name = ?1 ORDER BY name, registered_at"
             ))?;
             let rows = statement.query_map([name], from_row)?;
-            let mut good = Vec::new();
-            let mut bad = Vec::new();
-            for row in rows {
-                let parts = row?;
-                let name = parts.0.name.clone();
-                match decode(parts) {
-                    Ok(record) => good.push(record),
-                    Err(error) => bad.push((name, error)),
-                }
-            }
-            Ok((good, bad))
+            listing(rows)
         })
     }
 
@@ -220,17 +228,7 @@ impl Db {
         self.read(|conn| {
             let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM flavors ORDER BY name"))?;
             let rows = statement.query_map([], from_row)?;
-            let mut good = Vec::new();
-            let mut bad = Vec::new();
-            for row in rows {
-                let parts = row?;
-                let name = parts.0.name.clone();
-                match decode(parts) {
-                    Ok(record) => good.push(record),
-                    Err(error) => bad.push((name, error)),
-                }
-            }
-            Ok((good, bad))
+            listing(rows)
         })
     }
 
