@@ -3,13 +3,15 @@
 //! job can open them) described to stepbox by `$STEPBOX_GPU_INVENTORY`.
 //! Real launches through the local flavor, confined as users' jobs are:
 //! which devices a job sees, that no two jobs hold one GPU, waiting and
-//! release, a SIGKILLed holder, classes and the errors.
+//! release, a SIGKILLed holder, classes and the errors. The container
+//! backend gets the same fakes through a CDI spec naming them by UUID, as
+//! NVIDIA's toolkit names real ones.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use stepbox_e2e::{Run, TestHome, path_str};
+use stepbox_e2e::{Run, TestHome, container_flavor, path_str, registry, wait_until};
 
 /// A directory of fake NVIDIA device nodes and the inventory naming them.
 struct FakeGpus {
@@ -59,6 +61,54 @@ impl FakeGpus {
     fn inventory(&self) -> PathBuf {
         self.dir.path().join("inventory.json")
     }
+
+    /// The inventory's GPUs as `(uuid, node)`, and its control nodes.
+    fn devices(&self) -> (Vec<(String, String)>, Vec<String>) {
+        let text = std::fs::read_to_string(self.inventory()).expect("the inventory");
+        let inventory: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let gpus = inventory["gpus"].as_array().expect("gpus").iter();
+        let gpus = gpus.map(|gpu| {
+            (gpu["uuid"].as_str().expect("a uuid").to_owned(), gpu["device"].as_str().expect("a node").to_owned())
+        });
+        let control = inventory["control_devices"].as_array().expect("control nodes").iter();
+        (gpus.collect(), control.map(|node| node.as_str().expect("a node").to_owned()).collect())
+    }
+}
+
+/// A CDI spec in `/etc/cdi` (where podman looks) describing fake GPUs under
+/// the names NVIDIA's toolkit gives real ones (`nvidia.com/gpu=UUID`),
+/// removed when dropped. Tests running at once use distinct UUIDs.
+struct CdiSpec {
+    path: PathBuf,
+}
+
+impl CdiSpec {
+    fn of(gpus: &FakeGpus) -> Self {
+        let (devices, control) = gpus.devices();
+        let node = |host: &str| {
+            let name = Path::new(host).file_name().and_then(|name| name.to_str()).expect("a node name");
+            serde_json::json!({ "path": format!("/dev/{name}"), "hostPath": host })
+        };
+        let spec = serde_json::json!({
+            "cdiVersion": "0.5.0",
+            "kind": "nvidia.com/gpu",
+            "devices": devices.iter().map(|(uuid, host)| serde_json::json!({
+                "name": uuid,
+                "containerEdits": { "deviceNodes": [node(host)] },
+            })).collect::<Vec<_>>(),
+            "containerEdits": { "deviceNodes": control.iter().map(|host| node(host)).collect::<Vec<_>>() },
+        });
+        std::fs::create_dir_all("/etc/cdi").expect("/etc/cdi (the GPU tests run as root)");
+        let path = PathBuf::from(format!("/etc/cdi/stepbox-test-{}.json", std::process::id()));
+        std::fs::write(&path, spec.to_string()).expect("write the CDI spec");
+        Self { path }
+    }
+}
+
+impl Drop for CdiSpec {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// A home with the local flavor, a step operator `local` (confined) and one
@@ -97,7 +147,19 @@ fn launch(home: &TestHome, inventory: &Path, operator: &str, run: &str, flags: &
 
 /// A confined launch of `command` with `flags`, started in the background, its output piped.
 fn spawn(home: &TestHome, inventory: &Path, run: &str, flags: &[&str], command: &[&str]) -> Child {
-    launch_command(home, inventory, "local", run, flags, command)
+    spawn_through(home, inventory, "local", run, flags, command)
+}
+
+/// A launch through `operator`, started in the background, its output piped.
+fn spawn_through(
+    home: &TestHome,
+    inventory: &Path,
+    operator: &str,
+    run: &str,
+    flags: &[&str],
+    command: &[&str],
+) -> Child {
+    launch_command(home, inventory, operator, run, flags, command)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -296,4 +358,50 @@ fn gpus_lists_the_machine() {
     let json = gpus_listing(&home, &inventory, &["-o", "json"]);
     assert_eq!(json.json()["gpus"].as_array().map(Vec::len), Some(2));
     assert_eq!(json.json()["gpus"][1]["held"], false);
+}
+
+#[test]
+fn a_container_gets_exactly_its_gpus_and_keeps_them_while_it_outlives_its_launch() {
+    // Models unique to this process: the CDI names (UUIDs) must not clash with another test's.
+    let model = format!("NVIDIA Fake{}", std::process::id());
+    let gpus = FakeGpus::new(&[model.as_str(), model.as_str()]);
+    let _cdi = CdiSpec::of(&gpus);
+    let (uuids, _) = gpus.devices();
+    let home = TestHome::new();
+    home.run(&["flavor", "register", path_str(&container_flavor())]).expect_code(0);
+    let grants = ["--grant", "jobs", "--grant", "images", "--grant", "backend=container", "--limit", "cancel-grace=2s"];
+    home.register_operator("box", "container", &grants).expect_code(0);
+    let inventory = gpus.inventory();
+    let image = format!("{}/stepbox-test/busybox:1", registry());
+    let one = launch(&home, &inventory, "box", "one", &["--image", &image, "--gpu", "1"], SHOW);
+    one.expect_code(0);
+    assert!(one.stdout.contains(&format!("CUDA=[{0}] NVIDIA=[{0}]", uuids[0].0)), "{}", one.stdout);
+    assert!(one.stdout.contains("NODES=[nvidia0 nvidiactl ]"), "exactly its GPU's node: {}", one.stdout);
+    // A launch SIGKILLed while its container runs: the container holds the lease itself.
+    let hold = ["sh", "-c", "echo holding; sleep 600"];
+    let mut killed = spawn_through(&home, &inventory, "box", "killed", &["--image", &image, "--gpu", "2"], &hold);
+    assert_eq!(next_line(&mut killed), "holding");
+    killed.kill().expect("SIGKILL the launch");
+    killed.wait().expect("it is gone");
+    let listed = gpus_listing(&home, &inventory, &[]);
+    listed.expect_code(0);
+    assert!(
+        listed.stdout.contains("has ended but the job still runs"),
+        "still held by the container: {}",
+        listed.stdout
+    );
+    let held = || {
+        gpus_listing(&home, &inventory, &["-o", "json"]).json()["gpus"]
+            .as_array()
+            .map(|gpus| gpus.iter().filter(|gpu| gpu["held"] == true).count())
+    };
+    assert_eq!(held(), Some(2), "the GPUs are not handed to the next job while the container runs");
+    // Looking at the run stops its orphaned container, and with it the lease.
+    let id = home.runs().iter().find(|run| run["run_name"] == "killed").map(|run| run["id"].clone()).expect("the run");
+    home.run(&["runs", "show", id.as_str().expect("an id")]).expect_code(0);
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || held() == Some(0)),
+        "the GPUs were let go with the container"
+    );
+    launch(&home, &inventory, "box", "after", &["--image", &image, "--gpu", "2"], "echo got both").expect_code(0);
 }

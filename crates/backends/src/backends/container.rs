@@ -9,12 +9,16 @@
 //!   flavor is trusted.
 //! - Resources map to `--cpus`, `--memory` and, for GPUs, a lease on this
 //!   machine's devices ([`crate::gpus`]) passed as one CDI device per leased
-//!   UUID (`nvidia.com/gpu=GPU-…`), never `all`.
+//!   UUID (`nvidia.com/gpu=GPU-…`), never `all`. The container holds the
+//!   lease itself (its lock files' descriptors, passed with
+//!   `--preserve-fds`): a container that outlives its launch (SIGKILL)
+//!   keeps its GPUs until it is stopped, never shared with the next job.
 //! - Output is streamed from the attached `podman run`; the exit code is the
 //!   container's (125–127 are podman's own failures, explained).
 //! - Cancel and timeout: `podman stop --time GRACE`, then the container is
 //!   removed. Registries on loopback are spoken to without TLS.
 
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -71,7 +75,14 @@ fn container_name(request: &JobRequest) -> String {
 }
 
 /// The `podman run` arguments for `request`, image and command last.
-fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool, gpus: &[String]) -> Vec<String> {
+fn run_args(
+    request: &JobRequest,
+    image: &str,
+    hardened: bool,
+    network: bool,
+    gpus: &[String],
+    lease_descriptors: usize,
+) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), container_name(request)];
     args.extend(["--label".into(), format!("{JOB_LABEL}={}", request.id)]);
     args.extend(["--pull".into(), "never".into()]);
@@ -91,6 +102,10 @@ fn run_args(request: &JobRequest, image: &str, hardened: bool, network: bool, gp
     // (index names are frozen when the spec is generated).
     for uuid in gpus {
         args.extend(["--device".into(), format!("nvidia.com/gpu={uuid}")]);
+    }
+    // The lease's lock files, at descriptors 3.. (see [`hand_over_lease`]).
+    if lease_descriptors > 0 {
+        args.extend(["--preserve-fds".into(), lease_descriptors.to_string()]);
     }
     if let Some(dir) = &request.working_dir {
         args.extend(["--workdir".into(), dir.display().to_string()]);
@@ -199,8 +214,14 @@ impl JobBackend for ContainerBackend {
         let lease = super::devices::lease_for(&self.leases, &request).await?;
         request.env = super::devices::job_env(&request.env, lease.as_ref());
         let gpus = super::devices::uuids(lease.as_ref());
-        let args = run_args(&request, &image, hardened, request.network, &gpus);
+        let lease_descriptors = lease.as_ref().map(crate::gpus::Lease::descriptors).unwrap_or_default();
+        let args = run_args(&request, &image, hardened, request.network, &gpus, lease_descriptors.len());
         let mut command = Command::new(&podman);
+        // SAFETY: the hook only makes system calls that are safe between fork
+        // and exec; the lease (and so its descriptors) lives until the supervisor ends.
+        unsafe {
+            command.pre_exec(move || hand_over_lease(&lease_descriptors));
+        }
         command
             .args(&args)
             .env_clear()
@@ -236,6 +257,46 @@ impl JobBackend for ContainerBackend {
         Ok(Arc::new(SupervisedJob::new(name, handle).with_gpus(gpus)))
     }
 }
+
+/// For `podman run`'s `pre_exec`: every inherited descriptor above 2 is
+/// marked close-on-exec, then the lease's lock files are placed at 3, 4, …
+/// (where `--preserve-fds` wants them), so that the container's processes
+/// hold the lease for as long as any of them lives. Only system calls that
+/// are safe after `fork` (close_range, fcntl, dup2).
+fn hand_over_lease(lease: &[RawFd]) -> std::io::Result<()> {
+    super::confine::close_inherited_descriptors(&[])?;
+    if lease.is_empty() {
+        return Ok(());
+    }
+    // Copies above every source and target first, all of them before any is
+    // placed, so that placing one never overwrites another still to be
+    // copied; the copies close at exec. A fixed array: nothing is allocated.
+    let mut copies = [0 as RawFd; MAX_PRESERVED];
+    if lease.len() > MAX_PRESERVED {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let above = lease.iter().copied().max().unwrap_or(0).max(FIRST_PRESERVED + lease.len() as RawFd) + 1;
+    for (copy, &fd) in copies.iter_mut().zip(lease) {
+        // SAFETY: plain system calls on descriptor numbers.
+        *copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
+        if *copy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (offset, &copy) in copies[..lease.len()].iter().enumerate() {
+        // SAFETY: as above; dup2's new descriptor is not close-on-exec.
+        if unsafe { libc::dup2(copy, FIRST_PRESERVED + offset as RawFd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The most lock files handed to one container: far more GPUs than a machine has.
+const MAX_PRESERVED: usize = 256;
+
+/// The first descriptor `podman run --preserve-fds` passes on.
+const FIRST_PRESERVED: RawFd = 3;
 
 /// Owns the attached `podman run` and decides how the job ended.
 struct Supervisor {
@@ -353,17 +414,19 @@ mod tests {
 
     #[test]
     fn run_arguments_map_the_spec_and_never_carry_environment_values() {
-        let args = run_args(&request(), "img", true, false, &["GPU-0001".to_owned()]);
+        let args = run_args(&request(), "img", true, false, &["GPU-0001".to_owned()], 1);
         let joined = args.join(" ");
         for expected in ["--network none", "--cap-drop all", "--cpus 2", "--memory 1073741824", "--env TOKEN"] {
             assert!(joined.contains(expected), "{expected}: {joined}");
         }
         assert!(joined.contains("--device nvidia.com/gpu=GPU-0001"), "{joined}");
         assert!(!joined.contains("gpu=all"), "{joined}");
+        assert!(joined.contains("--preserve-fds 1"), "the container holds its lease: {joined}");
         assert!(joined.ends_with("img python -m step"), "{joined}");
         assert!(!joined.contains("secret-value"), "values stay off the command line");
-        let open = run_args(&request(), "img", false, true, &[]).join(" ");
+        let open = run_args(&request(), "img", false, true, &[], 0).join(" ");
         assert!(!open.contains("--network") && !open.contains("--cap-drop"), "{open}");
+        assert!(!open.contains("--preserve-fds"), "no lease, nothing passed: {open}");
     }
 
     #[test]

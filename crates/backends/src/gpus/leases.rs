@@ -52,9 +52,34 @@ pub struct Holder {
     pub since: u64,
 }
 
+impl Holder {
+    /// Whether the launch that took the lease still runs. When it does not
+    /// but the lock is held, the job outlived its launch (a SIGKILLed
+    /// launch's container, an unconfined job's processes) and still has the
+    /// GPUs; a PID reused since is the rare case this cannot tell apart.
+    pub fn launch_alive(&self) -> bool {
+        Path::new("/proc").join(self.pid.to_string()).exists()
+    }
+
+    /// Whether what a lock file holds is fit to print: a job that inherited
+    /// the file could have written anything there.
+    fn is_plain(&self) -> bool {
+        let plain = |text: &str| text.len() <= 256 && !text.chars().any(char::is_control);
+        plain(&self.run) && plain(&self.job)
+    }
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "run {} (job {}, stepbox pid {})", self.run, self.job, self.pid)
+        if self.launch_alive() {
+            write!(f, "run {} (job {}, stepbox pid {})", self.run, self.job, self.pid)
+        } else {
+            write!(
+                f,
+                "run {} (job {}; its launch, pid {}, has ended but the job still runs: `stepbox runs show {}` stops it)",
+                self.run, self.job, self.pid, self.run
+            )
+        }
     }
 }
 
@@ -374,7 +399,7 @@ fn read_holder(file: &File) -> Option<Holder> {
     let mut reader = file.try_clone().ok()?;
     std::io::Seek::rewind(&mut reader).ok()?;
     reader.take(MAX_HOLDER_BYTES).read_to_end(&mut text).ok()?;
-    serde_json::from_slice(&text).ok()
+    serde_json::from_slice(&text).ok().filter(Holder::is_plain)
 }
 
 fn describe_holders(held: &[(Gpu, Option<Holder>)]) -> String {
@@ -508,6 +533,24 @@ mod tests {
         assert!(error.to_string().contains(".leasing"), "{error}");
         drop(stuck);
         leases.take(&machine, &request(1, None), &holder("a"), Some(Duration::ZERO), |_| {}).await.expect("free again");
+    }
+
+    #[tokio::test]
+    async fn what_a_holder_wrote_is_shown_only_when_plain_and_a_gone_launch_is_named() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let leases = Leases::new(dir.path());
+        let machine = inventory(&["A"]);
+        let lease = leases.take(&machine, &request(1, None), &holder("a"), None, |_| {}).await.expect("free");
+        let gpu = lease.gpus()[0].clone();
+        // A job that inherited the lock file writes over the record: shown as nobody in particular.
+        let forged = serde_json::json!({"run": "\u{1b}[2Jp/r", "job": "a", "pid": 1, "since": 0});
+        std::fs::write(dir.path().join(lock_name(&gpu)), forged.to_string()).expect("writes");
+        assert_eq!(leases.occupancy(&gpu).expect("reads"), Occupancy::Held(None));
+        // A holder whose launch is gone still holds the GPU, and the way out is named.
+        let gone = Holder { run: "p/r".into(), job: "train".into(), pid: u32::MAX, since: 0 };
+        let said = gone.to_string();
+        assert!(said.contains("has ended but the job still runs") && said.contains("stepbox runs show p/r"), "{said}");
+        assert!(holder("a").to_string().contains(&format!("stepbox pid {}", std::process::id())));
     }
 
     #[tokio::test]
