@@ -324,8 +324,7 @@ impl Leases {
     fn join_queue(&self, candidates: &[&Gpu]) -> Result<Ticket, LeaseError> {
         let queue = self.dir.join("queue");
         std::fs::create_dir_all(&queue).map_err(|error| self.io(error))?;
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let name = format!("{:020}-{:010}-{}", since.as_nanos(), std::process::id(), uuid::Uuid::new_v4().simple());
+        let name = format!("{:020}-{:010}-{}", since_boot_nanos(), std::process::id(), uuid::Uuid::new_v4().simple());
         let path = queue.join(&name);
         let file = OpenOptions::new()
             .read(true)
@@ -386,6 +385,21 @@ impl Drop for Ticket {
         // Removed before its lock goes with the file: nobody mistakes it for a dead waiter's.
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Nanoseconds since boot, the queue's order: one clock for every process on
+/// the machine that never goes back (a wall clock set back would let a
+/// newcomer's ticket sort before older waiters'). Tickets do not outlive a
+/// boot: their waiters' locks do not.
+fn since_boot_nanos() -> u128 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        // Every Linux since 2.6.39 has it; a wall clock is the next best order.
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return wall.as_nanos();
+    }
+    u128::from(now.tv_sec.unsigned_abs()) * 1_000_000_000 + u128::from(now.tv_nsec.unsigned_abs())
 }
 
 /// The lock file of a GPU: its UUID, checked by the inventory to be a safe name.
