@@ -287,6 +287,51 @@ fn a_waiting_launch_names_the_holder_and_runs_once_it_lets_go() {
 }
 
 #[test]
+fn homes_that_share_a_lease_directory_share_the_gpus() {
+    let gpus = FakeGpus::new(&["NVIDIA L4"]);
+    let (first, inventory) = home_with(&gpus);
+    let (second, _) = home_with(&gpus);
+    second
+        .register_operator(
+            "short",
+            "local",
+            &["--grant", "jobs", "--grant", "requirements", "--limit", "wall-clock=2s"],
+        )
+        .expect_code(0);
+    let shared = first.scratch().join("shared-leases");
+    let release = first.scratch().join("release");
+    let hold = format!("echo holding; while [ ! -e {} ]; do sleep 0.05; done", path_str(&release));
+    let mut holder = launch_command(&first, &inventory, "local", "first", &["--gpu", "1"], &["sh", "-c", &hold])
+        .env("STEPBOX_GPU_LEASE_DIR", &shared)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepbox starts");
+    assert_eq!(next_line(&mut holder), "holding");
+    // Each home alone: the other home's lease is not seen.
+    launch(&second, &inventory, "local", "apart", &["--gpu", "1"], "echo ran apart").expect_code(0);
+    // Sharing the directory: the second home's launch waits for the first's, naming it.
+    let shared_listing = second
+        .command(&["gpus", "-o", "json"])
+        .env("STEPBOX_GPU_INVENTORY", &inventory)
+        .env("STEPBOX_GPU_LEASE_DIR", &shared)
+        .output()
+        .expect("stepbox starts");
+    let listed = Run::from_output(shared_listing);
+    assert_eq!(listed.json()["gpus"][0]["held"], true, "{}", listed.stdout);
+    let waited = launch_command(&second, &inventory, "short", "shared", &["--gpu", "1"], &["echo", "ran shared"])
+        .env("STEPBOX_GPU_LEASE_DIR", &shared)
+        .output()
+        .expect("stepbox starts");
+    let waited = Run::from_output(waited);
+    waited.expect_error(124, "wall-clock");
+    assert!(waited.stderr.contains("waiting for 1 GPU") && waited.stderr.contains("job train-1"), "{}", waited.stderr);
+    assert!(!waited.stdout.contains("ran shared"), "{}", waited.stdout);
+    std::fs::write(&release, "").expect("release the first");
+    assert!(holder.wait().expect("the first exits").success());
+}
+
+#[test]
 fn a_sigkilled_holder_frees_its_gpu_at_once() {
     let gpus = FakeGpus::new(&["NVIDIA L4"]);
     let (home, inventory) = home_with(&gpus);

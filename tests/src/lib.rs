@@ -410,6 +410,8 @@ impl TestHome {
             .args(args)
             .env("STEPBOX_HOME", self.home())
             .env_remove("STEPBOX_LOG")
+            // A developer's shared GPU leases must not reach the tests' homes.
+            .env_remove("STEPBOX_GPU_LEASE_DIR")
             .envs(services_env())
             .current_dir(self.scratch())
             .stdin(Stdio::null());

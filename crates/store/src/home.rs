@@ -8,6 +8,8 @@
 //!                           STEPBOX_CACHE_DIR moves them, to share one cache)
 //! runs/<run-id>/            job logs and the flavor's log for each run
 //! secrets/<name>            named secrets, mode 0600 (`stepbox secret set`)
+//! gpus/<UUID>.lock          GPU leases (STEPBOX_GPU_LEASE_DIR moves them, to
+//!                           share this machine's GPUs between homes)
 //! ```
 
 use std::fs;
@@ -15,6 +17,9 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+/// The variable naming a GPU lease directory shared between homes.
+pub const GPU_LEASE_DIR_VARIABLE: &str = "STEPBOX_GPU_LEASE_DIR";
 
 /// Problems with the state directory.
 #[derive(Debug, Error)]
@@ -113,8 +118,14 @@ impl Home {
     }
 
     /// GPU leases: one `flock`ed file per GPU UUID (stepbox_backends::gpus::leases).
+    /// `$STEPBOX_GPU_LEASE_DIR`, when set, is shared by every home that names
+    /// it (several homes of one user on one machine then share its GPUs
+    /// fairly); a relative one is taken from the current directory.
     pub fn gpus_dir(&self) -> PathBuf {
-        self.root.join("gpus")
+        match std::env::var_os(GPU_LEASE_DIR_VARIABLE).filter(|dir| !dir.is_empty()) {
+            Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+            None => self.root.join("gpus"),
+        }
     }
 
     pub fn runs_dir(&self) -> PathBuf {
