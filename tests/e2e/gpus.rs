@@ -182,7 +182,7 @@ fn next_line(child: &mut Child) -> String {
 }
 
 /// What the job sees: its GPU variables and its /dev/nvidia* nodes.
-const SHOW: &str = r#"echo "CUDA=[$CUDA_VISIBLE_DEVICES] NVIDIA=[$NVIDIA_VISIBLE_DEVICES]"; echo "NODES=[$(ls /dev | grep '^nvidia' | tr '\n' ' ')]""#;
+const SHOW: &str = r#"echo "CUDA=[$CUDA_VISIBLE_DEVICES] NVIDIA=[$NVIDIA_VISIBLE_DEVICES]"; echo "NODES=[$(ls /dev | grep '^nvidia' | tr '\n' ' ')]"; if [ -d /sys/devices ]; then echo SYSFS=yes; else echo SYSFS=no; fi"#;
 
 #[test]
 fn a_confined_job_sees_exactly_its_gpus_and_the_host_sets_the_variables() {
@@ -197,6 +197,7 @@ fn a_confined_job_sees_exactly_its_gpus_and_the_host_sets_the_variables() {
         run.stdout
     );
     assert!(run.stdout.contains("NODES=[nvidia0 nvidiactl ]"), "{}", run.stdout);
+    assert!(run.stdout.contains("SYSFS=yes"), "CUDA reads sysfs: {}", run.stdout);
     // The node is a usable device inside (bound with --dev-bind, not nodev).
     launch(&home, &inventory, "local", "open", &["--gpu", "1"], "head -c 0 /dev/nvidia0").expect_code(0);
     // Asking for none: no GPU node, and CUDA told there is none.
@@ -204,6 +205,7 @@ fn a_confined_job_sees_exactly_its_gpus_and_the_host_sets_the_variables() {
     none.expect_code(0);
     assert!(none.stdout.contains("CUDA=[] NVIDIA=[void]"), "{}", none.stdout);
     assert!(none.stdout.contains("NODES=[]"), "{}", none.stdout);
+    assert!(none.stdout.contains("SYSFS=no"), "{}", none.stdout);
     // The run record says which GPUs the job had.
     let id = home.runs().iter().find(|run| run["run_name"] == "one").map(|run| run["id"].clone()).expect("the run");
     let details = home.run_details(id.as_str().expect("an id"));

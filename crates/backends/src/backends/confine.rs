@@ -18,7 +18,8 @@
 //!   lease, exactly its GPUs' nodes and the NVIDIA control nodes
 //!   ([`Devices`]), bound as devices (`--dev-bind`) at `/dev/<name>`. With no
 //!   capabilities, a user namespace and `no_new_privs`, the job cannot make
-//!   or reach any other node: which nodes exist is the fence.
+//!   or reach any other node: which nodes exist is the fence. Such a job
+//!   also reads `/sys` (read-only), as CUDA and NCCL expect; others have none.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -189,6 +190,12 @@ fn bwrap_args(
         }
     }
     args.flag2("--proc", Path::new("/proc")); // a /proc for the new PID namespace
+    if !devices.nodes.is_empty() {
+        // CUDA, NVML and NCCL read PCI topology, NUMA nodes and the driver's
+        // module from sysfs, which every container gets read-only; a job
+        // without devices has no /sys at all.
+        args.flag3("--ro-bind-try", Path::new("/sys"), Path::new("/sys"));
+    }
     args.flag2("--tmpfs", Path::new("/tmp")); // the job's own scratch space
     if confinement.network {
         // Name lookup through systemd-resolved's stub, where /etc/resolv.conf points there.
@@ -306,8 +313,10 @@ mod tests {
             position(&args, "--dev-bind", "/var/fake/nvidia2").expect("bound")
                 > position(&args, "--dev", "/dev").expect("a /dev")
         );
+        assert!(position(&args, "--ro-bind-try", "/sys").is_some(), "CUDA reads sysfs: {args:?}");
         let none = args_of(&confined(false, &["/work/step"]), &[]);
         assert!(!none.iter().any(|arg| arg == "--dev-bind"), "no lease, no devices: {none:?}");
+        assert!(!none.iter().any(|arg| arg == "/sys"), "no lease, no sysfs: {none:?}");
     }
 
     fn position(args: &[String], flag: &str, path: &str) -> Option<usize> {
