@@ -405,6 +405,20 @@ fn gpus_lists_the_machine() {
     let json = gpus_listing(&home, &inventory, &["-o", "json"]);
     assert_eq!(json.json()["gpus"].as_array().map(Vec::len), Some(2));
     assert_eq!(json.json()["gpus"][1]["held"], false);
+    // A GPU in MIG mode is listed, never leased, and the way to use it is said.
+    let text = std::fs::read_to_string(&inventory).expect("the inventory");
+    let mig = home.scratch().join("mig.json");
+    std::fs::write(&mig, text.replacen(r#""model":"NVIDIA L4""#, r#""mig":true,"model":"NVIDIA L4""#, 1))
+        .expect("write");
+    let listed = gpus_listing(&home, &mig, &[]);
+    listed.expect_code(0);
+    for expected in ["never leased: MIG mode is on", "GPU 1 (NVIDIA L4) is in MIG mode", "-mig 0"] {
+        assert!(listed.stdout.contains(expected), "{expected}: {}", listed.stdout);
+    }
+    launch(&home, &mig, "local", "mig", &["--gpu", "1", "--gpu-class", "l4"], "echo ran").expect_error(
+        64,
+        "no GPU here is of that class; this machine has 1 x NVIDIA H200 (GPU 1 (NVIDIA L4) is in MIG mode",
+    );
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub fn run(home: Option<PathBuf>, format: Format) -> Result<u8, Failure> {
             "source": inventory.source,
             "absent_because": inventory.absent_because,
             "control_devices": inventory.control_devices,
+            "not_leased": inventory.mig_note(),
             "gpus": listed,
         }))?,
         Format::Table if listed.is_empty() => output::line(format_args!(
@@ -50,6 +51,7 @@ pub fn run(home: Option<PathBuf>, format: Format) -> Result<u8, Failure> {
             let mut table = output::table(&["INDEX", "UUID", "MODEL", "MEMORY", "DEVICE", "HELD BY"]);
             for entry in &listed {
                 let held_by = match (&entry.held_by, entry.held) {
+                    _ if entry.gpu.mig => "never leased: MIG mode is on".to_owned(),
                     (Some(holder), _) => holder.to_string(),
                     (None, true) => "another stepbox process".to_owned(),
                     (None, false) => "-".to_owned(),
@@ -64,6 +66,9 @@ pub fn run(home: Option<PathBuf>, format: Format) -> Result<u8, Failure> {
                 ]);
             }
             output::line(&table)?;
+            if let Some(note) = inventory.mig_note() {
+                output::line(format_args!("{note}"))?;
+            }
         }
     }
     Ok(exit::OK)

@@ -295,6 +295,7 @@ mod tests {
             model: "NVIDIA H200".into(),
             memory_bytes: 1,
             device: PathBuf::from(format!("/var/fake/nvidia{index}")),
+            mig: false,
         };
         let devices =
             Devices::from_parts(&[gpu(2)], &[PathBuf::from("/dev/nvidiactl"), PathBuf::from("/dev/nvidia-uvm")]);

@@ -37,6 +37,12 @@ pub struct Gpu {
     /// Its device node on this machine (`/dev/nvidia<minor>`); a confined
     /// job sees it at `/dev/<file name>`.
     pub device: PathBuf,
+    /// MIG mode is on: CUDA can use only its slices (`MIG-…`, gated by
+    /// `nvidia-caps` nodes), which stepbox does not lease yet, so the GPU is
+    /// listed but never leased (leasing it whole would start a job that
+    /// finds no GPU: a silent CPU run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mig: bool,
 }
 
 /// The GPUs of this machine and where the list came from.
@@ -169,6 +175,8 @@ impl Inventory {
                 model: device.name().map_err(failed)?,
                 memory_bytes: device.memory_info().map(|memory| memory.total).unwrap_or(0),
                 device: PathBuf::from(format!("/dev/nvidia{}", device.minor_number().map_err(failed)?)),
+                // NVML_DEVICE_MIG_ENABLE; GPUs without MIG answer NotSupported.
+                mig: device.mig_mode().is_ok_and(|mode| mode.current == 1),
             });
         }
         let control_devices = CONTROL_DEVICES.iter().map(PathBuf::from).filter(|path| path.exists()).collect();
@@ -177,25 +185,46 @@ impl Inventory {
         Ok(inventory.with_absence_explained("NVML lists no GPUs"))
     }
 
-    /// The GPUs whose model matches `class` (all of them when `None`).
+    /// The GPUs a job may lease (not in MIG mode) whose model matches
+    /// `class` (all of them when `None`).
     pub fn of_class(&self, class: Option<&str>) -> Vec<&Gpu> {
-        self.gpus
-            .iter()
+        self.leasable()
             .filter(|gpu| class.is_none_or(|class| super::request::class_matches(class, &gpu.model)))
             .collect()
     }
 
-    /// The models this machine has, once each, for error messages.
+    /// The GPUs a job may lease.
+    pub fn leasable(&self) -> impl Iterator<Item = &Gpu> {
+        self.gpus.iter().filter(|gpu| !gpu.mig)
+    }
+
+    /// The models of the GPUs a job may lease, once each, for error messages.
     pub fn models(&self) -> Vec<String> {
         let mut models: Vec<String> = Vec::new();
-        for gpu in &self.gpus {
-            let count = self.gpus.iter().filter(|other| other.model == gpu.model).count();
+        for gpu in self.leasable() {
+            let count = self.leasable().filter(|other| other.model == gpu.model).count();
             let line = format!("{count} x {}", gpu.model);
             if !models.contains(&line) {
                 models.push(line);
             }
         }
         models
+    }
+
+    /// What is said of GPUs in MIG mode, which are never leased, and how to
+    /// use them; `None` when there are none.
+    pub fn mig_note(&self) -> Option<String> {
+        let mig: Vec<String> =
+            self.gpus.iter().filter(|gpu| gpu.mig).map(|gpu| format!("{} ({})", gpu.index, gpu.model)).collect();
+        if mig.is_empty() {
+            return None;
+        }
+        let (noun, verb) = if mig.len() == 1 { ("GPU", "is") } else { ("GPUs", "are") };
+        Some(format!(
+            "{noun} {} {verb} in MIG mode, whose slices stepbox does not lease yet: to use one whole, disable MIG \
+             on it as root (nvidia-smi -i INDEX -mig 0, then reset it)",
+            mig.join(", ")
+        ))
     }
 }
 
@@ -290,6 +319,18 @@ mod tests {
         assert_eq!(inventory.of_class(Some("H200")).len(), 2);
         assert_eq!(inventory.of_class(Some("h20")).len(), 0);
         assert_eq!(inventory.of_class(None).len(), 2);
+    }
+
+    #[test]
+    fn a_gpu_in_mig_mode_is_listed_but_never_leasable() {
+        let text = TWO_H200.replacen(r#""device": "/dev/nvidia1""#, r#""device": "/dev/nvidia1", "mig": true"#, 1);
+        let inventory = Inventory::from_json(&text, "fake.json").expect("parses");
+        assert_eq!(inventory.gpus.len(), 2);
+        assert_eq!(inventory.of_class(None).len(), 1);
+        assert_eq!(inventory.models(), ["1 x NVIDIA H200"]);
+        let note = inventory.mig_note().expect("a note");
+        assert!(note.contains("GPU 1 (NVIDIA H200) is in MIG mode") && note.contains("-mig 0"), "{note}");
+        assert_eq!(Inventory::from_json(TWO_H200, "fake.json").expect("parses").mig_note(), None);
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl Lease {
 /// Why a job could not have the GPUs it asked for.
 #[derive(Debug, Error)]
 pub enum LeaseError {
-    #[error("the job asks for {asked}, but this machine has no GPU: {why}")]
+    #[error("the job asks for {asked}, but this machine has no GPU stepbox can lease: {why}")]
     NoGpus { asked: String, why: String },
     #[error(
         "the job asks for {asked}, but this machine has {have}: ask for at most {most}, or run the step on a backend with more"
@@ -254,7 +254,14 @@ impl Leases {
             let why = inventory.absent_because.clone().unwrap_or_else(|| "none was found".to_owned());
             return Err(LeaseError::NoGpus { asked, why });
         }
-        let have = inventory.models().join(", ");
+        let mig = inventory.mig_note();
+        if inventory.leasable().next().is_none() {
+            return Err(LeaseError::NoGpus { asked, why: mig.unwrap_or_default() });
+        }
+        let mut have = inventory.models().join(", ");
+        if let Some(mig) = mig {
+            have = format!("{have} ({mig})");
+        }
         let candidates = inventory.of_class(request.class.as_deref());
         if candidates.is_empty() {
             return Err(LeaseError::NoSuchClass { asked, have });
@@ -586,5 +593,20 @@ mod tests {
         assert!(error.to_string().contains("has no GPU"), "{error}");
         let class = leases.take(&machine, &request(1, Some("l4")), &holder("a"), None, |_| {}).await.expect("an L4");
         assert_eq!(class.gpus()[0].model, "NVIDIA L4");
+        // A GPU in MIG mode is never leased whole: a job there would find no GPU.
+        let gpu = |index: u32, mig: bool| {
+            format!(
+                r#"{{"index": {index}, "uuid": "GPU-m{index}", "model": "NVIDIA H100", "memory_bytes": 1, "device": "/dev/nvidia{index}", "mig": {mig}}}"#
+            )
+        };
+        let all_mig = Inventory::from_json(&format!(r#"{{"gpus": [{}]}}"#, gpu(0, true)), "mig").expect("parses");
+        let error = leases.take(&all_mig, &request(1, None), &holder("a"), None, |_| {}).await.expect_err("MIG only");
+        assert!(error.to_string().contains("no GPU stepbox can lease: GPU 0 (NVIDIA H100) is in MIG mode"), "{error}");
+        let mixed = Inventory::from_json(&format!(r#"{{"gpus": [{}, {}]}}"#, gpu(0, true), gpu(1, false)), "mig")
+            .expect("parses");
+        let error = leases.take(&mixed, &request(2, None), &holder("a"), None, |_| {}).await.expect_err("one whole");
+        assert!(error.to_string().contains("1 x NVIDIA H100 (GPU 0 (NVIDIA H100) is in MIG mode"), "{error}");
+        let whole = leases.take(&mixed, &request(1, None), &holder("a"), None, |_| {}).await.expect("the whole one");
+        assert_eq!(whole.gpus()[0].uuid, "GPU-m1");
     }
 }
