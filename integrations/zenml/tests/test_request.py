@@ -40,6 +40,13 @@ def test_every_field_becomes_a_flag_and_nothing_is_invented() -> None:
     ]  # fmt: skip
 
 
+def test_a_gpu_class_without_a_count_is_refused_not_dropped() -> None:
+    with pytest.raises(ValueError, match="gpu_class='h100' but no gpu_count"):
+        Resources(gpu_class="h100").arguments()
+    with pytest.raises(ValueError, match="set gpu_count too"):
+        Resources(gpu_count=0, gpu_class="h100").arguments()
+
+
 @pytest.mark.parametrize(("cpus", "flag"), [(0.5, "0.5"), (1.0, "1"), (16.0, "16"), (1.25, "1.25")])
 def test_cpu_counts_are_written_plainly(cpus: float, flag: str) -> None:
     assert Resources(cpu_count=cpus).arguments() == ["--cpu", flag]

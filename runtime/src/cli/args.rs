@@ -559,8 +559,8 @@ pub struct LaunchArgs {
     /// GPUs the step needs
     #[arg(long, value_name = "N")]
     pub gpu: Option<u32>,
-    /// The GPU class, for backends that choose one
-    #[arg(long, value_name = "CLASS")]
+    /// The GPU class (matched against the model name, e.g. h200), with --gpu N
+    #[arg(long, value_name = "CLASS", requires = "gpu")]
     pub gpu_class: Option<String>,
     /// Memory the step needs: 512MiB, 4GiB, 2GB, …
     #[arg(long, value_name = "SIZE")]

@@ -207,6 +207,12 @@ pub fn check_resources(resources: &JobResources) -> Result<(), Denial> {
                  such as h100 or nvidia-a100"
             )));
         }
+        // A class with no count would run the job with no GPU: a silent CPU run.
+        if resources.gpu_count.unwrap_or(0) == 0 {
+            return Err(invalid(format!(
+                "the job asks for GPUs of class {class} but for no GPU: ask for a count too (--gpu N, gpu-count in a job spec)"
+            )));
+        }
     }
     Ok(())
 }
@@ -333,6 +339,9 @@ mod tests {
         for class in ["h100:8,shard", "a100 --gres=gpu:8", "", "x\ny", &"a".repeat(65)] {
             assert!(check_resources(&job(None, Some(class))).is_err(), "{class:?}");
         }
+        let uncounted = JobResources { gpu_count: Some(0), ..job(None, Some("h100")) };
+        let denial = check_resources(&uncounted).expect_err("a class with no GPU");
+        assert!(denial.message.contains("ask for a count too"), "{}", denial.message);
         for class in ["h100", "nvidia-a100", "A100_80GB", "tesla.v100"] {
             assert!(check_resources(&job(Some(2.0), Some(class))).is_ok(), "{class}");
         }

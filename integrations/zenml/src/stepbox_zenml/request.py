@@ -24,7 +24,15 @@ class Resources:
     """A size such as `4GiB` or `512MB`: stepbox reads ZenML's units as they are."""
 
     def arguments(self) -> list[str]:
-        """The resource flags; none for what the step did not ask for."""
+        """The resource flags; none for what the step did not ask for.
+
+        A GPU class with no GPU count is refused: the step would run with no GPU.
+        """
+        if self.gpu_class and not self.gpu_count:
+            raise ValueError(
+                f"the step's ResourceSettings ask for gpu_class={self.gpu_class!r} but no gpu_count: "
+                "set gpu_count too (the step would otherwise run with no GPU)"
+            )
         args: list[str] = []
         if self.cpu_count is not None:
             args += ["--cpu", _number(self.cpu_count)]
