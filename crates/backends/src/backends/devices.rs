@@ -26,6 +26,7 @@ pub async fn lease_for(leases: &Leases, request: &JobRequest) -> Result<Option<L
         tracing::info!("job {}: {line}", request.name);
         log.write(Stream::Stderr, format!("stepbox: {line}\n").as_bytes());
     };
+    let started = std::time::Instant::now();
     let take = leases.take(&inventory, &asked, &holder, request.timeout, said);
     let taken = match request.closing.clone() {
         Some(mut closing) => tokio::select! {
@@ -46,7 +47,13 @@ pub async fn lease_for(leases: &Leases, request: &JobRequest) -> Result<Option<L
         LeaseError::TimedOut { .. } | LeaseError::Io { .. } => BackendError::Failed(error.to_string()),
     })?;
     let names: Vec<String> = lease.gpus().iter().map(|gpu| format!("{} ({})", gpu.index, gpu.uuid)).collect();
-    request.log.write(Stream::Stderr, format!("stepbox: GPUs leased: {}\n", names.join(", ")).as_bytes());
+    let waited = started.elapsed();
+    let after = if waited >= std::time::Duration::from_secs(1) {
+        format!(", after waiting {}", humantime::format_duration(std::time::Duration::from_secs(waited.as_secs())))
+    } else {
+        String::new()
+    };
+    request.log.write(Stream::Stderr, format!("stepbox: GPUs leased: {}{after}\n", names.join(", ")).as_bytes());
     Ok(Some(lease))
 }
 
