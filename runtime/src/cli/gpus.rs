@@ -39,7 +39,7 @@ pub fn run(home: Option<PathBuf>, format: Format) -> Result<u8, Failure> {
             "source": inventory.source,
             "absent_because": inventory.absent_because,
             "control_devices": inventory.control_devices,
-            "not_leased": inventory.mig_note(),
+            "not_leased": inventory.not_leased_note(),
             "gpus": listed,
         }))?,
         Format::Table if listed.is_empty() => output::line(format_args!(
@@ -66,7 +66,7 @@ pub fn run(home: Option<PathBuf>, format: Format) -> Result<u8, Failure> {
                 ]);
             }
             output::line(&table)?;
-            if let Some(note) = inventory.mig_note() {
+            if let Some(note) = inventory.not_leased_note() {
                 output::line(format_args!("{note}"))?;
             }
         }

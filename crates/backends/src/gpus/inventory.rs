@@ -55,6 +55,10 @@ pub struct Inventory {
     pub source: String,
     /// Why there are no GPUs, when there are none (no NVIDIA library, no driver, …).
     pub absent_because: Option<String>,
+    /// GPUs NVML counted but could not describe (fallen off the bus, …),
+    /// left out of `gpus` with the reason, so that the others still serve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// Why an inventory could not be read.
@@ -68,8 +72,6 @@ pub enum InventoryError {
     TooLarge { path: PathBuf },
     #[error("the GPU inventory {path} (from ${INVENTORY_ENV}) is not valid: {reason}; unset the variable to read NVML")]
     Invalid { path: PathBuf, reason: String },
-    #[error("NVML found GPUs but could not describe GPU {index}: {reason}")]
-    Nvml { index: u32, reason: String },
 }
 
 /// The inventory file's shape.
@@ -114,6 +116,7 @@ impl Inventory {
             control_devices: file.control_devices,
             source: source.to_owned(),
             absent_because: None,
+            unreadable: Vec::new(),
         };
         inventory.check()?;
         Ok(inventory.with_absence_explained("the inventory file lists none"))
@@ -155,6 +158,7 @@ impl Inventory {
             control_devices: Vec::new(),
             source: "nvml".to_owned(),
             absent_because: Some(why),
+            unreadable: Vec::new(),
         };
         let nvml = match nvml_wrapper::Nvml::init() {
             Ok(nvml) => nvml,
@@ -165,24 +169,22 @@ impl Inventory {
             Err(error) => return Ok(empty(format!("NVML could not count GPUs: {error}"))),
         };
         let mut gpus = Vec::with_capacity(count as usize);
+        let mut unreadable = Vec::new();
         for index in 0..count {
-            let failed =
-                |error: nvml_wrapper::error::NvmlError| InventoryError::Nvml { index, reason: error.to_string() };
-            let device = nvml.device_by_index(index).map_err(failed)?;
-            gpus.push(Gpu {
-                index,
-                uuid: device.uuid().map_err(failed)?,
-                model: device.name().map_err(failed)?,
-                memory_bytes: device.memory_info().map(|memory| memory.total).unwrap_or(0),
-                device: PathBuf::from(format!("/dev/nvidia{}", device.minor_number().map_err(failed)?)),
-                // NVML_DEVICE_MIG_ENABLE; GPUs without MIG answer NotSupported.
-                mig: device.mig_mode().is_ok_and(|mode| mode.current == 1),
-            });
+            match describe(&nvml, index) {
+                Ok(gpu) => gpus.push(gpu),
+                Err(error) => unreadable.push(format!("GPU {index} could not be read by NVML ({error})")),
+            }
         }
         let control_devices = CONTROL_DEVICES.iter().map(PathBuf::from).filter(|path| path.exists()).collect();
-        let inventory = Inventory { gpus, control_devices, source: "nvml".to_owned(), absent_because: None };
+        let inventory =
+            Inventory { gpus, control_devices, source: "nvml".to_owned(), absent_because: None, unreadable };
         inventory.check().map_err(|reason| InventoryError::Invalid { path: PathBuf::from("(nvml)"), reason })?;
-        Ok(inventory.with_absence_explained("NVML lists no GPUs"))
+        let none = match inventory.unreadable.as_slice() {
+            [] => "NVML lists no GPUs".to_owned(),
+            unreadable => unreadable.join("; "),
+        };
+        Ok(inventory.with_absence_explained(&none))
     }
 
     /// The GPUs a job may lease (not in MIG mode) whose model matches
@@ -211,21 +213,38 @@ impl Inventory {
         models
     }
 
-    /// What is said of GPUs in MIG mode, which are never leased, and how to
-    /// use them; `None` when there are none.
-    pub fn mig_note(&self) -> Option<String> {
+    /// What is said of the GPUs that are never leased: those in MIG mode
+    /// (and how to use them whole) and those NVML could not read; `None`
+    /// when every GPU can be leased.
+    pub fn not_leased_note(&self) -> Option<String> {
         let mig: Vec<String> =
             self.gpus.iter().filter(|gpu| gpu.mig).map(|gpu| format!("{} ({})", gpu.index, gpu.model)).collect();
-        if mig.is_empty() {
-            return None;
+        let mut notes = Vec::new();
+        if !mig.is_empty() {
+            let (noun, verb) = if mig.len() == 1 { ("GPU", "is") } else { ("GPUs", "are") };
+            notes.push(format!(
+                "{noun} {} {verb} in MIG mode, whose slices stepbox does not lease yet: to use one whole, disable \
+                 MIG on it as root (nvidia-smi -i INDEX -mig 0, then reset it)",
+                mig.join(", ")
+            ));
         }
-        let (noun, verb) = if mig.len() == 1 { ("GPU", "is") } else { ("GPUs", "are") };
-        Some(format!(
-            "{noun} {} {verb} in MIG mode, whose slices stepbox does not lease yet: to use one whole, disable MIG \
-             on it as root (nvidia-smi -i INDEX -mig 0, then reset it)",
-            mig.join(", ")
-        ))
+        notes.extend(self.unreadable.iter().cloned());
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
+}
+
+/// One GPU as NVML describes it.
+fn describe(nvml: &nvml_wrapper::Nvml, index: u32) -> Result<Gpu, nvml_wrapper::error::NvmlError> {
+    let device = nvml.device_by_index(index)?;
+    Ok(Gpu {
+        index,
+        uuid: device.uuid()?,
+        model: device.name()?,
+        memory_bytes: device.memory_info().map(|memory| memory.total).unwrap_or(0),
+        device: PathBuf::from(format!("/dev/nvidia{}", device.minor_number()?)),
+        // NVML_DEVICE_MIG_ENABLE; GPUs without MIG answer NotSupported.
+        mig: device.mig_mode().is_ok_and(|mode| mode.current == 1),
+    })
 }
 
 /// A user-facing reason for NVML not loading.
@@ -328,9 +347,13 @@ mod tests {
         assert_eq!(inventory.gpus.len(), 2);
         assert_eq!(inventory.of_class(None).len(), 1);
         assert_eq!(inventory.models(), ["1 x NVIDIA H200"]);
-        let note = inventory.mig_note().expect("a note");
+        let note = inventory.not_leased_note().expect("a note");
         assert!(note.contains("GPU 1 (NVIDIA H200) is in MIG mode") && note.contains("-mig 0"), "{note}");
-        assert_eq!(Inventory::from_json(TWO_H200, "fake.json").expect("parses").mig_note(), None);
+        assert_eq!(Inventory::from_json(TWO_H200, "fake.json").expect("parses").not_leased_note(), None);
+        // GPUs NVML could not read are said too, after the MIG ones.
+        let lost = Inventory { unreadable: vec!["GPU 2 could not be read by NVML (GPU is lost)".into()], ..inventory };
+        let note = lost.not_leased_note().expect("a note");
+        assert!(note.ends_with("; GPU 2 could not be read by NVML (GPU is lost)"), "{note}");
     }
 
     #[test]

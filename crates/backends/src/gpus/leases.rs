@@ -254,13 +254,13 @@ impl Leases {
             let why = inventory.absent_because.clone().unwrap_or_else(|| "none was found".to_owned());
             return Err(LeaseError::NoGpus { asked, why });
         }
-        let mig = inventory.mig_note();
+        let not_leased = inventory.not_leased_note();
         if inventory.leasable().next().is_none() {
-            return Err(LeaseError::NoGpus { asked, why: mig.unwrap_or_default() });
+            return Err(LeaseError::NoGpus { asked, why: not_leased.unwrap_or_default() });
         }
         let mut have = inventory.models().join(", ");
-        if let Some(mig) = mig {
-            have = format!("{have} ({mig})");
+        if let Some(note) = not_leased {
+            have = format!("{have} ({note})");
         }
         let candidates = inventory.of_class(request.class.as_deref());
         if candidates.is_empty() {
