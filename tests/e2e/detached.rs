@@ -55,7 +55,15 @@ fn cancel_stops_the_runs_jobs_and_records_it_cancelled() {
     let t = TestHome::new();
     let (id, marker) = sleeping_run(&t, false);
     t.run(&["cancel", &id, "--reason", "the pipeline was interrupted (Ctrl-C)"]).expect_code(0);
-    assert!(live_processes_with(&marker).is_empty(), "cancel returns once the job is gone");
+    let left: Vec<String> = live_processes_with(&marker)
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!("{stat} :: {}", String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        })
+        .collect();
+    assert!(left.is_empty(), "cancel returns once the job is gone; still there: {left:#?}");
     let ended = status(&t, &id);
     assert_eq!(ended["state"], "cancelled");
     assert_eq!(

@@ -299,6 +299,21 @@ pub fn wait(stepbox: &Stepbox, id: &str) -> Result<RunRecord, RunError> {
     wait_observing(stepbox, id, Duration::from_millis(500), |_| {})
 }
 
+/// After `run` has ended, wait at most `limit` for its supervisor process
+/// itself to exit (it records the outcome first, then shuts down); whether
+/// it has. What `stepbox cancel` promises: when it returns, nothing of the
+/// run is still running.
+pub fn wait_for_supervisor_exit(run: &RunRecord, limit: Duration) -> bool {
+    let started = Instant::now();
+    while supervisor_alive(run) {
+        if started.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// [`wait`], calling `observe` with the run on every poll (at most `pause`
 /// apart) and once more after it has ended.
 pub fn wait_observing(

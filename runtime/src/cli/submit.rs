@@ -2,6 +2,7 @@
 //! supervisor, followed from any process through the store.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::output::{self, Format};
 use super::{Failure, open};
@@ -143,7 +144,11 @@ pub fn wait(home: Option<PathBuf>, which: Which, follow: bool) -> Result<u8, Fai
     Ok(ended(&run))
 }
 
-/// Cancel a running run and wait until its jobs have stopped; `reason` is recorded.
+/// How long `cancel` waits for a supervisor that has recorded its run's end to exit.
+const SUPERVISOR_EXIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Cancel a running run and wait until its jobs, then its supervisor, have
+/// stopped; `reason` is recorded.
 pub fn cancel(home: Option<PathBuf>, which: Which, reason: Option<String>) -> Result<u8, Failure> {
     let length = reason.as_deref().map_or(0, |reason| reason.chars().count());
     if length > supervisor::MAX_CANCEL_REASON {
@@ -162,6 +167,9 @@ pub fn cancel(home: Option<PathBuf>, which: Which, reason: Option<String>) -> Re
     supervisor::request_cancel(&stepbox, &run, reason.as_deref())?;
     let run = supervisor::wait(&stepbox, &run.id)?;
     output::note(format_args!("run {} {}", output::short(&run.id), run.state));
+    if !supervisor::wait_for_supervisor_exit(&run, SUPERVISOR_EXIT_LIMIT) {
+        output::note(format_args!("its supervisor (pid {}) recorded the outcome and is still shutting down", run.pid));
+    }
     Ok(exit::OK)
 }
 
