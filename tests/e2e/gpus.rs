@@ -147,23 +147,12 @@ fn launch(home: &TestHome, inventory: &Path, operator: &str, run: &str, flags: &
 
 /// A confined launch of `command` with `flags`, started in the background, its output piped.
 fn spawn(home: &TestHome, inventory: &Path, run: &str, flags: &[&str], command: &[&str]) -> Child {
-    spawn_through(home, inventory, "local", run, flags, command)
+    started(launch_command(home, inventory, "local", run, flags, command))
 }
 
-/// A launch through `operator`, started in the background, its output piped.
-fn spawn_through(
-    home: &TestHome,
-    inventory: &Path,
-    operator: &str,
-    run: &str,
-    flags: &[&str],
-    command: &[&str],
-) -> Child {
-    launch_command(home, inventory, operator, run, flags, command)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts")
+/// `launch` started in the background, its output piped.
+fn started(mut launch: std::process::Command) -> Child {
+    launch.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("stepbox starts")
 }
 
 /// `stepbox gpus ARGS` seeing `inventory`.
@@ -303,12 +292,9 @@ fn homes_that_share_a_lease_directory_share_the_gpus() {
     let shared = first.scratch().join("shared-leases");
     let release = first.scratch().join("release");
     let hold = format!("echo holding; while [ ! -e {} ]; do sleep 0.05; done", path_str(&release));
-    let mut holder = launch_command(&first, &inventory, "local", "first", &["--gpu", "1"], &["sh", "-c", &hold])
-        .env("STEPBOX_GPU_LEASE_DIR", &shared)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepbox starts");
+    let mut first_launch = launch_command(&first, &inventory, "local", "first", &["--gpu", "1"], &["sh", "-c", &hold]);
+    first_launch.env("STEPBOX_GPU_LEASE_DIR", &shared);
+    let mut holder = started(first_launch);
     assert_eq!(next_line(&mut holder), "holding");
     // Each home alone: the other home's lease is not seen.
     launch(&second, &inventory, "local", "apart", &["--gpu", "1"], "echo ran apart").expect_code(0);
@@ -440,7 +426,8 @@ fn a_container_gets_exactly_its_gpus_and_keeps_them_while_it_outlives_its_launch
     assert!(one.stdout.contains("NODES=[nvidia0 nvidiactl ]"), "exactly its GPU's node: {}", one.stdout);
     // A launch SIGKILLed while its container runs: the container holds the lease itself.
     let hold = ["sh", "-c", "echo holding; sleep 600"];
-    let mut killed = spawn_through(&home, &inventory, "box", "killed", &["--image", &image, "--gpu", "2"], &hold);
+    let mut killed =
+        started(launch_command(&home, &inventory, "box", "killed", &["--image", &image, "--gpu", "2"], &hold));
     assert_eq!(next_line(&mut killed), "holding");
     killed.kill().expect("SIGKILL the launch");
     killed.wait().expect("it is gone");
