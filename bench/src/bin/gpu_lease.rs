@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let inventory =
         Inventory::from_json(&format!(r#"{{"gpus": [{}]}}"#, gpus.join(",")), "bench").map_err(anyhow::Error::msg)?;
     let leases = Leases::new(dir.path().join("gpus"));
-    let holder = Holder { run: "bench".into(), job: "bench-1".into(), pid: std::process::id(), since: 0 };
+    let holder = Holder::this_process("bench", "bench-1");
     let (mut one, mut two, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     let bare_path = dir.path().join("bare.lock");
     for _ in 0..args.iterations {

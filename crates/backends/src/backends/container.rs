@@ -271,10 +271,10 @@ fn hand_over_lease(lease: &[RawFd]) -> std::io::Result<()> {
     // Copies above every source and target first, all of them before any is
     // placed, so that placing one never overwrites another still to be
     // copied; the copies close at exec. A fixed array: nothing is allocated.
-    let mut copies = [0 as RawFd; MAX_PRESERVED];
     if lease.len() > MAX_PRESERVED {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
+    let mut copies = [0 as RawFd; MAX_PRESERVED];
     let above = lease.iter().copied().max().unwrap_or(0).max(FIRST_PRESERVED + lease.len() as RawFd) + 1;
     for (copy, &fd) in copies.iter_mut().zip(lease) {
         // SAFETY: plain system calls on descriptor numbers.

@@ -15,12 +15,7 @@ pub async fn lease_for(leases: &Leases, request: &JobRequest) -> Result<Option<L
         return Ok(None);
     };
     let inventory = Inventory::read().map_err(|error| BackendError::Failed(error.to_string()))?;
-    let holder = Holder {
-        run: request.run_id.clone(),
-        job: request.name.clone(),
-        pid: std::process::id(),
-        since: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    };
+    let holder = Holder::this_process(&request.run_id, &request.name);
     let log: Arc<JobLog> = Arc::clone(&request.log);
     let said = |line: &str| {
         tracing::info!("job {}: {line}", request.name);

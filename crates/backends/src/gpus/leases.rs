@@ -50,15 +50,30 @@ pub struct Holder {
     pub pid: u32,
     /// When it was taken, seconds since the Unix epoch.
     pub since: u64,
+    /// That process told apart from any later one with its PID
+    /// ([`crate::processes::Identity`]); absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 impl Holder {
+    /// This process, taking a lease for job `job` of run `run`.
+    pub fn this_process(run: &str, job: &str) -> Self {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let process = crate::processes::Identity::current().map(|identity| identity.to_string());
+        Holder { run: run.to_owned(), job: job.to_owned(), pid: std::process::id(), since, process }
+    }
+
     /// Whether the launch that took the lease still runs. When it does not
     /// but the lock is held, the job outlived its launch (a SIGKILLed
     /// launch's container, an unconfined job's processes) and still has the
-    /// GPUs; a PID reused since is the rare case this cannot tell apart.
+    /// GPUs.
     pub fn launch_alive(&self) -> bool {
-        Path::new("/proc").join(self.pid.to_string()).exists()
+        match self.process.as_deref().map(str::parse::<crate::processes::Identity>) {
+            Some(Ok(identity)) => identity.is_alive(),
+            // An older or unreadable record: its PID is all there is.
+            _ => crate::processes::Identity::of(self.pid).is_some(),
+        }
     }
 
     /// Whether what a lock file holds is fit to print: a job that inherited
@@ -332,18 +347,25 @@ impl Leases {
         let queue = self.dir.join("queue");
         std::fs::create_dir_all(&queue).map_err(|error| self.io(error))?;
         let name = format!("{:020}-{:010}-{}", since_boot_nanos(), std::process::id(), uuid::Uuid::new_v4().simple());
-        let path = queue.join(&name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|error| self.io(format!("queue/{name}: {error}")))?;
-        file.try_lock().map_err(|error| self.io(format!("queue/{name}: {error}")))?;
+        let failed = |error: std::io::Error| self.io(format!("queue/{name}: {error}"));
+        // Made whole (locked, its list written) under a hidden name, then
+        // renamed into the queue: a ticket is never seen unlocked and swept,
+        // nor seen without its list.
+        let hidden = queue.join(format!(".{name}"));
+        let file =
+            OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&hidden).map_err(failed)?;
         let wanted: Vec<&str> = candidates.iter().map(|gpu| gpu.uuid.as_str()).collect();
         let record = serde_json::to_vec(&wanted).map_err(|error| self.io(error))?;
-        file.write_all_at(&record, 0).map_err(|error| self.io(error))?;
+        let path = queue.join(&name);
+        let made = file
+            .try_lock()
+            .map_err(std::io::Error::from)
+            .and_then(|()| file.write_all_at(&record, 0))
+            .and_then(|()| std::fs::rename(&hidden, &path));
+        if let Err(error) = made {
+            let _ = std::fs::remove_file(&hidden);
+            return Err(failed(error));
+        }
         Ok(Ticket { name, path, _file: file })
     }
 
@@ -358,7 +380,10 @@ impl Leases {
         };
         let mut live = Vec::new();
         for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            // Hidden names are tickets still being made (see `join_queue`).
+            let Some(name) = entry.file_name().to_str().filter(|name| !name.starts_with('.')).map(str::to_owned) else {
+                continue;
+            };
             let Ok(file) = File::open(entry.path()) else { continue };
             match file.try_lock() {
                 // Its waiter is gone (or got its GPUs and is removing it).
@@ -368,7 +393,7 @@ impl Leases {
                 Err(TryLockError::WouldBlock) => {
                     let mut text = Vec::new();
                     let _ = (&file).take(MAX_HOLDER_BYTES).read_to_end(&mut text);
-                    // Written just after its lock: an unreadable list wants everything.
+                    // Written before it was queued: an unreadable list (a damaged file) wants everything.
                     let wanted: Vec<String> = serde_json::from_slice(&text).unwrap_or_else(|_| vec!["*".to_owned()]);
                     live.push((name, wanted));
                 }
@@ -454,7 +479,7 @@ mod tests {
     }
 
     fn holder(job: &str) -> Holder {
-        Holder { run: "p/r".into(), job: job.into(), pid: std::process::id(), since: 0 }
+        Holder { since: 0, ..Holder::this_process("p/r", job) }
     }
 
     fn request(count: u32, class: Option<&str>) -> GpuRequest {
@@ -537,6 +562,11 @@ mod tests {
         let pair = pair.await.expect("joins").expect("the pair gets both");
         assert_eq!(pair.gpus().len(), 2);
         assert!(leases.live_tickets().expect("reads").is_empty(), "the ticket is gone with its waiter");
+        // A ticket still being made (hidden, not yet locked) is neither counted nor swept away.
+        let making = dir.path().join("queue/.00000000000000000001-0000000001-making");
+        std::fs::write(&making, "").expect("writes");
+        assert!(leases.live_tickets().expect("reads").is_empty());
+        assert!(making.exists(), "a ticket being made is left to its waiter");
     }
 
     #[tokio::test]
@@ -568,10 +598,13 @@ mod tests {
         std::fs::write(dir.path().join(lock_name(&gpu)), forged.to_string()).expect("writes");
         assert_eq!(leases.occupancy(&gpu).expect("reads"), Occupancy::Held(None));
         // A holder whose launch is gone still holds the GPU, and the way out is named.
-        let gone = Holder { run: "p/r".into(), job: "train".into(), pid: u32::MAX, since: 0 };
+        let gone = Holder { run: "p/r".into(), job: "train".into(), pid: u32::MAX, since: 0, process: None };
         let said = gone.to_string();
         assert!(said.contains("has ended but the job still runs") && said.contains("stepbox runs show p/r"), "{said}");
         assert!(holder("a").to_string().contains(&format!("stepbox pid {}", std::process::id())));
+        // A live PID that is no longer the process that took the lease (a reused PID) is gone too.
+        let reused = Holder { process: Some(format!("{}:0:not-this-boot", std::process::id())), ..holder("a") };
+        assert!(!reused.launch_alive(), "{reused:?}");
     }
 
     #[tokio::test]
