@@ -133,6 +133,8 @@ fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
         vec!["step-operator", "describe", "local"],
         vec!["backends"],
         vec!["limits"],
+        vec!["gpus"],
+        vec!["gpus", "-o", "json"],
         vec!["wait", "--follow", &id],
     ] {
         let run = with_closed_stdout(t.command(&args));
