@@ -11,9 +11,11 @@
 //! - [`gpus`]: this machine's GPUs and exclusive leases on them;
 //! - [`processes`], [`programs`]: proving a process is stepbox's before
 //!   signalling it; finding the programs backends run;
+//! - [`addresses`]: what kind of network address a name resolved to;
 //! - [`files`], [`source_files`], [`units`], [`timestamps`], [`exit`],
 //!   [`pause_points`], [`contained_panics`]: the small shared pieces.
 
+pub mod addresses;
 pub mod backends;
 pub mod contained_panics;
 pub mod environments;

@@ -11,12 +11,15 @@
 //! - at most [`MAX_REDIRECTS`] hops, never back to a URL already visited;
 //! - http(s) only, and never from https down to plain http;
 //! - never into this machine or its link-local network (a cloud metadata
-//!   address) unless the registry itself is on this machine;
+//!   address) unless the registry itself is on this machine, whether the
+//!   target is written as an address or as a name that resolves to one;
 //! - the registry's credentials never leave its scheme, host and port
 //!   (reqwest drops `Authorization` on any change of them);
 //! - whatever host serves the bytes, they must have the manifest's digest.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_client::secrets::RegistryAuth;
@@ -27,6 +30,7 @@ use super::artifact::{self, ArtifactBlobs, Blob, ComponentWorld, WasmConfig};
 use super::keys::PrivateKey;
 use super::signature::{self, Signature};
 use super::{SCHEME, WasmOciError};
+use crate::addresses;
 use crate::images::registry::{self, Login};
 
 /// The most redirects one request follows.
@@ -352,21 +356,16 @@ impl Session {
             }
             Err(error) => return Err(WasmOciError::Denied { registry, detail: format!("logging in: {error}") }),
         };
+        let base = format!("{scheme}://{registry}/v2/{}", source.repository());
         let http = reqwest::Client::builder()
             .redirect(redirect_policy())
+            .dns_resolver(Arc::new(RedirectTargets::of(&base)))
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|error| WasmOciError::Internal(format!("cannot make an HTTP client: {error}")))?;
-        Ok(Self {
-            http,
-            base: format!("{scheme}://{registry}/v2/{}", source.repository()),
-            registry,
-            shown: source.whole(),
-            credential,
-            has_login,
-        })
+        Ok(Self { http, base, registry, shown: source.whole(), credential, has_login })
     }
 
     /// A blob, bounded by and checked against its descriptor.
@@ -541,19 +540,63 @@ fn without_query(url: &Url) -> String {
     url[..url::Position::AfterPath].to_owned()
 }
 
-/// Whether `url` names this machine (loopback, unspecified) or a
-/// link-local address (where cloud metadata services answer).
+/// Whether `url` names this machine, its link-local network (where cloud
+/// metadata services answer) or no server at all, by its literal host; a
+/// name is checked again once resolved, by [`RedirectTargets`].
 fn is_local(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost") || name.ends_with(".localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local() || ip.is_unspecified(),
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_unicast_link_local()
-                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_link_local())
-        }
+        Some(url::Host::Ipv4(ip)) => addresses::classify(ip.into()).is_local(),
+        Some(url::Host::Ipv6(ip)) => addresses::classify(ip.into()).is_local(),
         None => false,
+    }
+}
+
+/// The resolver of a pull's HTTP client. The registry's own host, the one
+/// the user named, resolves as the system says. Any other host (a storage
+/// host a redirect points to) must not resolve to this machine, its
+/// link-local network or a metadata service, unless the registry is on this
+/// machine itself: a name must not open what its address written out could
+/// not ([`refused_redirect`]). The connection then goes to the addresses
+/// checked here: there is no second lookup.
+struct RedirectTargets {
+    registry_host: String,
+    registry_is_local: bool,
+}
+
+impl RedirectTargets {
+    /// The resolver for a session whose requests start at `base`.
+    fn of(base: &str) -> Self {
+        let url = Url::parse(base).ok();
+        Self {
+            registry_host: url.as_ref().and_then(Url::host_str).unwrap_or_default().to_owned(),
+            registry_is_local: url.as_ref().is_some_and(is_local),
+        }
+    }
+
+    /// Whether a redirect target named `host` may resolve to anywhere.
+    fn trusts(&self, host: &str) -> bool {
+        self.registry_is_local || host.trim_end_matches('.').eq_ignore_ascii_case(&self.registry_host)
+    }
+}
+
+impl reqwest::dns::Resolve for RedirectTargets {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let trusted = self.trusts(&host);
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !trusted && let Some(local) = found.iter().find(|address| addresses::classify(address.ip()).is_local()) {
+                let ip = local.ip();
+                let refused = RedirectRefused(format!(
+                    "it points to `{host}`, which resolves to {ip} ({}): into this machine or its link-local \
+                     network, where a remote registry may not send stepbox",
+                    addresses::classify(ip)
+                ));
+                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -579,6 +622,10 @@ mod tests {
             (&[blob], "https://127.0.0.1/x", Some("this machine")),
             (&[blob], "https://[::1]/x", Some("this machine")),
             (&[blob], "https://localhost/x", Some("this machine")),
+            (&[blob], "https://100.100.100.200/latest/meta-data", Some("this machine")),
+            (&[blob], "https://0.0.0.0/x", Some("this machine")),
+            (&[blob], "https://[::ffff:169.254.169.254]/x", Some("this machine")),
+            (&[blob], "https://10.0.0.7/b", None),
             (&[blob, "https://a.example.net/1?sig=1"], "https://a.example.net/1?sig=1", Some("it loops")),
             // The same path with a new query is no loop (a storage host renewing a signature).
             (&[blob, "https://a.example.net/1?sig=1"], "https://a.example.net/1?sig=2", None),
@@ -599,6 +646,44 @@ mod tests {
                     assert!(!refusal.contains("secret") && !refusal.contains("sig="), "no query in: {refusal}");
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_storage_host_whose_name_resolves_into_this_machine_is_refused_before_connecting() {
+        use reqwest::dns::Resolve;
+        let name = || "localhost".parse::<reqwest::dns::Name>().expect("a name");
+        // `localhost` resolves to loopback from /etc/hosts, without a DNS server: it stands
+        // for any name a storage host could have that resolves into this machine.
+        let remote = RedirectTargets::of("https://registry.example.com/v2/flavors/local");
+        let refused = remote.resolve(name()).await.err().map(|error| error.to_string());
+        let refused = refused.unwrap_or_else(|| panic!("a remote registry's redirect target resolved to loopback"));
+        assert!(refused.contains("`localhost`, which resolves to") && refused.contains("loopback"), "{refused}");
+
+        // The registry's own name, and any name when the registry is on this machine, resolve.
+        for trusting in
+            [RedirectTargets::of("https://localhost/v2/x"), RedirectTargets::of("http://127.0.0.1:5000/v2/x")]
+        {
+            let found: Vec<_> = trusting.resolve(name()).await.expect("resolves").collect();
+            assert!(found.iter().all(|address| address.ip().is_loopback()) && !found.is_empty(), "{found:?}");
+        }
+
+        // Through the client, the refusal is a refused redirect, not an unreachable registry.
+        let session = Session {
+            http: reqwest::Client::builder()
+                .redirect(redirect_policy())
+                .dns_resolver(Arc::new(remote))
+                .build()
+                .expect("a client"),
+            base: "http://localhost:9/v2/flavors/local".to_owned(),
+            registry: "registry.example.com".to_owned(),
+            shown: "registry.example.com/flavors/local:1".to_owned(),
+            credential: Credential::Anonymous,
+            has_login: false,
+        };
+        match session.get("blobs/sha256:aa", &[], 10, "component layer").await {
+            Err(WasmOciError::Redirect { why, .. }) => assert!(why.contains("which resolves to"), "{why}"),
+            other => panic!("expected a refused redirect, got {other:?}"),
         }
     }
 

@@ -15,7 +15,7 @@
 //! This module is policy only (pure functions, table-tested); the `wasi:http`
 //! send hook in `stepbox_host::host::http` applies it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use thiserror::Error;
 
@@ -145,77 +145,7 @@ impl std::fmt::Display for OriginPattern {
     }
 }
 
-/// What kind of address a resolved name points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressClass {
-    Public,
-    Private,
-    Loopback,
-    LinkLocal,
-    Metadata,
-    /// Unspecified, multicast, broadcast, reserved: never a server.
-    Unroutable,
-}
-
-impl std::fmt::Display for AddressClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AddressClass::Public => "public",
-            AddressClass::Private => "private-range",
-            AddressClass::Loopback => "loopback",
-            AddressClass::LinkLocal => "link-local",
-            AddressClass::Metadata => "cloud metadata service",
-            AddressClass::Unroutable => "unroutable",
-        })
-    }
-}
-
-/// Classify one address; an IPv4-mapped IPv6 address counts as its IPv4.
-pub fn classify(address: IpAddr) -> AddressClass {
-    match address {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => classify_v4(v4),
-            None => classify_v6(v6),
-        },
-    }
-}
-
-fn classify_v4(ip: Ipv4Addr) -> AddressClass {
-    let [a, b, c, d] = ip.octets();
-    if (a, b, c, d) == (169, 254, 169, 254) || (a, b, c, d) == (100, 100, 100, 200) {
-        // AWS, GCP, Azure, OpenStack; Alibaba Cloud.
-        AddressClass::Metadata
-    } else if ip.is_loopback() {
-        AddressClass::Loopback
-    } else if ip.is_link_local() {
-        AddressClass::LinkLocal
-    } else if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || a >= 240 || a == 0 {
-        AddressClass::Unroutable
-    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) || (a == 198 && (b == 18 || b == 19)) {
-        // RFC 1918, carrier-grade NAT (RFC 6598), benchmarking (RFC 2544).
-        AddressClass::Private
-    } else {
-        AddressClass::Public
-    }
-}
-
-fn classify_v6(ip: Ipv6Addr) -> AddressClass {
-    let first = ip.segments()[0];
-    if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        AddressClass::Metadata // AWS's IPv6 metadata endpoint
-    } else if ip.is_loopback() {
-        AddressClass::Loopback
-    } else if first & 0xffc0 == 0xfe80 {
-        AddressClass::LinkLocal
-    } else if ip.is_unspecified() || ip.is_multicast() {
-        AddressClass::Unroutable
-    } else if first & 0xfe00 == 0xfc00 {
-        AddressClass::Private // unique local addresses
-    } else {
-        AddressClass::Public
-    }
-}
+pub use stepbox_backends::addresses::{AddressClass, classify};
 
 /// How the host authenticates requests to one origin. The flavor never sees
 /// the credential: the host adds it after the guest has built the request.
@@ -483,35 +413,6 @@ mod tests {
         assert_eq!(credential("https://api.example.com/v1/jobs"), Some("api-token".to_owned()));
         assert_eq!(credential("https://logs.example.com/v1"), None);
         assert_eq!(credential("http://api.example.com/v1"), None, "not over plain http");
-    }
-
-    #[test]
-    fn addresses_are_classified() {
-        let cases: &[(&str, AddressClass)] = &[
-            ("169.254.169.254", AddressClass::Metadata),
-            ("100.100.100.200", AddressClass::Metadata),
-            ("fd00:ec2::254", AddressClass::Metadata),
-            ("127.0.0.1", AddressClass::Loopback),
-            ("127.8.9.10", AddressClass::Loopback),
-            ("::1", AddressClass::Loopback),
-            ("::ffff:127.0.0.1", AddressClass::Loopback),
-            ("::ffff:169.254.169.254", AddressClass::Metadata),
-            ("169.254.1.1", AddressClass::LinkLocal),
-            ("fe80::1", AddressClass::LinkLocal),
-            ("10.1.2.3", AddressClass::Private),
-            ("172.16.0.1", AddressClass::Private),
-            ("192.168.1.1", AddressClass::Private),
-            ("100.64.0.1", AddressClass::Private),
-            ("fd12:3456::1", AddressClass::Private),
-            ("0.0.0.0", AddressClass::Unroutable),
-            ("255.255.255.255", AddressClass::Unroutable),
-            ("224.0.0.1", AddressClass::Unroutable),
-            ("52.94.0.1", AddressClass::Public),
-            ("2600:1f18::1", AddressClass::Public),
-        ];
-        for (text, class) in cases {
-            assert_eq!(classify(text.parse().expect(text)), *class, "{text}");
-        }
     }
 
     #[test]
