@@ -3,12 +3,14 @@
 //! with its environment, exit code and resource limits; the network is off
 //! unless granted; cancelling stops and removes the container, and so does
 //! the next look at a run whose launch was killed; podman's errors come back
-//! as clear errors.
+//! as clear errors; an image behind a login is pulled with the login a
+//! `registry-credential` grant gives for its registry.
 
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use stepbox_e2e::{Run, TestHome, container_flavor, path_str, podman, registry, wait_until};
+use stepbox_e2e::login_registry::LoginRegistry;
+use stepbox_e2e::{Run, TestHome, container_flavor, files_containing, path_str, podman, registry, wait_until};
 
 const FLAVOR_ERROR: i32 = 70;
 const CANCELLED_SIGINT: i32 = 130;
@@ -149,4 +151,44 @@ fn podman_failures_come_back_as_clear_errors() {
     t.run(&["step-operator", "update", "box", "--revoke", "backend=container"]).expect_code(0);
     let refused = launch_in(&t, &busybox(), &[], &["true"]);
     refused.expect_error(77, "backend `container` is not granted");
+}
+
+#[test]
+fn an_image_behind_a_login_is_pulled_with_the_login_granted_for_its_registry() {
+    let password = "registry-password-for-pulls";
+    let private_registry = LoginRegistry::start("puller", password);
+    // busybox, pushed behind the login under a name only this test uses, and not in podman's storage.
+    let private = format!("{}/private/busybox:1", private_registry.address());
+    let podman_ok = |args: &[&str]| {
+        let output = podman(args);
+        assert!(output.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    podman_ok(&["pull", "--quiet", "--tls-verify=false", &busybox()]);
+    podman_ok(&["tag", &busybox(), &private]);
+    podman_ok(&["push", "--quiet", "--tls-verify=false", "--creds", &format!("puller:{password}"), &private]);
+    podman_ok(&["rmi", &private]);
+
+    let t = container_home(&[]);
+    let login = serde_json::json!({ "username": "puller", "password": password }).to_string();
+    t.set_secret("pull-login", login.as_bytes()).expect_code(0);
+
+    // Without a grant the registry refuses the pull, and the error names the grant to add.
+    let refused = launch_in(&t, &private, &[], &["true"]);
+    refused.expect_error(FLAVOR_ERROR, "wants a login");
+    let way_out = format!("--grant registry-credential={}=basic:NAME", private_registry.address());
+    assert!(refused.stderr.contains(&way_out), "{}", refused.stderr);
+
+    // A login granted for another registry is not sent to this one.
+    let elsewhere = format!("registry-credential={}=basic:pull-login", registry());
+    t.run(&["step-operator", "update", "box", "--grant", &elsewhere]).expect_code(0);
+    launch_in(&t, &private, &[], &["true"]).expect_error(FLAVOR_ERROR, "wants a login");
+
+    // Granted for this registry, the image is pulled and the step runs in it.
+    let granted = format!("registry-credential={}=basic:pull-login", private_registry.address());
+    t.run(&["step-operator", "update", "box", "--grant", &granted]).expect_code(0);
+    let run = launch_in(&t, &private, &[], &["sh", "-c", "echo ran in the private image"]);
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim(), "ran in the private image");
+    assert!(files_containing(&t.home().join("runs"), password).is_empty(), "the password is in no run file");
+    let _ = podman(&["rmi", &private]);
 }

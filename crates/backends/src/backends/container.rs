@@ -29,6 +29,7 @@ use tokio::process::{Child, Command};
 
 use super::process_job::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, OrphanedJob, RunningJob};
+use crate::images::registry::Login;
 
 /// The environment variable that names the podman to use instead of PATH's.
 pub const PODMAN_VARIABLE: &str = "STEPBOX_PODMAN";
@@ -142,7 +143,7 @@ async fn run_to_end(program: &Path, args: &[&str]) -> Result<(), String> {
 /// OCI layout (`oci:PATH:NAME`) is copied in with skopeo under
 /// `localhost/stepbox/NAME` (podman's own `oci:` pull names the image after
 /// the layout's path, which fails for paths with capital letters).
-async fn ensure_image(podman: &Path, image: &str) -> Result<String, BackendError> {
+async fn ensure_image(podman: &Path, image: &str, login: Option<&Login>) -> Result<String, BackendError> {
     if let Some(layout) = image.strip_prefix("oci:") {
         let name = layout.rsplit_once(':').map_or("latest", |(_, name)| name);
         let local = format!("localhost/stepbox/{}", name.to_ascii_lowercase());
@@ -164,15 +165,76 @@ async fn ensure_image(podman: &Path, image: &str) -> Result<String, BackendError
     if run_quietly(podman, &["image", "exists", image]).await.is_ok() {
         return Ok(image.to_owned());
     }
-    let mut args = vec!["pull", "--quiet"];
+    let mut args = vec!["pull".to_owned(), "--quiet".to_owned()];
     if on_loopback(image) {
-        args.push("--tls-verify=false");
+        args.push("--tls-verify=false".into());
     }
-    args.push(image);
-    run_to_end(podman, &args)
-        .await
-        .map_err(|why| BackendError::Failed(format!("podman cannot pull the image {image}: {why}")))?;
+    // The login goes to podman in an auth file only it and this user can read, never on its
+    // command line (where `ps` shows it), and only for the registry the grant names.
+    let auth_file = login.map(AuthFile::write).transpose()?;
+    if let Some(file) = &auth_file {
+        args.extend(["--authfile".to_owned(), file.path().display().to_string()]);
+    }
+    args.push(image.to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pulled = run_to_end(podman, &args).await;
+    drop(auth_file);
+    pulled.map_err(|why| BackendError::Failed(pull_failure(image, login, &why)))?;
     Ok(image.to_owned())
+}
+
+/// Why `podman pull` failed, and the way out when the registry wanted a
+/// login it was not given.
+fn pull_failure(image: &str, login: Option<&Login>, why: &str) -> String {
+    let lowered = why.to_ascii_lowercase();
+    let wants_login = ["unauthorized", "authentication required", "401"].iter().any(|sign| lowered.contains(sign));
+    let registry = crate::images::registry::registry_of(image).unwrap_or_default();
+    match login {
+        None if wants_login => format!(
+            "podman cannot pull the image {image}: the registry {registry} wants a login ({why}). Store one with \
+             `stepbox secret set NAME` ({{\"username\": …, \"password\": …}}) and grant it: \
+             --grant registry-credential={registry}=basic:NAME"
+        ),
+        Some(_) if wants_login => format!(
+            "podman cannot pull the image {image}: the registry {registry} refused the login of the \
+             registry-credential grant ({why})"
+        ),
+        _ => format!("podman cannot pull the image {image}: {why}"),
+    }
+}
+
+/// A containers-auth.json holding one login, in a private directory removed
+/// when this is dropped.
+struct AuthFile {
+    dir: tempfile::TempDir,
+}
+
+impl AuthFile {
+    fn write(login: &Login) -> Result<Self, BackendError> {
+        use base64::Engine as _;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let failed =
+            |error: std::io::Error| BackendError::Failed(format!("cannot write podman's registry login: {error}"));
+        // TempDir makes its directory 0700.
+        let dir = tempfile::Builder::new().prefix("stepbox-registry-login-").tempdir().map_err(failed)?;
+        let pair = format!("{}:{}", login.username, login.password.expose());
+        let auths = serde_json::json!({
+            "auths": { login.registry.clone(): { "auth": base64::engine::general_purpose::STANDARD.encode(pair) } }
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.path().join("auth.json"))
+            .map_err(failed)?;
+        file.write_all(auths.to_string().as_bytes()).map_err(failed)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
 }
 
 #[async_trait]
@@ -209,7 +271,7 @@ impl JobBackend for ContainerBackend {
             return Err(BackendError::Invalid("the job's command is empty".to_owned()));
         }
         let podman = podman()?;
-        let image = ensure_image(&podman, &image).await?;
+        let image = ensure_image(&podman, &image, request.registry_login.as_ref()).await?;
         let hardened = request.confinement.is_some();
         let lease = super::devices::lease_for(&self.leases, &request).await?;
         request.env = super::devices::job_env(&request.env, lease.as_ref());
@@ -409,6 +471,7 @@ mod tests {
             log: Arc::new(log),
             options: Default::default(),
             closing: None,
+            registry_login: None,
         }
     }
 

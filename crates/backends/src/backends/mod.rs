@@ -156,6 +156,10 @@ pub struct JobRequest {
     /// Becomes true when the launch closes: a backend still waiting to
     /// start the job (for GPUs) gives up, and starts nothing.
     pub closing: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The login to the registry of the job's image, when a
+    /// `registry-credential` grant names that registry: the container
+    /// backend pulls with it, and sends it to no other registry.
+    pub registry_login: Option<crate::images::registry::Login>,
 }
 
 /// Why a backend could not run a job.

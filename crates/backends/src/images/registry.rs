@@ -20,6 +20,12 @@ pub fn parse(reference: &str) -> Result<Reference, String> {
     Reference::from_str(reference).map_err(|error| error.to_string())
 }
 
+/// The registry part (`host[:port]`) of an image reference, as
+/// `registry-credential` grants name it; `None` when it is no reference.
+pub fn registry_of(image: &str) -> Option<String> {
+    parse(image).ok().map(|reference| reference.registry().to_owned())
+}
+
 /// Whether `registry` (`host[:port]`) is on this machine's loopback.
 pub fn is_loopback(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(host, _)| host);

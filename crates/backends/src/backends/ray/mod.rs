@@ -258,6 +258,7 @@ mod tests {
             log: Arc::new(log),
             options: Default::default(),
             closing: None,
+            registry_login: None,
         };
         let body =
             submit_body(&request, Some("gcs://_ray_pkg_ab.zip"), Some(vec!["six==1.16.0".into()])).expect("a body");

@@ -17,6 +17,7 @@ use crate::bindings::jobs::{Host, HostJob, JobSpec, JobState, JobStatus, Runtime
 use crate::bindings::types::Error;
 pub use registry::{JobRegistry, NotAdmitted, TrackedJob};
 use stepbox_backends::backends::{self, JobBackend, JobLog, JobRequest, JobResources, JobRuntime, OutputSink};
+use stepbox_backends::images::registry::Login;
 use stepbox_store::store::JobRecord;
 
 /// The `jobs` capability's state for one launch.
@@ -252,6 +253,29 @@ struct CheckedSpec {
     timeout: Option<Duration>,
     runtime: JobRuntime,
     options: backends::catalogue::BackendOptions,
+    registry_login: Option<Login>,
+}
+
+/// The login a `registry-credential` grant gives for the registry of the
+/// job's image, read from its secret; none for other runtimes, for a
+/// registry no grant names, and where secrets are not read.
+fn image_login(launch: &LaunchContext, jobs: &JobsCtx, runtime: &JobRuntime) -> Result<Option<Login>, Error> {
+    let JobRuntime::Image(image) = runtime else { return Ok(None) };
+    if matches!(jobs.secrets, JobSecrets::NotRead) || image.starts_with("oci:") {
+        return Ok(None);
+    }
+    let Some(registry) = stepbox_backends::images::registry::registry_of(image) else { return Ok(None) };
+    let Some(credential) = launch
+        .grants
+        .registry_credentials
+        .iter()
+        .find(|credential| credential.registry.eq_ignore_ascii_case(&registry))
+    else {
+        return Ok(None);
+    };
+    Login::from_secret(&credential.registry, &credential.secret, &launch.home.secrets())
+        .map(Some)
+        .map_err(Error::Failed)
 }
 
 /// Validate a spec and check it against the grants. No side effects.
@@ -346,6 +370,7 @@ fn check(launch: &LaunchContext, jobs: &JobsCtx, spec: &JobSpec) -> Result<Check
         working_dir,
         resources,
         timeout: timeout.map(Duration::from_secs),
+        registry_login: image_login(launch, jobs, &runtime)?,
         runtime,
         options,
     })
@@ -448,6 +473,7 @@ async fn start(
         log: Arc::clone(&log),
         options: spec.options,
         closing: Some(jobs.registry.closing()),
+        registry_login: spec.registry_login,
     };
     let job = match backend.submit(request).await {
         Ok(job) => job,
