@@ -4,7 +4,8 @@
 //! tag or digest, verifies the signature against the trust policy and pins
 //! the digest; and a fake registry (a loopback HTTP server) for what a real
 //! one will not do: serve tampered or oversized blobs, redirect blob reads
-//! to a storage host, loop. Every refusal registers nothing.
+//! to a storage host, loop, list cosign v3's signature bundles through the
+//! referrers API. Every refusal registers nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -695,4 +696,133 @@ fn curl(url: &str, accept: &str) -> Vec<u8> {
         .expect("curl runs");
     assert!(output.status.success(), "curl {url}: {}", String::from_utf8_lossy(&output.stderr));
     output.stdout
+}
+
+const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// cosign v3's signature of `subject` by the test key `signer`: a Sigstore
+/// bundle (a DSSE envelope around an in-toto statement of `predicate_type`),
+/// its referrer manifest, and the referrers list naming that manifest.
+struct Bundled {
+    bundle: Vec<u8>,
+    referrer: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl Bundled {
+    fn new(signer: &str, subject: &str, subject_size: usize, predicate_type: &str) -> Self {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let statement = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"digest": {"sha256": subject.trim_start_matches("sha256:")}}],
+            "predicateType": predicate_type,
+            "predicate": {},
+        })
+        .to_string();
+        let payload_type = "application/vnd.in-toto+json";
+        // DSSE's pre-authentication encoding is what the key signs.
+        let pae = format!("DSSEv1 {} {payload_type} {} {statement}", payload_type.len(), statement.len());
+        let pem = std::fs::read(key(signer, "key")).expect("the test key");
+        let signing_key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("a P-256 key");
+        let jws =
+            jsonwebtoken::crypto::sign(pae.as_bytes(), &signing_key, jsonwebtoken::Algorithm::ES256).expect("signs");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jws).expect("base64url");
+        let bundle = serde_json::json!({
+            "mediaType": BUNDLE,
+            "verificationMaterial": {"publicKey": {"hint": "dGVzdA=="}, "tlogEntries": []},
+            "dsseEnvelope": {
+                "payload": base64.encode(&statement),
+                "payloadType": payload_type,
+                "signatures": [{"sig": base64.encode(raw), "keyid": ""}],
+            },
+        })
+        .to_string()
+        .into_bytes();
+        let referrer = serde_json::json!({
+            "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": BUNDLE,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "artifactType": BUNDLE, "digest": digest(b"{}"), "size": 2},
+            "layers": [{"mediaType": BUNDLE, "digest": digest(&bundle), "size": bundle.len()}],
+            "subject": {"mediaType": MANIFEST, "digest": subject, "size": subject_size},
+            "annotations": {"dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicate_type},
+        })
+        .to_string()
+        .into_bytes();
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": INDEX,
+            "manifests": [{"mediaType": MANIFEST, "digest": digest(&referrer), "size": referrer.len(), "artifactType": BUNDLE}],
+        })
+        .to_string()
+        .into_bytes();
+        Self { bundle, referrer, index }
+    }
+}
+
+/// A registry serving the local flavor under `flavors/local:1` and `bundled`
+/// as its referrer, listed by the referrers API (`api`) or, like a registry
+/// without one, at the fallback tag `sha256-HEX`.
+fn registry_with_bundle(served: Served, bundled: Bundled, api: bool) -> FakeServer {
+    let subject = digest(&served.manifest);
+    let fallback_tag = subject.replacen(':', "-", 1);
+    FakeServer::start(move |request: &Recorded| {
+        let path = request.path.split('?').next().unwrap_or_default();
+        let Some(rest) = path.strip_prefix("/v2/flavors/local/") else {
+            return if path == "/v2/" { Reply::text(200, "{}") } else { Reply::text(404, "unknown") };
+        };
+        let typed = |media_type: &str, body: &[u8]| Reply {
+            status: 200,
+            headers: vec![("Content-Type".into(), media_type.into())],
+            body: body.to_vec(),
+        };
+        match rest.split_once('/') {
+            Some(("manifests", "1")) => typed(MANIFEST, &served.manifest),
+            Some(("manifests", by)) if by == digest(&bundled.referrer) => typed(MANIFEST, &bundled.referrer),
+            Some(("manifests", by)) if !api && by == fallback_tag => typed(INDEX, &bundled.index),
+            Some(("referrers", by)) if api && by == subject => typed(INDEX, &bundled.index),
+            Some(("blobs", by)) if by == digest(&bundled.bundle) => octets(&bundled.bundle),
+            Some(("blobs", by)) => served.blobs.get(by).map_or_else(|| Reply::text(404, "unknown"), |b| octets(b)),
+            _ => Reply::text(404, "unknown"),
+        }
+    })
+}
+
+#[test]
+fn a_cosign_v3_bundle_among_the_referrers_is_a_signature_like_a_sig_tag() {
+    for api in [true, false] {
+        let served = Served::local(None);
+        let (subject, size) = (digest(&served.manifest), served.manifest.len());
+        let server = registry_with_bundle(
+            served,
+            Bundled::new("publisher", &subject, size, "https://sigstore.dev/cosign/sign/v1"),
+            api,
+        );
+        let t = TestHome::new();
+        let scope = format!("127.0.0.1:{}/flavors", server.port());
+        t.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &scope]).expect_code(0);
+        let reference = format!("oci://127.0.0.1:{}/flavors/local:1", server.port());
+        t.run(&["flavor", "register", &reference]).expect_code(0);
+        let shown = t.run(&["flavor", "describe", "local"]).expect_code(0).stdout.clone();
+        assert!(shown.contains("signed by the trusted key `publisher`"), "api {api}: {shown}");
+        let asked = if api { "/v2/flavors/local/referrers/" } else { "/v2/flavors/local/manifests/sha256-" };
+        assert!(!server.requests_to(asked).is_empty(), "api {api}: the referrers were asked for at {asked}");
+    }
+}
+
+#[test]
+fn a_bundle_by_an_untrusted_key_or_of_an_attestation_is_no_signature() {
+    for (signer, predicate_type, expected) in [
+        ("stranger", "https://sigstore.dev/cosign/sign/v1", "none by a key stepbox trusts"),
+        ("publisher", "https://slsa.dev/provenance/v1", "an attestation of `https://slsa.dev/provenance/v1`"),
+    ] {
+        let served = Served::local(None);
+        let (subject, size) = (digest(&served.manifest), served.manifest.len());
+        let server = registry_with_bundle(served, Bundled::new(signer, &subject, size, predicate_type), true);
+        let t = TestHome::new();
+        let scope = format!("127.0.0.1:{}/flavors", server.port());
+        t.run(&["trust", "add", "publisher", "--key", &key("publisher", "pub"), "--scope", &scope]).expect_code(0);
+        let reference = format!("oci://127.0.0.1:{}/flavors/local:1", server.port());
+        t.run(&["flavor", "register", &reference]).expect_error(77, expected);
+        no_flavors(&t);
+    }
 }

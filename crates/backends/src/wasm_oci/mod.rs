@@ -7,6 +7,7 @@
 //! flavor, compiles and registers them.
 
 pub mod artifact;
+pub mod bundle;
 pub mod keys;
 pub mod signature;
 pub mod transfer;

@@ -8,7 +8,9 @@
 //!
 //! Building that manifest, reading it back and deciding whether a pulled
 //! artifact is signed by a trusted key, with no network: the transfer lives
-//! in [`super::transfer`], the keys in [`super::keys`].
+//! in [`super::transfer`], the keys in [`super::keys`]. [`verify`] also
+//! takes cosign v3's signatures, Sigstore bundles ([`super::bundle`]): the
+//! same keys, a different envelope.
 
 use std::collections::BTreeMap;
 
@@ -92,13 +94,53 @@ fn claimed_digest(payload: &[u8]) -> Result<String, String> {
     Ok(payload.critical.image.docker_manifest_digest)
 }
 
+/// How a signature's key signed its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Envelope {
+    /// cosign's simple signing (a `.sig` tag's layer): the payload's exact
+    /// bytes are signed, and the payload is a simple-signing claim.
+    SimpleSigning,
+    /// A DSSE envelope (a Sigstore bundle, cosign v3): its
+    /// pre-authentication encoding of the payload type and payload is
+    /// signed, and the payload is an in-toto statement ([`super::bundle`]).
+    Dsse {
+        /// The envelope's `payloadType`.
+        payload_type: String,
+    },
+}
+
 /// One signature found beside an artifact.
 #[derive(Debug, Clone)]
 pub struct Signature {
-    /// The payload's exact bytes: what is signed.
+    /// The payload's exact bytes: the claim.
     pub payload: Vec<u8>,
-    /// The signature (DER or r‖s), decoded from its annotation.
+    /// The signature (DER or r‖s), decoded from its annotation or bundle.
     pub signature: Vec<u8>,
+    /// How the payload was signed.
+    pub envelope: Envelope,
+}
+
+impl Signature {
+    /// A simple-signing signature (a `.sig` tag's layer).
+    pub fn simple(payload: Vec<u8>, signature: Vec<u8>) -> Self {
+        Self { payload, signature, envelope: Envelope::SimpleSigning }
+    }
+
+    /// The exact bytes the key signed.
+    fn signed_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.envelope {
+            Envelope::SimpleSigning => std::borrow::Cow::Borrowed(&self.payload),
+            Envelope::Dsse { payload_type } => std::borrow::Cow::Owned(super::bundle::pae(payload_type, &self.payload)),
+        }
+    }
+
+    /// The manifest digests the payload claims to sign.
+    fn claimed_digests(&self) -> Result<Vec<String>, String> {
+        match &self.envelope {
+            Envelope::SimpleSigning => claimed_digest(&self.payload).map(|digest| vec![digest]),
+            Envelope::Dsse { payload_type } => super::bundle::claimed_digests(payload_type, &self.payload),
+        }
+    }
 }
 
 /// A signature layer as a signature manifest lists it.
@@ -242,7 +284,9 @@ pub struct Verified {
 /// Why an artifact is not signed by a key trusted for it.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum Unverified {
-    #[error("{digest} is not signed (no signatures at the tag {tag} beside it)")]
+    #[error(
+        "{digest} is not signed (no signatures at the tag {tag} beside it, and no Sigstore bundle among its referrers)"
+    )]
     Unsigned { digest: String, tag: String },
     #[error("{digest} has {count} signature(s), but none by a key stepbox trusts")]
     UntrustedKey { digest: String, count: usize },
@@ -278,12 +322,13 @@ pub fn verify(
         }
     };
     for signature in signatures {
-        for candidate in candidates.iter().filter(|c| c.key.verifies(&signature.payload, &signature.signature)) {
+        let signed_bytes = signature.signed_bytes();
+        for candidate in candidates.iter().filter(|c| c.key.verifies(&signed_bytes, &signature.signature)) {
             let key = candidate.name.to_owned();
-            match claimed_digest(&signature.payload) {
+            match signature.claimed_digests() {
                 Err(why) => consider(Unverified::BadPayload { key, why }),
-                Ok(signed) if signed != digest => {
-                    consider(Unverified::OtherDigest { key, signed, digest: digest.to_owned() })
+                Ok(signed) if !signed.iter().any(|claimed| claimed == digest) => {
+                    consider(Unverified::OtherDigest { key, signed: signed.join(", "), digest: digest.to_owned() })
                 }
                 Ok(_) if !candidate.covers => consider(Unverified::OtherScope {
                     key,
@@ -323,7 +368,7 @@ mod tests {
 
     fn signed(key: &PrivateKey, digest: &str) -> Signature {
         let payload = payload(REPO, digest);
-        Signature { signature: key.sign(&payload), payload }
+        Signature::simple(payload.clone(), key.sign(&payload))
     }
 
     #[test]

@@ -27,6 +27,7 @@ use oci_client::{Reference, RegistryOperation};
 use reqwest::{StatusCode, Url};
 
 use super::artifact::{self, ArtifactBlobs, Blob, ComponentWorld, WasmConfig};
+use super::bundle;
 use super::keys::PrivateKey;
 use super::signature::{self, Signature};
 use super::{SCHEME, WasmOciError};
@@ -228,20 +229,53 @@ async fn signature_manifest(session: &Session, digest: &str) -> Result<Option<Ve
         .await
 }
 
-/// The signatures beside `digest`, each payload checked against its digest.
+/// The signatures beside `digest`: the layers of cosign's `.sig` tag, and
+/// the Sigstore bundles among its referrers (cosign v3's default), every
+/// blob checked against its digest.
 async fn signatures(session: &Session, digest: &str) -> Result<Vec<Signature>, WasmOciError> {
-    let Some(manifest) = signature_manifest(session, digest).await? else {
-        return Ok(Vec::new());
-    };
     let shown = format!("{}@{digest}", session.shown);
-    let listed = signature::list(&shown, &manifest)
-        .map_err(|why| WasmOciError::BadSignatures { reference: shown.clone(), why })?;
-    let mut found = Vec::with_capacity(listed.len());
-    for signature::Listed { blob, signature } in listed {
-        let payload = session.blob(&blob, "signature payload").await?;
-        found.push(Signature { payload, signature });
+    let bad = |why: String| WasmOciError::BadSignatures { reference: shown.clone(), why };
+    let mut found = Vec::new();
+    if let Some(manifest) = signature_manifest(session, digest).await? {
+        for signature::Listed { blob, signature } in signature::list(&shown, &manifest).map_err(bad)? {
+            let payload = session.blob(&blob, "signature payload").await?;
+            found.push(Signature::simple(payload, signature));
+        }
+    }
+    for referrer in bundle_referrers(session, digest, &shown).await? {
+        let what = "signature bundle manifest";
+        let manifest = session
+            .get(&format!("manifests/{}", referrer.digest), &[artifact::MANIFEST_MEDIA_TYPE], referrer.size, what)
+            .await?;
+        artifact::check_blob(what, &referrer, &manifest)?;
+        let Some(layer) = bundle::bundle_layer(&shown, &manifest).map_err(bad)? else { continue };
+        let bytes = session.blob(&layer, "signature bundle").await?;
+        found.extend(bundle::signatures_of(&shown, &bytes).map_err(bad)?);
     }
     Ok(found)
+}
+
+/// The Sigstore bundles referring to `digest`: listed by the registry's
+/// referrers API, or, where it has none (404; some answer 400, 405 or
+/// 501), by the index at the fallback tag `sha256-HEX`.
+async fn bundle_referrers(session: &Session, digest: &str, shown: &str) -> Result<Vec<Blob>, WasmOciError> {
+    let accept = [bundle::INDEX_MEDIA_TYPE];
+    let artifact_type: String = url::form_urlencoded::byte_serialize(bundle::BUNDLE_MEDIA_TYPE.as_bytes()).collect();
+    let api = format!("referrers/{digest}?artifactType={artifact_type}");
+    let listed = match session.get_if_there(&api, &accept, bundle::MAX_INDEX_BYTES, "referrers list").await {
+        Ok(Some(index)) => Some(index),
+        Ok(None) | Err(WasmOciError::Registry { status: 400 | 405 | 501, .. }) => {
+            let tag = bundle::fallback_tag(digest);
+            let what = format!("referrers at {tag}");
+            session.get_if_there(&format!("manifests/{tag}"), &accept, bundle::MAX_INDEX_BYTES, &what).await?
+        }
+        Err(error) => return Err(error),
+    };
+    match listed {
+        Some(index) => bundle::bundle_referrers(shown, &index)
+            .map_err(|why| WasmOciError::BadSignatures { reference: shown.to_owned(), why }),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Pull the flavor artifact `reference` (by tag or digest) with `logins`:
