@@ -240,15 +240,9 @@ mod tests {
     use base64::engine::general_purpose::STANDARD as BASE64;
 
     use super::*;
+    use crate::wasm_oci::fixtures::{COSIGN_KEY, REPO, digest};
     use crate::wasm_oci::keys::PrivateKey;
     use crate::wasm_oci::signature::{Candidate, Unverified, verify};
-
-    const COSIGN_KEY: &str = include_str!("testdata/cosign-generated-empty-password.key");
-    const REPO: &str = "registry.example.com/flavors/local";
-
-    fn digest(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
-    }
 
     /// A statement as cosign v3's `sign` writes it (protojson: subject
     /// without a name, an empty predicate).

@@ -77,3 +77,16 @@ impl WasmOciError {
         }
     }
 }
+
+/// What the signature tests share: a key `cosign generate-key-pair` wrote
+/// (empty password), a repository and digests made of one repeated digit.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    pub const COSIGN_KEY: &str = include_str!("testdata/cosign-generated-empty-password.key");
+    pub const REPO: &str = "registry.example.com/flavors/local";
+
+    /// `sha256:` and 64 times `c`.
+    pub fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+}

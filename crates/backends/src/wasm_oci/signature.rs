@@ -357,14 +357,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wasm_oci::fixtures::{COSIGN_KEY, REPO, digest};
     use crate::wasm_oci::keys::PrivateKey;
-
-    const COSIGN_KEY: &str = include_str!("testdata/cosign-generated-empty-password.key");
-    const REPO: &str = "registry.example.com/flavors/local";
-
-    fn digest(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
-    }
 
     fn signed(key: &PrivateKey, digest: &str) -> Signature {
         let payload = payload(REPO, digest);
