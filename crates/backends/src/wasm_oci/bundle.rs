@@ -241,7 +241,7 @@ mod tests {
 
     use super::*;
     use crate::wasm_oci::fixtures::{COSIGN_KEY, REPO, digest};
-    use crate::wasm_oci::keys::PrivateKey;
+    use crate::wasm_oci::keys::{PrivateKey, PublicKey};
     use crate::wasm_oci::signature::{Candidate, Unverified, verify};
 
     /// A statement as cosign v3's `sign` writes it (protojson: subject
@@ -329,6 +329,17 @@ mod tests {
         raw["dsseEnvelope"]["signatures"][0]["sig"] =
             BASE64.encode(key.sign(&statement(SIGN_PREDICATE_TYPE, &a))).into();
         assert!(matches!(check(&serde_json::to_vec(&raw).expect("JSON")), Err(Unverified::UntrustedKey { .. })));
+    }
+
+    #[test]
+    fn a_bundle_sigstore_js_built_verifies_with_its_key() {
+        // Another implementation's encoding: sigstore-js's DSSE bundle builder (testdata/README.md).
+        let bundle = include_bytes!("testdata/sigstore-js-dsse-bundle.json");
+        let key = PublicKey::from_pem("publisher", include_str!("testdata/sigstore-js-signer.pub")).expect("a key");
+        let trusted = [Candidate { name: "publisher", scope: "registry.example.com".into(), key: &key, covers: true }];
+        let signatures = signatures_of("x", bundle).expect("parses");
+        assert_eq!(verify(REPO, &digest('a'), &signatures, &trusted).map(|v| v.key), Ok("publisher".to_owned()));
+        assert!(matches!(verify(REPO, &digest('b'), &signatures, &trusted), Err(Unverified::OtherDigest { .. })));
     }
 
     #[test]
