@@ -43,6 +43,10 @@ pub const MAX_INDEX_BYTES: u64 = 1 << 20;
 /// The largest bundle read (a key-pair bundle is a few KiB; one with a
 /// certificate chain and log entries some more).
 pub const MAX_BUNDLE_BYTES: u64 = 256 << 10;
+/// The most signatures read from one envelope (cosign writes one): each is
+/// checked against every trusted key, and carries its own copy of the
+/// payload, so a bundle of thousands of empty signatures must not be read.
+pub const MAX_ENVELOPE_SIGNATURES: usize = 8;
 
 /// The tag holding the referrers of `digest` on registries without the
 /// referrers API: `sha256-HEX`.
@@ -151,6 +155,13 @@ pub fn signatures_of(shown: &str, bundle: &[u8]) -> Result<Vec<Signature>, Strin
             "a signature bundle of {shown} holds no DSSE envelope (a blob's signature, not an image's)"
         ));
     };
+    if envelope.signatures.len() > MAX_ENVELOPE_SIGNATURES {
+        return Err(format!(
+            "a signature bundle of {shown} has {} signatures in its envelope; stepbox reads at most \
+             {MAX_ENVELOPE_SIGNATURES}",
+            envelope.signatures.len()
+        ));
+    }
     let payload = decode(&envelope.payload).map_err(|why| format!("a signature bundle of {shown}: payload {why}"))?;
     envelope
         .signatures
@@ -355,6 +366,12 @@ mod tests {
                 "not base64",
             ),
             ("[1, 2", "does not parse"),
+            (
+                r#"{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "dsseEnvelope": {"payload": "e30=",
+                    "payloadType": "x", "signatures": [{"sig": ""}, {"sig": ""}, {"sig": ""}, {"sig": ""}, {"sig": ""},
+                    {"sig": ""}, {"sig": ""}, {"sig": ""}, {"sig": ""}]}}"#,
+                "at most 8",
+            ),
         ] {
             let error = signatures_of("x", bundle.as_bytes()).err().unwrap_or_default();
             assert!(error.contains(expected), "{bundle}: {error}");
