@@ -110,8 +110,9 @@ pub fn egress(data: &[u8]) {
 /// a registry's). Every digest the manifest names maps to a blob path
 /// inside the layout, or is refused; a manifest taken as a flavor artifact
 /// names two well-formed sha256 digests and a layer within the bound; read
-/// as a signature manifest, it lists no more signatures and payloads than
-/// the bounds, and nothing verifies without a trusted key. The reference
+/// as a signature manifest, or as cosign 3's referrers list, referrer
+/// manifest or Sigstore bundle, it lists no more signatures, bundles and
+/// payloads than the bounds, and nothing verifies without a trusted key. The reference
 /// text is also read as a public key and a trust scope (which reads back
 /// as itself).
 pub fn oci(data: &[u8]) {
@@ -143,9 +144,22 @@ pub fn oci(data: &[u8]) {
             assert!(signature.blob.size <= stepbox::wasm_oci::signature::MAX_PAYLOAD_BYTES, "a payload over the bound");
         }
     }
+    // The same bytes as cosign 3's referrers list, referrer manifest and bundle.
+    use stepbox::wasm_oci::bundle;
+    if let Ok(referrers) = bundle::bundle_referrers("fuzz", manifest) {
+        assert!(referrers.len() <= stepbox::wasm_oci::signature::MAX_SIGNATURES, "more bundles than the bound");
+        assert!(referrers.iter().all(|blob| blob.size <= bundle::MAX_INDEX_BYTES), "a referrer over the bound");
+    }
+    if let Ok(Some(layer)) = bundle::bundle_layer("fuzz", manifest) {
+        assert!(layer.size <= bundle::MAX_BUNDLE_BYTES, "a bundle over the bound");
+    }
+    let mut signatures = vec![stepbox::wasm_oci::signature::Signature::simple(manifest.to_vec(), Vec::new())];
+    if let Ok(found) = bundle::signatures_of("fuzz", manifest) {
+        assert!(found.len() <= bundle::MAX_ENVELOPE_SIGNATURES, "more envelope signatures than the bound");
+        signatures.extend(found);
+    }
     let candidates: [stepbox::wasm_oci::signature::Candidate<'_>; 0] = [];
-    let signature = stepbox::wasm_oci::signature::Signature { payload: manifest.to_vec(), signature: Vec::new() };
-    let verdict = stepbox::wasm_oci::signature::verify("fuzz/x", "sha256:00", &[signature], &candidates);
+    let verdict = stepbox::wasm_oci::signature::verify("fuzz/x", "sha256:00", &signatures, &candidates);
     assert!(verdict.is_err(), "nothing verifies without a trusted key");
     let Ok(manifest) = serde_json::from_slice::<oci_client::manifest::OciImageManifest>(manifest) else { return };
     let layout = layout();
