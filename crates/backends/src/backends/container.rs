@@ -186,6 +186,13 @@ async fn ensure_image(podman: &Path, image: &str, login: Option<&Login>) -> Resu
 /// Why `podman pull` failed, and the way out when the registry wanted a
 /// login it was not given.
 fn pull_failure(image: &str, login: Option<&Login>, why: &str) -> String {
+    // The message reaches the flavor: whatever podman printed, the password is not in it.
+    let why = match login {
+        Some(login) if !login.password.expose().is_empty() => {
+            why.replace(login.password.expose(), "[redacted by stepbox]")
+        }
+        _ => why.to_owned(),
+    };
     let lowered = why.to_ascii_lowercase();
     let wants_login = ["unauthorized", "authentication required", "401"].iter().any(|sign| lowered.contains(sign));
     let registry = crate::images::registry::registry_of(image).unwrap_or_default();
@@ -473,6 +480,25 @@ mod tests {
             closing: None,
             registry_login: None,
         }
+    }
+
+    #[test]
+    fn a_refused_pull_names_the_grant_to_add_and_never_the_password() {
+        let image = "registry.example.com:5000/team/trainer:1";
+        let unauthorized = "Error: reading manifest 1: unauthorized: authentication required";
+        let told = pull_failure(image, None, unauthorized);
+        assert!(told.contains("--grant registry-credential=registry.example.com:5000=basic:NAME"), "{told}");
+        let login = Login {
+            registry: "registry.example.com:5000".into(),
+            username: "puller".into(),
+            password: crate::secrets::SecretValue::new("hunter2-password".into()),
+        };
+        let echoed = format!("{unauthorized} (tried puller:hunter2-password)");
+        let told = pull_failure(image, Some(&login), &echoed);
+        assert!(told.contains("refused the login of the registry-credential grant"), "{told}");
+        assert!(!told.contains("hunter2-password"), "{told}");
+        let told = pull_failure(image, None, "Error: manifest unknown");
+        assert_eq!(told, format!("podman cannot pull the image {image}: Error: manifest unknown"));
     }
 
     #[test]
