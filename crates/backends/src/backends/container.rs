@@ -17,6 +17,9 @@
 //!   container's (125–127 are podman's own failures, explained).
 //! - Cancel and timeout: `podman stop --time GRACE`, then the container is
 //!   removed. Registries on loopback are spoken to without TLS.
+//! - A `registry-credential` grant's login reaches `podman pull` in a private
+//!   auth file ([`podman_auth`]), removed after the pull, or by the next
+//!   launch when this one was killed mid-pull.
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::{Child, Command};
 
+use super::podman_auth::{self, AuthFile};
 use super::process_job::{self, Ending, SupervisedJob, SupervisorLink, wait_for_ending};
 use super::{BackendError, JobBackend, JobLog, JobRequest, JobRuntime, JobState, JobStatus, OrphanedJob, RunningJob};
 use crate::images::registry::Login;
@@ -49,8 +53,10 @@ pub struct ContainerBackend {
 }
 
 impl ContainerBackend {
-    /// A backend whose stopped containers get `grace` before SIGKILL.
+    /// A backend whose stopped containers get `grace` before SIGKILL. What
+    /// earlier launches killed mid-pull left of a registry login is removed.
     pub fn new(grace: Duration, leases: crate::gpus::Leases) -> Self {
+        podman_auth::sweep_abandoned(&std::env::temp_dir());
         Self { grace, leases }
     }
 }
@@ -171,7 +177,10 @@ async fn ensure_image(podman: &Path, image: &str, login: Option<&Login>) -> Resu
     }
     // The login goes to podman in an auth file only it and this user can read, never on its
     // command line (where `ps` shows it), and only for the registry the grant names.
-    let auth_file = login.map(AuthFile::write).transpose()?;
+    let auth_file = login
+        .map(|login| AuthFile::write_in(&std::env::temp_dir(), login))
+        .transpose()
+        .map_err(|error| BackendError::Failed(format!("cannot write podman's registry login: {error}")))?;
     if let Some(file) = &auth_file {
         args.extend(["--authfile".to_owned(), file.path().display().to_string()]);
     }
@@ -207,40 +216,6 @@ fn pull_failure(image: &str, login: Option<&Login>, why: &str) -> String {
              registry-credential grant ({why})"
         ),
         _ => format!("podman cannot pull the image {image}: {why}"),
-    }
-}
-
-/// A containers-auth.json holding one login, in a private directory removed
-/// when this is dropped.
-struct AuthFile {
-    dir: tempfile::TempDir,
-}
-
-impl AuthFile {
-    fn write(login: &Login) -> Result<Self, BackendError> {
-        use base64::Engine as _;
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let failed =
-            |error: std::io::Error| BackendError::Failed(format!("cannot write podman's registry login: {error}"));
-        // TempDir makes its directory 0700.
-        let dir = tempfile::Builder::new().prefix("stepbox-registry-login-").tempdir().map_err(failed)?;
-        let pair = format!("{}:{}", login.username, login.password.expose());
-        let auths = serde_json::json!({
-            "auths": { login.registry.clone(): { "auth": base64::engine::general_purpose::STANDARD.encode(pair) } }
-        });
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dir.path().join("auth.json"))
-            .map_err(failed)?;
-        file.write_all(auths.to_string().as_bytes()).map_err(failed)?;
-        Ok(Self { dir })
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("auth.json")
     }
 }
 

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod dry_run;
 mod job_log;
 pub mod local;
+mod podman_auth;
 mod process_job;
 pub mod ray;
 pub mod redact;
